@@ -1,0 +1,330 @@
+"""CCNN: the Continuous Convolutional Neural Network, in plain PyTorch.
+
+Papers:
+    D. W. Romero, D. M. Knigge, A. Gu, E. J. Bekkers, E. Gavves, J. M. Tomczak, M. Hoogendoorn.
+    "Towards a General Purpose CNN for Long Range Dependencies in ND." ICML 2022 workshop /
+    arXiv:2206.03398.
+    D. M. Knigge, D. W. Romero, A. Gu, E. Gavves, E. J. Bekkers, J. M. Tomczak, M. Hoogendoorn,
+    J.-J. Sonke. "Modelling Long Range Dependencies in ND: From Task-Specific to a General
+    Purpose CNN." ICLR 2023 / arXiv:2301.10540.
+Official code: github.com/david-knigge/ccnn (MIT). This is an independent re-implementation.
+
+Layout (no downsampling, any number of spatial axes)::
+
+    x -> Dropout(dropout_in) -> stem: SeparableContinuousConv(C_in -> H) -> BatchNorm -> GELU
+      -> blocks: N x [x + GELU(Linear(Dropout(GELU(SeparableContinuousConv(BatchNorm(x))))))]
+      -> norm: BatchNorm -> head: global mean over all positions -> Linear(H -> classes)
+
+The module follows timm's model API (``forward_features``, ``forward_head``,
+``reset_classifier``, ``num_features``, ``feature_info``, ``set_grad_checkpointing``)
+without importing timm.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .continuous_conv import SeparableContinuousConv
+from .kernel_nets import pointwise_conv
+from .validation import check_input, resolve_kernel_size
+
+__all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
+
+INIT_SCHEMES = ("unit_variance", "official")
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+def _dropout(data_dim: int, rate: float, kind: str) -> nn.Module:
+    if kind == "channel":  # official Dropout2d (channel-wise; Dropout1d semantics on sequences)
+        return _CHANNEL_DROPOUTS[data_dim - 1](rate)
+    if kind == "element":
+        return nn.Dropout(rate)
+    raise ValueError(f"dropout_type must be 'channel' or 'element', got {kind!r}")
+
+
+class CCNNStem(nn.Module):
+    """Input layer: continuous conv ``C_in -> H``, BatchNorm, GELU."""
+
+    def __init__(self, in_chans: int, channels: int, data_dim: int, conv_kwargs: dict) -> None:
+        super().__init__()
+        self.conv = SeparableContinuousConv(in_chans, channels, data_dim=data_dim, **conv_kwargs)
+        self.norm = _BATCH_NORMS[data_dim - 1](channels)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x, scale)))
+
+
+class CCNNBlock(nn.Module):
+    """S4-style pre-norm residual block of the official code.
+
+    ``out = x + GELU(linear(dropout(GELU(conv(norm(x))))))`` - note the second GELU sits
+    before the residual sum, exactly as in the official ``S4Block``.
+    """
+
+    def __init__(self, channels: int, data_dim: int, conv_kwargs: dict, dropout: float, dropout_type: str) -> None:
+        super().__init__()
+        self.norm = _BATCH_NORMS[data_dim - 1](channels)
+        self.conv = SeparableContinuousConv(channels, channels, data_dim=data_dim, **conv_kwargs)
+        self.act1 = nn.GELU()
+        self.drop = _dropout(data_dim, dropout, dropout_type)
+        self.linear = pointwise_conv(data_dim, channels, channels)
+        self.act2 = nn.GELU()
+        nn.init.kaiming_normal_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        h = self.act1(self.conv(self.norm(x), scale))
+        return x + self.act2(self.linear(self.drop(h)))
+
+
+class CCNNHead(nn.Module):
+    """Global pooling over every spatial position, then a linear classifier.
+
+    ``pool_type``: ``"avg"`` (official), ``"max"``, or ``""`` (no pooling: the classifier is
+    applied at every position and the output keeps its spatial axes).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, pool_type: str = "avg") -> None:
+        super().__init__()
+        if pool_type not in ("avg", "max", ""):
+            raise ValueError(f"global_pool must be 'avg', 'max' or '', got {pool_type!r}")
+        self.pool_type = pool_type
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            nn.init.kaiming_normal_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, x.ndim))
+        if self.pool_type == "avg":
+            return x.mean(dim=dims)
+        if self.pool_type == "max":
+            return x.amax(dim=dims)
+        return x
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pool(x)
+        if pre_logits:
+            return x
+        if x.ndim == 2:
+            return self.fc(x)
+        return torch.movedim(self.fc(torch.movedim(x, 1, -1)), -1, 1)  # per-position classifier
+
+
+class CCNN(nn.Module):
+    """Continuous CNN for inputs ``[B, C, *spatial]`` with 1, 2 or 3 spatial axes.
+
+    Args:
+        data_dim: number of spatial axes.
+        in_chans: input channels.
+        num_classes: classifier outputs (1 for binary tasks; 0 for no classifier).
+        hidden_channels: width H of every block.
+        num_blocks: number of residual blocks.
+        kernel_net: kernel generator, ``"magnet"`` or ``"siren"``.
+        kernel_hidden: generator width.
+        kernel_layers: generator hidden layers.
+        omega_0: generator frequency scale of the official initialisation (reference mode);
+            in continuous mode MAGNet frequencies are instead spread over the band below the
+            base grid's Nyquist frequency.
+        kernel_size: kernel taps at the base resolution: ``"same"`` (as long as the base
+            input, rounded up to odd for centred kernels), an int, or one int per axis.
+        base_resolution: input size per axis the model is native at (training size).
+        base_sampling_rate: for rate-defined data (audio: Hz; tokens: 1.0): inputs of any
+            length are assumed at this rate unless ``sampling_rate=`` says otherwise.
+        causal: causal kernels (1D only).
+        mode: ``"continuous"`` (default: kernels follow the input resolution) or
+            ``"reference"`` (official behaviour, for converted weights).
+        mask_init: initial Gaussian mask width.
+        mask_threshold: crop threshold of the mask.
+        dropout: dropout inside the blocks; ``dropout_type`` ``"channel"`` or ``"element"``.
+        dropout_in: element-wise dropout on the raw input.
+        conv_impl: continuous mode path selection: ``"auto"`` (measured), ``"fft"``, ``"direct"``.
+        use_fft: reference mode: the official FFT switch (kernels longer than ``fft_threshold``).
+        fft_threshold: see ``use_fft``.
+        legacy_odd_fft: reference mode: reproduce the official odd-length irfft behaviour.
+        global_pool: ``"avg"``, ``"max"`` or ``""``.
+        init_scheme: ``"unit_variance"`` (default; each conv's kernel is normalised on its
+            base grid so that it preserves the variance of white input) or ``"official"``
+            (the official Chang re-weighting by ``sqrt(1 / kernel_taps)`` only).
+        check_finite: raise on NaN/inf inputs (costs one reduction per forward).
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dim: int = 2,
+        in_chans: int = 3,
+        num_classes: int = 10,
+        hidden_channels: int = 140,
+        num_blocks: int = 4,
+        kernel_net: str = "magnet",
+        kernel_hidden: int = 32,
+        kernel_layers: int = 3,
+        omega_0: float = 976.781,
+        kernel_size: int | str | Sequence[int] = 33,
+        base_resolution: Sequence[int] = (32, 32),
+        base_sampling_rate: float | None = None,
+        causal: bool = False,
+        mode: str = "continuous",
+        mask_init: float = 0.075,
+        mask_threshold: float = 0.1,
+        dropout: float = 0.0,
+        dropout_type: str = "channel",
+        dropout_in: float = 0.0,
+        conv_impl: str = "auto",
+        use_fft: bool = False,
+        fft_threshold: int = 50,
+        legacy_odd_fft: bool = False,
+        global_pool: str = "avg",
+        init_scheme: str = "unit_variance",
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__()
+        if data_dim not in (1, 2, 3):
+            raise ValueError(f"data_dim must be 1, 2 or 3, got {data_dim}")
+        base_resolution = tuple(int(r) for r in base_resolution)
+        if len(base_resolution) != data_dim or min(base_resolution) < 1:
+            raise ValueError(f"base_resolution must hold {data_dim} positive sizes, got {base_resolution}")
+        if init_scheme not in INIT_SCHEMES:
+            raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
+        for name, value in (("in_chans", in_chans), ("hidden_channels", hidden_channels), ("kernel_hidden", kernel_hidden)):
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if num_blocks < 0 or num_classes < 0:
+            raise ValueError("num_blocks and num_classes must be >= 0")
+        if not 0.0 <= dropout < 1.0 or not 0.0 <= dropout_in < 1.0:
+            raise ValueError("dropout rates must lie in [0, 1)")
+        if mask_init <= 0 or not 0.0 < mask_threshold < 1.0:
+            raise ValueError("mask_init must be > 0 and mask_threshold in (0, 1)")
+        if base_sampling_rate is not None and base_sampling_rate <= 0:
+            raise ValueError(f"base_sampling_rate must be positive, got {base_sampling_rate}")
+
+        self.data_dim, self.in_chans, self.num_classes = data_dim, in_chans, num_classes
+        self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate
+        self.mode, self.causal, self.check_finite = mode, causal, check_finite
+        self.num_features = self.head_hidden_size = hidden_channels
+        self.drop_rate = dropout
+        self.grad_checkpointing = False
+        self.kernel_size = resolve_kernel_size(kernel_size, base_resolution, causal)
+        conv_kwargs = dict(
+            kernel_size=self.kernel_size,
+            base_resolution=None if base_sampling_rate is not None else base_resolution,
+            causal=causal, mode=mode, kernel_net=kernel_net, kernel_hidden=kernel_hidden,
+            kernel_layers=kernel_layers, omega_0=omega_0, mask_init=mask_init, mask_threshold=mask_threshold,
+            conv_impl=conv_impl, use_fft=use_fft, fft_threshold=fft_threshold, legacy_odd_fft=legacy_odd_fft,
+        )
+        self.drop_in = nn.Dropout(dropout_in)
+        self.stem = CCNNStem(in_chans, hidden_channels, data_dim, conv_kwargs)
+        self.blocks = nn.Sequential(*(CCNNBlock(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
+                                      for _ in range(num_blocks)))
+        self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
+        self.head = CCNNHead(hidden_channels, num_classes, global_pool)
+        self.feature_info = [dict(num_chs=hidden_channels, reduction=1, module="stem")] + [
+            dict(num_chs=hidden_channels, reduction=1, module=f"blocks.{i}") for i in range(num_blocks)
+        ]
+        self.init_kernels(init_scheme)
+
+    # -- initialisation ------------------------------------------------------------------
+    def continuous_convs(self) -> list[SeparableContinuousConv]:
+        return [m for m in self.modules() if isinstance(m, SeparableContinuousConv)]
+
+    @torch.no_grad()
+    def init_kernels(self, scheme: str = "unit_variance") -> None:
+        """Scale every kernel generator's last layer for the base resolution (explicit, once).
+
+        ``"official"``: multiply by ``sqrt(1 / F)``, F = taps of the cropped base kernel
+        (Chang et al. 2020, the official lazy first-forward step done up front).
+        ``"unit_variance"``: then rescale so that each kernel channel's squared taps sum to
+        one on the base grid: a depthwise conv of white unit-variance input then has unit
+        output variance whatever MAGNet's envelopes happen to produce.
+        """
+        for conv in self.continuous_convs():
+            weight = conv.kernel_net.output_linear.weight
+            weight.mul_(math.sqrt(1.0 / conv.base_taps()))
+            if scheme == "unit_variance":
+                kernel = conv.kernel()  # [C, *K] at the base grid
+                norms = kernel.flatten(1).norm(dim=1).clamp_min(1e-12)
+                conv.kernel_net.output_linear.bias.div_(norms)
+                weight.div_(norms.view(-1, *(1,) * (weight.ndim - 1)))
+            conv.clear_kernel_cache()
+
+    # -- resolution ----------------------------------------------------------------------
+    def input_scale(
+        self,
+        x: torch.Tensor,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+    ) -> tuple[float, ...] | None:
+        """Resolution of ``x`` relative to the base, per axis (None: let each layer read the shape).
+
+        ``resolution``: the grid size the (full-field) input corresponds to, per axis.
+        ``sampling_rate``: the input's rate, for rate-defined models (audio in Hz).
+        """
+        if self.mode == "reference":
+            return None
+        if sampling_rate is not None:
+            if self.base_sampling_rate is None:
+                raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
+                                 "use resolution= for grid-defined inputs")
+            if sampling_rate <= 0:
+                raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+            return (float(sampling_rate) / self.base_sampling_rate,) * self.data_dim
+        if resolution is not None:
+            resolution = (resolution,) * self.data_dim if isinstance(resolution, (int, float)) else tuple(resolution)
+            if len(resolution) != self.data_dim or min(resolution) <= 0:
+                raise ValueError(f"resolution must hold {self.data_dim} positive sizes, got {resolution}")
+            return tuple(r / b for r, b in zip(resolution, self.base_resolution))
+        return None
+
+    # -- timm-style API ------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (``num_classes=0``: none) and optionally the pooling."""
+        device = self.norm.weight.device
+        self.num_classes = num_classes
+        self.head = CCNNHead(self.num_features, num_classes, self.head.pool_type if global_pool is None else global_pool)
+        self.head.to(device)
+
+    @property
+    def global_pool(self) -> str:
+        return self.head.pool_type
+
+    def forward_features(
+        self,
+        x: torch.Tensor,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+    ) -> torch.Tensor:
+        """Unpooled features ``[B, H, *spatial]`` after the final norm."""
+        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        scale = self.input_scale(x, resolution, sampling_rate)
+        x = self.stem(self.drop_in(x), scale)
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                x = checkpoint(block, x, scale, use_reentrant=False)
+            else:
+                x = block(x, scale)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+    ) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks)."""
+        return self.forward_head(self.forward_features(x, resolution, sampling_rate))

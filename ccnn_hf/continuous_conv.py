@@ -1,0 +1,202 @@
+"""Separable continuous convolution (SeparableFlexConv of the official CCNN code).
+
+``depthwise(x, generator(p) * gaussian_mask(p)) + bias`` followed by a 1x1 channel mixer.
+The depthwise kernel is a function of position, sampled on the grid that the input's
+resolution calls for (see :mod:`ccnn_hf.kernel_grid`), so the same parameters serve every
+resolution, length and sampling rate.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .fftconv import choose_conv_path, depthwise_conv_direct, depthwise_conv_fft, depthwise_conv_fft_official_1d
+from .kernel_grid import AxisGrid, axis_grid, crop_roots, gaussian_mask
+from .kernel_nets import build_kernel_net, pointwise_conv
+
+__all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS"]
+
+MODES = ("continuous", "reference")
+CONV_IMPLS = ("auto", "fft", "direct")
+
+
+class SeparableContinuousConv(nn.Module):
+    """Continuous depthwise convolution with a learned Gaussian mask, then a 1x1 mixer.
+
+    Args:
+        in_channels: channels of the input (and of the depthwise kernel).
+        out_channels: channels after the 1x1 channel mixer.
+        data_dim: number of spatial axes (1, 2 or 3).
+        kernel_size: taps per axis of the kernel at the base resolution (before cropping).
+        base_resolution: input grid size per axis at which one kernel step is one sample;
+            an input of another size is sampled proportionally finer or coarser. None for
+            rate-defined data (audio, tokens): then the scale must be given explicitly.
+        causal: 1D only; output ``t`` depends on inputs up to ``t``.
+        mode: ``"continuous"`` (kernel follows the input resolution, band-limited generator)
+            or ``"reference"`` (the official behaviour: fixed grid whatever the input size).
+        kernel_net: ``"magnet"`` or ``"siren"``.
+        kernel_hidden: width of the generator.
+        kernel_layers: hidden layers of the generator.
+        omega_0: frequency scale of the generator's official initialisation.
+        mask_init: initial Gaussian mask width (sigma, in kernel coordinates).
+        mask_threshold: mask value below which kernel taps are cropped away.
+        conv_impl: continuous mode: ``"auto"`` (measured), ``"fft"`` or ``"direct"``.
+        use_fft: reference mode: the official switch (FFT iff set and every kernel axis is
+            longer than ``fft_threshold`` taps).
+        fft_threshold: see ``use_fft``.
+        legacy_odd_fft: reference mode: reproduce the official odd-length ``irfft`` bug.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        data_dim: int,
+        kernel_size: Sequence[int],
+        base_resolution: Sequence[int] | None = None,
+        causal: bool = False,
+        mode: str = "continuous",
+        kernel_net: str = "magnet",
+        kernel_hidden: int = 32,
+        kernel_layers: int = 3,
+        omega_0: float = 1.0,
+        mask_init: float = 0.075,
+        mask_threshold: float = 0.1,
+        conv_impl: str = "auto",
+        use_fft: bool = False,
+        fft_threshold: int = 50,
+        legacy_odd_fft: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+        if causal and data_dim != 1:
+            raise ValueError("causal convolutions are only defined for data_dim=1")
+        kernel_size = tuple(int(k) for k in kernel_size)
+        if len(kernel_size) != data_dim:
+            raise ValueError(f"kernel_size needs {data_dim} entries, got {kernel_size}")
+        if not causal and any(k % 2 == 0 for k in kernel_size):
+            raise ValueError(f"centred (non-causal) kernels need odd sizes, got {kernel_size}")
+        self.in_channels, self.out_channels, self.data_dim = in_channels, out_channels, data_dim
+        self.kernel_size, self.causal, self.mode = kernel_size, causal, mode
+        self.base_resolution = None if base_resolution is None else tuple(int(r) for r in base_resolution)
+        self.mask_threshold = float(mask_threshold)
+        self.conv_impl, self.use_fft, self.fft_threshold = conv_impl, use_fft, fft_threshold
+        self.legacy_odd_fft = legacy_odd_fft
+
+        nyquist = None if mode == "reference" else [math.pi * (k - 1) / 2.0 for k in kernel_size]
+        self.kernel_net = build_kernel_net(
+            kernel_net,
+            data_dim=data_dim,
+            out_channels=in_channels,
+            hidden_channels=kernel_hidden,
+            no_layers=kernel_layers,
+            omega_0=omega_0,
+            init_spatial_value=mask_init * 1.667,
+            causal=causal,
+            max_frequency=nyquist,
+        )
+        self.bias = nn.Parameter(torch.zeros(in_channels))
+        self.mask_width = nn.Parameter(torch.full((data_dim,), float(mask_init)))
+        self.channel_mixer = pointwise_conv(data_dim, in_channels, out_channels)
+        nn.init.kaiming_normal_(self.channel_mixer.weight)
+        nn.init.zeros_(self.channel_mixer.bias)
+        self._kernel_cache: dict[tuple, torch.Tensor] = {}
+
+    # -- kernel ------------------------------------------------------------------------
+    @property
+    def mask_mean(self) -> torch.Tensor:
+        """Mask centre per axis: +1 (the current sample) for causal kernels, else 0."""
+        return torch.full((self.data_dim,), 1.0 if self.causal else 0.0, device=self.mask_width.device)
+
+    def sampling_plan(self, scale: Sequence[float]) -> list[AxisGrid]:
+        """Per-axis grids for an input ``scale`` x the base resolution (crop included)."""
+        roots = crop_roots(self.mask_mean, self.mask_width, self.mask_threshold, self.causal)
+        reference = self.mode == "reference"
+        return [
+            axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
+            for d, (k, s) in enumerate(zip(self.kernel_size, scale))
+        ]
+
+    def kernel(self, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """The masked depthwise kernel ``[C, *K]`` (float32) for an input at ``scale``.
+
+        In eval mode the result is cached per scale and device, and dropped when any
+        parameter changes (in-place updates bump their version counters) or on ``train()``.
+        """
+        scale = tuple(float(s) for s in (scale or (1.0,) * self.data_dim))
+        if self.training or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return self._sample_kernel(scale)
+        key = (scale, self.mask_width.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self._kernel_cache.get(key)
+        if cached is None:
+            self._kernel_cache.clear()
+            cached = self._kernel_cache[key] = self._sample_kernel(scale)
+        return cached
+
+    def _sample_kernel(self, scale: tuple[float, ...]) -> torch.Tensor:
+        plan = self.sampling_plan(scale)
+        device = self.mask_width.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            axes = [g.positions.to(device) for g in plan]
+            positions = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)  # [1, D, *K]
+            params = next(self.kernel_net.parameters())
+            positions = positions.to(params.dtype)
+            kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
+            kernel = (gaussian_mask(positions, self.mask_mean.to(params.dtype), self.mask_width) * kernel)[0].float()
+            for axis, grid in enumerate(plan):
+                if grid.resample is not None:  # tent-integrate onto the coarse axis
+                    kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ grid.resample.to(device).T, -1, axis + 1)
+            riemann = math.prod(g.riemann for g in plan)
+            return kernel * riemann if riemann != 1.0 else kernel
+
+    def clear_kernel_cache(self) -> None:
+        self._kernel_cache.clear()
+
+    def base_taps(self) -> int:
+        """Number of kernel taps at the base resolution after the initial mask crop."""
+        return math.prod(g.taps for g in self.sampling_plan((1.0,) * self.data_dim))
+
+    def train(self, mode: bool = True) -> "SeparableContinuousConv":
+        self._kernel_cache.clear()
+        return super().train(mode)
+
+    # -- convolution -------------------------------------------------------------------
+    def conv_path(self, x: torch.Tensor, kernel_shape: Sequence[int]) -> str:
+        """Which depthwise implementation runs for this input and kernel."""
+        if self.mode == "reference":
+            if self.legacy_odd_fft and self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]):
+                return "official_fft"
+            return "fft" if self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]) else "direct"
+        if self.conv_impl != "auto":
+            return self.conv_impl
+        return choose_conv_path(x, kernel_shape, self.causal)
+
+    def input_scale(self, x: torch.Tensor) -> tuple[float, ...]:
+        """Resolution of ``x`` relative to the base grid, read from its shape (1 if rate-defined)."""
+        if self.mode == "reference" or self.base_resolution is None:
+            return (1.0,) * self.data_dim
+        return tuple(n / b for n, b in zip(x.shape[2:], self.base_resolution))
+
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
+        :meth:`input_scale`."""
+        kernel = self.kernel(self.input_scale(x) if scale is None else scale)
+        path = self.conv_path(x, kernel.shape)
+        if path == "direct":
+            out = depthwise_conv_direct(x, kernel, self.bias, self.causal)
+        elif path == "fft":
+            out = depthwise_conv_fft(x, kernel, self.bias, self.causal)
+        else:
+            out = depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
+        return self.channel_mixer(out)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
+                f"causal={self.causal}, mode={self.mode!r}")

@@ -1,0 +1,171 @@
+"""Depthwise N-D convolution with a per-channel kernel: direct and FFT paths, and a chooser.
+
+All functions compute a cross-correlation (PyTorch's convention, no kernel flip) of
+``x [B, C, *L]`` with ``kernel [C, *K]`` and return ``[B, C, *L]``:
+
+* centred: output position ``t`` sees inputs ``t - K//2 .. t + K//2`` (odd ``K``);
+* causal (1D only): output ``t`` sees ``t - K + 1 .. t``; the LAST tap weights the current
+  sample, as in the official code.
+
+The FFT path works in any dimension, pads to fast (5-smooth) lengths, needs only
+``L + max(P, K - 1 - P)`` points per axis (the kernel is rolled instead of the input padded)
+and always runs in float32, also under autocast.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Sequence
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "fast_fft_length",
+    "depthwise_conv_direct",
+    "depthwise_conv_fft",
+    "depthwise_conv_fft_official_1d",
+    "choose_conv_path",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def fast_fft_length(n: int) -> int:
+    """Smallest even 5-smooth integer (2^a 3^b 5^c, a >= 1) that is >= n."""
+    best = None
+    p2 = 2
+    while True:
+        p23 = p2
+        while True:
+            candidate = p23
+            while candidate < n:
+                candidate *= 5
+            best = candidate if best is None else min(best, candidate)
+            if p23 >= n:
+                break
+            p23 *= 3
+        if p2 >= n:
+            return best
+        p2 *= 2
+
+
+def _left_padding(kernel_size: Sequence[int], causal: bool) -> list[int]:
+    return [k - 1 for k in kernel_size] if causal else [k // 2 for k in kernel_size]
+
+
+def _check_kernel(x: torch.Tensor, kernel: torch.Tensor, causal: bool) -> None:
+    spatial = kernel.shape[1:]
+    if causal and len(spatial) != 1:
+        raise ValueError("causal convolution is only defined for 1D data")
+    if not causal and any(k % 2 == 0 for k in spatial):
+        raise ValueError(f"centred convolution needs odd kernel sizes, got {tuple(spatial)}")
+    if kernel.shape[0] != x.shape[1]:
+        raise ValueError(f"kernel has {kernel.shape[0]} channels, input has {x.shape[1]}")
+
+
+def depthwise_conv_direct(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """Depthwise convolution through ``torch.nn.functional.conv{D}d`` with ``groups=C``."""
+    _check_kernel(x, kernel, causal)
+    data_dim = kernel.ndim - 1
+    conv = (F.conv1d, F.conv2d, F.conv3d)[data_dim - 1]
+    weight = kernel.unsqueeze(1).to(x.dtype)  # [C, 1, *K]
+    bias = None if bias is None else bias.to(x.dtype)
+    if causal:
+        return conv(F.pad(x, [kernel.shape[-1] - 1, 0]), weight, bias, groups=x.shape[1])
+    return conv(x, weight, bias, padding=[k // 2 for k in kernel.shape[1:]], groups=x.shape[1])
+
+
+def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """Depthwise convolution through real N-D FFTs of fast lengths, in float32."""
+    _check_kernel(x, kernel, causal)
+    data_dim = kernel.ndim - 1
+    dims = tuple(range(-data_dim, 0))
+    lengths, ksize = x.shape[2:], kernel.shape[1:]
+    pads = _left_padding(ksize, causal)
+    sizes = [fast_fft_length(n + max(p, k - 1 - p)) for n, k, p in zip(lengths, ksize, pads)]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xf = x.float()
+        # Place tap j at offset j - P (mod N): circular correlation then lines up with output t.
+        k = F.pad(kernel.float(), [q for n, kk in zip(reversed(sizes), reversed(ksize)) for q in (0, n - kk)])
+        k = torch.roll(k, shifts=[-p for p in pads], dims=dims)
+        spectrum = torch.fft.rfftn(xf, s=sizes, dim=dims) * torch.conj(torch.fft.rfftn(k, dim=dims))
+        out = torch.fft.irfftn(spectrum, s=sizes, dim=dims)
+        out = out[(..., *(slice(0, n) for n in lengths))]
+        if bias is not None:
+            out = out + bias.float().view(1, -1, *(1,) * data_dim)
+    return out if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type) else out.to(x.dtype)
+
+
+def depthwise_conv_fft_official_1d(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """The official 1D FFT convolution, op for op, including its odd-length ``irfft`` bug.
+
+    ``irfft`` is called without ``n``: when the padded length is odd the inverse is one
+    sample short and the result is not a convolution (``legacy_odd_fft=True`` only).
+    """
+    if kernel.ndim != 2:
+        raise ValueError("the official FFT convolution is 1D only")
+    length = x.shape[-1]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, k = x.float(), kernel.float().unsqueeze(0)  # [1, C, K]
+        if causal:
+            if k.shape[-1] % 2 == 0:
+                k = F.pad(k, [1, 0])
+            x = F.pad(x, [k.shape[-1] - 1, 0])
+        else:
+            x = F.pad(x, [k.shape[-1] // 2, k.shape[-1] // 2])
+        k = F.pad(k, [0, x.shape[-1] - k.shape[-1]])
+        out = torch.fft.irfft(torch.conj(torch.fft.rfft(k, dim=-1)) * torch.fft.rfft(x, dim=-1), dim=-1)[..., :length]
+        if bias is not None:
+            out = out + bias.float().view(1, -1, 1)
+    return out
+
+
+# Measured choice between the two paths -------------------------------------------------
+
+_PATH_CACHE: dict[tuple, str] = {}
+_CLEAR_WINNER = 16.0  # skip timing when the operation-count model says one path is this much cheaper
+
+
+def _estimated_costs(x_shape: Sequence[int], kernel_shape: Sequence[int], causal: bool) -> tuple[float, float]:
+    batch, channels, lengths, ksize = x_shape[0], x_shape[1], x_shape[2:], kernel_shape[1:]
+    direct = batch * channels * math.prod(lengths) * math.prod(ksize)
+    pads = _left_padding(ksize, causal)
+    points = math.prod(fast_fft_length(n + max(p, k - 1 - p)) for n, k, p in zip(lengths, ksize, pads))
+    fft = (2 * batch + 1) * channels * points * max(math.log2(points), 1.0) * 2.5 + batch * channels * points * 3
+    return direct, fft
+
+
+def _time_once(fn, *args) -> float:
+    start = time.perf_counter()
+    out = fn(*args)
+    if out.is_cuda:
+        torch.cuda.synchronize(out.device)
+    return time.perf_counter() - start
+
+
+def choose_conv_path(x: torch.Tensor, kernel_shape: Sequence[int], causal: bool) -> str:
+    """Return ``"fft"`` or ``"direct"``, whichever is measured faster for this problem size.
+
+    An operation-count model settles clear cases; close ones are timed once on random data
+    of the same shape, dtype and device (first call per shape only), and remembered.
+    """
+    key = (tuple(x.shape), tuple(kernel_shape), causal, x.dtype, x.device.type, torch.is_grad_enabled())
+    if key in _PATH_CACHE:
+        return _PATH_CACHE[key]
+    direct, fft = _estimated_costs(x.shape, kernel_shape, causal)
+    if direct > _CLEAR_WINNER * fft:
+        choice = "fft"
+    elif fft > _CLEAR_WINNER * direct:
+        choice = "direct"
+    else:
+        with torch.no_grad():
+            probe = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+            kernel = torch.randn(kernel_shape, dtype=torch.float32, device=x.device)
+            timings = {}
+            for name, fn in (("direct", depthwise_conv_direct), ("fft", depthwise_conv_fft)):
+                fn(probe, kernel, None, causal)  # warm-up (plans, allocations)
+                timings[name] = min(_time_once(fn, probe, kernel, None, causal) for _ in range(2))
+        choice = min(timings, key=timings.get)
+    _PATH_CACHE[key] = choice
+    return choice

@@ -1,0 +1,134 @@
+"""Where a continuous kernel is sampled: grids, the Gaussian mask and its dynamic crop.
+
+Coordinates: a kernel lives on [-1, 1] along every axis. At the base resolution an axis of
+``n`` taps is sampled with step ``h = 2 / (n - 1)``; one step is one input sample.
+
+* Reference mode reproduces the official code bit for bit: ``linspace(-1, 1, n)`` per axis,
+  cropped by the official float32 floor/ceil arithmetic, whatever the input size.
+* Continuous mode samples the same function with step ``h / s`` when the input is ``s``
+  times finer than the base grid. Finer grids (``s >= 1``) evaluate the generator at the
+  finer positions (it is band-limited, so nothing aliases). Coarser grids (``s < 1``) cannot
+  carry the kernel's highest frequencies, so the kernel is evaluated at the base step and
+  integrated over each coarse cell with a tent (linear B-spline) filter: the standard
+  anti-aliased decimation, which low-passes what the coarse grid cannot represent.
+  The tent weights sum the base taps (they are not averaged), which already accounts for
+  the coarser sample spacing; only finer axes need the explicit ``1 / s`` Riemann factor.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["AxisGrid", "axis_grid", "crop_roots", "gaussian_mask", "threshold_radius"]
+
+
+def threshold_radius(threshold: float) -> torch.Tensor:
+    """``sqrt(-2 ln t)``: distance in widths at which a unit Gaussian falls to ``t`` (float32)."""
+    return torch.sqrt(-2.0 * torch.log(torch.tensor([threshold], dtype=torch.float32)))
+
+
+def crop_roots(mean: torch.Tensor, width: torch.Tensor, threshold: float, causal: bool) -> torch.Tensor:
+    """Per-axis position beyond which the mask is below ``threshold`` (official arithmetic).
+
+    Causal kernels return one scalar (the lowest root, ``mu - a``); centred kernels return
+    ``max(|mu - a|, |mu + a|)`` per axis, with ``a = width * sqrt(-2 ln threshold)``.
+    """
+    aux = width.detach().float() * threshold_radius(threshold).to(width.device)
+    roots = torch.stack([mean - aux, mean + aux], dim=1)  # [D, 2]
+    if causal:
+        return torch.min(roots).reshape(1)
+    return torch.max(torch.abs(roots), dim=1).values
+
+
+def gaussian_mask(positions: torch.Tensor, mean: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``exp(-0.5 sum_d (p_d - mu_d)^2 / (sigma_d^2 + 1e-8))`` on a grid ``[1, D, *K]`` -> ``[1, 1, *K]``."""
+    shape = (1, -1, *(1,) * (positions.ndim - 2))
+    inv_var = 1.0 / (width.view(shape) ** 2 + 1e-8)
+    return torch.exp(-0.5 * (inv_var * (positions - mean.view(shape)) ** 2).sum(1, keepdim=True))
+
+
+@dataclass(frozen=True)
+class AxisGrid:
+    """Sampling plan of one kernel axis.
+
+    Attributes:
+        positions: float32 coordinates where the generator is evaluated.
+        resample: ``[n_out, n_eval]`` tent matrix mapping evaluated taps to output taps
+            (coarse axes only), else None.
+        riemann: factor the kernel is multiplied by along this axis (``1 / s`` on finer axes).
+    """
+
+    positions: torch.Tensor
+    resample: torch.Tensor | None
+    riemann: float
+
+    @property
+    def taps(self) -> int:
+        return self.positions.numel() if self.resample is None else self.resample.shape[0]
+
+
+def _crop_centered(n: int, step: torch.Tensor, root: torch.Tensor) -> slice:
+    if not bool(torch.abs(root) < 1.0):
+        return slice(None)
+    index = int(torch.ceil((root - 0.0) / step + 1e-8).int())
+    mid = n // 2
+    return slice(mid - (index - 1), mid + index)
+
+
+def _crop_causal(start: float, step: torch.Tensor, root: torch.Tensor) -> slice:
+    if bool(torch.abs(root) >= 1.0):
+        return slice(None)
+    index = int(torch.floor((root - start) / step).int())
+    return slice(max(index, 0), None)
+
+
+def _official_step(n: int) -> torch.Tensor:
+    # 2.0 / int32 tensor: the official code's float32 step (== float32(2 / (n - 1))).
+    return torch.tensor(2.0 / (n - 1), dtype=torch.float32)
+
+
+def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, reference: bool) -> AxisGrid:
+    """Sampling plan of one axis with ``taps`` base taps, for an input ``scale`` x the base rate.
+
+    Args:
+        taps: number of taps of the uncropped kernel at the base resolution.
+        scale: input resolution / base resolution along this axis (1 in reference mode).
+        causal: kernel ends at +1 (the current sample) instead of being centred on 0.
+        root: mask crop root for this axis (see :func:`crop_roots`), or None for no crop.
+        reference: use the official grid (``linspace(-1, 1, taps)``) and ignore ``scale``.
+    """
+    if taps < 2:
+        positions = torch.zeros(1)
+        return AxisGrid(positions, None, 1.0)
+    if reference or scale == 1.0:
+        positions = torch.linspace(-1.0, 1.0, taps)
+        step = _official_step(taps)
+        if root is not None:
+            positions = positions[_crop_causal(-1.0, step, root) if causal else _crop_centered(taps, step, root)]
+        return AxisGrid(positions, None, 1.0)
+
+    base_step = 2.0 / (taps - 1)
+    out_step = base_step / scale
+    out = _scaled_positions(out_step, causal)
+    step32 = torch.tensor(out_step, dtype=torch.float32)
+    if root is not None:
+        out = out[_crop_causal(float(out[0]), step32, root) if causal else _crop_centered(out.numel(), step32, root)]
+    if scale > 1.0:
+        return AxisGrid(out, None, 1.0 / scale)
+    # Coarse axis: evaluate at the base step around the output taps, then tent-integrate.
+    base = _scaled_positions(base_step, causal)
+    lo, hi = float(out.min()) - out_step, float(out.max()) + out_step
+    base = base[(base > lo) & (base < hi)]
+    weights = torch.clamp(1.0 - torch.abs(out[:, None].double() - base[None, :].double()) / out_step, min=0.0)
+    return AxisGrid(base, weights.float(), 1.0)
+
+
+def _scaled_positions(step: float, causal: bool) -> torch.Tensor:
+    """All grid points with spacing ``step`` inside [-1, 1]: ending at +1 (causal) or centred on 0."""
+    if causal:
+        count = int(math.floor(2.0 / step + 1e-6))
+        return torch.linspace(1.0 - count * step, 1.0, count + 1)
+    half = int(math.floor(1.0 / step + 1e-6))
+    return torch.linspace(-half * step, half * step, 2 * half + 1)
