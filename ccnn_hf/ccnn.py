@@ -117,6 +117,24 @@ class CCNNHead(nn.Module):
         return torch.movedim(self.fc(torch.movedim(x, 1, -1)), -1, 1)  # per-position classifier
 
 
+def _rms(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+    return x.pow(2).mean(dim=dims).sqrt().clamp_min(1e-12) if dims else x.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
+def _unit_rms_conv(conv: SeparableContinuousConv, x: torch.Tensor) -> None:
+    """Scale the kernel channels, then the channel mixer, to unit output RMS on ``x``."""
+    last = conv.kernel_net.output_linear
+    rms = _rms(conv.depthwise(x), dims=(0, *range(2, x.ndim)))  # per channel
+    last.weight.div_(rms.view(-1, *(1,) * (last.weight.ndim - 1)))
+    last.bias.div_(rms)
+    conv.clear_kernel_cache()
+    _unit_rms_linear(conv.channel_mixer, conv.depthwise(x))
+
+
+def _unit_rms_linear(layer: nn.Module, x: torch.Tensor) -> None:
+    layer.weight.div_(_rms(layer(x)))
+
+
 class CCNN(nn.Module):
     """Continuous CNN for inputs ``[B, C, *spatial]`` with 1, 2 or 3 spatial axes.
 
@@ -236,23 +254,49 @@ class CCNN(nn.Module):
 
     @torch.no_grad()
     def init_kernels(self, scheme: str = "unit_variance") -> None:
-        """Scale every kernel generator's last layer for the base resolution (explicit, once).
+        """Explicit initialisation for the base resolution (no first-forward side effects).
 
-        ``"official"``: multiply by ``sqrt(1 / F)``, F = taps of the cropped base kernel
-        (Chang et al. 2020, the official lazy first-forward step done up front).
-        ``"unit_variance"``: then rescale so that each kernel channel's squared taps sum to
-        one on the base grid: a depthwise conv of white unit-variance input then has unit
-        output variance whatever MAGNet's envelopes happen to produce.
+        ``"official"``: multiply every generator's last layer by ``sqrt(1 / F)``, F = taps
+        of the cropped base kernel (Chang et al. 2020; the official code does this lazily in
+        the first forward). It assumes generator outputs of unit variance, but MAGNet's
+        narrow Gaussian envelopes make them far smaller, so each conv shrinks its input
+        (std x0.3-0.8), GELU halves it again, and the official init ends with logit
+        standard deviations of 0.1-0.5 instead of 1.
+        ``"unit_variance"``: after that, a layer-sequential unit-variance pass (LSUV,
+        Mishkin & Matas 2016) on a fixed standard-normal probe at the base resolution
+        rescales, in order, each conv's kernel channels and channel mixer, each block's
+        1x1 layer, and the classifier so that every one of them outputs unit RMS and the
+        logits have unit standard deviation. Measuring (rather than assuming a white
+        input) matters for band-limited kernels: smooth kernels applied to the smooth
+        outputs of earlier layers have gains far above their white-noise gain.
         """
-        for conv in self.continuous_convs():
-            weight = conv.kernel_net.output_linear.weight
-            weight.mul_(math.sqrt(1.0 / conv.base_taps()))
-            if scheme == "unit_variance":
-                kernel = conv.kernel()  # [C, *K] at the base grid
-                norms = kernel.flatten(1).norm(dim=1).clamp_min(1e-12)
-                conv.kernel_net.output_linear.bias.div_(norms)
-                weight.div_(norms.view(-1, *(1,) * (weight.ndim - 1)))
+        convs = self.continuous_convs()
+        if any(p.is_meta for p in self.parameters()):
+            return  # weights will be loaded; nothing to measure on the meta device
+        for conv in convs:
+            conv.kernel_net.output_linear.weight.mul_(math.sqrt(1.0 / conv.base_taps()))
             conv.clear_kernel_cache()
+        if scheme == "unit_variance":
+            self._lsuv()
+
+    def _lsuv(self) -> None:
+        was_training = self.training
+        self.eval()
+        generator = torch.Generator().manual_seed(0)
+        device = self.norm.weight.device
+        x = torch.randn(2, self.in_chans, *self.base_resolution, generator=generator).to(device)
+        _unit_rms_conv(self.stem.conv, x)
+        h = self.stem(x)
+        for block in self.blocks:
+            u = block.norm(h)
+            _unit_rms_conv(block.conv, u)
+            _unit_rms_linear(block.linear, block.act1(block.conv(u)))
+            h = block(h)
+        pooled = self.head(self.norm(h), pre_logits=True)
+        if self.num_classes > 0 and pooled.ndim == 2:
+            fc = self.head.fc
+            fc.weight.div_(fc(pooled).std().clamp_min(1e-12))
+        self.train(was_training)
 
     # -- resolution ----------------------------------------------------------------------
     def input_scale(

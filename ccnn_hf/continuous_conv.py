@@ -140,16 +140,24 @@ class SeparableContinuousConv(nn.Module):
             cached = self._kernel_cache[key] = self._sample_kernel(scale)
         return cached
 
+    def _positions(self, plan: list[AxisGrid]) -> torch.Tensor:
+        """Meshgrid ``[1, D, *K]`` of the evaluation positions of a sampling plan."""
+        axes = [g.positions.to(self.mask_width.device) for g in plan]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
+
+    def mask_on_base_grid(self) -> torch.Tensor:
+        """The Gaussian mask ``[*K]`` on the cropped base grid."""
+        positions = self._positions(self.sampling_plan((1.0,) * self.data_dim))
+        return gaussian_mask(positions, self.mask_mean, self.mask_width)[0, 0]
+
     def _sample_kernel(self, scale: tuple[float, ...]) -> torch.Tensor:
         plan = self.sampling_plan(scale)
         device = self.mask_width.device
         with torch.autocast(device_type=device.type, enabled=False):
-            axes = [g.positions.to(device) for g in plan]
-            positions = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)  # [1, D, *K]
-            params = next(self.kernel_net.parameters())
-            positions = positions.to(params.dtype)
+            dtype = next(self.kernel_net.parameters()).dtype
+            positions = self._positions(plan).to(dtype)  # [1, D, *K]
             kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
-            kernel = (gaussian_mask(positions, self.mask_mean.to(params.dtype), self.mask_width) * kernel)[0].float()
+            kernel = (gaussian_mask(positions, self.mask_mean.to(dtype), self.mask_width) * kernel)[0].float()
             for axis, grid in enumerate(plan):
                 if grid.resample is not None:  # tent-integrate onto the coarse axis
                     kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ grid.resample.to(device).T, -1, axis + 1)
@@ -184,18 +192,20 @@ class SeparableContinuousConv(nn.Module):
             return (1.0,) * self.data_dim
         return tuple(n / b for n, b in zip(x.shape[2:], self.base_resolution))
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
-        """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
-        :meth:`input_scale`."""
+    def depthwise(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """The continuous depthwise convolution plus its bias, before the channel mixer."""
         kernel = self.kernel(self.input_scale(x) if scale is None else scale)
         path = self.conv_path(x, kernel.shape)
         if path == "direct":
-            out = depthwise_conv_direct(x, kernel, self.bias, self.causal)
-        elif path == "fft":
-            out = depthwise_conv_fft(x, kernel, self.bias, self.causal)
-        else:
-            out = depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
-        return self.channel_mixer(out)
+            return depthwise_conv_direct(x, kernel, self.bias, self.causal)
+        if path == "fft":
+            return depthwise_conv_fft(x, kernel, self.bias, self.causal)
+        return depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
+
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
+        :meth:`input_scale`."""
+        return self.channel_mixer(self.depthwise(x, scale))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
