@@ -29,6 +29,8 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
+        "scipy",
+        "mlxtend",
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6", "pytest-timeout", "scipy", "soundfile", "tensorboard", "datasets"],

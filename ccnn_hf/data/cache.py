@@ -1,0 +1,62 @@
+"""On-disk ``.npz`` cache for generated datasets.
+
+A file name carries the dataset name, its generator version and a hash of the generator version,
+every option that shapes the stored arrays and the seed, so a rerun with the same settings loads
+instantly and a changed generator or option never serves stale data. (Options applied after loading,
+such as MNIST-1D's output length, are left out: one file serves them all.) Files are written
+atomically (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+
+
+def default_cache_dir() -> Path:
+    """``$CCNN_HF_CACHE`` if set, else ``~/.cache/ccnn_hf/datasets``."""
+    return Path(os.environ.get("CCNN_HF_CACHE") or Path.home() / ".cache" / "ccnn_hf" / "datasets")
+
+
+def cache_path(
+    cache_dir: str | os.PathLike | None,
+    name: str,
+    version: str,
+    options: Mapping[str, Any],
+    seed: int,
+) -> Path:
+    """Where the arrays for ``(name, version, options, seed)`` live."""
+    key = json.dumps({"name": name, "version": version, "options": dict(options), "seed": seed}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / f"{name}-v{version}-{digest}.npz"
+
+
+def cached_arrays(path: Path, build: Callable[[], Arrays]) -> Arrays:
+    """Load the arrays stored at ``path``, or build, store and return them."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (FileNotFoundError, zipfile.BadZipFile, EOFError, ValueError):
+        pass  # missing or unreadable: regenerate
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return arrays
