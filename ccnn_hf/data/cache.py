@@ -55,6 +55,7 @@ def cached_arrays(path: Path, build: Callable[[], Arrays]) -> Arrays:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; cached data is not secret
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
