@@ -117,22 +117,38 @@ class CCNNHead(nn.Module):
         return torch.movedim(self.fc(torch.movedim(x, 1, -1)), -1, 1)  # per-position classifier
 
 
-def _rms(x: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
-    return x.pow(2).mean(dim=dims).sqrt().clamp_min(1e-12) if dims else x.pow(2).mean().sqrt().clamp_min(1e-12)
+def _channel_rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(dim=(0, *range(2, x.ndim))).sqrt().clamp_min(1e-12)
 
 
-def _unit_rms_conv(conv: SeparableContinuousConv, x: torch.Tensor) -> None:
-    """Scale the kernel channels, then the channel mixer, to unit output RMS on ``x``."""
+def _calibrate_conv(conv: SeparableContinuousConv, x: torch.Tensor) -> torch.Tensor:
+    """Scale kernel channels, then the channel mixer, to unit output RMS on ``x``; return the output.
+
+    At initialisation the depthwise and mixer biases are zero, so outputs scale with the weights.
+    """
     last = conv.kernel_net.output_linear
-    rms = _rms(conv.depthwise(x), dims=(0, *range(2, x.ndim)))  # per channel
+    depthwise = conv.depthwise(x)
+    rms = _channel_rms(depthwise)
     last.weight.div_(rms.view(-1, *(1,) * (last.weight.ndim - 1)))
     last.bias.div_(rms)
     conv.clear_kernel_cache()
-    _unit_rms_linear(conv.channel_mixer, conv.depthwise(x))
+    return _calibrate_linear(conv.channel_mixer, depthwise / rms.view(1, -1, *(1,) * (x.ndim - 2)))
 
 
-def _unit_rms_linear(layer: nn.Module, x: torch.Tensor) -> None:
-    layer.weight.div_(_rms(layer(x)))
+def _calibrate_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Scale a bias-free-at-init 1x1 layer to unit output RMS on ``x``; return its output."""
+    out = layer(x)
+    rms = out.pow(2).mean().sqrt().clamp_min(1e-12)
+    layer.weight.div_(rms)
+    return out / rms
+
+
+def _calibrate_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Set BatchNorm running statistics to those of ``x`` (eval then acts like train); return norm(x)."""
+    dims = (0, *range(2, x.ndim))
+    norm.running_mean.copy_(x.mean(dim=dims))
+    norm.running_var.copy_(x.var(dim=dims))
+    return norm(x)
 
 
 class CCNN(nn.Module):
@@ -264,9 +280,10 @@ class CCNN(nn.Module):
         standard deviations of 0.1-0.5 instead of 1.
         ``"unit_variance"``: after that, a layer-sequential unit-variance pass (LSUV,
         Mishkin & Matas 2016) on a fixed standard-normal probe at the base resolution
-        rescales, in order, each conv's kernel channels and channel mixer, each block's
-        1x1 layer, and the classifier so that every one of them outputs unit RMS and the
-        logits have unit standard deviation. Measuring (rather than assuming a white
+        rescales, in order, each conv's kernel channels and channel mixer and each block's
+        1x1 layer to unit output RMS, sets every BatchNorm's running statistics to the
+        probe's (so eval mode behaves like train mode at initialisation), and scales the
+        classifier so that the logits have unit standard deviation. Measuring (rather than assuming a white
         input) matters for band-limited kernels: smooth kernels applied to the smooth
         outputs of earlier layers have gains far above their white-noise gain.
         """
@@ -280,19 +297,18 @@ class CCNN(nn.Module):
             self._lsuv()
 
     def _lsuv(self) -> None:
+        # Enough probe samples for stable pooled statistics, within a bounded probe size.
+        batch = min(8, max(2, 2**18 // math.prod(self.base_resolution)))
         was_training = self.training
         self.eval()
         generator = torch.Generator().manual_seed(0)
-        device = self.norm.weight.device
-        x = torch.randn(2, self.in_chans, *self.base_resolution, generator=generator).to(device)
-        _unit_rms_conv(self.stem.conv, x)
-        h = self.stem(x)
+        x = torch.randn(batch, self.in_chans, *self.base_resolution, generator=generator).to(self.norm.weight.device)
+        h = self.stem.act(_calibrate_norm(self.stem.norm, _calibrate_conv(self.stem.conv, x)))
         for block in self.blocks:
-            u = block.norm(h)
-            _unit_rms_conv(block.conv, u)
-            _unit_rms_linear(block.linear, block.act1(block.conv(u)))
-            h = block(h)
-        pooled = self.head(self.norm(h), pre_logits=True)
+            u = _calibrate_norm(block.norm, h)
+            a = block.act1(_calibrate_conv(block.conv, u))
+            h = h + block.act2(_calibrate_linear(block.linear, a))
+        pooled = self.head(_calibrate_norm(self.norm, h), pre_logits=True)
         if self.num_classes > 0 and pooled.ndim == 2:
             fc = self.head.fc
             fc.weight.div_(fc(pooled).std().clamp_min(1e-12))

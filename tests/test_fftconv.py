@@ -1,0 +1,117 @@
+"""The FFT path computes the same convolution as the direct path in every dimension."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ccnn_hf.fftconv import (
+    choose_conv_path,
+    depthwise_conv_direct,
+    depthwise_conv_fft,
+    depthwise_conv_fft_official_1d,
+    fast_fft_length,
+)
+
+
+def _smooth(n: int) -> bool:
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 33, 97, 784 + 64, 17704, 16384 + 1319])
+def test_fast_fft_length_is_the_next_even_5_smooth_size(n):
+    m = fast_fft_length(n)
+    assert m >= n and m % 2 == 0 and _smooth(m)
+    assert not any(k % 2 == 0 and _smooth(k) for k in range(n, m))
+
+
+CASES = [
+    ((2, 3, 50), (3, 17), True),
+    ((2, 3, 50), (3, 16), True),      # even causal kernel
+    ((2, 3, 40), (3, 61), True),      # kernel longer than the input
+    ((1, 2, 31), (2, 9), False),
+    ((2, 3, 12, 17), (3, 5, 9), False),
+    ((1, 2, 9, 10), (2, 33, 33), False),  # kernel much larger than the image
+    ((1, 2, 6, 7, 5), (2, 3, 5, 7), False),
+]
+
+
+@pytest.mark.parametrize("x_shape, k_shape, causal", CASES)
+def test_fft_matches_direct(x_shape, k_shape, causal):
+    g = torch.Generator().manual_seed(0)
+    x, k, b = torch.randn(x_shape, generator=g), torch.randn(k_shape, generator=g), torch.randn(k_shape[0], generator=g)
+    direct = depthwise_conv_direct(x, k, b, causal)
+    fft = depthwise_conv_fft(x, k, b, causal)
+    assert fft.shape == direct.shape == x.shape
+    torch.testing.assert_close(fft, direct, rtol=1e-4, atol=1e-4 * direct.abs().max().item())
+
+
+def test_direct_path_is_a_plain_correlation():
+    """Centred: output t sees t-K//2..t+K//2; causal: the last tap weights the current sample."""
+    x = torch.zeros(1, 1, 9)
+    x[0, 0, 4] = 1.0
+    k = torch.arange(1.0, 4.0).view(1, 3)
+    centred = depthwise_conv_direct(x, k, None, causal=False)[0, 0]
+    assert centred[3:6].tolist() == [3.0, 2.0, 1.0]
+    causal = depthwise_conv_direct(x, k, None, causal=True)[0, 0]
+    assert causal[4:7].tolist() == [3.0, 2.0, 1.0] and causal[:4].abs().sum() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data_dim=st.integers(1, 3),
+    length=st.integers(1, 12),
+    ksize=st.integers(0, 4),
+    causal=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fft_equals_direct_property(data_dim, length, ksize, causal, seed):
+    causal = causal and data_dim == 1
+    k = 2 * ksize + 1 if not causal else ksize + 1
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 2, *(length,) * data_dim, generator=g, dtype=torch.float64)
+    kernel = torch.randn(2, *(k,) * data_dim, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(depthwise_conv_fft(x, kernel, None, causal).double(),
+                               depthwise_conv_direct(x, kernel, None, causal), rtol=1e-4, atol=1e-4)
+
+
+def test_fft_runs_in_float32_under_autocast():
+    x = torch.randn(2, 3, 64)
+    k = torch.randn(3, 65)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = depthwise_conv_fft(x.bfloat16(), k, None, causal=True)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, depthwise_conv_direct(x.bfloat16().float(), k, None, True), rtol=1e-4, atol=1e-3)
+
+
+def test_official_fft_is_exact_for_even_lengths_and_broken_for_odd_ones():
+    g = torch.Generator().manual_seed(1)
+    k = torch.randn(2, 101, generator=g)
+    even = torch.randn(1, 2, 300, generator=g)
+    torch.testing.assert_close(depthwise_conv_fft_official_1d(even, k, None, True), depthwise_conv_direct(even, k, None, True),
+                               rtol=1e-4, atol=1e-4)
+    odd = torch.randn(1, 2, 301, generator=g)
+    good = depthwise_conv_direct(odd, k, None, True)
+    assert (depthwise_conv_fft_official_1d(odd, k, None, True) - good).norm() > 0.3 * good.norm()
+
+
+def test_path_choice_follows_cost():
+    assert choose_conv_path(torch.zeros(2, 8, 4096), (8, 4001), causal=True) == "fft"
+    assert choose_conv_path(torch.zeros(2, 8, 4096), (8, 3), causal=True) == "direct"
+    assert choose_conv_path(torch.zeros(2, 8, 128, 128), (8, 65, 65), causal=False) == "fft"
+
+
+def test_bad_kernels_are_refused():
+    with pytest.raises(ValueError, match="odd"):
+        depthwise_conv_direct(torch.zeros(1, 2, 9), torch.zeros(2, 4), None, causal=False)
+    with pytest.raises(ValueError, match="1D"):
+        depthwise_conv_fft(torch.zeros(1, 2, 9, 9), torch.zeros(2, 3, 3), None, causal=True)
+    with pytest.raises(ValueError, match="channels"):
+        depthwise_conv_fft(torch.zeros(1, 2, 9), torch.zeros(3, 3), None, causal=False)
+    assert math.isfinite(float(fast_fft_length(10**6)))
