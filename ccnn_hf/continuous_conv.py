@@ -4,6 +4,25 @@
 The depthwise kernel is a function of position, sampled on the grid that the input's
 resolution calls for (see :mod:`ccnn_hf.kernel_grid`), so the same parameters serve every
 resolution, length and sampling rate.
+
+Band limits of continuous mode. A kernel can only be resampled if it holds nothing above the
+Nyquist frequency of the grid it was learned on, ``pi / h`` with ``h = 2 / (K - 1)`` the base
+step. The kernel is a sum of terms ``Gaussian(p) * sin(w . p + b)`` whose spectrum is a
+Gaussian of width ``sqrt(sum gamma_l^2 + 1 / sigma^2)`` (MAGNet envelopes and the mask)
+centred on ``sum +-w_l`` (MAGNet sines). Continuous mode therefore bounds, smoothly (tanh)
+and per axis:
+
+* the sines of all layers together to ``SINE_BUDGET`` x Nyquist;
+* each envelope's inverse width to ``ENVELOPE_BUDGET`` x Nyquist / sqrt(layers);
+* the mask width from below, ``sigma_min = 1 / (MASK_BUDGET x Nyquist)``, and from above,
+  ``sigma_max`` = the width whose crop radius reaches the edge of the kernel's domain:
+  ``sigma_eff = sigma_max tanh(sqrt(sigma^2 + sigma_min^2) / sigma_max)``;
+
+so that every term stays below Nyquist out to two spectral standard deviations. The mask is
+also shifted to reach exactly zero at the crop threshold, ``max(m - t, 0) / (1 - t)``, and
+the upper bound keeps that point inside the domain: the kernel is continuous and vanishes
+before the grid ends, which Riemann sums on grids of different steps need to agree. Causal kernels end abruptly at the present sample; their last tap gets half
+weight (trapezoid rule), so sums over grids of different steps agree to second order.
 """
 from __future__ import annotations
 
@@ -21,6 +40,9 @@ __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS"]
 
 MODES = ("continuous", "reference")
 CONV_IMPLS = ("auto", "fft", "direct")
+SINE_BUDGET = 0.6
+ENVELOPE_BUDGET = 0.1
+MASK_BUDGET = 0.3
 
 
 class SeparableContinuousConv(nn.Module):
@@ -90,7 +112,11 @@ class SeparableContinuousConv(nn.Module):
         self.conv_impl, self.use_fft, self.fft_threshold = conv_impl, use_fft, fft_threshold
         self.legacy_odd_fft = legacy_odd_fft
 
-        nyquist = None if mode == "reference" else [math.pi * (k - 1) / 2.0 for k in kernel_size]
+        continuous = mode == "continuous"
+        nyquist = [math.pi * (k - 1) / 2.0 for k in kernel_size]  # rad per coordinate unit at the base step
+        self.min_mask_width = tuple(1.0 / (MASK_BUDGET * n) for n in nyquist) if continuous else None
+        # Largest width whose crop radius still fits the kernel's domain (2 long when causal).
+        self.max_mask_width = (2.0 if causal else 1.0) / math.sqrt(-2.0 * math.log(mask_threshold))
         self.kernel_net = build_kernel_net(
             kernel_net,
             data_dim=data_dim,
@@ -100,7 +126,8 @@ class SeparableContinuousConv(nn.Module):
             omega_0=omega_0,
             init_spatial_value=mask_init * 1.667,
             causal=causal,
-            max_frequency=nyquist,
+            max_frequency=[SINE_BUDGET * n for n in nyquist] if continuous else None,
+            max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
         )
         self.bias = nn.Parameter(torch.zeros(in_channels))
         self.mask_width = nn.Parameter(torch.full((data_dim,), float(mask_init)))
@@ -115,9 +142,24 @@ class SeparableContinuousConv(nn.Module):
         """Mask centre per axis: +1 (the current sample) for causal kernels, else 0."""
         return torch.full((self.data_dim,), 1.0 if self.causal else 0.0, device=self.mask_width.device)
 
+    def effective_mask_width(self) -> torch.Tensor:
+        """Mask width in use; in continuous mode bounded smoothly into ``[sigma_min, sigma_max]``
+        (see the module docstring)."""
+        if self.min_mask_width is None:
+            return self.mask_width
+        width = torch.sqrt(self.mask_width**2 + self.mask_width.new_tensor(self.min_mask_width) ** 2)
+        return self.max_mask_width * torch.tanh(width / self.max_mask_width)
+
+    def mask(self, positions: torch.Tensor) -> torch.Tensor:
+        """The Gaussian mask ``[1, 1, *K]`` at ``positions`` (zero at the crop threshold in continuous mode)."""
+        mask = gaussian_mask(positions, self.mask_mean.to(positions.dtype), self.effective_mask_width())
+        if self.mode == "reference":
+            return mask
+        return torch.clamp(mask - self.mask_threshold, min=0.0) / (1.0 - self.mask_threshold)
+
     def sampling_plan(self, scale: Sequence[float]) -> list[AxisGrid]:
         """Per-axis grids for an input ``scale`` x the base resolution (crop included)."""
-        roots = crop_roots(self.mask_mean, self.mask_width, self.mask_threshold, self.causal)
+        roots = crop_roots(self.mask_mean, self.effective_mask_width(), self.mask_threshold, self.causal)
         reference = self.mode == "reference"
         return [
             axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
@@ -145,11 +187,6 @@ class SeparableContinuousConv(nn.Module):
         axes = [g.positions.to(self.mask_width.device) for g in plan]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
 
-    def mask_on_base_grid(self) -> torch.Tensor:
-        """The Gaussian mask ``[*K]`` on the cropped base grid."""
-        positions = self._positions(self.sampling_plan((1.0,) * self.data_dim))
-        return gaussian_mask(positions, self.mask_mean, self.mask_width)[0, 0]
-
     def _sample_kernel(self, scale: tuple[float, ...]) -> torch.Tensor:
         plan = self.sampling_plan(scale)
         device = self.mask_width.device
@@ -157,7 +194,11 @@ class SeparableContinuousConv(nn.Module):
             dtype = next(self.kernel_net.parameters()).dtype
             positions = self._positions(plan).to(dtype)  # [1, D, *K]
             kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
-            kernel = (gaussian_mask(positions, self.mask_mean.to(dtype), self.mask_width) * kernel)[0].float()
+            kernel = (self.mask(positions) * kernel)[0].float()
+            if self.causal and self.mode == "continuous":
+                # Trapezoid rule at the present sample, where a causal kernel is cut off:
+                # half weight keeps Riemann sums on grids of any step consistent (O(h^2)).
+                kernel = torch.cat([kernel[..., :-1], 0.5 * kernel[..., -1:]], dim=-1)
             for axis, grid in enumerate(plan):
                 if grid.resample is not None:  # tent-integrate onto the coarse axis
                     kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ grid.resample.to(device).T, -1, axis + 1)

@@ -7,12 +7,16 @@ Coordinates: a kernel lives on [-1, 1] along every axis. At the base resolution 
   cropped by the official float32 floor/ceil arithmetic, whatever the input size.
 * Continuous mode samples the same function with step ``h / s`` when the input is ``s``
   times finer than the base grid. Finer grids (``s >= 1``) evaluate the generator at the
-  finer positions (it is band-limited, so nothing aliases). Coarser grids (``s < 1``) cannot
-  carry the kernel's highest frequencies, so the kernel is evaluated at the base step and
-  integrated over each coarse cell with a tent (linear B-spline) filter: the standard
-  anti-aliased decimation, which low-passes what the coarse grid cannot represent.
-  The tent weights sum the base taps (they are not averaged), which already accounts for
-  the coarser sample spacing; only finer axes need the explicit ``1 / s`` Riemann factor.
+  finer positions (it is band-limited, so nothing aliases) and weight each tap by ``1 / s``
+  (a Riemann sum over ``s`` times more samples).
+  Coarser grids (``s < 1``) cannot carry the kernel's highest frequencies. There the kernel
+  is evaluated at the base step and folded onto the coarse taps with an interpolation
+  kernel ``W``: ``k_c(q_j) = sum_i k(p_i) W((q_j - p_i) / H)``, ``H = h / s``. This is
+  exactly the base-resolution convolution applied to the coarse input interpolated by
+  ``W``, so the coarse layer approximates the base one as well as ``W`` interpolates, and
+  ``W``'s low-pass response removes what the coarse grid cannot represent. ``W`` is the Keys
+  cubic (Catmull-Rom) kernel for centred axes and the tent (linear) kernel for causal ones,
+  whose interpolation between the two newest samples needs no future input.
 """
 from __future__ import annotations
 
@@ -117,12 +121,26 @@ def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, 
         out = out[_crop_causal(float(out[0]), step32, root) if causal else _crop_centered(out.numel(), step32, root)]
     if scale > 1.0:
         return AxisGrid(out, None, 1.0 / scale)
-    # Coarse axis: evaluate at the base step around the output taps, then tent-integrate.
+    # Coarse axis: evaluate at the base step around the output taps, then fold onto them.
+    support = 1.0 if causal else 2.0
     base = _scaled_positions(base_step, causal)
-    lo, hi = float(out.min()) - out_step, float(out.max()) + out_step
+    lo, hi = float(out.min()) - support * out_step, float(out.max()) + support * out_step
     base = base[(base > lo) & (base < hi)]
-    weights = torch.clamp(1.0 - torch.abs(out[:, None].double() - base[None, :].double()) / out_step, min=0.0)
+    distance = (out[:, None].double() - base[None, :].double()) / out_step
+    weights = _tent(distance) if causal else _keys_cubic(distance)
     return AxisGrid(base, weights.float(), 1.0)
+
+
+def _tent(u: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(1.0 - u.abs(), min=0.0)
+
+
+def _keys_cubic(u: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """Keys' cubic convolution kernel (Catmull-Rom for a = -0.5), support (-2, 2)."""
+    u = u.abs()
+    near = ((a + 2) * u - (a + 3)) * u * u + 1
+    far = ((a * u - 5 * a) * u + 8 * a) * u - 4 * a
+    return torch.where(u <= 1, near, torch.where(u < 2, far, torch.zeros_like(u)))
 
 
 def _scaled_positions(step: float, causal: bool) -> torch.Tensor:

@@ -11,10 +11,12 @@ their shapes and float32 rounding.
 
 Band limiting (continuous mode): when ``max_frequency`` is given (angular frequency per
 spatial axis, in radians per coordinate unit), every sine frequency of a MAGNet layer is
-squashed smoothly into ``(-B, B)`` with ``B = max_frequency / (no_layers + 1)``. A MAGNet
-output is a sum of products of one sine from each of its ``no_layers + 1`` Gabor layers, so
-the frequency of every product term is bounded by ``max_frequency``: the generated kernel
-never holds content above the base grid's Nyquist frequency.
+squashed smoothly into ``(-B, B)`` with ``B = max_frequency / (no_layers + 1)``, and when
+``max_gamma`` is given every envelope's inverse width into ``(-G, G)``. A MAGNet output is
+a sum of products of one Gabor term from each of its ``no_layers + 1`` layers: a Gaussian
+(spectral width ``sqrt(sum gamma^2)``) centred on the frequency ``sum +-w``. Bounding both
+bounds the spectrum of every product term, so the kernel carries (essentially) nothing the
+base grid cannot represent.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class GaborFilter(nn.Module):
         init_spatial_value: spread of the Gaussian centres ``mu`` at initialisation.
         causal: centres start near the causal end (+1) instead of around 0.
         max_frequency: per-axis bound on the sine frequencies (continuous mode), or None.
+        max_gamma: per-axis bound on the envelope's inverse width (continuous mode), or None.
     """
 
     def __init__(
@@ -63,16 +66,21 @@ class GaborFilter(nn.Module):
         init_spatial_value: float,
         causal: bool,
         max_frequency: Sequence[float] | None = None,
+        max_gamma: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.data_dim = data_dim
         self.max_frequency = None if max_frequency is None else tuple(float(f) for f in max_frequency)
+        self.max_gamma = None if max_gamma is None else tuple(float(g) for g in max_gamma)
         if causal and init_spatial_value != 1.0:
             mu = 1.0 - init_spatial_value * torch.rand(hidden_channels, data_dim)
         else:
             mu = init_spatial_value * (2 * torch.rand(hidden_channels, data_dim) - 1)
         self.mu = nn.Parameter(mu)
-        self.gamma = nn.Parameter(torch.distributions.Gamma(alpha, beta).sample((hidden_channels, data_dim)))
+        gamma = torch.distributions.Gamma(alpha, beta).sample((hidden_channels, data_dim))
+        if self.max_gamma is not None:  # keep the initial widths inside the bound, away from saturation
+            gamma = gamma * (torch.tensor(self.max_gamma) / (2 * alpha / beta)).clamp(max=1.0)
+        self.gamma = nn.Parameter(gamma)
         self.linear = pointwise_conv(data_dim, data_dim, hidden_channels)
         with torch.no_grad():
             if self.max_frequency is None:
@@ -91,9 +99,17 @@ class GaborFilter(nn.Module):
         bound = weight.new_tensor(self.max_frequency).view(1, self.data_dim, *(1,) * self.data_dim)
         return bound * torch.tanh(weight / bound)
 
+    def inverse_widths(self) -> torch.Tensor:
+        """Envelope inverse widths ``gamma`` ``[H, D]`` actually used (squashed when band-limited)."""
+        if self.max_gamma is None:
+            return self.gamma
+        bound = self.gamma.new_tensor(self.max_gamma)
+        return bound * torch.tanh(self.gamma / bound)
+
     def forward(self, positions: torch.Tensor) -> torch.Tensor:  # [1, D, *K] -> [1, H, *K]
         shape = (1, *self.mu.shape, *(1,) * self.data_dim)  # [1, H, D, 1...]
-        envelope = torch.exp(-0.5 * ((self.gamma.view(shape) * (positions.unsqueeze(1) - self.mu.view(shape))) ** 2).sum(2))
+        gamma = self.inverse_widths().view(shape)
+        envelope = torch.exp(-0.5 * ((gamma * (positions.unsqueeze(1) - self.mu.view(shape))) ** 2).sum(2))
         return envelope * torch.sin(_conv_nd(positions, self.frequencies(), self.linear.bias))
 
 
@@ -113,6 +129,7 @@ class MAGNet(nn.Module):
         init_spatial_value: spread of the envelope centres (1.667 x mask width in CCNN).
         causal: causal kernels (1D): envelope centres start near +1.
         max_frequency: per-axis bound on the total sine frequency (continuous mode) or None.
+        max_gamma: per-axis bound on every envelope's inverse width (continuous mode) or None.
     """
 
     def __init__(
@@ -127,6 +144,7 @@ class MAGNet(nn.Module):
         init_spatial_value: float = 1.0,
         causal: bool = False,
         max_frequency: Sequence[float] | None = None,
+        max_gamma: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         # Creation order follows the official code so a seeded init draws the same numbers.
@@ -134,7 +152,8 @@ class MAGNet(nn.Module):
         self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels)
         per_layer = None if max_frequency is None else [f / (no_layers + 1) for f in max_frequency]
         self.filters = nn.ModuleList(
-            GaborFilter(data_dim, hidden_channels, omega_0, alpha / (layer + 1), beta, init_spatial_value, causal, per_layer)
+            GaborFilter(data_dim, hidden_channels, omega_0, alpha / (layer + 1), beta, init_spatial_value, causal,
+                        per_layer, max_gamma)
             for layer in range(no_layers + 1)
         )
         for lin in self.linears:
@@ -208,12 +227,13 @@ def build_kernel_net(
     init_spatial_value: float,
     causal: bool,
     max_frequency: Sequence[float] | None,
+    max_gamma: Sequence[float] | None,
 ) -> nn.Module:
     """Instantiate a kernel generator by name (``"magnet"`` or ``"siren"``)."""
     common = dict(data_dim=data_dim, out_channels=out_channels, hidden_channels=hidden_channels,
                   no_layers=no_layers, omega_0=omega_0, max_frequency=max_frequency)
     if kind == "magnet":
-        return MAGNet(init_spatial_value=init_spatial_value, causal=causal, **common)
+        return MAGNet(init_spatial_value=init_spatial_value, causal=causal, max_gamma=max_gamma, **common)
     if kind == "siren":
         return SIREN(**common)
     raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
