@@ -117,6 +117,21 @@ class CCNNHead(nn.Module):
         return torch.movedim(self.fc(torch.movedim(x, 1, -1)), -1, 1)  # per-position classifier
 
 
+def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
+    """Fixed standard-normal probe: half white noise, half noise band-limited to half the Nyquist
+    frequency (a smooth field). Smooth kernels answer smooth inputs with more gain than white
+    ones; calibrating on both keeps either kind near unit variance. Own RNG: seeds stay untouched."""
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(batch - batch // 2, channels, *size, generator=generator)
+    spectrum = torch.randn(batch // 2, channels, *size, dtype=torch.complex64, generator=generator)
+    for axis, n in enumerate(size):
+        keep = torch.fft.fftfreq(n).abs() <= 0.25
+        spectrum = spectrum * keep.view(*(1,) * (axis + 2), n, *(1,) * (len(size) - axis - 1))
+    smooth = torch.fft.ifftn(spectrum, dim=tuple(range(2, 2 + len(size)))).real
+    smooth = smooth / smooth.flatten(1).std(dim=1).clamp_min(1e-12).view(-1, *(1,) * (smooth.ndim - 1))
+    return torch.cat([white, smooth])
+
+
 def _channel_rms(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).mean(dim=(0, *range(2, x.ndim))).sqrt().clamp_min(1e-12)
 
@@ -136,19 +151,11 @@ def _calibrate_conv(conv: SeparableContinuousConv, x: torch.Tensor) -> torch.Ten
 
 
 def _calibrate_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Scale a bias-free-at-init 1x1 layer to unit output RMS on ``x``; return its output."""
+    """Scale a layer whose bias is zero (at initialisation) to unit output RMS on ``x``; return its output."""
     out = layer(x)
     rms = out.pow(2).mean().sqrt().clamp_min(1e-12)
     layer.weight.div_(rms)
     return out / rms
-
-
-def _calibrate_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Set BatchNorm running statistics to those of ``x`` (eval then acts like train); return norm(x)."""
-    dims = (0, *range(2, x.ndim))
-    norm.running_mean.copy_(x.mean(dim=dims))
-    norm.running_var.copy_(x.var(dim=dims))
-    return norm(x)
 
 
 class CCNN(nn.Module):
@@ -280,12 +287,11 @@ class CCNN(nn.Module):
         standard deviations of 0.1-0.5 instead of 1.
         ``"unit_variance"``: after that, a layer-sequential unit-variance pass (LSUV,
         Mishkin & Matas 2016) on a fixed standard-normal probe at the base resolution
-        rescales, in order, each conv's kernel channels and channel mixer and each block's
-        1x1 layer to unit output RMS, sets every BatchNorm's running statistics to the
-        probe's (so eval mode behaves like train mode at initialisation), and scales the
-        classifier so that the logits have unit standard deviation. Measuring (rather than assuming a white
-        input) matters for band-limited kernels: smooth kernels applied to the smooth
-        outputs of earlier layers have gains far above their white-noise gain.
+        (white and band-limited noise, see :func:`_probe`) rescales, in order, each conv's kernel channels and channel mixer, each block's 1x1
+        layer and the classifier to unit output RMS, so the logits have unit variance
+        (about zero, as the zero-mean initial weights make it). Measuring rather than
+        assuming a white input matters for band-limited kernels: smooth kernels applied to
+        the smooth outputs of earlier layers have gains far above their white-noise gain.
         """
         convs = self.continuous_convs()
         if any(p.is_meta for p in self.parameters()):
@@ -297,21 +303,20 @@ class CCNN(nn.Module):
             self._lsuv()
 
     def _lsuv(self) -> None:
-        # Enough probe samples for stable pooled statistics, within a bounded probe size.
+        # Enough probe samples for stable statistics, within a bounded probe size.
         batch = min(8, max(2, 2**18 // math.prod(self.base_resolution)))
         was_training = self.training
         self.eval()
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(batch, self.in_chans, *self.base_resolution, generator=generator).to(self.norm.weight.device)
-        h = self.stem.act(_calibrate_norm(self.stem.norm, _calibrate_conv(self.stem.conv, x)))
+        x = _probe(batch, self.in_chans, self.base_resolution).to(self.norm.weight.device)
+        h = self.stem.act(self.stem.norm(_calibrate_conv(self.stem.conv, x)))
         for block in self.blocks:
-            u = _calibrate_norm(block.norm, h)
-            a = block.act1(_calibrate_conv(block.conv, u))
+            a = block.act1(_calibrate_conv(block.conv, block.norm(h)))
             h = h + block.act2(_calibrate_linear(block.linear, a))
-        pooled = self.head(_calibrate_norm(self.norm, h), pre_logits=True)
-        if self.num_classes > 0 and pooled.ndim == 2:
-            fc = self.head.fc
-            fc.weight.div_(fc(pooled).std().clamp_min(1e-12))
+        if self.num_classes > 0:  # white and smooth probes end equally far from unit variance
+            logits = self.head(self.norm(h))
+            half = batch - batch // 2
+            white, smooth = (logits[:half].pow(2).mean().sqrt(), logits[half:].pow(2).mean().sqrt())
+            self.head.fc.weight.div_((white * smooth).sqrt().clamp_min(1e-12))
         self.train(was_training)
 
     # -- resolution ----------------------------------------------------------------------

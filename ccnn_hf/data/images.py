@@ -13,9 +13,14 @@ from .base import ArrayDataset, BuiltinDataset, Resolution, channel_stats, make_
 
 
 def resize_images(images: torch.Tensor, size: Resolution) -> torch.Tensor:
-    """Bilinear, antialiased resize of ``[N, C, H, W]`` images (no-op at the same size)."""
+    """Resize ``[N, C, H, W]`` images (no-op at the same size): bicubic when enlarging (bilinear
+    would blur what the originals hold up to their Nyquist frequency), antialiased bilinear when
+    shrinking. Values are clamped back to the originals' range."""
     if tuple(images.shape[-2:]) == tuple(size):
         return images
+    if all(t >= s for t, s in zip(size, images.shape[-2:])):
+        out = F.interpolate(images, size=size, mode="bicubic", align_corners=False)
+        return out.clamp(images.min(), images.max())
     return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 

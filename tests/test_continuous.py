@@ -1,0 +1,278 @@
+"""Continuous mode: one set of weights at any resolution, length and sampling rate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ccnn_hf import CCNN, build_ccnn
+
+TINY = dict(hidden=16, blocks=3, kernel_width=16)
+
+
+# -- smooth test signals, sampled from the same continuous function on any grid ----------------
+
+def blobs_2d(n: int, channels: int, seed: int) -> torch.Tensor:
+    """Sums of Gaussian blobs inside the unit square, sampled at the n x n pixel centres."""
+    g = torch.Generator().manual_seed(seed)
+    centre = 0.25 + 0.5 * torch.rand(channels, 4, 2, generator=g)
+    weight = torch.randn(channels, 4, generator=g)
+    width = 0.08 + 0.07 * torch.rand(channels, 4, generator=g)
+    u = (torch.arange(n) + 0.5) / n
+    uu, vv = torch.meshgrid(u, u, indexing="ij")
+    d2 = (uu - centre[..., 0, None, None]) ** 2 + (vv - centre[..., 1, None, None]) ** 2
+    return (weight[..., None, None] * torch.exp(-d2 / (2 * width[..., None, None] ** 2))).sum(1).unsqueeze(0)
+
+
+def to_base_2d(y: torch.Tensor, n: int) -> torch.Tensor:
+    if y.shape[-1] > n:
+        return F.avg_pool2d(y, y.shape[-1] // n)  # pixel centres: the mean of the finer ones
+    if y.shape[-1] < n:
+        return F.interpolate(y, size=(n, n), mode="bicubic", align_corners=False)
+    return y
+
+
+def waves_1d(n: int, channels: int, seed: int) -> torch.Tensor:
+    """Sums of low-frequency sines on [0, 1), sampled at t = i / n."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / n
+    out = torch.zeros(channels, n)
+    for k in range(1, 6):
+        amplitude, phase = torch.randn(channels, 1, generator=g) / k, 2 * math.pi * torch.rand(channels, 1, generator=g)
+        out += amplitude * torch.sin(2 * math.pi * k * t + phase)
+    return out.unsqueeze(0)
+
+
+def to_base_1d(y: torch.Tensor, n: int) -> torch.Tensor:
+    step = y.shape[-1] / n
+    if step >= 1:
+        return y[..., :: int(step)]
+    coarse_t = np.arange(y.shape[-1]) / step  # coarse sample k sits at base sample k / step
+    rows = [np.interp(np.arange(n), coarse_t, row.numpy()) for row in y.reshape(-1, y.shape[-1])]
+    return torch.tensor(np.stack(rows), dtype=y.dtype).view(*y.shape[:-1], n)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def convs(model: CCNN):
+    return [model.stem.conv] + [block.conv for block in model.blocks]
+
+
+CASES = {
+    "2d": (lambda mode: build_ccnn("cifar10_4_140", in_channels=1, mode=mode, **TINY), blobs_2d, to_base_2d, 32),
+    "1d-causal": (lambda mode: build_ccnn("smnist_4_140", base_resolution=(256,), mask_init=0.3, mode=mode, **TINY),
+                  waves_1d, to_base_1d, 256),
+}
+
+
+def resolution_errors(case: str, mode: str) -> tuple[list[float], list[float]]:
+    """Per-layer and logit relative errors at 2x and 0.5x, resampled to the base grid."""
+    build, signal, to_base, n = CASES[case]
+    torch.manual_seed(0)
+    model = build(mode).eval()
+    layer_errors, logit_errors = [], []
+    with torch.no_grad():
+        for conv in convs(model):
+            out = {m: to_base(conv(signal(m, conv.in_channels, 1)), n) for m in (n // 2, n, 2 * n)}
+            layer_errors += [relative_error(out[2 * n], out[n]), relative_error(out[n // 2], out[n])]
+        logits = {m: model(signal(m, model.in_chans, 7)) for m in (n // 2, n, 2 * n)}
+        logit_errors = [relative_error(logits[2 * n], logits[n]), relative_error(logits[n // 2], logits[n])]
+    return layer_errors, logit_errors
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_layer_and_the_logits_agree_across_resolutions(case):
+    layers, logits = resolution_errors(case, "continuous")
+    assert max(layers) < 0.05, layers
+    assert max(logits) < 0.10, logits
+    # The official behaviour (fixed kernel grid, unbounded omega_0) fails the same check.
+    ref_layers, ref_logits = resolution_errors(case, "reference")
+    assert max(ref_layers) > 0.10, ref_layers
+    assert max(ref_logits) > max(logits)
+
+
+@pytest.mark.parametrize("length", [32, 64, 128, 93])
+def test_causal_at_every_rate(length):
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", base_resolution=(64,), num_classes=0, global_pool="", **TINY).eval()
+    x = torch.randn(1, 1, length)
+    cut = length // 2
+    y = x.clone()
+    y[..., cut:] = torch.randn(1, 1, length - cut)
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    torch.testing.assert_close(a[..., :cut], b[..., :cut])
+    assert (a[..., cut:] - b[..., cut:]).abs().max() > 1e-4
+
+
+def test_the_kernel_is_one_function_sampled_on_finer_grids():
+    torch.manual_seed(0)
+    conv = build_ccnn("cifar10_4_140", mask_init=0.3, **TINY).blocks[0].conv
+    with torch.no_grad():
+        base, fine = conv.kernel((1.0, 1.0)), conv.kernel((2.0, 2.0))
+    # The mask's crop covers the same extent: (taps - 1) doubles.
+    assert [2 * (k - 1) + 1 for k in base.shape[1:]] == list(fine.shape[1:])
+    # Every other fine tap sits on a base tap; the 1/s^2 Riemann weight accounts for the rest.
+    torch.testing.assert_close(4 * fine[:, ::2, ::2], base, rtol=1e-4, atol=1e-6)
+
+
+def test_mask_crop_scales_with_the_grid_in_1d():
+    torch.manual_seed(0)
+    conv = build_ccnn("smnist_4_140", **TINY).stem.conv  # causal, base length 784, narrow mask
+    taps = {s: conv.kernel((s,)).shape[-1] for s in (0.5, 1.0, 2.0, 3.0)}
+    assert taps[1.0] < 784  # cropped
+    for s in (0.5, 2.0, 3.0):
+        assert abs((taps[s] - 1) - s * (taps[1.0] - 1)) <= 2, taps
+
+
+def test_coarser_grids_low_pass_the_kernel():
+    """At 0.5x the kernel is the base kernel folded onto the coarse taps: same total weight."""
+    torch.manual_seed(0)
+    conv = build_ccnn("cifar10_4_140", **TINY).blocks[1].conv
+    with torch.no_grad():
+        base, coarse = conv.kernel((1.0, 1.0)), conv.kernel((0.5, 0.5))
+    assert coarse.shape[1] == (base.shape[1] - 1) // 2 + 1
+    torch.testing.assert_close(coarse.sum(dim=(1, 2)), base.sum(dim=(1, 2)), rtol=1e-2, atol=1e-3)
+
+
+def band_limited_field(batch: int, channels: int, coarse: list[int], factor: int, seed: int) -> torch.Tensor:
+    """One standard-normal random field, band-limited to the coarse grid, sampled on a grid
+    ``factor`` times finer (exact Fourier interpolation): the same signal at every resolution."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, *coarse, generator=g, dtype=torch.float64)
+    dims = tuple(range(2, x.ndim))
+    spectrum = torch.fft.fftshift(torch.fft.fftn(x, dim=dims), dim=dims)
+    fine = [n * factor for n in coarse]
+    padded = torch.zeros(batch, channels, *fine, dtype=spectrum.dtype)
+    padded[(..., *(slice((m - n) // 2, (m - n) // 2 + n) for n, m in zip(coarse, fine)))] = spectrum
+    out = torch.fft.ifftn(torch.fft.ifftshift(padded, dim=dims), dim=dims).real * factor ** len(coarse)
+    return out.float()
+
+
+@pytest.mark.parametrize("preset", ["cifar10_4_140", "pathfinder2d_4_140", "smnist_4_140", "sc_raw_4_140", "listops_4_140"])
+def test_unit_variance_logits_at_half_base_and_double_resolution(preset):
+    """White noise drawn separately on each grid is not one signal (its power per frequency band
+    falls as 1/s^D on finer grids); a band-limited standard-normal field is, and its logits keep
+    unit variance at 0.5x, 1x and 2x."""
+    torch.manual_seed(0)
+    model = build_ccnn(preset).eval()
+    coarse = [max(1, n // 2) for n in model.base_resolution]
+    for factor, scale in ((1, 0.5), (2, 1.0), (4, 2.0)):
+        x = band_limited_field(4, model.in_chans, coarse, factor, seed=1)
+        kwargs = {"sampling_rate": model.base_sampling_rate * scale} if model.base_sampling_rate else {}
+        with torch.no_grad():
+            rms = model(x, **kwargs).pow(2).mean().sqrt().item()
+        assert 0.3 <= rms <= 3.0, (scale, rms)
+
+
+def test_resolution_and_sampling_rate_can_be_stated_explicitly():
+    torch.manual_seed(0)
+    audio = build_ccnn("sc_raw_4_140", **TINY).eval()  # rate-defined: 16 kHz
+    x = torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        default, stated = audio(x), audio(x, sampling_rate=16000)
+        torch.testing.assert_close(default, stated)  # any length is assumed at the base rate
+        slow = audio(x, sampling_rate=8000)
+    assert not torch.allclose(slow, default)
+    assert audio.stem.conv.kernel((0.5,)).shape[-1] < audio.stem.conv.kernel((1.0,)).shape[-1]
+
+    image = build_ccnn("cifar10_4_140", **TINY).eval()
+    crop = torch.randn(1, 3, 48, 40)  # a crop of a 64x64 image of the scene the model saw at 32x32
+    with torch.no_grad():
+        a = image(crop, resolution=(64, 64))
+        b = image(crop)
+    assert image.input_scale(crop, resolution=64) == (2.0, 2.0)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="base_sampling_rate"):
+        image(crop, sampling_rate=8000)
+    with pytest.raises(ValueError, match="resolution"):
+        image(crop, resolution=(64,))
+
+
+def test_reference_mode_keeps_the_official_grid_and_switch():
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", mode="reference", **TINY).eval()
+    conv = model.stem.conv
+    assert conv.kernel().shape[-1] == 65  # the official crop of a 784-point grid at sigma 0.075
+    x = torch.randn(1, 1, 2048)
+    assert conv.kernel(conv.input_scale(x)).shape[-1] == 65  # ignores the input length
+    assert conv.conv_path(x, (1, 65)) == "fft" and conv.conv_path(x, (1, 44)) == "direct"
+
+
+# -- the kernel cache ------------------------------------------------------------------------
+
+def test_kernels_are_cached_in_eval_and_dropped_when_weights_or_mode_change():
+    torch.manual_seed(0)
+    model = build_ccnn("cifar10_4_140", **TINY).eval()
+    conv = model.blocks[0].conv
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        model(x)
+        first = conv.kernel((1.0, 1.0))
+        assert conv.kernel((1.0, 1.0)) is first  # reused
+        model(torch.randn(1, 3, 64, 64))
+        assert conv.kernel((2.0, 2.0)) is conv.kernel((2.0, 2.0))
+        assert conv.kernel((1.0, 1.0)) is not first  # one resolution at a time is kept
+        cached = conv.kernel((1.0, 1.0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    model(x).sum().backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        fresh = conv.kernel((1.0, 1.0))
+    assert fresh is not cached and not torch.equal(fresh, cached)
+    assert not any("cache" in key for key in model.state_dict())
+    model.train()
+    assert not conv._kernel_cache
+
+
+def test_cached_and_uncached_outputs_agree():
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", **TINY).eval()
+    x = torch.randn(2, 1, 784)
+    with torch.no_grad():
+        cached = model(x)
+        cached_again = model(x)
+    uncached = model(x)  # gradients enabled: never cached
+    torch.testing.assert_close(cached, cached_again)
+    torch.testing.assert_close(cached, uncached)
+
+
+# -- a learned check ------------------------------------------------------------------------
+
+def test_a_model_trained_on_8x8_digits_keeps_its_accuracy_at_16_and_32_pixels():
+    from ccnn_hf.data import load_builtin
+
+    data = load_builtin("digits")
+    torch.manual_seed(1)
+    model = build_ccnn("cifar10_4_140", in_channels=1, num_classes=10, hidden=32, blocks=3, kernel_width=16,
+                       base_resolution=(8, 8), kernel_size="same", dropout=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.0)
+    loader = torch.utils.data.DataLoader(data.train, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    epochs = 20
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.01, total_steps=epochs * len(loader))
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+
+    def accuracy(split) -> float:
+        with torch.no_grad():
+            return (model(split.inputs).argmax(-1) == split.labels).float().mean().item()
+
+    base = accuracy(data.test)
+    assert base > 0.95
+    for size in (16, 32):
+        assert accuracy(data.test_at(size)) > base - 0.05, size
