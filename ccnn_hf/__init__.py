@@ -1,6 +1,7 @@
 """ccnn_hf: Continuous CNNs (CCNN) for any length, resolution and dimension.
 
-The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`) is plain PyTorch.
+The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`) is plain PyTorch. Importing the
+package also registers the CCNN family with transformers' Auto classes and timm's registry.
 """
 from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem
 from .continuous_conv import SeparableContinuousConv
@@ -8,6 +9,17 @@ from .factory import build_ccnn, preset_model_kwargs
 from .kernel_nets import MAGNet, SIREN
 from .original import convert_original_state_dict, load_original_state_dict
 from .presets import PRESETS, Preset, get_preset, list_presets
+from . import hf_registration  # noqa: F401  (registers the Auto classes)
+from .configuration_ccnn import CCNNConfig
+from .feature_extraction_ccnn import CCNNFeatureExtractor
+from .image_processing_ccnn import CCNNImageProcessor
+from .modeling_ccnn import (
+    CCNNForAudioClassification,
+    CCNNForImageClassification,
+    CCNNForSequenceClassification,
+    CCNNModel,
+    CCNNPreTrainedModel,
+)
 
 __version__ = "0.1.0"
 
@@ -15,4 +27,6 @@ __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
     "build_ccnn", "preset_model_kwargs", "load_original_state_dict", "convert_original_state_dict",
     "PRESETS", "Preset", "get_preset", "list_presets", "__version__",
+    "CCNNConfig", "CCNNModel", "CCNNPreTrainedModel", "CCNNForImageClassification", "CCNNForSequenceClassification",
+    "CCNNForAudioClassification", "CCNNImageProcessor", "CCNNFeatureExtractor",
 ]

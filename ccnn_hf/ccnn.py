@@ -22,7 +22,8 @@ without importing timm.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -130,6 +131,15 @@ def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
     smooth = torch.fft.ifftn(spectrum, dim=tuple(range(2, 2 + len(size)))).real
     smooth = smooth / smooth.flatten(1).std(dim=1).clamp_min(1e-12).view(-1, *(1,) * (smooth.ndim - 1))
     return torch.cat([white, smooth])
+
+
+def _calibrate_classifier(fc: nn.Linear, pooled: torch.Tensor) -> None:
+    """Scale ``fc`` so that the white and the smooth halves of the probe end equally far from
+    unit logit RMS (their geometric mean is one)."""
+    logits = fc(pooled) - fc.bias
+    half = len(pooled) - len(pooled) // 2
+    white, smooth = logits[:half].pow(2).mean().sqrt(), logits[half:].pow(2).mean().sqrt()
+    fc.weight.div_((white * smooth).sqrt().clamp_min(1e-12))
 
 
 def _channel_rms(x: torch.Tensor) -> torch.Tensor:
@@ -302,9 +312,12 @@ class CCNN(nn.Module):
         if scheme == "unit_variance":
             self._lsuv()
 
-    def _lsuv(self) -> None:
+    def _probe_batch(self) -> int:
         # Enough probe samples for stable statistics, within a bounded probe size.
-        batch = min(8, max(2, 2**18 // math.prod(self.base_resolution)))
+        return min(8, max(2, 2**18 // math.prod(self.base_resolution)))
+
+    def _lsuv(self) -> None:
+        batch = self._probe_batch()
         was_training = self.training
         self.eval()
         x = _probe(batch, self.in_chans, self.base_resolution).to(self.norm.weight.device)
@@ -312,11 +325,22 @@ class CCNN(nn.Module):
         for block in self.blocks:
             a = block.act1(_calibrate_conv(block.conv, block.norm(h)))
             h = h + block.act2(_calibrate_linear(block.linear, a))
-        if self.num_classes > 0:  # white and smooth probes end equally far from unit variance
-            logits = self.head(self.norm(h))
-            half = batch - batch // 2
-            white, smooth = (logits[:half].pow(2).mean().sqrt(), logits[half:].pow(2).mean().sqrt())
-            self.head.fc.weight.div_((white * smooth).sqrt().clamp_min(1e-12))
+        if self.num_classes > 0:
+            _calibrate_classifier(self.head.fc, self.head(self.norm(h), pre_logits=True))
+        self.train(was_training)
+
+    @torch.no_grad()
+    def init_classifier(self, fc: nn.Linear) -> None:
+        """Initialise an external classifier on this backbone's pooled features like our own head
+        (unit logit variance on the initialisation probe); used by the transformers heads."""
+        nn.init.kaiming_normal_(fc.weight)
+        nn.init.zeros_(fc.bias)
+        if any(p.is_meta for p in self.parameters()) or fc.weight.is_meta:
+            return
+        was_training = self.training
+        self.eval()
+        x = _probe(self._probe_batch(), self.in_chans, self.base_resolution).to(self.norm.weight.device)
+        _calibrate_classifier(fc, self.head.pool(self.forward_features(x)))
         self.train(was_training)
 
     # -- resolution ----------------------------------------------------------------------
@@ -365,6 +389,30 @@ class CCNN(nn.Module):
     def global_pool(self) -> str:
         return self.head.pool_type
 
+    def encode(
+        self,
+        x: torch.Tensor,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+        checkpoint_fn: Callable[..., torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features after the final norm, and the outputs of the stem and of every block.
+
+        ``checkpoint_fn(module, *args)`` (e.g. transformers' gradient checkpointing function)
+        runs each block; by default blocks run directly, or under
+        ``torch.utils.checkpoint`` after :meth:`set_grad_checkpointing` in training.
+        """
+        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        scale = self.input_scale(x, resolution, sampling_rate)
+        if checkpoint_fn is None and self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            checkpoint_fn = partial(checkpoint, use_reentrant=False)
+        h = self.stem(self.drop_in(x), scale)
+        hidden = [h]
+        for block in self.blocks:
+            h = block(h, scale) if checkpoint_fn is None else checkpoint_fn(block, h, scale)
+            hidden.append(h)
+        return self.norm(h), hidden
+
     def forward_features(
         self,
         x: torch.Tensor,
@@ -372,15 +420,7 @@ class CCNN(nn.Module):
         sampling_rate: float | None = None,
     ) -> torch.Tensor:
         """Unpooled features ``[B, H, *spatial]`` after the final norm."""
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
-        scale = self.input_scale(x, resolution, sampling_rate)
-        x = self.stem(self.drop_in(x), scale)
-        for block in self.blocks:
-            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                x = checkpoint(block, x, scale, use_reentrant=False)
-            else:
-                x = block(x, scale)
-        return self.norm(x)
+        return self.encode(x, resolution, sampling_rate)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)

@@ -117,8 +117,9 @@ class SeparableContinuousConv(nn.Module):
         self.min_mask_width = tuple(1.0 / (MASK_BUDGET * n) for n in nyquist) if continuous else None
         # Largest width whose crop radius still fits the kernel's domain (2 long when causal).
         self.max_mask_width = (2.0 if causal else 1.0) / math.sqrt(-2.0 * math.log(mask_threshold))
-        self.kernel_net = build_kernel_net(
-            kernel_net,
+        self.mask_init = float(mask_init)
+        self._kernel_net_args = dict(
+            kind=kernel_net,
             data_dim=data_dim,
             out_channels=in_channels,
             hidden_channels=kernel_hidden,
@@ -129,12 +130,26 @@ class SeparableContinuousConv(nn.Module):
             max_frequency=[SINE_BUDGET * n for n in nyquist] if continuous else None,
             max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
         )
+        self.kernel_net = build_kernel_net(**self._kernel_net_args)
         self.bias = nn.Parameter(torch.zeros(in_channels))
-        self.mask_width = nn.Parameter(torch.full((data_dim,), float(mask_init)))
+        self.mask_width = nn.Parameter(torch.full((data_dim,), self.mask_init))
         self.channel_mixer = pointwise_conv(data_dim, in_channels, out_channels)
         nn.init.kaiming_normal_(self.channel_mixer.weight)
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw a fresh initialisation (the constructor's, before any base-resolution scaling)."""
+        device = self.mask_width.device
+        fresh = build_kernel_net(**self._kernel_net_args).to(device)
+        for target, source in zip(self.kernel_net.parameters(), fresh.parameters()):
+            target.copy_(source)
+        self.bias.zero_()
+        self.mask_width.fill_(self.mask_init)
+        nn.init.kaiming_normal_(self.channel_mixer.weight)
+        nn.init.zeros_(self.channel_mixer.bias)
+        self._kernel_cache.clear()
 
     # -- kernel ------------------------------------------------------------------------
     @property

@@ -77,7 +77,7 @@ class GaborFilter(nn.Module):
         else:
             mu = init_spatial_value * (2 * torch.rand(hidden_channels, data_dim) - 1)
         self.mu = nn.Parameter(mu)
-        gamma = torch.distributions.Gamma(alpha, beta).sample((hidden_channels, data_dim))
+        gamma = torch._standard_gamma(torch.full((hidden_channels, data_dim), float(alpha))) / beta
         if self.max_gamma is not None:  # keep the initial widths inside the bound, away from saturation
             gamma = gamma * (torch.tensor(self.max_gamma) / (2 * alpha / beta)).clamp(max=1.0)
         self.gamma = nn.Parameter(gamma)

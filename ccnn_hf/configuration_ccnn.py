@@ -1,0 +1,183 @@
+"""transformers configuration of CCNN models (``model_type="ccnn"``)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from transformers import PretrainedConfig
+
+from .presets import get_preset
+
+__all__ = ["CCNNConfig"]
+
+_MODES = ("continuous", "reference")
+_KERNEL_NETS = ("magnet", "siren")
+_CONV_IMPLS = ("auto", "fft", "direct")
+_INIT_SCHEMES = ("unit_variance", "official")
+_MODALITIES = ("image", "sequence", "audio", "tokens")
+_AUTO_MAP = {
+    "AutoConfig": "configuration_ccnn.CCNNConfig",
+    "AutoModel": "modeling_ccnn.CCNNModel",
+    "AutoModelForImageClassification": "modeling_ccnn.CCNNForImageClassification",
+    "AutoModelForSequenceClassification": "modeling_ccnn.CCNNForSequenceClassification",
+    "AutoModelForAudioClassification": "modeling_ccnn.CCNNForAudioClassification",
+}
+
+
+class CCNNConfig(PretrainedConfig):
+    """Configuration of a Continuous CNN.
+
+    Every argument of :class:`ccnn_hf.CCNN` is a field, with transformers' names where they
+    exist (``num_channels`` for the input channels, ``num_labels`` for the classes).
+    ``input_mean`` / ``input_std`` are the normalisation the data pipeline applies (the
+    processors read them). ``base_resolution`` / ``base_sampling_rate`` say where the weights are native; override them
+    at load time (``from_pretrained(path, base_resolution=[64, 64])``) to declare another
+    resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
+    embedding in front of sequence models; the official LRA models instead read raw token ids
+    as floats in one channel (``use_token_embedding=False``).
+
+    Example:
+        >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)
+        >>> config = CCNNConfig.from_preset("smnist_4_140", hidden_channels=64, num_blocks=2)
+    """
+
+    model_type = "ccnn"
+
+    def __init__(
+        self,
+        data_dim: int = 2,
+        num_channels: int = 3,
+        hidden_channels: int = 140,
+        num_blocks: int = 4,
+        kernel_net: str = "magnet",
+        kernel_hidden: int = 32,
+        kernel_layers: int = 3,
+        omega_0: float = 976.781,
+        kernel_size: int | str | Sequence[int] = 33,
+        base_resolution: Sequence[int] = (32, 32),
+        base_sampling_rate: float | None = None,
+        causal: bool = False,
+        mode: str = "continuous",
+        mask_init: float = 0.075,
+        mask_threshold: float = 0.1,
+        dropout: float = 0.0,
+        dropout_type: str = "channel",
+        dropout_in: float = 0.0,
+        conv_impl: str = "auto",
+        use_fft: bool = False,
+        fft_threshold: int = 50,
+        legacy_odd_fft: bool = False,
+        init_scheme: str = "unit_variance",
+        modality: str = "image",
+        vocab_size: int = 0,
+        use_token_embedding: bool = False,
+        preset: str | None = None,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.data_dim = int(data_dim)
+        self.num_channels = int(num_channels)
+        self.hidden_channels = int(hidden_channels)
+        self.num_blocks = int(num_blocks)
+        self.kernel_net = kernel_net
+        self.kernel_hidden = int(kernel_hidden)
+        self.kernel_layers = int(kernel_layers)
+        self.omega_0 = float(omega_0)
+        self.kernel_size = kernel_size if isinstance(kernel_size, (int, str)) else list(kernel_size)
+        self.base_resolution = [int(r) for r in base_resolution]
+        self.base_sampling_rate = None if base_sampling_rate is None else float(base_sampling_rate)
+        self.causal = bool(causal)
+        self.mode = mode
+        self.mask_init = float(mask_init)
+        self.mask_threshold = float(mask_threshold)
+        self.dropout = float(dropout)
+        self.dropout_type = dropout_type
+        self.dropout_in = float(dropout_in)
+        self.conv_impl = conv_impl
+        self.use_fft = bool(use_fft)
+        self.fft_threshold = int(fft_threshold)
+        self.legacy_odd_fft = bool(legacy_odd_fft)
+        self.init_scheme = init_scheme
+        self.modality = modality
+        self.vocab_size = int(vocab_size)
+        self.use_token_embedding = bool(use_token_embedding)
+        self.preset = preset
+        self.input_mean = [0.0] * self.num_channels if input_mean is None else [float(v) for v in input_mean]
+        self.input_std = [1.0] * self.num_channels if input_std is None else [float(v) for v in input_std]
+        kwargs.setdefault("auto_map", dict(_AUTO_MAP))
+        super().__init__(**kwargs)
+        if self.id2label and not getattr(self, "label2id", None):
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self.validate_ccnn()
+
+    def validate_ccnn(self) -> None:
+        """Raise a ValueError naming every invalid field."""
+        problems = []
+        if self.data_dim not in (1, 2, 3):
+            problems.append(f"data_dim must be 1, 2 or 3, got {self.data_dim}")
+        if len(self.base_resolution) != self.data_dim or min(self.base_resolution, default=0) < 1:
+            problems.append(f"base_resolution must hold {self.data_dim} positive sizes, got {self.base_resolution}")
+        for name, allowed in (("mode", _MODES), ("kernel_net", _KERNEL_NETS), ("conv_impl", _CONV_IMPLS),
+                              ("init_scheme", _INIT_SCHEMES), ("modality", _MODALITIES),
+                              ("dropout_type", ("channel", "element"))):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("num_channels", "hidden_channels", "kernel_hidden", "kernel_layers"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_blocks < 0:
+            problems.append(f"num_blocks must be >= 0, got {self.num_blocks}")
+        if self.causal and self.data_dim != 1:
+            problems.append("causal kernels are only defined for data_dim=1")
+        if not (0 <= self.dropout < 1 and 0 <= self.dropout_in < 1):
+            problems.append("dropout rates must lie in [0, 1)")
+        if self.mask_init <= 0 or not 0 < self.mask_threshold < 1:
+            problems.append("mask_init must be > 0 and mask_threshold in (0, 1)")
+        if self.base_sampling_rate is not None and self.base_sampling_rate <= 0:
+            problems.append(f"base_sampling_rate must be positive, got {self.base_sampling_rate}")
+        if self.use_token_embedding and self.vocab_size < 1:
+            problems.append("use_token_embedding needs vocab_size >= 1")
+        if problems:
+            raise ValueError("invalid CCNNConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> "CCNNConfig":
+        """Configuration of a named preset (``ccnn_hf.PRESETS``) with overrides.
+
+        ``num_labels`` defaults to the preset's classes; binary presets (one logit) use
+        ``problem_type="multi_label_classification"`` (a single sigmoid output, trained with
+        BCE as the official code did).
+        """
+        p = get_preset(preset)
+        model = dict(p.model)
+        fields = dict(
+            data_dim=model["data_dim"], num_channels=model["in_chans"], hidden_channels=model["hidden_channels"],
+            num_blocks=model["num_blocks"], kernel_net=model["kernel_net"], kernel_hidden=model["kernel_hidden"],
+            kernel_layers=model["kernel_layers"], omega_0=model["omega_0"], kernel_size=model["kernel_size"],
+            base_resolution=list(model["base_resolution"]), base_sampling_rate=model["base_sampling_rate"],
+            causal=model["causal"], mask_init=model["mask_init"], mask_threshold=model["mask_threshold"],
+            dropout=model["dropout"], dropout_type=model["dropout_type"], dropout_in=model["dropout_in"],
+            use_fft=model["use_fft"], modality=p.modality, preset=preset, num_labels=model["num_classes"],
+            input_mean=list(p.mean), input_std=list(p.std),
+        )
+        if model["num_classes"] == 1:
+            fields["problem_type"] = "multi_label_classification"
+        aliases = {"in_chans": "num_channels", "in_channels": "num_channels", "num_classes": "num_labels",
+                   "hidden": "hidden_channels", "blocks": "num_blocks", "kernel_width": "kernel_hidden"}
+        for key, value in overrides.items():
+            fields[aliases.get(key, key)] = value
+        return cls(**fields)
+
+    def ccnn_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the plain-PyTorch :class:`ccnn_hf.CCNN` backbone (no classifier)."""
+        return dict(
+            data_dim=self.data_dim, in_chans=self.num_channels, num_classes=0, hidden_channels=self.hidden_channels,
+            num_blocks=self.num_blocks, kernel_net=self.kernel_net, kernel_hidden=self.kernel_hidden,
+            kernel_layers=self.kernel_layers, omega_0=self.omega_0,
+            kernel_size=self.kernel_size if isinstance(self.kernel_size, (int, str)) else tuple(self.kernel_size),
+            base_resolution=tuple(self.base_resolution), base_sampling_rate=self.base_sampling_rate,
+            causal=self.causal, mode=self.mode, mask_init=self.mask_init, mask_threshold=self.mask_threshold,
+            dropout=self.dropout, dropout_type=self.dropout_type, dropout_in=self.dropout_in,
+            conv_impl=self.conv_impl, use_fft=self.use_fft, fft_threshold=self.fft_threshold,
+            legacy_odd_fft=self.legacy_odd_fft, init_scheme=self.init_scheme,
+        )

@@ -1,0 +1,73 @@
+"""Feature extractor of CCNN audio models: raw waveforms at their own sampling rate."""
+from __future__ import annotations
+
+import numpy as np
+from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.utils import TensorType
+
+__all__ = ["CCNNFeatureExtractor"]
+
+
+class CCNNFeatureExtractor(SequenceFeatureExtractor):
+    """Turns waveforms into ``input_values [B, 1, L]`` and passes their ``sampling_rate`` on.
+
+    Normalisation follows the official raw Speech Commands pipeline: 16-bit integer audio is
+    scaled by 2^-15, then standardised with training-set statistics (``mean``, ``std``; the
+    official code kept one pair per time step of its fixed 1 s clips, which cannot extend to
+    other lengths or rates, so one global pair is stored). Audio is never resampled: the
+    model samples its continuous kernels on the grid of the given rate (a model trained at
+    16 kHz reads 8 kHz audio on a twice coarser grid).
+
+    Args:
+        sampling_rate: the rate the model was trained at (the default for calls without one).
+        mean, std: standardisation statistics of the training waveforms.
+        do_normalize: apply the standardisation.
+        padding_value: value used to pad batches of different lengths.
+    """
+
+    model_input_names = ["input_values"]
+
+    def __init__(self, feature_size: int = 1, sampling_rate: int = 16000, padding_value: float = 0.0,
+                 mean: float = 0.0, std: float = 1.0, do_normalize: bool = True, **kwargs) -> None:
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        if std <= 0:
+            raise ValueError(f"std must be positive, got {std}")
+        self.mean, self.std, self.do_normalize = float(mean), float(std), do_normalize
+        self.return_attention_mask = False
+
+    def __call__(
+        self,
+        raw_speech: np.ndarray | list,
+        sampling_rate: int | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        return_tensors: str | TensorType | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Normalise one waveform or a batch; returns ``input_values`` and ``sampling_rate``."""
+        rate = int(sampling_rate or self.sampling_rate)
+        if rate <= 0:
+            raise ValueError(f"sampling_rate must be positive, got {rate}")
+        batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) and not np.isscalar(raw_speech[0])
+        batched = batched or (isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2)
+        waves = [self._to_float(w) for w in (raw_speech if batched else [raw_speech])]
+        if not waves or any(w.size == 0 for w in waves):
+            raise ValueError("empty waveform")
+        if self.do_normalize:
+            waves = [(w - self.mean) / (self.std + 1e-5) for w in waves]
+        padded = self.pad(BatchFeature({"input_values": waves}), padding=padding, max_length=max_length,
+                          return_tensors=None)
+        values = np.stack(padded["input_values"])[:, None, :].astype(np.float32)  # [B, 1, L]
+        return BatchFeature({"input_values": values, "sampling_rate": rate}, tensor_type=return_tensors)
+
+    @staticmethod
+    def _to_float(wave) -> np.ndarray:
+        wave = np.asarray(wave)
+        if wave.ndim != 1:
+            raise ValueError(f"expected mono waveforms of shape [L], got shape {wave.shape}")
+        if np.issubdtype(wave.dtype, np.integer):
+            return wave.astype(np.float32) / 2**15
+        if not np.isfinite(wave).all():
+            raise ValueError("waveform contains NaN or infinite values")
+        return wave.astype(np.float32)

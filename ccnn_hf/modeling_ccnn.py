@@ -1,0 +1,289 @@
+"""transformers models of the CCNN family: a thin layer over the plain-PyTorch :class:`CCNN`.
+
+``CCNNModel`` (features), ``CCNNForImageClassification`` (``pixel_values``, 2D or 3D),
+``CCNNForSequenceClassification`` (float sequences ``[B, C, L]`` or token ids) and
+``CCNNForAudioClassification`` (raw waveforms with their sampling rate).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPoolingAndNoAttention,
+    ImageClassifierOutputWithNoAttention,
+    SequenceClassifierOutput,
+)
+
+from .ccnn import CCNN
+from .configuration_ccnn import CCNNConfig
+from .continuous_conv import SeparableContinuousConv
+
+__all__ = [
+    "CCNNPreTrainedModel",
+    "CCNNModel",
+    "CCNNForImageClassification",
+    "CCNNForSequenceClassification",
+    "CCNNForAudioClassification",
+]
+
+
+class CCNNPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading conventions shared by the CCNN models.
+
+    The backbone initialises itself when built (explicit, for its base resolution); the
+    transformers init only fills tensors that a checkpoint did not provide.
+    """
+
+    config_class = CCNNConfig
+    config: CCNNConfig
+    base_model_prefix = "ccnn"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CCNNBlock"]
+    # Generator weights hold sine frequencies of up to ~1e5 rad per unit: bf16 would ruin them.
+    _keep_in_fp32_modules_strict = ["kernel_net"]
+
+    def default_processor(self):
+        """The processor matching this model's config: images get a :class:`CCNNImageProcessor`,
+        audio a :class:`CCNNFeatureExtractor`; other inputs need none (None)."""
+        config = self.config
+        if config.modality == "image" and config.data_dim == 2:
+            from .image_processing_ccnn import CCNNImageProcessor
+
+            return CCNNImageProcessor(image_mean=config.input_mean, image_std=config.input_std,
+                                      num_channels=config.num_channels)
+        if config.modality == "audio":
+            from .feature_extraction_ccnn import CCNNFeatureExtractor
+
+            return CCNNFeatureExtractor(sampling_rate=int(config.base_sampling_rate or 16000),
+                                        mean=config.input_mean[0], std=config.input_std[0])
+        return None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does, plus the default processor config when the folder has none."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        processor = self.default_processor()
+        folder = Path(save_directory)
+        if processor is not None and kwargs.get("is_main_process", True) and not (folder / "preprocessor_config.json").exists():
+            processor.save_pretrained(folder)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, SeparableContinuousConv):
+            module.reset_parameters()
+        elif isinstance(module, nn.Linear):
+            nn.init.kaiming_normal_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.kernel_size == (1,) * (module.weight.ndim - 2):
+            nn.init.kaiming_normal_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            module.reset_parameters()
+
+
+def _mark_initialized(module: nn.Module) -> None:
+    """Keep transformers' post-construction init away from modules that initialised themselves.
+
+    On the meta device (``from_pretrained``) nothing is marked, so tensors missing from a
+    checkpoint still get :meth:`CCNNPreTrainedModel._init_weights`.
+    """
+    if not any(p.is_meta for p in module.parameters()):
+        for m in module.modules():
+            m._is_hf_initialized = True
+
+
+class CCNNModel(CCNNPreTrainedModel):
+    """The CCNN backbone: returns the final features, their global mean and every block's output."""
+
+    def __init__(self, config: CCNNConfig) -> None:
+        super().__init__(config)
+        self.encoder = CCNN(**config.ccnn_kwargs())
+        _mark_initialized(self.encoder)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPoolingAndNoAttention | tuple:
+        """
+        Args:
+            pixel_values / input_values: ``[B, C, *spatial]`` input (images and volumes, or
+                sequences and waveforms).
+            resolution: grid size the input corresponds to, when its shape does not say it.
+            sampling_rate: the input's sampling rate (rate-defined models such as audio).
+        """
+        x = pixel_values if pixel_values is not None else input_values
+        if x is None:
+            raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
+        if isinstance(sampling_rate, torch.Tensor):
+            sampling_rate = float(sampling_rate.flatten()[0])
+        checkpoint_fn = self._gradient_checkpointing_func if self.gradient_checkpointing and self.training else None
+        features, hidden = self.encoder.encode(x, resolution, sampling_rate, checkpoint_fn=checkpoint_fn)
+        pooled = self.encoder.head.pool(features)
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        hidden_states = tuple(hidden) if output_hidden_states else None
+        if not (return_dict if return_dict is not None else self.config.return_dict):
+            return tuple(v for v in (features, pooled, hidden_states) if v is not None)
+        return BaseModelOutputWithPoolingAndNoAttention(last_hidden_state=features, pooler_output=pooled,
+                                                        hidden_states=hidden_states)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: CCNNConfig) -> torch.Tensor:
+    """Loss by ``config.problem_type`` (inferred on first use as transformers does), with checks.
+
+    ``multi_label_classification`` with one label is the binary single-logit task (BCE).
+    """
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1 and labels.is_floating_point():
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int, torch.int16, torch.uint8, torch.bool) and num_labels > 1:
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    batch = logits.shape[0]
+    if config.problem_type == "single_label_classification":
+        if labels.is_floating_point() or labels.shape != (batch,):
+            raise ValueError(f"single-label classification needs integer labels of shape ({batch},), "
+                             f"got {labels.dtype} {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+            raise ValueError(f"labels must lie in [0, {num_labels - 1}], got values from "
+                             f"{int(labels.min())} to {int(labels.max())}")
+        return F.cross_entropy(logits, labels.long())
+    if config.problem_type == "multi_label_classification":
+        if labels.shape == (batch,) and num_labels == 1:
+            labels = labels.view(batch, 1)
+        if labels.shape != logits.shape:
+            raise ValueError(f"multi-label targets must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() > 1):
+            raise ValueError("multi-label / binary targets must lie in [0, 1]")
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if config.problem_type == "regression":
+        if labels.numel() != logits.numel():
+            raise ValueError(f"regression targets must have {logits.numel()} values, got shape {tuple(labels.shape)}")
+        return F.mse_loss(logits.view(-1) if num_labels == 1 else logits, labels.to(logits.dtype).view_as(
+            logits.view(-1) if num_labels == 1 else logits))
+    raise ValueError(f"unsupported problem_type {config.problem_type!r}")
+
+
+class _CCNNClassifier(CCNNPreTrainedModel):
+    """Backbone + global mean + linear classifier (``num_labels=0``: no classifier)."""
+
+    def __init__(self, config: CCNNConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.ccnn = CCNNModel(config)
+        self.classifier = nn.Linear(config.hidden_channels, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        if config.num_labels > 0:
+            self.ccnn.encoder.init_classifier(self.classifier)
+            _mark_initialized(self.classifier)
+        self.post_init()
+
+    def _classify(self, x, labels, resolution, sampling_rate, output_hidden_states, return_dict, output_cls):
+        outputs = self.ccnn(input_values=x, resolution=resolution, sampling_rate=sampling_rate,
+                            output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(outputs.pooler_output)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        if not (return_dict if return_dict is not None else self.config.return_dict):
+            out = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + out) if loss is not None else out
+        return output_cls(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+class CCNNForImageClassification(_CCNNClassifier):
+    """CCNN image (2D) or volume (3D) classifier on ``pixel_values [B, C, H, W(, D)]`` of any size."""
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        resolution: int | Sequence[int] | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutputWithNoAttention | tuple:
+        if pixel_values is None:
+            raise ValueError("pixel_values is required")
+        return self._classify(pixel_values, labels, resolution, None, output_hidden_states, return_dict,
+                              ImageClassifierOutputWithNoAttention)
+
+
+class CCNNForSequenceClassification(_CCNNClassifier):
+    """CCNN sequence classifier on float sequences ``input_values [B, C, L]`` or token ids
+    ``input_ids [B, L]`` (raw ids as floats in one channel, as the official LRA models read them,
+    or through a token embedding when ``config.use_token_embedding``)."""
+
+    main_input_name = "input_values"
+    input_modalities = ("text",)
+
+    def __init__(self, config: CCNNConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.num_channels) if config.use_token_embedding else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        sampling_rate: float | None = None,
+        resolution: int | Sequence[int] | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        if (input_values is None) == (input_ids is None):
+            raise ValueError("pass exactly one of input_values (float [B, C, L]) or input_ids (integer [B, L])")
+        if input_ids is not None:
+            if input_ids.ndim != 2 or input_ids.is_floating_point():
+                raise ValueError(f"input_ids must be integer token ids of shape [B, L], got {input_ids.dtype} "
+                                 f"{tuple(input_ids.shape)}")
+            if self.embed_tokens is not None:
+                input_values = self.embed_tokens(input_ids).transpose(1, 2)
+            else:
+                input_values = input_ids.unsqueeze(1).float()
+        return self._classify(input_values, labels, resolution, sampling_rate, output_hidden_states, return_dict,
+                              SequenceClassifierOutput)
+
+
+class CCNNForAudioClassification(_CCNNClassifier):
+    """CCNN audio classifier on raw waveforms ``input_values [B, L]`` or ``[B, C, L]``.
+
+    ``sampling_rate`` (from :class:`CCNNFeatureExtractor`) tells the model the rate of the
+    audio: in continuous mode a model trained at 16 kHz samples its kernels on a coarser grid
+    for 8 kHz audio; nothing is resampled.
+    """
+
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        sampling_rate: float | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        if input_values is None:
+            raise ValueError("input_values is required")
+        if input_values.ndim == 2 and self.config.num_channels == 1:
+            input_values = input_values.unsqueeze(1)
+        return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
+                              SequenceClassifierOutput)

@@ -1,0 +1,364 @@
+"""The CCNN family in transformers: config, models, heads, losses, processors, Auto classes, Hub."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForAudioClassification,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    pipeline,
+)
+
+from ccnn_hf import (
+    CCNNConfig,
+    CCNNFeatureExtractor,
+    CCNNForAudioClassification,
+    CCNNForImageClassification,
+    CCNNForSequenceClassification,
+    CCNNImageProcessor,
+    CCNNModel,
+    build_ccnn,
+)
+
+TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
+
+
+def image_config(**kw) -> CCNNConfig:
+    return CCNNConfig.from_preset("cifar10_4_140", **{**TINY, "num_labels": 4, **kw})
+
+
+@pytest.fixture(scope="module")
+def image_model() -> CCNNForImageClassification:
+    torch.manual_seed(0)
+    return CCNNForImageClassification(image_config(id2label={0: "a", 1: "b", 2: "c", 3: "d"})).eval()
+
+
+@pytest.fixture(scope="module")
+def saved_image_model(image_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("image_model")
+    image_model.save_pretrained(folder)
+    return folder
+
+
+def test_config_from_preset_and_validation():
+    config = CCNNConfig.from_preset("smnist_4_140", num_labels=3, hidden=32)
+    assert config.model_type == "ccnn" and config.data_dim == 1 and config.causal
+    assert config.base_resolution == [784] and config.hidden_channels == 32 and config.num_labels == 3
+    assert config.omega_0 == 2976.4910261630357
+    binary = CCNNConfig.from_preset("pathfinder2d_4_140")
+    assert binary.num_labels == 1 and binary.problem_type == "multi_label_classification"
+    with pytest.raises(ValueError, match="data_dim must be 1, 2 or 3"):
+        CCNNConfig(data_dim=5)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        CCNNConfig(mode="magic")
+    with pytest.raises(ValueError, match="causal kernels are only defined for data_dim=1"):
+        CCNNConfig(causal=True)
+    with pytest.raises(ValueError, match="unknown preset"):
+        CCNNConfig.from_preset("resnet50")
+
+
+def test_config_round_trip_keeps_labels(tmp_path):
+    config = image_config(id2label={0: "cat", 1: "dog", 2: "x", 3: "y"})
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, CCNNConfig) and loaded.id2label[1] == "dog" and loaded.label2id["dog"] == 1
+    assert loaded.to_dict()["base_resolution"] == [32, 32]
+
+
+def test_base_model_outputs(image_model):
+    model = CCNNModel(image_config()).eval()
+    x = torch.randn(2, 3, 20, 28)
+    with torch.no_grad():
+        out = model(pixel_values=x, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 12, 20, 28)
+    assert out.pooler_output.shape == (2, 12)
+    assert len(out.hidden_states) == 3  # stem + 2 blocks
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state.mean(dim=(2, 3)))
+    tuple_out = model(pixel_values=x, return_dict=False)
+    assert isinstance(tuple_out, tuple) and tuple_out[0].shape == (2, 12, 20, 28)
+
+
+def test_heads_and_losses():
+    torch.manual_seed(0)
+    model = CCNNForImageClassification(image_config())
+    out = model(pixel_values=torch.randn(3, 3, 16, 16), labels=torch.tensor([0, 3, 1]))
+    assert out.logits.shape == (3, 4) and out.loss.ndim == 0 and model.config.problem_type == "single_label_classification"
+    out.loss.backward()
+
+    multi = CCNNForImageClassification(image_config(problem_type="multi_label_classification"))
+    loss = multi(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0]])).loss
+    assert torch.isfinite(loss)
+
+    binary = CCNNForImageClassification(CCNNConfig.from_preset("pathfinder2d_4_140", **TINY))
+    out = binary(pixel_values=torch.randn(2, 1, 16, 16), labels=torch.tensor([1, 0]))
+    assert out.logits.shape == (2, 1) and torch.isfinite(out.loss)
+
+    regression = CCNNForImageClassification(image_config(num_labels=1, problem_type="regression"))
+    assert torch.isfinite(regression(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0.5, -1.0])).loss)
+
+
+def test_volumes_sequences_tokens_and_audio():
+    volume = CCNNForImageClassification(image_config(data_dim=3, base_resolution=[8, 8, 8], num_channels=1)).eval()
+    assert volume(pixel_values=torch.randn(2, 1, 8, 6, 10)).logits.shape == (2, 4)
+
+    seq = CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY)).eval()
+    assert seq(input_values=torch.randn(2, 1, 100)).logits.shape == (2, 10)
+    raw_ids = CCNNForSequenceClassification(CCNNConfig.from_preset("listops_4_140", **TINY)).eval()
+    ids = torch.randint(0, 16, (2, 50))
+    with torch.no_grad():
+        torch.testing.assert_close(raw_ids(input_ids=ids).logits, raw_ids(input_values=ids.unsqueeze(1).float()).logits)
+    embedded = CCNNForSequenceClassification(
+        CCNNConfig.from_preset("listops_4_140", vocab_size=16, use_token_embedding=True, num_channels=8, **TINY)).eval()
+    assert embedded(input_ids=ids).logits.shape == (2, 10)
+
+    audio = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
+    wave = torch.randn(2, 4000)
+    with torch.no_grad():
+        at_16k = audio(input_values=wave).logits
+        at_8k = audio(input_values=wave, sampling_rate=8000).logits
+    assert at_16k.shape == (2, 10) and not torch.allclose(at_16k, at_8k)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(pixel_values=torch.randn(3, 16, 16)), "4-D input"),
+        (dict(pixel_values=torch.randn(1, 1, 16, 16)), "expected 3 input channel"),
+        (dict(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0, 7])), r"labels must lie in \[0, 3\]"),
+        (dict(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([[0], [1]])), "integer labels of shape"),
+        (dict(pixel_values=torch.randn(2, 3, 8, 8, 8)), "4-D input"),
+    ],
+)
+def test_bad_inputs_are_named(image_model, kwargs, message):
+    image_model.config.problem_type = None
+    with pytest.raises(ValueError, match=message):
+        image_model(**kwargs)
+
+
+def test_save_and_load_restore_identical_logits(image_model, saved_image_model):
+    files = set(os.listdir(saved_image_model))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_ccnn.py",
+            "configuration_ccnn.py", "ccnn.py"} <= files
+    x = torch.randn(2, 3, 32, 32)
+    loaded = AutoModelForImageClassification.from_pretrained(saved_image_model).eval()
+    assert isinstance(loaded, CCNNForImageClassification)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixel_values=x).logits, image_model(pixel_values=x).logits, rtol=0, atol=0)
+    assert isinstance(AutoModel.from_pretrained(saved_image_model), CCNNModel)
+    assert isinstance(AutoImageProcessor.from_pretrained(saved_image_model), CCNNImageProcessor)
+
+
+def test_checkpoint_runs_at_any_size_and_base_resolution_can_be_overridden(image_model, saved_image_model):
+    loaded = AutoModelForImageClassification.from_pretrained(saved_image_model).eval()
+    big = torch.randn(1, 3, 64, 64)
+    small = torch.nn.functional.avg_pool2d(big, 2)
+    with torch.no_grad():
+        native = loaded(pixel_values=small).logits
+        assert loaded(pixel_values=big).logits.shape == (1, 4)
+    as_64 = AutoModelForImageClassification.from_pretrained(saved_image_model, base_resolution=[64, 64]).eval()
+    assert as_64.config.base_resolution == [64, 64]
+    with torch.no_grad():  # declared native at 64: a 64x64 input now uses the stored kernels 1:1
+        torch.testing.assert_close(as_64(pixel_values=big).logits.shape, native.shape)
+    assert as_64.ccnn.encoder.blocks[0].conv.input_scale(big) == (1.0, 1.0)
+
+
+def test_half_precision_loading_keeps_generators_and_fft_in_float32(saved_image_model):
+    model = AutoModelForImageClassification.from_pretrained(saved_image_model, dtype=torch.bfloat16).eval()
+    assert model.classifier.weight.dtype == torch.bfloat16
+    assert model.ccnn.encoder.blocks[0].conv.kernel_net.output_linear.weight.dtype == torch.float32
+    reference = AutoModelForImageClassification.from_pretrained(saved_image_model).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        low = model(pixel_values=x.bfloat16()).logits.float()
+        high = reference(pixel_values=x).logits
+    assert (low - high).abs().max() < 0.1 * high.abs().max() + 0.05
+
+
+def test_truncated_or_mismatched_checkpoints_are_refused(saved_image_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_image_model, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match="(?i)safetensor|header|incomplete|truncat|deserializ"):
+        AutoModelForImageClassification.from_pretrained(broken)
+
+    with pytest.raises(Exception, match="(?i)size mismatch|shape|mismatch"):
+        AutoModelForImageClassification.from_pretrained(saved_image_model, hidden_channels=16)
+    relabeled = AutoModelForImageClassification.from_pretrained(saved_image_model, num_labels=7,
+                                                                ignore_mismatched_sizes=True)
+    assert relabeled.classifier.out_features == 7 and torch.isfinite(relabeled.classifier.weight).all()
+
+
+def test_init_weights_leaves_the_kernel_generators_alone():
+    torch.manual_seed(0)
+    config = image_config()
+    model = CCNNForImageClassification(config)
+    torch.manual_seed(0)
+    plain = build_ccnn("cifar10_4_140", hidden=12, blocks=2, kernel_width=8, num_classes=0)
+    ours = model.ccnn.encoder.state_dict()
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(ours[key], value, msg=key)
+
+
+def test_gradient_checkpointing_matches(image_model):
+    torch.manual_seed(0)
+    model = CCNNForImageClassification(image_config(dropout=0.0)).train()
+    x = torch.randn(2, 3, 16, 16)
+    ref = model(pixel_values=x).logits
+    model.gradient_checkpointing_enable()
+    out = model(pixel_values=x).logits
+    out.sum().backward()
+    torch.testing.assert_close(out, ref)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_image_processor_keeps_size_and_normalises():
+    processor = CCNNImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    image = Image.fromarray(np.full((20, 12, 3), 255, dtype=np.uint8))
+    batch = processor(image, return_tensors="pt")
+    assert batch["pixel_values"].shape == (1, 3, 20, 12)
+    torch.testing.assert_close(batch["pixel_values"], torch.full((1, 3, 20, 12), 2.0))
+    gray = CCNNImageProcessor(image_mean=[0.0], image_std=[1.0], num_channels=1)(image, return_tensors="pt")
+    assert gray["pixel_values"].shape == (1, 1, 20, 12)
+    resized = CCNNImageProcessor(do_resize=True, size={"height": 8, "width": 8})(image, return_tensors="pt")
+    assert resized["pixel_values"].shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="different sizes"):
+        processor([image, Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))], return_tensors="pt")
+
+
+def test_feature_extractor_passes_the_sampling_rate_and_never_resamples():
+    extractor = CCNNFeatureExtractor(sampling_rate=16000, mean=0.0, std=0.5)
+    ints = (np.sin(np.linspace(0, 20, 800)) * 2**14).astype(np.int16)
+    batch = extractor(ints, sampling_rate=8000, return_tensors="pt")
+    assert batch["input_values"].shape == (1, 1, 800) and int(batch["sampling_rate"]) == 8000
+    torch.testing.assert_close(batch["input_values"][0, 0], torch.tensor(ints / 2**15 / (0.5 + 1e-5), dtype=torch.float32))
+    padded = extractor([np.zeros(10, np.float32), np.ones(6, np.float32)], return_tensors="pt")
+    assert padded["input_values"].shape == (2, 1, 10)
+    with pytest.raises(ValueError, match="empty"):
+        extractor(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        extractor(np.array([0.0, np.nan], np.float32))
+
+    model = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
+    with torch.no_grad():
+        via_extractor = model(**extractor(ints, sampling_rate=8000, return_tensors="pt")).logits
+        direct = model(input_values=batch["input_values"], sampling_rate=8000).logits
+    torch.testing.assert_close(via_extractor, direct)
+
+
+def test_auto_classes_are_registered(saved_image_model, tmp_path):
+    seq_config = CCNNConfig.from_preset("smnist_4_140", **TINY)
+    assert isinstance(AutoModelForSequenceClassification.from_config(seq_config), CCNNForSequenceClassification)
+    audio_config = CCNNConfig.from_preset("sc_raw_4_140", **TINY)
+    audio = AutoModelForAudioClassification.from_config(audio_config)
+    assert isinstance(audio, CCNNForAudioClassification)
+    audio.save_pretrained(tmp_path)
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert isinstance(extractor, CCNNFeatureExtractor) and extractor.sampling_rate == 16000
+
+
+def test_pipelines_from_a_folder(saved_image_model, tmp_path):
+    classify = pipeline("image-classification", model=str(saved_image_model), trust_remote_code=False)
+    image = Image.fromarray((np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8))
+    result = classify(image)
+    assert {r["label"] for r in result} <= {"a", "b", "c", "d"} and abs(sum(r["score"] for r in result) - 1) < 1e-4
+
+    audio = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY, id2label={i: str(i) for i in range(10)}))
+    audio.save_pretrained(tmp_path)
+    listen = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=False)
+    result = listen(np.random.default_rng(0).standard_normal(8000).astype(np.float32))
+    assert {r["label"] for r in result} <= {str(i) for i in range(10)} and abs(sum(r["score"] for r in result) - 1) < 1e-4
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import sys, json, torch
+    sys.modules["ccnn_hf"] = None  # the package is not importable here
+    from transformers import AutoModelForImageClassification, AutoModel
+    model = AutoModelForImageClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert type(AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)).__name__ == "CCNNModel"
+    x = torch.load(sys.argv[2], weights_only=True)
+    with torch.no_grad():
+        print(json.dumps(model(pixel_values=x).logits.tolist()))
+    """
+)
+
+
+def run_without_package(folder_or_repo: str, x: torch.Tensor, tmp_path) -> torch.Tensor:
+    tensor_file = tmp_path / "x.pt"
+    torch.save(x, tensor_file)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", REMOTE_CODE_SCRIPT, str(folder_or_repo), str(tensor_file)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_remote_code_loads_without_the_package(image_model, saved_image_model, tmp_path):
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = image_model(pixel_values=x).logits
+    torch.testing.assert_close(run_without_package(saved_image_model, x, tmp_path), expected, rtol=0, atol=1e-6)
+
+
+# -- the Hub (a local server speaking its HTTP API) -----------------------------------------------
+
+def test_push_to_hub_and_load_by_repo_id(local_hub, image_model, tmp_path):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    image_model.push_to_hub("ccnn-org/tiny-image")
+    files = set(HfApi().list_repo_files("ccnn-org/tiny-image"))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_ccnn.py"} <= files
+    x = torch.randn(2, 3, 32, 32)
+    loaded = AutoModelForImageClassification.from_pretrained("ccnn-org/tiny-image").eval()
+    with torch.no_grad():
+        expected = image_model(pixel_values=x).logits
+        torch.testing.assert_close(loaded(pixel_values=x).logits, expected, rtol=0, atol=0)
+    classify = pipeline("image-classification", model="ccnn-org/tiny-image", trust_remote_code=False)
+    assert len(classify(Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)))) == 4
+    torch.testing.assert_close(run_without_package("ccnn-org/tiny-image", x, tmp_path), expected, rtol=0, atol=1e-6)
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi().model_info("ccnn-org/does-not-exist")
+    with pytest.raises(OSError, match="(?i)does not appear to have|not found|ccnn-org/does-not-exist"):
+        AutoModelForImageClassification.from_pretrained("ccnn-org/does-not-exist")
+    with pytest.raises(EntryNotFoundError):
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download("ccnn-org/tiny-image", "missing.bin")
+
+
+def test_trainer_fine_tunes_for_a_few_steps(tmp_path):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (64,), generator=g)
+    images = torch.randn(64, 1, 12, 12, generator=g) * 0.3
+    images[labels == 1, :, 3:9, 3:9] += 1.0  # class 1: a bright square
+    data = Dataset.from_dict({"pixel_values": images.numpy(), "labels": labels.numpy()}).with_format("torch")
+    torch.manual_seed(0)
+    model = CCNNForImageClassification(image_config(num_labels=2, num_channels=1, base_resolution=[12, 12], kernel_size=13))
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16, num_train_epochs=3,
+                             learning_rate=5e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
