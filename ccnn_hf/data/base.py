@@ -71,7 +71,7 @@ class BuiltinDataset:
     ) -> ArrayDataset:
         """The same test samples (same order and labels) at another resolution, length or sampling rate.
 
-        Images are resized from the original pictures (bilinear, antialiased); generated data is
+        Images are resized from the original pictures (bicubic up, antialiased bilinear down); generated data is
         re-rendered natively from the same geometry and seed; audio is the same clips at another
         sampling rate. An int ``resolution`` means a square image or a sequence length. Inputs are
         normalised with this dataset's ``mean``/``std``.

@@ -1,0 +1,394 @@
+"""Training data for ``ccnn-train``: built-in datasets, image/audio folders (or zips), HF datasets.
+
+Everything becomes a :class:`TaskData`: normalised float tensors for train and test, the facts a
+model needs (channels, classes, resolution or sampling rate), and the test set at the other
+resolutions or sampling rates to evaluate. Images go through :class:`CCNNImageProcessor`, audio
+through :class:`CCNNFeatureExtractor` at its own sampling rate.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
+from ..data.images import resize_images
+
+__all__ = ["TaskData", "EvalPoint", "load_task_data", "check_labels"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation setting: a resolution (grid size) or a sampling rate, and its test inputs."""
+
+    label: str
+    resolution: tuple[int, ...] | None
+    sampling_rate: float | None
+    data: ArrayDataset
+
+
+@dataclass
+class TaskData:
+    """A classification task ready for training."""
+
+    name: str
+    modality: str  # "image" | "sequence" | "audio" | "tokens"
+    data_dim: int
+    in_channels: int
+    num_classes: int
+    label_names: list[str]
+    base_resolution: tuple[int, ...]
+    sampling_rate: float | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: ArrayDataset
+    test: ArrayDataset
+    render_test: Callable[[tuple[int, ...] | None, float | None], ArrayDataset] | None = field(default=None, repr=False)
+
+    def eval_points(self, spec: Sequence[str] | None) -> list[EvalPoint]:
+        """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
+        Hz for audio). Defaults: 0.5x, 1x, 2x (audio: 1x and 2x). Settings the data cannot be
+        rendered at are skipped with a note in the returned labels' absence."""
+        spec = list(spec) if spec else (["1x", "2x"] if self.modality == "audio" else ["0.5x", "1x", "2x"])
+        points = []
+        for entry in spec:
+            entry = str(entry).strip()
+            factor = float(entry[:-1]) if entry.endswith("x") else None
+            if self.modality == "audio":
+                rate = self.sampling_rate * factor if factor is not None else float(entry)
+                data = self.test if rate == self.sampling_rate else self._render(None, rate)
+                if data is not None:
+                    points.append(EvalPoint(f"{rate / 1000:g} kHz", None, rate, data))
+                continue
+            if factor is not None:
+                size = tuple(max(1, round(n * factor)) for n in self.base_resolution)
+            else:
+                size = (int(entry),) * self.data_dim
+            data = self.test if size == self.base_resolution else self._render(size, None)
+            if data is not None:
+                points.append(EvalPoint("x".join(map(str, size)), size, None, data))
+        return points
+
+    def _render(self, size: tuple[int, ...] | None, rate: float | None) -> ArrayDataset | None:
+        if self.render_test is None:
+            return None
+        try:
+            return self.render_test(size, rate)
+        except ValueError:
+            return None
+
+
+# -- built-in -----------------------------------------------------------------------------------
+
+def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
+    ds = load_builtin(name, seed=seed, **options)
+    modality = "tokens" if name == "listops" else ds.modality
+
+    def render(size, rate):
+        return ds.test_at(resolution=size, sampling_rate=rate)
+
+    return TaskData(name, modality, ds.data_dim, ds.in_channels, ds.num_classes, list(ds.label_names),
+                    tuple(ds.base_resolution), ds.sampling_rate, tuple(ds.mean), tuple(ds.std), ds.train, ds.test,
+                    render if ds.render_test is not None else None)
+
+
+# -- image / audio folders and zips (imagefolder / audiofolder layout) ---------------------------
+
+class _Folder:
+    """Read ``split/label/file`` entries from a directory or a zip archive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.is_file() and zipfile.is_zipfile(path):
+            self.zip = zipfile.ZipFile(path)
+            names = [n for n in self.zip.namelist() if not n.endswith("/")]
+        elif path.is_dir():
+            self.zip = None
+            names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
+        else:
+            raise ValueError(f"dataset path {path} is neither a directory nor a zip archive")
+        self.entries: dict[str, list[tuple[str, str]]] = {}
+        for name in sorted(names):
+            parts = Path(name).parts
+            if len(parts) >= 3 and Path(name).suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES:
+                self.entries.setdefault(parts[-3], []).append((parts[-2], name))
+        if not self.entries:
+            raise ValueError(f"{path}: no files in the imagefolder/audiofolder layout split/label/file")
+
+    def read(self, name: str) -> bytes:
+        return self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
+
+
+def _split_names(folder: _Folder, train_split: str, test_split: str) -> tuple[str, str]:
+    for split in (train_split, test_split):
+        if split not in folder.entries:
+            raise ValueError(f"{folder.path}: no split {split!r}; found {sorted(folder.entries)}")
+    return train_split, test_split
+
+
+def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, image_size: int | None,
+                max_samples: int | None) -> TaskData:
+    from PIL import Image
+
+    from ..image_processing_ccnn import CCNNImageProcessor
+
+    train_split, test_split = _split_names(folder, train_split, test_split)
+    labels = sorted({label for split in (train_split, test_split) for label, _ in folder.entries[split]})
+    index = {label: i for i, label in enumerate(labels)}
+
+    def load(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        entries = folder.entries[split][:max_samples] if max_samples else folder.entries[split]
+        pics = [np.asarray(Image.open(io.BytesIO(folder.read(f))).convert("RGB" if _is_colour(folder, entries) else "L"))
+                for _, f in entries]
+        sizes = {p.shape[:2] for p in pics}
+        if len(sizes) > 1 and image_size is None:
+            raise ValueError(f"{split} images have different sizes {sorted(sizes)[:4]}...; pass --image_size")
+        arrays = torch.stack([torch.from_numpy(p.reshape(*p.shape[:2], -1).copy()).permute(2, 0, 1) for p in pics])
+        if image_size is not None:
+            arrays = resize_images(arrays.float(), (image_size, image_size)).round().clamp(0, 255).to(torch.uint8)
+        return arrays, torch.tensor([index[label] for label, _ in entries])
+
+    train_raw, train_y = load(train_split)
+    test_raw, test_y = load(test_split)
+    channels = train_raw.shape[1]
+    scaled = train_raw.float() / 255.0
+    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+    processor = CCNNImageProcessor(image_mean=list(mean), image_std=list(std), num_channels=channels)
+
+    def process(raw: torch.Tensor) -> torch.Tensor:
+        out = [processor(list(chunk), return_tensors="pt")["pixel_values"] for chunk in raw.split(1024)]
+        return torch.cat(out)
+
+    def render(size, rate):
+        return ArrayDataset(process(resize_images(test_raw.float(), size).round().clamp(0, 255).to(torch.uint8)), test_y)
+
+    return TaskData(name, "image", 2, channels, len(labels), labels, tuple(train_raw.shape[-2:]), None, mean, std,
+                    ArrayDataset(process(train_raw), train_y), ArrayDataset(process(test_raw), test_y), render)
+
+
+def _is_colour(folder: _Folder, entries: list[tuple[str, str]]) -> bool:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(folder.read(entries[0][1]))).mode not in ("L", "1", "I", "I;16", "F")
+
+
+def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, sampling_rate: float | None,
+                clip_seconds: float, max_samples: int | None) -> TaskData:
+    import soundfile
+
+    from ..feature_extraction_ccnn import CCNNFeatureExtractor
+
+    train_split, test_split = _split_names(folder, train_split, test_split)
+    labels = sorted({label for split in (train_split, test_split) for label, _ in folder.entries[split]})
+    index = {label: i for i, label in enumerate(labels)}
+
+    def read(split: str) -> tuple[list[np.ndarray], int, torch.Tensor]:
+        entries = folder.entries[split][:max_samples] if max_samples else folder.entries[split]
+        waves, rates = [], set()
+        for _, f in entries:
+            wave, rate = soundfile.read(io.BytesIO(folder.read(f)), dtype="int16", always_2d=True)
+            waves.append(wave.mean(axis=1).astype(np.int16))
+            rates.add(rate)
+        if len(rates) != 1:
+            raise ValueError(f"{split} clips have several sampling rates {sorted(rates)}")
+        return waves, rates.pop(), torch.tensor([index[label] for label, _ in entries])
+
+    train_waves, native, train_y = read(train_split)
+    test_waves, test_native, test_y = read(test_split)
+    rate = float(sampling_rate or native)
+    train_clips = _fixed_clips(train_waves, native, rate, clip_seconds)
+    mean, std = float(train_clips.mean()), float(train_clips.std())
+    extractor = CCNNFeatureExtractor(sampling_rate=int(rate), mean=mean, std=std)
+
+    def render(size, target_rate):
+        clips = _fixed_clips(test_waves, test_native, target_rate, clip_seconds)
+        return ArrayDataset(torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"]), test_y)
+
+    train = ArrayDataset(torch.from_numpy(extractor(list(train_clips), sampling_rate=int(rate))["input_values"]), train_y)
+    test = render(None, rate)
+    return TaskData(name, "audio", 1, 1, len(labels), labels, (train.inputs.shape[-1],), rate, (mean,), (std,),
+                    train, test, render)
+
+
+def _fixed_clips(waves: list[np.ndarray], native: int, rate: float, seconds: float) -> np.ndarray:
+    """Resample int16 clips from ``native`` to ``rate`` Hz and centre-pad or centre-crop them to ``seconds``."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(int(rate), int(native)).limit_denominator(1000)
+    length = int(round(seconds * rate))
+    out = np.zeros((len(waves), length), dtype=np.float32)
+    for i, wave in enumerate(waves):
+        x = wave.astype(np.float32)
+        if ratio != 1:
+            x = resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+        start = max(0, (len(x) - length) // 2)
+        x = x[start : start + length]
+        offset = (length - len(x)) // 2
+        out[i, offset : offset + len(x)] = x
+    return np.clip(np.round(out), -(2**15), 2**15 - 1).astype(np.int16)
+
+
+# -- Hugging Face datasets ----------------------------------------------------------------------
+
+def _hf_task(name: str, source: str, train_split: str, test_split: str, image_column: str | None,
+             audio_column: str | None, label_column: str, dataset_config: str | None, image_size: int | None,
+             sampling_rate: float | None, clip_seconds: float, max_samples: int | None) -> TaskData:
+    import datasets
+
+    path = Path(source)
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        data = datasets.load_from_disk(str(path))
+    else:
+        data = datasets.load_dataset(source, dataset_config)
+    for split in (train_split, test_split):
+        if split not in data:
+            raise ValueError(f"{source}: no split {split!r}; found {list(data)}")
+    columns = data[train_split].column_names
+    if label_column not in columns:
+        raise ValueError(f"{source}: no label column {label_column!r}; columns are {columns}")
+    column = audio_column or image_column
+    if column is None:
+        column = next((c for c in ("image", "img", "audio") if c in columns), None)
+    if column not in columns:
+        raise ValueError(f"{source}: no input column {column!r}; columns are {columns} "
+                         "(choose one with --image_column or --audio_column)")
+    feature = data[train_split].features[label_column]
+    labels = list(feature.names) if hasattr(feature, "names") else sorted({str(v) for v in data[train_split][label_column]})
+    is_audio = audio_column is not None or column == "audio"
+    folder = _InMemoryFolder(data, column, label_column, labels, (train_split, test_split), max_samples, is_audio)
+    if is_audio:
+        return _audio_task(name, folder, train_split, test_split, sampling_rate, clip_seconds, None)
+    return _image_task(name, folder, train_split, test_split, image_size, None)
+
+
+class _InMemoryFolder(_Folder):
+    """Present an HF dataset's rows as ``split/label/file`` entries of encoded bytes."""
+
+    def __init__(self, data, column, label_column, labels, splits, max_samples, is_audio) -> None:
+        self.path = Path(str(column))
+        self.zip = None
+        self.blobs: dict[str, bytes] = {}
+        self.entries = {}
+        for split in splits:
+            rows = data[split].select(range(min(len(data[split]), max_samples))) if max_samples else data[split]
+            for i, row in enumerate(rows):
+                key = f"{split}/{i}"
+                self.blobs[key] = _encode(row[column], is_audio)
+                value = row[label_column]
+                self.entries.setdefault(split, []).append((labels[value] if isinstance(value, int) else str(value), key))
+
+    def read(self, name: str) -> bytes:
+        return self.blobs[name]
+
+
+def _encode(value, is_audio: bool) -> bytes:
+    buffer = io.BytesIO()
+    if is_audio:
+        import soundfile
+
+        soundfile.write(buffer, np.asarray(value["array"]), int(value["sampling_rate"]), format="WAV", subtype="PCM_16")
+    else:
+        value.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# -- entry point ------------------------------------------------------------------------------------
+
+def load_task_data(
+    dataset: str,
+    *,
+    seed: int = 0,
+    options: dict | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    image_column: str | None = None,
+    audio_column: str | None = None,
+    label_column: str = "label",
+    dataset_config: str | None = None,
+    image_size: int | None = None,
+    sampling_rate: float | None = None,
+    clip_seconds: float = 1.0,
+    labels: Sequence[int] | None = None,
+    max_samples: int | None = None,
+) -> TaskData:
+    """Load ``dataset``: a built-in name, an imagefolder/audiofolder directory or zip, a dataset
+    saved with ``datasets.save_to_disk``, or a Hugging Face Hub dataset name.
+
+    ``image_size`` resizes images (built-in images too), ``sampling_rate`` resamples audio for
+    training, ``labels`` keeps only those classes (renumbered in that order).
+    """
+    options = dict(options or {})
+    path = Path(dataset)
+    if dataset in BUILTIN_DATASETS:
+        task = _from_builtin(dataset, seed, options)
+        if sampling_rate is not None and task.modality == "audio" and sampling_rate != task.sampling_rate:
+            task = _from_builtin(dataset, seed, {**options, "sampling_rate": sampling_rate})
+        if image_size is not None:
+            task = _resize_task(task, image_size)
+    elif path.exists() and not (path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists())):
+        folder = _Folder(path)
+        sample = next(iter(folder.entries.values()))[0][1]
+        if Path(sample).suffix.lower() in AUDIO_SUFFIXES:
+            task = _audio_task(path.stem, folder, train_split, test_split, sampling_rate, clip_seconds, max_samples)
+        else:
+            task = _image_task(path.stem, folder, train_split, test_split, image_size, max_samples)
+    elif path.exists() or "/" in dataset:
+        task = _hf_task(path.name or dataset, dataset, train_split, test_split, image_column, audio_column,
+                        label_column, dataset_config, image_size, sampling_rate, clip_seconds, max_samples)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
+                         "an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
+    if labels is not None:
+        task = _subset_labels(task, list(labels))
+    return task
+
+
+def _resize_task(task: TaskData, size: int) -> TaskData:
+    """Train (and test) at ``size`` x ``size``: training images resized, test images re-rendered."""
+    if task.modality != "image":
+        raise ValueError(f"--image_size applies to image data; {task.name} is {task.modality} data")
+    target = (size, size)
+    if target == task.base_resolution:
+        return task
+    train = ArrayDataset(resize_images(task.train.inputs, target), task.train.labels)
+    test = task.render_test(target, None) if task.render_test else ArrayDataset(resize_images(task.test.inputs, target),
+                                                                                 task.test.labels)
+    return TaskData(task.name, task.modality, task.data_dim, task.in_channels, task.num_classes, task.label_names,
+                    target, task.sampling_rate, task.mean, task.std, train, test, task.render_test)
+
+
+def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
+    bad = [k for k in keep if not 0 <= k < task.num_classes]
+    if bad:
+        raise ValueError(f"--labels {bad} outside the dataset's classes 0..{task.num_classes - 1}")
+    mapping = torch.full((task.num_classes,), -1, dtype=torch.long)
+    mapping[torch.tensor(keep)] = torch.arange(len(keep))
+
+    def select(split: ArrayDataset) -> ArrayDataset:
+        new = mapping[split.labels]
+        mask = new >= 0
+        return ArrayDataset(split.inputs[mask], new[mask])
+
+    render = (lambda res, rate: select(task.render_test(res, rate))) if task.render_test is not None else None
+    return TaskData(task.name, task.modality, task.data_dim, task.in_channels, len(keep),
+                    [task.label_names[k] for k in keep], task.base_resolution, task.sampling_rate, task.mean, task.std,
+                    select(task.train), select(task.test), render)
+
+
+def check_labels(task: TaskData) -> None:
+    """Refuse labels outside ``0..num_classes-1`` (a corrupt or mismatched dataset)."""
+    for split_name, split in (("train", task.train), ("test", task.test)):
+        if split.labels.numel() and (split.labels.min() < 0 or split.labels.max() >= task.num_classes):
+            raise ValueError(f"{task.name} {split_name} labels range over {int(split.labels.min())}.."
+                             f"{int(split.labels.max())}, outside the {task.num_classes} classes")

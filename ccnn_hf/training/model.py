@@ -1,0 +1,163 @@
+"""Models for ``ccnn-train``: from a preset fitted to the data, or from a pretrained checkpoint."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..configuration_ccnn import CCNNConfig
+from ..continuous_conv import SeparableContinuousConv
+from ..modeling_ccnn import (
+    CCNNForAudioClassification,
+    CCNNForImageClassification,
+    CCNNForSequenceClassification,
+    CCNNPreTrainedModel,
+)
+from ..presets import get_preset
+from .args import MODEL_OVERRIDES
+from .data import TaskData
+
+__all__ = ["build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES"]
+
+MODEL_CLASSES = {
+    "image": CCNNForImageClassification,
+    "sequence": CCNNForSequenceClassification,
+    "tokens": CCNNForSequenceClassification,
+    "audio": CCNNForAudioClassification,
+}
+
+
+def is_binary(preset: str, task: TaskData) -> bool:
+    """Official binary tasks (one logit, BCE) on two-class data."""
+    return get_preset(preset).model["num_classes"] == 1 and task.num_classes == 2
+
+
+def _label_fields(task: TaskData, binary: bool) -> dict:
+    if binary:
+        return dict(num_labels=1, id2label={0: task.label_names[1]}, problem_type="multi_label_classification")
+    return dict(num_labels=task.num_classes, id2label=dict(enumerate(task.label_names)),
+                problem_type="single_label_classification")
+
+
+def _kernel_size(preset: str, task: TaskData, requested: str | None):
+    """The preset's kernel extent relative to its base input, carried over to the data's base size."""
+    if requested is not None:
+        return requested if requested == "same" else int(requested)
+    model = get_preset(preset).model
+    size = model["kernel_size"]
+    if size == "same":
+        return "same"
+    taps = round((size - 1) * task.base_resolution[0] / model["base_resolution"][0]) + 1
+    return taps if model["causal"] or taps % 2 else taps + 1
+
+
+def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
+    preset = get_preset(args.preset)
+    if preset.model["data_dim"] != task.data_dim:
+        kind = {1: "sequence", 2: "image", 3: "volume"}
+        raise ValueError(
+            f"dataset {task.name!r} holds {task.data_dim}D {task.modality} data but preset {args.preset!r} is a "
+            f"{kind[preset.model['data_dim']]} ({preset.model['data_dim']}D) model; pick a "
+            f"{kind[task.data_dim]} preset (or a sequence view of the data, e.g. digits_seq / smnist)")
+    overrides = {field: getattr(args, flag) for flag, field in MODEL_OVERRIDES.items()
+                 if getattr(args, flag) is not None and flag != "kernel_size"}
+    return CCNNConfig.from_preset(
+        args.preset,
+        num_channels=task.in_channels,
+        base_resolution=list(task.base_resolution),
+        base_sampling_rate=task.sampling_rate if task.modality == "audio" else preset.model["base_sampling_rate"],
+        kernel_size=_kernel_size(args.preset, task, args.kernel_size),
+        modality=task.modality,
+        input_mean=list(task.mean),
+        input_std=list(task.std),
+        **_label_fields(task, is_binary(args.preset, task)),
+        **overrides,
+    )
+
+
+def _resolve_checkpoint(source: str) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+
+
+def _to_transformers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm-format keys (``stem.*``, ``head.fc.*``) -> transformers keys (``ccnn.encoder.*``, ``classifier.*``)."""
+    if any(k.startswith("ccnn.") for k in state):
+        return state
+    return {re.sub(r"^head\.fc\.", "classifier.", k) if k.startswith("head.fc.") else f"ccnn.encoder.{k}": v
+            for k, v in state.items()}
+
+
+def _config_from_checkpoint(folder: Path) -> CCNNConfig:
+    import json
+
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if raw.get("model_type") == "ccnn":
+        return CCNNConfig.from_pretrained(folder)
+    raise ValueError(f"{folder}/config.json is not a CCNN checkpoint (model_type {raw.get('model_type')!r})")
+
+
+def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTrainedModel, dict]:
+    """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised)."""
+    model_cls = MODEL_CLASSES[task.modality]
+    if not args.init_from:
+        config = _config_from_preset(args, task)
+        return model_cls(config), {}
+
+    folder = _resolve_checkpoint(args.init_from)
+    config = _config_from_checkpoint(folder)
+    problems = []
+    if config.data_dim != task.data_dim:
+        problems.append(f"data_dim {config.data_dim} (data: {task.data_dim})")
+    if config.num_channels != task.in_channels:
+        problems.append(f"{config.num_channels} input channels (data: {task.in_channels})")
+    if problems:
+        raise ValueError(f"{args.init_from} does not fit {task.name}: " + ", ".join(problems))
+    binary = task.num_classes == 2 and (config.num_labels == 1 or is_binary(args.preset, task))
+    labels = _label_fields(task, binary)
+    reinit = config.num_labels != labels["num_labels"]
+    old_labels = config.num_labels
+    for key, value in labels.items():
+        setattr(config, key, value)
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    config.modality = task.modality
+    model = MODEL_CLASSES[task.modality](config)
+    state = _to_transformers_keys(load_file(folder / "model.safetensors"))
+    if reinit:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        print(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
+              f"{labels['num_labels']}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (reinit and k.startswith("classifier."))]
+    if missing or unexpected:
+        raise ValueError(f"{args.init_from} does not match the model: missing {missing}, unexpected {unexpected}")
+    for conv in model.modules():
+        if isinstance(conv, SeparableContinuousConv):
+            conv.clear_kernel_cache()
+    info = {
+        "init_from": args.init_from,
+        "classifier_reinitialised": reinit,
+        "checkpoint_base_resolution": list(config.base_resolution),
+        "checkpoint_base_sampling_rate": config.base_sampling_rate,
+    }
+    return model, info
+
+
+def l2_norm_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """The official CCNN regulariser: sum of the (unsquared) L2 norms of every parameter outside the
+    kernel generators plus the L2 norm of every conv's masked kernel on its base grid."""
+    total = torch.zeros((), device=next(model.parameters()).device)
+    for name, param in model.named_parameters():
+        if ".kernel_net." not in f".{name}":
+            total = total + param.norm()
+    for module in model.modules():
+        if isinstance(module, SeparableContinuousConv):
+            total = total + module.kernel().norm()
+    return total
