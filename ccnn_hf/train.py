@@ -71,6 +71,7 @@ def _prepare_output(args, accelerator: Accelerator) -> Path:
     previous = out.exists() and any((out / n).exists() for n in ("results.json", "checkpoints", "config.json"))
     if previous and not (args.overwrite or args.resume):
         raise SystemExit(f"{out} holds another run; pass --overwrite to replace it or --resume to continue it")
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes
     if accelerator.is_main_process:
         if args.overwrite and out.exists():
             shutil.rmtree(out)
@@ -111,7 +112,6 @@ def run(argv: Sequence[str] | None = None) -> dict:
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=grad_accum, log_with=_trackers(args.report_to) or None,
                               project_dir=args.output_dir)
-    out = _prepare_output(args, accelerator)
     set_seed(args.seed)
     labels = [int(v) for v in args.labels.split(",")] if args.labels else None
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
@@ -126,13 +126,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     set_seed(args.seed)
     model, init_info = build_model(args, task)
     binary = model.config.num_labels == 1
+    out = _prepare_output(args, accelerator)  # only once the data and the model are known to be valid
     accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
                       f"in_channels={task.in_channels}, labels={task.num_classes}, base "
                       f"{task.sampling_rate or task.base_resolution}; model: {args.preset}, "
                       f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     sampler = EpochPermutation(len(task.train), args.seed)
-    loader = DataLoader(task.train, batch_size=batch_size, sampler=sampler, drop_last=len(task.train) >= batch_size)
+    # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,
+    # or a resumed run would see other dropout masks than an uninterrupted one.
+    loader = DataLoader(task.train, batch_size=batch_size, sampler=sampler, drop_last=len(task.train) >= batch_size,
+                        generator=torch.Generator().manual_seed(args.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / (accelerator.num_processes * grad_accum)))
     total_steps = args.max_steps or max(1, round(epochs * steps_per_epoch))
     warmup_steps = round(warmup_epochs * steps_per_epoch)

@@ -1,0 +1,246 @@
+"""``ccnn-train``: training, evaluation across resolutions, fine-tuning, resume, data sources, faults."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ccnn_hf.train import run
+from ccnn_hf.training.checkpoints import latest_checkpoint
+
+TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Every run builds its own Accelerator (mixed precision, process layout) as a new process would."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    yield
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    results = run(["--dataset", "digits", "--hidden", "24", "--blocks", "2", "--kernel_hidden", "12", "--epochs", "10", "--warmup", "1",
+                   "--batch_size", "64", "--lr", "0.01", "--output_dir", str(out), "--report_to", "none",
+                   "--eval_resolutions", "1x,2x"])
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    return out, results
+
+
+def accuracy_at(results: dict, setting: str, mode: str = "continuous") -> float:
+    return next(r["accuracy"] for r in results["evaluation"] if r["setting"] == setting and r["mode"] == mode)
+
+
+def test_training_on_8x8_digits_keeps_accuracy_at_16x16(digits_run):
+    out, results = digits_run
+    base, double = accuracy_at(results, "8x8"), accuracy_at(results, "16x16")
+    assert base > 0.85
+    assert double > base - 0.05  # continuous mode: the same weights on a twice finer grid
+    assert accuracy_at(results, "16x16", "reference") < double  # the official fixed grid does worse
+    files = set(os.listdir(out))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "results.json",
+            "accuracy_vs_resolution.png", "logs", "checkpoints"} <= files
+    assert json.loads((out / "results.json").read_text())["preset"] == "cifar10_4_140"
+    log = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert any("test_accuracy" in r for r in log) and all(np.isfinite(r.get("loss", 0)) for r in log)
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "16x16" in card and "arXiv" not in card or "2206.03398" in card
+
+
+def test_the_output_folder_loads_in_transformers_and_reproduces_the_accuracy(digits_run):
+    from transformers import AutoModelForImageClassification
+
+    from ccnn_hf.data import load_builtin
+
+    out, results = digits_run
+    model = AutoModelForImageClassification.from_pretrained(out).eval()
+    test = load_builtin("digits").test
+    with torch.no_grad():
+        acc = (model(pixel_values=test.inputs).logits.argmax(-1) == test.labels).float().mean().item()
+    assert abs(acc - accuracy_at(results, "8x8")) < 1e-6
+
+
+def test_fine_tuning_at_another_resolution_with_a_label_subset(digits_run, tmp_path, capsys):
+    checkpoint, _ = digits_run
+    results = run(["--init_from", str(checkpoint), "--dataset", "digits", "--image_size", "16", "--labels", "0,1,2,3,4",
+                   "--epochs", "3", "--warmup", "0.5", "--batch_size", "64", "--lr", "0.005", "--output_dir", str(tmp_path / "ft"),
+                   "--report_to", "none", "--eval_resolutions", "1x"])
+    assert "re-initialising the classifier" in capsys.readouterr().out
+    assert results["classifier_reinitialised"] and results["num_labels"] == 5
+    assert results["checkpoint_base_resolution"] == [8, 8] and results["base_resolution"] == [16, 16]
+    assert accuracy_at(results, "16x16") > 0.8
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
+    args = [sys.executable, "-m", "ccnn_hf.train", "--dataset", "digits", *TINY, "--max_steps", "12",
+            "--save_steps", "3", "--batch_size", "16", "--conv_impl", "fft", "--eval_resolutions", "1x"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run(args + ["--output_dir", str(tmp_path / "whole")], env=env, capture_output=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr.decode()[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--output_dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while latest_checkpoint(killed / "checkpoints") is None or latest_checkpoint(killed / "checkpoints").name < "step_00000006":
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.safetensors").exists()
+    resumed = subprocess.run(args + ["--output_dir", str(killed), "--resume"], env=env, capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert b"resumed from" in resumed.stdout
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_incomplete_checkpoints_are_never_picked(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / "step_00000004").mkdir(parents=True)
+    (root / "step_00000004" / "trainer_state.json").write_text("{}")
+    (root / "step_00000008").mkdir()  # crashed before trainer_state.json was written
+    (root / ".tmp-step_00000012").mkdir()
+    assert latest_checkpoint(root).name == "step_00000004"
+
+
+def _run_fails(argv, capsys, message):
+    from ccnn_hf.train import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    text = capsys.readouterr().err + str(exit_info.value)
+    assert message in text, text
+
+
+def test_bad_input_is_named(tmp_path, capsys):
+    out = ["--output_dir", str(tmp_path / "x"), *TINY, "--max_steps", "1"]
+    _run_fails(["--preset", "cifar10_4_14", *out], capsys, "unknown preset")
+    _run_fails(["--dataset", "imagenet-1k-on-mars", *out], capsys, "unknown dataset")
+    _run_fails(["--dataset", "digits", "--preset", "smnist_4_140", *out], capsys, "holds 2D image data")
+    _run_fails(["--dataset", "digits", "--labels", "3,12", *out], capsys, "outside the dataset's classes")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "results.json").write_text("{}")
+    _run_fails(["--dataset", "digits", "--output_dir", str(tmp_path / "taken"), *TINY], capsys, "holds another run")
+
+
+def _png(value: int, size=(10, 10), mode="L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((*size, 3) if mode == "RGB" else size, value, dtype=np.uint8), mode=mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_imagefolder_zip(tmp_path):
+    archive = tmp_path / "shapes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for split, count in (("train", 12), ("test", 4)):
+            for label, value in (("dark", 30), ("light", 220)):
+                for i in range(count):
+                    z.writestr(f"{split}/{label}/{i}.png", _png(value + i, mode="RGB"))
+    results = run(["--dataset", str(archive), *TINY, "--max_steps", "2", "--batch_size", "8",
+                   "--output_dir", str(tmp_path / "out"), "--eval_resolutions", "1x,2x"])
+    assert results["labels"] == ["dark", "light"] and results["base_resolution"] == [10, 10]
+    assert {r["setting"] for r in results["evaluation"]} == {"10x10", "20x20"}
+
+
+def test_hf_dataset_with_custom_columns(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8)) for _ in range(24)]
+    features = datasets.Features({"picture": datasets.Image(), "kind": datasets.ClassLabel(names=["a", "b", "c"])})
+    split = datasets.Dataset.from_dict({"picture": images, "kind": [i % 3 for i in range(24)]}, features=features)
+    datasets.DatasetDict({"train": split, "test": split.select(range(6))}).save_to_disk(tmp_path / "saved")
+    results = run(["--dataset", str(tmp_path / "saved"), "--image_column", "picture", "--label_column", "kind", *TINY,
+                   "--max_steps", "2", "--batch_size", "8", "--output_dir", str(tmp_path / "out"), "--eval_resolutions", "1x"])
+    assert results["labels"] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="no label column 'label'"):
+        run(["--dataset", str(tmp_path / "saved"), "--image_column", "picture", *TINY, "--max_steps", "1",
+             "--output_dir", str(tmp_path / "out2")])
+
+
+def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
+    import soundfile
+
+    root = tmp_path / "speech"
+    t = np.arange(8000) / 8000
+    for split, count in (("train", 6), ("test", 2)):
+        for label, freq in (("low", 300), ("high", 1500)):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
+                soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
+    results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
+                   "--max_steps", "2", "--batch_size", "4", "--output_dir", str(tmp_path / "out")])
+    assert results["base_sampling_rate"] == 4000 and results["modality"] == "audio"
+    assert {r["setting"] for r in results["evaluation"]} == {"4 kHz", "8 kHz"}
+    from transformers import AutoFeatureExtractor
+
+    assert AutoFeatureExtractor.from_pretrained(tmp_path / "out").sampling_rate == 4000
+
+
+def test_sequences_binary_tasks_and_a_yaml_config(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset: digits_seq\npreset: smnist_4_140\nmax_steps: 2\nbatch_size: 16\n"
+                      "hidden: 12\nblocks: 1\nkernel_hidden: 8\nreport_to: none\n")
+    results = run(["--config", str(config), "--output_dir", str(tmp_path / "seq")])
+    assert results["modality"] == "sequence" and results["base_resolution"] == [64]
+    binary = run(["--dataset", "pathfinder", "--dataset_option", "n_train=32", "--dataset_option", "n_test=16",
+                  "--preset", "pathfinder2d_4_140", *TINY, "--max_steps", "2", "--batch_size", "8",
+                  "--output_dir", str(tmp_path / "pf"), "--eval_resolutions", "1x"])
+    assert binary["num_labels"] == 1  # the official binary task: one logit, BCE
+
+
+def test_bf16_mixed_precision(tmp_path):
+    results = run(["--dataset", "digits", *TINY, "--max_steps", "3", "--batch_size", "16", "--mixed_precision", "bf16",
+                   "--output_dir", str(tmp_path / "bf16"), "--eval_resolutions", "1x"])
+    assert "bf16" in results["recipe"]
+    assert np.isfinite(results["evaluation"][0]["loss"])
+
+
+def test_push_to_hub(local_hub, tmp_path):
+    from huggingface_hub import HfApi
+    from transformers import AutoModelForImageClassification
+
+    run(["--dataset", "digits", *TINY, "--max_steps", "2", "--batch_size", "16", "--output_dir", str(tmp_path / "out"),
+         "--eval_resolutions", "1x", "--push_to_hub", "--hub_model_id", "ccnn-org/digits-tiny"])
+    files = set(HfApi().list_repo_files("ccnn-org/digits-tiny"))
+    assert {"model.safetensors", "config.json", "README.md", "results.json", "accuracy_vs_resolution.png"} <= files
+    assert not any(f.startswith("checkpoints/") for f in files)
+    assert AutoModelForImageClassification.from_pretrained("ccnn-org/digits-tiny").config.num_labels == 10
+
+
+def test_two_processes_with_accelerate_launch(tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ccnn_hf.train",
+               "--cpu", "--dataset", "digits", *TINY, "--max_steps", "4", "--batch_size", "16", "--save_steps", "2",
+               "--output_dir", str(out), "--eval_resolutions", "1x"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert "x 2 processes" in results["recipe"]
+    assert (out / "checkpoints" / "step_00000004" / "trainer_state.json").exists()
