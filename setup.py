@@ -14,7 +14,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["ccnn_hf", "ccnn_hf.*"]),
-    package_data={"ccnn_hf": ["weights/*/*", "model_card_template.md"]},
+    package_data={"ccnn_hf": ["weights/*/*", "model_card_template.md", "configs/*.yaml"]},
     install_requires=[
         "torch>=2.4,<=2.14.1",
         "torchvision",

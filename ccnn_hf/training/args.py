@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ccnn-train",
         description="Train a Continuous CNN with Accelerate and evaluate it across resolutions. "
-        "Run directly, or under `accelerate launch` for several processes.",
+        "Run directly, or under `accelerate launch` for several processes. Without arguments it runs "
+        "the built-in quickstart (ccnn_hf/configs/quickstart.yaml: a small CCNN on 8x8 digits).",
     )
     p.add_argument("--config", help="YAML or JSON file with any of these options (command-line flags win)")
     g = p.add_argument_group("task")
@@ -100,10 +101,17 @@ def _read_config(path: str) -> dict[str, Any]:
     return data
 
 
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset."""
+    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset.
+    Without any argument the built-in quickstart config runs (small CCNN on 8x8 digits)."""
+    import sys
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv or ["--config", str(QUICKSTART)])
     if args.config:
         defaults = {a.dest: a.default for a in parser._actions}
         valid = set(defaults) - {"help", "config"}
