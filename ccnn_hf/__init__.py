@@ -10,6 +10,7 @@ from .kernel_nets import MAGNet, SIREN
 from .original import convert_original_state_dict, load_original_state_dict
 from .presets import PRESETS, Preset, get_preset, list_presets
 from . import hf_registration  # noqa: F401  (registers the Auto classes)
+from . import timm_models  # noqa: F401  (registers the ccnn_2d* models with timm)
 from .configuration_ccnn import CCNNConfig
 from .feature_extraction_ccnn import CCNNFeatureExtractor
 from .image_processing_ccnn import CCNNImageProcessor

@@ -168,6 +168,37 @@ def _calibrate_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out / rms
 
 
+def resolve_input_scale(
+    mode: str,
+    data_dim: int,
+    base_resolution: Sequence[int],
+    base_sampling_rate: float | None,
+    resolution: int | Sequence[int] | None = None,
+    sampling_rate: float | None = None,
+) -> tuple[float, ...] | None:
+    """:meth:`CCNN.input_scale` as a plain function of the model's settings.
+
+    A module-level function so that FX tracing can treat it as a leaf (timm's
+    ``register_notrace_function``): ``resolution`` / ``sampling_rate`` are graph inputs then,
+    and a traced model still honours them at run time.
+    """
+    if mode == "reference":
+        return None
+    if sampling_rate is not None:
+        if base_sampling_rate is None:
+            raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
+                             "use resolution= for grid-defined inputs")
+        if sampling_rate <= 0:
+            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        return (float(sampling_rate) / base_sampling_rate,) * data_dim
+    if resolution is not None:
+        resolution = (resolution,) * data_dim if isinstance(resolution, (int, float)) else tuple(resolution)
+        if len(resolution) != data_dim or min(resolution) <= 0:
+            raise ValueError(f"resolution must hold {data_dim} positive sizes, got {resolution}")
+        return tuple(r / b for r, b in zip(resolution, base_resolution))
+    return None
+
+
 class CCNN(nn.Module):
     """Continuous CNN for inputs ``[B, C, *spatial]`` with 1, 2 or 3 spatial axes.
 
@@ -355,21 +386,8 @@ class CCNN(nn.Module):
         ``resolution``: the grid size the (full-field) input corresponds to, per axis.
         ``sampling_rate``: the input's rate, for rate-defined models (audio in Hz).
         """
-        if self.mode == "reference":
-            return None
-        if sampling_rate is not None:
-            if self.base_sampling_rate is None:
-                raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
-                                 "use resolution= for grid-defined inputs")
-            if sampling_rate <= 0:
-                raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
-            return (float(sampling_rate) / self.base_sampling_rate,) * self.data_dim
-        if resolution is not None:
-            resolution = (resolution,) * self.data_dim if isinstance(resolution, (int, float)) else tuple(resolution)
-            if len(resolution) != self.data_dim or min(resolution) <= 0:
-                raise ValueError(f"resolution must hold {self.data_dim} positive sizes, got {resolution}")
-            return tuple(r / b for r, b in zip(resolution, self.base_resolution))
-        return None
+        return resolve_input_scale(self.mode, self.data_dim, self.base_resolution, self.base_sampling_rate,
+                                   resolution, sampling_rate)
 
     # -- timm-style API ------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -433,3 +451,88 @@ class CCNN(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks)."""
         return self.forward_head(self.forward_features(x, resolution, sampling_rate))
+
+    # -- timm feature API (forward_intermediates / prune_intermediate_layers / group_matcher) --
+    def _feature_indices(self, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
+        """timm's ``feature_take_indices`` over the feature points (0: stem, i: block i - 1):
+        None: all; an int n: the last n; a sequence: those (negative counts from the end)."""
+        count = len(self.blocks) + 1
+        if indices is None:
+            indices = count
+        if isinstance(indices, int):
+            if not 0 < indices <= count:
+                raise ValueError(f"last-n ({indices}) is out of range (1 to {count})")
+            take = list(range(count - indices, count))
+        else:
+            take = []
+            for i in indices:
+                index = count + i if i < 0 else i
+                if not 0 <= index < count:
+                    raise ValueError(f"feature index {index} is out of range (0 to {count - 1})")
+                take.append(index)
+        return take, max(take)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's intermediate-feature API: the outputs of the stem (index 0) and of the blocks
+        (1..N), all ``[B, C, *spatial]`` at the input's size (CCNN never downsamples).
+
+        Args:
+            indices: None: all; an int n: the last n; a sequence: those indices.
+            norm: apply the final norm to the last block's output when it is taken.
+            stop_early: stop after the last block needed.
+            output_fmt: ``"NCHW"`` (channels first, whatever the number of spatial axes).
+            intermediates_only: return the list only.
+            resolution, sampling_rate: as in :meth:`forward`.
+
+        Returns:
+            The list of intermediates, or ``(final features, intermediates)``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
+        take, max_index = self._feature_indices(indices)
+        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        scale = self.input_scale(x, resolution, sampling_rate)
+        checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
+        last = len(self.blocks)
+        h = self.stem(self.drop_in(x), scale)
+        intermediates = [self.norm(h) if norm and last == 0 else h] if 0 in take else []
+        blocks = self.blocks[:max_index] if stop_early else self.blocks
+        index = 0
+        for index, block in enumerate(blocks, start=1):
+            h = checkpoint(block, h, scale, use_reentrant=False) if checkpointed else block(h, scale)
+            if index in take:
+                intermediates.append(self.norm(h) if norm and index == last else h)
+        if intermediates_only:
+            return intermediates
+        return (self.norm(h) if index == last else h), intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the blocks after the last feature point needed (and the norm / head); returns
+        the absolute indices kept (timm's ``FeatureGetterNet`` calls this)."""
+        take, max_index = self._feature_indices(indices)
+        prune_end = max_index < len(self.blocks)
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()  # sized for, and only applied to, the last block's output
+        self.blocks = self.blocks[:max_index]
+        return take
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for timm's layer-wise learning-rate decay / optimizer factory."""
+        return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])

@@ -23,6 +23,18 @@ _AUTO_MAP = {
 }
 
 
+# timm architectures of 2D image CCNNs (registered by ccnn_hf.timm_models): name -> the preset
+# whose settings are the architecture's defaults. Kept here, in plain Python, because this file
+# also travels as remote code (transformers and torch only).
+TIMM_ARCHITECTURES = {"ccnn_2d": "cifar10_4_140", "ccnn_2d_4_140": "cifar10_4_140", "ccnn_2d_6_380": "cifar10_6_380"}
+TIMM_FIRST_CONV = "stem.conv.channel_mixer"
+TIMM_CLASSIFIER = "head.fc"
+TIMM_PAPER_IDS = ("arXiv:2206.03398", "arXiv:2301.10540")
+TIMM_PAPER_NAME = ("Towards a General Purpose CNN for Long Range Dependencies in ND; "
+                   "Modelling Long Range Dependencies in ND: From Task-Specific to a General Purpose CNN")
+TIMM_ORIGIN_URL = "https://github.com/david-knigge/ccnn"
+
+
 class CCNNConfig(PretrainedConfig):
     """Configuration of a Continuous CNN.
 
@@ -181,3 +193,45 @@ class CCNNConfig(PretrainedConfig):
             conv_impl=self.conv_impl, use_fft=self.use_fft, fft_threshold=self.fft_threshold,
             legacy_odd_fft=self.legacy_odd_fft, init_scheme=self.init_scheme,
         )
+
+    def timm_fields(self, num_classes: int | None = None) -> dict[str, Any]:
+        """timm's keys for a ``config.json`` shared with transformers (empty unless a 2D image model).
+
+        ``architecture`` is a registered ``ccnn_2d*`` name; ``model_args`` holds ``in_chans``,
+        ``num_classes`` and every :class:`ccnn_hf.CCNN` setting that differs from the preset
+        behind that architecture (:data:`TIMM_ARCHITECTURES`), so that
+        ``timm.create_model("hf-hub:<repo>", pretrained=True)`` rebuilds exactly this network.
+        ``pretrained_cfg`` describes the data: input size = ``base_resolution``, ``input_mean`` /
+        ``input_std``, no crop. ``num_classes`` overrides ``num_labels`` (0 for a backbone).
+        Plain Python: no timm import.
+        """
+        if self.data_dim != 2 or self.modality != "image":
+            return {}
+        num_classes = self.num_labels if num_classes is None else int(num_classes)
+        sized = f"ccnn_2d_{self.num_blocks}_{self.hidden_channels}"
+        architecture = sized if sized in TIMM_ARCHITECTURES else "ccnn_2d"
+
+        def plain(value: Any) -> Any:
+            return list(value) if isinstance(value, (tuple, list)) else value
+
+        base = type(self).from_preset(TIMM_ARCHITECTURES[architecture]).ccnn_kwargs()
+        model_args: dict[str, Any] = dict(in_chans=self.num_channels, num_classes=num_classes)
+        for key, value in self.ccnn_kwargs().items():
+            if key not in ("in_chans", "num_classes") and plain(value) != plain(base[key]):
+                model_args[key] = plain(value)
+        size = [int(r) for r in self.base_resolution]
+        id2label = self.id2label or {}
+        label_names = [id2label.get(i, f"LABEL_{i}") for i in range(num_classes)] if id2label else None
+        pretrained_cfg = dict(
+            custom_load=False, input_size=[self.num_channels, *size], fixed_input_size=False,
+            interpolation="bicubic", crop_pct=1.0, crop_mode="center",
+            mean=list(self.input_mean), std=list(self.input_std), num_classes=num_classes,
+            pool_size=size, first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit",
+            description=f"CCNN_{{{self.num_blocks},{self.hidden_channels}}}" + (f" ({self.preset})" if self.preset else ""),
+            origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=list(TIMM_PAPER_IDS),
+        )
+        fields = dict(architecture=architecture, num_classes=num_classes, num_features=self.hidden_channels,
+                      global_pool="avg", model_args=model_args, pretrained_cfg=pretrained_cfg)
+        if label_names:
+            fields["label_names"] = label_names
+        return fields

@@ -70,6 +70,15 @@ class CCNNPreTrainedModel(PreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
         processor = self.default_processor()
         folder = Path(save_directory)
+        # One folder / Hub repo for transformers and timm: 2D image configs also carry timm's keys
+        # (transformers keeps them as extra attributes; timm.create_model("hf-hub:...") reads them).
+        timm_fields = self.config.timm_fields(None if hasattr(self, "classifier") else 0)
+        if timm_fields and kwargs.get("is_main_process", True) and (folder / "config.json").is_file():
+            import json
+
+            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            (folder / "config.json").write_text(json.dumps({**saved, **timm_fields}, indent=2, sort_keys=True) + "\n",
+                                                encoding="utf-8")
         if processor is not None and kwargs.get("is_main_process", True) and not (folder / "preprocessor_config.json").exists():
             processor.save_pretrained(folder)
 

@@ -1,0 +1,224 @@
+"""timm integration: the 2D image CCNNs in timm's model registry (registered on ``import ccnn_hf``).
+
+Models (``timm.list_models("ccnn*")``) and pretrained tags (``include_tags=True``)::
+
+    ccnn_2d                       generic 2D CCNN; defaults = CCNN_{4,140} of the CIFAR-10 preset
+    ccnn_2d_4_140.<tag>           CCNN_{4,140}
+    ccnn_2d_6_380.<tag>           CCNN_{6,380}
+    tags: cifar10 (default), cifar100, stl10, image (LRA Image: grayscale CIFAR-10),
+          pathfinder (LRA Pathfinder as 32x32 images)
+
+A tag selects a task preset of :data:`ccnn_hf.PRESETS` (``<task>_<blocks>_<hidden>``): its
+architecture settings (input channels, classes, base resolution, kernel size, omega_0, mask
+width, dropout) and its data config (input size, mean / std). Any :class:`ccnn_hf.CCNN` setting
+can be overridden as a keyword of ``timm.create_model`` (also ``hidden``, ``blocks``,
+``kernel_width``); timm's ``drop_rate`` is the blocks' ``dropout``. No CCNN checkpoints are
+published yet: :data:`CHECKPOINTS` maps ``"<model>.<tag>"`` to its Hub repo once one exists.
+
+Input size. CCNN never downsamples and its kernels are continuous functions sampled on the
+input's grid, so a model takes images of any size: an input twice the base resolution is read as
+the same field of view sampled twice as finely. ``create_model(name, img_size=64)`` only sets the
+*data* size: ``pretrained_cfg["input_size"]`` (and ``pool_size``), hence what
+``timm.data.resolve_data_config`` / ``create_transform`` resize to. It is NOT the base
+resolution: to declare a model native at 64 x 64 (kernels used 1:1 on a 64 x 64 grid), pass
+``base_resolution=(64, 64)``.
+
+Weights. The timm state dict is the :class:`~ccnn_hf.CCNN` state dict (``head.fc`` is the
+classifier). :func:`checkpoint_filter_fn` also reads transformers checkpoints
+(``ccnn.encoder.*`` + ``classifier.*``, or ``encoder.*`` of a bare ``CCNNModel``), so one
+``model.safetensors`` and one Hub repo serve both libraries: ``save_pretrained`` /
+``push_to_hub`` of a 2D image model writes timm's ``architecture``, ``model_args`` and
+``pretrained_cfg`` into its ``config.json`` (see :meth:`ccnn_hf.CCNNConfig.timm_fields`), and
+``timm.create_model("hf-hub:<repo>", pretrained=True)`` (or ``"local-dir:<folder>"``) rebuilds the
+same network. Local files: ``create_model(name, pretrained=True, pretrained_cfg_overlay=dict(
+file="model.safetensors", num_classes=N), **model_args)`` reads either format (give the file's
+``num_classes``, otherwise timm drops its classifier); ``checkpoint_path=`` bypasses the filter
+and so takes timm-format files only.
+
+Scripting, compiling, exporting (tests/test_timm.py checks each):
+
+* ``torch.compile`` works (default inductor backend; outputs match eager). Dynamo breaks the
+  graph where kernel sizes are computed from parameter values (``.item()`` / ``bool`` on the
+  learned mask width, which crops the kernel), so each conv's kernel sampling runs eagerly.
+  Compiling takes tens of seconds on CPU.
+* ``torch.jit.script`` does NOT work: TorchScript rejects the kernel generators' Python
+  (``kernel_nets.py``: "cannot statically infer the expected size of a list" for a tuple built by
+  star-unpacking a shape), and the convs' data-dependent kernel sizes would follow.
+* ``torch.export`` does NOT work: the number of kernel taps depends on parameter values, a
+  data-dependent shape that export refuses (``GuardOnDataDependentSymNode`` in
+  ``kernel_grid._crop_centered``), strict or not.
+* FX (torchvision's ``create_feature_extractor``, timm's ``FeatureGraphNet`` /
+  ``feature_cls="fx"``) works: the continuous convs and the head are registered as leaf modules
+  (``register_notrace_module``), the input checks and :func:`ccnn_hf.ccnn.resolve_input_scale`
+  as leaf functions (``register_notrace_function``), so ``resolution=`` stays a graph input.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .ccnn import CCNN, CCNNHead, resolve_input_scale
+from .configuration_ccnn import (
+    TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
+)
+from .continuous_conv import SeparableContinuousConv
+from .factory import ALIASES, preset_model_kwargs
+from .presets import PRESETS
+from .validation import check_input
+
+try:
+    from timm.layers import register_notrace_function, register_notrace_module
+    from timm.models import build_model_with_cfg, generate_default_cfgs, get_pretrained_cfg, register_model
+    from timm.models import is_model, model_entrypoint
+except ImportError:  # timm is optional: without it nothing is registered
+    build_model_with_cfg = None
+
+__all__ = ["TAGS", "CHECKPOINTS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
+
+# pretrained tag -> task of ccnn_hf.presets (the 2D image tasks)
+TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d", "pathfinder": "pathfinder2d"}
+# "<model>.<tag>" -> Hub repo id of published weights (none yet).
+CHECKPOINTS: dict[str, str] = {}
+
+_SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
+_CCNN_ARGS = frozenset(inspect.signature(CCNN).parameters)
+_NOTES = (
+    "Continuous kernels: runs at any input size, no downsampling (pool_size = input size).",
+    "img_size= sets this config's input_size, not the model's base_resolution.",
+)
+
+
+def _cfg(preset_name: str, name: str) -> dict[str, Any]:
+    preset = PRESETS[preset_name]
+    model = preset.model
+    size = tuple(int(r) for r in model["base_resolution"])
+    return dict(
+        hf_hub_id=CHECKPOINTS.get(name), num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
+        pool_size=size, crop_pct=1.0, interpolation="bicubic", mean=tuple(preset.mean), std=tuple(preset.std),
+        first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit", description=preset.description,
+        origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=TIMM_PAPER_IDS, notes=_NOTES,
+    )
+
+
+def _preset_of(variant: str, tag: str | None) -> str:
+    blocks, hidden = _SIZES[variant]
+    if tag in TAGS and variant != "ccnn_2d":
+        return f"{TAGS[tag]}_{blocks}_{hidden}"
+    return TIMM_ARCHITECTURES[variant]
+
+
+def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
+    """Map a checkpoint onto the timm (plain :class:`~ccnn_hf.CCNN`) keys.
+
+    Accepts timm / CCNN state dicts as they are, transformers ``CCNNForImageClassification``
+    (``ccnn.encoder.*``, ``classifier.*``) and ``CCNNModel`` (``encoder.*``) state dicts, and
+    training checkpoints wrapping one (``state_dict`` / ``model`` entries, ``module.`` prefixes).
+    CCNN weights cannot be adapted to another number of input channels (each channel has its
+    own kernel generator outputs): that raises a ValueError naming both counts.
+    """
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state_dict.get(wrapper), dict):
+            state_dict = state_dict[wrapper]
+    out = {}
+    for key, value in state_dict.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        for prefix, replacement in (("ccnn.encoder.", ""), ("encoder.", ""), ("classifier.", "head.fc.")):
+            if key.startswith(prefix):
+                key = replacement + key[len(prefix):]
+                break
+        out[key] = value
+    bias = out.get("stem.conv.bias")
+    in_chans = getattr(model, "in_chans", None)
+    if bias is not None and in_chans is not None and bias.shape[0] != in_chans:
+        raise ValueError(f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
+                         "CCNN weights cannot be adapted to another number of input channels")
+    return out
+
+
+def _source_cfg(variant: str, pretrained_cfg: Any) -> dict[str, Any]:
+    """The pretrained cfg that build_model_with_cfg will resolve (registry tag, dict or PretrainedCfg)."""
+    if isinstance(pretrained_cfg, str) or not pretrained_cfg:
+        name = f"{variant}.{pretrained_cfg}" if pretrained_cfg else variant
+        cfg = get_pretrained_cfg(name)
+        return cfg.to_dict() if cfg is not None else {}
+    return dict(pretrained_cfg) if isinstance(pretrained_cfg, dict) else pretrained_cfg.to_dict()
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
+    source = _source_cfg(variant, kwargs.get("pretrained_cfg"))
+    preset = _preset_of(variant, kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str)
+                        else source.get("tag"))
+    if "drop_rate" in kwargs:  # timm's train.py: --drop
+        kwargs.setdefault("dropout", kwargs.pop("drop_rate"))
+    for name in ("drop_path_rate", "drop_block_rate"):
+        if kwargs.pop(name, 0.0):
+            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out")
+    img_size = kwargs.pop("img_size", None)
+    settings = {k: kwargs.pop(k) for k in list(kwargs) if ALIASES.get(k, k) in _CCNN_ARGS}
+    model_kwargs = preset_model_kwargs(preset, **settings)
+    if model_kwargs["data_dim"] != 2:
+        raise ValueError("the timm CCNNs are 2D image models (data_dim=2); build 1D / 3D CCNNs with ccnn_hf.build_ccnn")
+    for name in ("in_chans", "num_classes"):  # from the pretrained cfg unless given (timm's convention)
+        if ALIASES.get(name, name) not in {ALIASES.get(k, k) for k in settings}:
+            model_kwargs.pop(name)
+    if img_size is not None:
+        size = (int(img_size),) * 2 if isinstance(img_size, (int, float)) else tuple(int(s) for s in img_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"img_size must be an int or (height, width), got {img_size!r}")
+        channels = model_kwargs.get("in_chans", (source.get("input_size") or (3,))[0])
+        overlay = dict(input_size=(channels, *size), pool_size=size)
+        kwargs["pretrained_cfg_overlay"] = {**overlay, **(kwargs.get("pretrained_cfg_overlay") or {})}
+    num_blocks = model_kwargs["num_blocks"]
+    model = build_model_with_cfg(
+        CCNN, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(num_blocks + 1))),
+        **model_kwargs, **kwargs,
+    )
+    # Record what differs from the architecture's defaults (e.g. a tag's preset), so that timm's
+    # save_for_hf / push_to_hf_hub write model_args that rebuild this exact network.
+    base = preset_model_kwargs(TIMM_ARCHITECTURES[variant])
+    differences = {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()
+                   if k not in ("in_chans", "num_classes") and (k not in base or v != base[k])}
+    model._model_args = {**getattr(model, "_model_args", {}), **differences}
+    return model
+
+
+if build_model_with_cfg is not None:
+    for _module in (SeparableContinuousConv, CCNNHead):  # data-dependent shapes / ndim-dependent pooling
+        register_notrace_module(_module)
+    for _function in (check_input, resolve_input_scale):
+        register_notrace_function(_function)
+
+    default_cfgs = generate_default_cfgs({
+        "ccnn_2d": _cfg("cifar10_4_140", "ccnn_2d"),
+        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}", f"ccnn_2d_{blocks}_{hidden}.{tag}")
+           for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
+    })
+
+    def _register(fn):
+        """register_model, once: importing twice (or reloading) leaves the registry alone."""
+        if is_model(fn.__name__) and getattr(model_entrypoint(fn.__name__), "__module__", None) == fn.__module__:
+            return fn
+        return register_model(fn)
+else:
+    def _register(fn):
+        return fn
+
+
+@_register
+def ccnn_2d(pretrained: bool = False, **kwargs: Any) -> CCNN:
+    """2D CCNN; defaults: CCNN_{4,140} of the CIFAR-10 preset. Override any CCNN setting."""
+    return _create("ccnn_2d", pretrained, **kwargs)
+
+
+@_register
+def ccnn_2d_4_140(pretrained: bool = False, **kwargs: Any) -> CCNN:
+    """CCNN_{4,140}; the tag selects the task preset (cifar10, cifar100, stl10, image, pathfinder)."""
+    return _create("ccnn_2d_4_140", pretrained, **kwargs)
+
+
+@_register
+def ccnn_2d_6_380(pretrained: bool = False, **kwargs: Any) -> CCNN:
+    """CCNN_{6,380}; the tag selects the task preset (cifar10, cifar100, stl10, image, pathfinder)."""
+    return _create("ccnn_2d_6_380", pretrained, **kwargs)
