@@ -129,7 +129,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     out = _prepare_output(args, accelerator)  # only once the data and the model are known to be valid
     accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
                       f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-                      f"{task.sampling_rate or task.base_resolution}; model: {args.preset}, "
+                      f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
                       f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     sampler = EpochPermutation(len(task.train), args.seed)
@@ -153,6 +153,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     metrics_file = out / "logs" / "metrics.jsonl"
     save_every = args.save_steps or steps_per_epoch
     main_input = accelerator.unwrap_model(model).main_input_name
+    regularise = weight_decay and not args.timm_model  # the official penalty is CCNN-specific
     bar = tqdm(total=total_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
     epoch_times, started = [], time.perf_counter()
     while step < total_steps:
@@ -164,7 +165,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
                 loss = model(**{main_input: x}, labels=target).loss
-                if weight_decay:
+                if regularise:
                     loss = loss + weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.grad_clip > 0:
@@ -241,17 +242,19 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
         "recipe": recipe, "time_per_epoch_s": per_epoch, "train_time_s": train_time,
         "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
         else torch.cuda.get_device_name(), "evaluation": evaluation, **init_info,
-        "description": f"a CCNN (`{args.preset}`) trained on {task.name}.",
+        "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
+        else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
     results["recipe"] = (f"lr {recipe['lr']}, weight decay (official L2-norm penalty) {recipe['weight_decay']}, "
                          f"{recipe['steps']} steps of batch {recipe['batch_size']} x {recipe['processes']} processes, "
                          f"warm-up {recipe['warmup_epochs']} epochs, precision {recipe['mixed_precision']}")
     write_json_atomic(out / "results.json", results)
     plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
-    card = make_model_card(results, args.hub_model_id or f"local/{out.name}")
-    tmp_card = out / ".README.md.tmp"
-    card.save(tmp_card)
-    tmp_card.replace(out / "README.md")
+    if not args.timm_model:
+        card = make_model_card(results, args.hub_model_id or f"local/{out.name}")
+        tmp_card = out / ".README.md.tmp"
+        card.save(tmp_card)
+        tmp_card.replace(out / "README.md")
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:

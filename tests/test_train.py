@@ -244,3 +244,11 @@ def test_two_processes_with_accelerate_launch(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert "x 2 processes" in results["recipe"]
     assert (out / "checkpoints" / "step_00000004" / "trainer_state.json").exists()
+
+
+def test_a_timm_baseline_is_trained_by_the_same_command(tmp_path):
+    results = run(["--dataset", "digits_seq", "--preset", "smnist_4_140", "--timm_model", "resnet10t", "--max_steps", "2",
+                   "--batch_size", "16", "--output_dir", str(tmp_path / "baseline"), "--report_to", "none",
+                   "--eval_resolutions", "1x"])
+    assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm"}
+    assert results["time_per_epoch_s"] > 0 and (tmp_path / "baseline" / "model.safetensors").exists()

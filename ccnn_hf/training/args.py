@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--conv_impl", choices=["auto", "fft", "direct"])
     g.add_argument("--init_scheme", choices=["unit_variance", "official"])
     g.add_argument("--init_from", help="fine-tune from this folder or Hub id (transformers or timm format)")
+    g.add_argument("--timm_model", help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
+                   "data, recipe and budget (the preset still supplies the recipe)")
     g = p.add_argument_group("optimisation (defaults: the preset's official recipe)")
     g.add_argument("--epochs", type=float)
     g.add_argument("--max_steps", type=int, help="stop after this many optimiser steps (overrides --epochs)")

@@ -33,13 +33,15 @@ def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
 
 def evaluate_points(model: torch.nn.Module, task: TaskData, points: list[EvalPoint], binary: bool,
                     batch_size: int) -> list[dict]:
-    """Evaluate every point in continuous mode and with the grid fixed at the base ("reference")."""
+    """Evaluate every point in continuous mode and with the grid fixed at the base ("reference");
+    a timm baseline has one mode of its own ("timm")."""
     base_kwargs = ({"sampling_rate": task.sampling_rate} if task.modality == "audio"
                    else {"resolution": task.base_resolution})
     rows = []
     for point in points:
         continuous = {"sampling_rate": point.sampling_rate} if point.sampling_rate else {}
-        for mode, kwargs in (("continuous", continuous), ("reference", base_kwargs)):
+        modes = [("timm", {})] if model.config.mode == "timm" else [("continuous", continuous), ("reference", base_kwargs)]
+        for mode, kwargs in modes:
             acc, loss = accuracy(model, point.data.inputs, point.data.labels, binary, batch_size, **kwargs)
             rows.append({"setting": point.label, "resolution": list(point.resolution) if point.resolution else None,
                          "sampling_rate": point.sampling_rate, "mode": mode, "accuracy": acc, "loss": loss,
@@ -56,8 +58,10 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    for mode, style in (("continuous", "o-"), ("reference", "s--")):
-        values = [next(r["accuracy"] for r in rows if r["setting"] == s and r["mode"] == mode) for s in settings]
+    for mode, style in (("continuous", "o-"), ("reference", "s--"), ("timm", "^:")):
+        values = [next((r["accuracy"] for r in rows if r["setting"] == s and r["mode"] == mode), None) for s in settings]
+        if None in values:
+            continue
         ax.plot(range(len(settings)), [100 * v for v in values], style, label=f"{mode} mode")
     ax.set_xticks(range(len(settings)), settings)
     ax.set_xlabel("evaluation sampling rate" if rows and rows[0]["sampling_rate"] else "evaluation resolution")

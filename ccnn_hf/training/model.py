@@ -20,7 +20,7 @@ from ..presets import get_preset
 from .args import MODEL_OVERRIDES
 from .data import TaskData
 
-__all__ = ["build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES"]
+__all__ = ["build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES", "TimmBaseline"]
 
 MODEL_CLASSES = {
     "image": CCNNForImageClassification,
@@ -104,8 +104,44 @@ def _config_from_checkpoint(folder: Path) -> CCNNConfig:
     raise ValueError(f"{folder}/config.json is not a CCNN checkpoint (model_type {raw.get('model_type')!r})")
 
 
+class TimmBaseline(torch.nn.Module):
+    """A timm model (e.g. ``resnet18``) behind the interface of the CCNN heads, so that
+    ``ccnn-train --timm_model NAME`` trains a baseline with the same data, recipe and budget.
+    Sequences ``[B, C, L]`` are fed as ``[B, C, 1, L]`` images."""
+
+    main_input_name = "inputs"
+
+    def __init__(self, name: str, task: TaskData, binary: bool) -> None:
+        super().__init__()
+        import timm
+        from types import SimpleNamespace
+
+        num_labels = 1 if binary else task.num_classes
+        self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=task.in_channels)
+        self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
+                                      base_sampling_rate=task.sampling_rate,
+                                      problem_type="multi_label_classification" if binary else "single_label_classification")
+        self.name, self.data_dim = name, task.data_dim
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, **_ignored):
+        from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
+
+        from ..modeling_ccnn import classification_loss
+
+        logits = self.model(inputs if self.data_dim == 2 else inputs.unsqueeze(2))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)
+
+    def save_pretrained(self, folder) -> None:
+        from timm.models import save_for_hf
+
+        save_for_hf(self.model, folder, safe_serialization=True)
+
+
 def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTrainedModel, dict]:
     """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised)."""
+    if args.timm_model:
+        return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
     if not args.init_from:
         config = _config_from_preset(args, task)
