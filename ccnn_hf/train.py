@@ -56,12 +56,13 @@ class EpochPermutation(Sampler[int]):
         return self.size
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """Linear warm-up from 1e-8 x lr, then cosine decay to 0 (the official schedule), per step."""
+def warmup_cosine(warmup_steps: int, plan: dict):
+    """Linear warm-up from 1e-8 x lr, then cosine decay to 0 over ``plan["total"]`` steps (the
+    official schedule), per step."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return 1e-8 + (1 - 1e-8) * step / max(1, warmup_steps)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = (step - warmup_steps) / max(1, plan["total"] - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return factor
 
@@ -141,7 +142,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     total_steps = args.max_steps or max(1, round(epochs * steps_per_epoch))
     warmup_steps = round(warmup_epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
+    plan = {"total": total_steps}  # the schedule reads it, so a time budget can shorten the run
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, plan))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     accelerator.init_trackers("ccnn", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
@@ -149,14 +151,15 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.resume and (ckpt := latest_checkpoint(out / "checkpoints")):
         state = load_checkpoint(accelerator, ckpt)
         step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
+        plan["total"] = state["total_steps"]
         accelerator.print(f"resumed from {ckpt} (step {step})")
     metrics_file = out / "logs" / "metrics.jsonl"
     save_every = args.save_steps or steps_per_epoch
     main_input = accelerator.unwrap_model(model).main_input_name
     regularise = weight_decay and not args.timm_model  # the official penalty is CCNN-specific
-    bar = tqdm(total=total_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=plan["total"], initial=step, desc="training", disable=not accelerator.is_local_main_process)
     epoch_times, started = [], time.perf_counter()
-    while step < total_steps:
+    while step < plan["total"]:
         sampler.set_epoch(epoch)
         model.train()
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
@@ -184,18 +187,24 @@ def run(argv: Sequence[str] | None = None) -> dict:
             if accelerator.is_main_process:
                 _log(metrics_file, record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if step % save_every == 0 or step == total_steps:
+            if step % save_every == 0 or step == plan["total"]:
                 end_of_epoch = done_in_epoch == len(loader)
                 save_checkpoint(accelerator, out / "checkpoints", step,
                                 {"epoch": epoch + 1 if end_of_epoch else epoch,
-                                 "batches_in_epoch": 0 if end_of_epoch else done_in_epoch},
+                                 "batches_in_epoch": 0 if end_of_epoch else done_in_epoch, "total_steps": plan["total"]},
                                 args.save_total_limit)
-            if step >= total_steps:
+            if step >= plan["total"]:
                 break
         else:
             epoch_times.append(time.perf_counter() - epoch_start)
             epoch += 1
             skip = 0
+            if args.time_limit and epoch == 1:  # the epochs that fit the budget, agreed by every process
+                fit = torch.tensor(max(1, int(args.time_limit // epoch_times[0])), device=accelerator.device)
+                epochs_fit = int(accelerator.reduce(fit, reduction="min"))
+                plan["total"] = min(plan["total"], epochs_fit * steps_per_epoch)
+                bar.total = plan["total"]
+                accelerator.print(f"time budget: {epochs_fit} epochs ({plan['total']} steps) fit in {args.time_limit:g} s")
             if accelerator.is_main_process:
                 acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary,
                                           2 * batch_size)
@@ -210,7 +219,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if accelerator.is_main_process:
         results = _finish(args, accelerator.unwrap_model(model), task, points, binary, out, init_info,
                           dict(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, batch_size=batch_size,
-                               grad_accum=grad_accum, epochs=epochs, steps=total_steps, processes=accelerator.num_processes,
+                               grad_accum=grad_accum, epochs=epochs, steps=plan["total"], processes=accelerator.num_processes,
                                mixed_precision=accelerator.mixed_precision),
                           epoch_times, train_time)
     accelerator.wait_for_everyone()

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float)
     g.add_argument("--weight_decay", type=float, help="weight of the official L2-norm penalty")
     g.add_argument("--warmup", type=float, help="linear warm-up length in epochs")
+    g.add_argument("--time_limit", type=float, help="training budget in seconds: after the first epoch the run is "
+                   "shortened to the epochs that fit (the schedule follows)")
     g.add_argument("--grad_accum", type=int)
     g.add_argument("--grad_clip", type=float, default=0.0, help="max gradient norm (0: off, as official)")
     g.add_argument("--seed", type=int, default=0)

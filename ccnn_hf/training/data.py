@@ -127,6 +127,13 @@ class _Folder:
         return self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
 
 
+def _spread(entries: list, limit: int | None) -> list:
+    """At most ``limit`` entries, evenly spaced (folders are sorted by class: every class stays in)."""
+    if not limit or len(entries) <= limit:
+        return entries
+    return [entries[i * len(entries) // limit] for i in range(limit)]
+
+
 def _split_names(folder: _Folder, train_split: str, test_split: str) -> tuple[str, str]:
     for split in (train_split, test_split):
         if split not in folder.entries:
@@ -145,7 +152,7 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
     index = {label: i for i, label in enumerate(labels)}
 
     def load(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        entries = folder.entries[split][:max_samples] if max_samples else folder.entries[split]
+        entries = _spread(folder.entries[split], max_samples)
         pics = [np.asarray(Image.open(io.BytesIO(folder.read(f))).convert("RGB" if _is_colour(folder, entries) else "L"))
                 for _, f in entries]
         sizes = {p.shape[:2] for p in pics}
@@ -192,7 +199,7 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
     index = {label: i for i, label in enumerate(labels)}
 
     def read(split: str) -> tuple[list[np.ndarray], int, torch.Tensor]:
-        entries = folder.entries[split][:max_samples] if max_samples else folder.entries[split]
+        entries = _spread(folder.entries[split], max_samples)
         waves, rates = [], set()
         for _, f in entries:
             wave, rate = soundfile.read(io.BytesIO(folder.read(f)), dtype="int16", always_2d=True)
