@@ -32,7 +32,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .fftconv import choose_conv_path, depthwise_conv_direct, depthwise_conv_fft, depthwise_conv_fft_official_1d
+from .fftconv import (
+    choose_conv_path,
+    depthwise_conv_direct,
+    depthwise_conv_fft,
+    depthwise_conv_fft_official_1d,
+    fft_sizes,
+    kernel_spectrum,
+)
 from .kernel_grid import AxisGrid, axis_grid, crop_roots, gaussian_mask
 from .kernel_nets import build_kernel_net, pointwise_conv
 
@@ -220,6 +227,16 @@ class SeparableContinuousConv(nn.Module):
             riemann = math.prod(g.riemann for g in plan)
             return kernel * riemann if riemann != 1.0 else kernel
 
+    def _cached_spectrum(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The kernel's FFT for this input size, cached next to a cached kernel (eval, no grad)."""
+        if self.training or kernel.requires_grad or not any(v is kernel for v in self._kernel_cache.values()):
+            return None
+        sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], self.causal))
+        key = ("spectrum", id(kernel), sizes)
+        if key not in self._kernel_cache:
+            self._kernel_cache[key] = kernel_spectrum(kernel, sizes, self.causal)
+        return self._kernel_cache[key]
+
     def clear_kernel_cache(self) -> None:
         self._kernel_cache.clear()
 
@@ -240,7 +257,8 @@ class SeparableContinuousConv(nn.Module):
             return "fft" if self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]) else "direct"
         if self.conv_impl != "auto":
             return self.conv_impl
-        return choose_conv_path(x, kernel_shape, self.causal)
+        training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return choose_conv_path(x, kernel_shape, self.causal, backward=training)
 
     def input_scale(self, x: torch.Tensor) -> tuple[float, ...]:
         """Resolution of ``x`` relative to the base grid, read from its shape (1 if rate-defined)."""
@@ -255,7 +273,7 @@ class SeparableContinuousConv(nn.Module):
         if path == "direct":
             return depthwise_conv_direct(x, kernel, self.bias, self.causal)
         if path == "fft":
-            return depthwise_conv_fft(x, kernel, self.bias, self.causal)
+            return depthwise_conv_fft(x, kernel, self.bias, self.causal, self._cached_spectrum(kernel, x))
         return depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
 
     def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:

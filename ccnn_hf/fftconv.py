@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 __all__ = [
     "fast_fft_length",
+    "fft_sizes",
+    "kernel_spectrum",
     "depthwise_conv_direct",
     "depthwise_conv_fft",
     "depthwise_conv_fft_official_1d",
@@ -76,21 +78,40 @@ def depthwise_conv_direct(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Ten
     return conv(x, weight, bias, padding=[k // 2 for k in kernel.shape[1:]], groups=x.shape[1])
 
 
-def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """Depthwise convolution through real N-D FFTs of fast lengths, in float32."""
+def fft_sizes(lengths: Sequence[int], kernel_size: Sequence[int], causal: bool) -> list[int]:
+    """FFT length per axis: fast, and long enough that the circular correlation does not wrap."""
+    pads = _left_padding(kernel_size, causal)
+    return [fast_fft_length(n + max(p, k - 1 - p)) for n, k, p in zip(lengths, kernel_size, pads)]
+
+
+def kernel_spectrum(kernel: torch.Tensor, sizes: Sequence[int], causal: bool) -> torch.Tensor:
+    """``conj(rfftn(k))`` of the kernel placed so that tap j sits at offset j - P (mod N): the
+    circular correlation then lines up with output position t. Reusable for every input of
+    the same spatial size (the layer caches it in eval mode)."""
+    data_dim = kernel.ndim - 1
+    dims = tuple(range(-data_dim, 0))
+    ksize = kernel.shape[1:]
+    with torch.autocast(device_type=kernel.device.type, enabled=False):
+        k = F.pad(kernel.float(), [q for n, kk in zip(reversed(sizes), reversed(ksize)) for q in (0, n - kk)])
+        k = torch.roll(k, shifts=[-p for p in _left_padding(ksize, causal)], dims=dims)
+        return torch.conj(torch.fft.rfftn(k, dim=dims))
+
+
+def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
+                       spectrum: torch.Tensor | None = None) -> torch.Tensor:
+    """Depthwise convolution through real N-D FFTs of fast lengths, in float32.
+
+    ``spectrum``: the kernel's :func:`kernel_spectrum` for this input size, if already known.
+    """
     _check_kernel(x, kernel, causal)
     data_dim = kernel.ndim - 1
     dims = tuple(range(-data_dim, 0))
-    lengths, ksize = x.shape[2:], kernel.shape[1:]
-    pads = _left_padding(ksize, causal)
-    sizes = [fast_fft_length(n + max(p, k - 1 - p)) for n, k, p in zip(lengths, ksize, pads)]
+    lengths = x.shape[2:]
+    sizes = fft_sizes(lengths, kernel.shape[1:], causal)
+    if spectrum is None:
+        spectrum = kernel_spectrum(kernel, sizes, causal)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xf = x.float()
-        # Place tap j at offset j - P (mod N): circular correlation then lines up with output t.
-        k = F.pad(kernel.float(), [q for n, kk in zip(reversed(sizes), reversed(ksize)) for q in (0, n - kk)])
-        k = torch.roll(k, shifts=[-p for p in pads], dims=dims)
-        spectrum = torch.fft.rfftn(xf, s=sizes, dim=dims) * torch.conj(torch.fft.rfftn(k, dim=dims))
-        out = torch.fft.irfftn(spectrum, s=sizes, dim=dims)
+        out = torch.fft.irfftn(torch.fft.rfftn(x.float(), s=sizes, dim=dims) * spectrum, s=sizes, dim=dims)
         out = out[(..., *(slice(0, n) for n in lengths))]
         if bias is not None:
             out = out + bias.float().view(1, -1, *(1,) * data_dim)
@@ -136,22 +157,29 @@ def _estimated_costs(x_shape: Sequence[int], kernel_shape: Sequence[int], causal
     return direct, fft
 
 
-def _time_once(fn, *args) -> float:
-    start = time.perf_counter()
-    out = fn(*args)
-    if out.is_cuda:
-        torch.cuda.synchronize(out.device)
-    return time.perf_counter() - start
+def _time_path(fn, probe: torch.Tensor, kernel: torch.Tensor, causal: bool, backward: bool) -> float:
+    def once() -> float:
+        start = time.perf_counter()
+        out = fn(probe, kernel, None, causal)
+        if backward:
+            out.sum().backward()
+        if probe.is_cuda:
+            torch.cuda.synchronize(probe.device)
+        return time.perf_counter() - start
+
+    once()  # warm-up (plans, allocations)
+    return min(once() for _ in range(3))
 
 
-def choose_conv_path(x: torch.Tensor, kernel_shape: Sequence[int], causal: bool) -> str:
+def choose_conv_path(x: torch.Tensor, kernel_shape: Sequence[int], causal: bool, backward: bool = False) -> str:
     """Return ``"fft"`` or ``"direct"``, whichever is measured faster for this problem size.
 
-    An operation-count model settles clear cases; close ones are timed once on random data
-    of the same shape (batch of one), dtype and device, and the winner is remembered per
-    channel count, spatial size and kernel size.
+    An operation-count model settles clear cases; close ones are timed once (forward, plus
+    backward when ``backward``: training, where the two paths' gradients cost very differently)
+    on constant data of the same shape (a batch of up to two), dtype and device, and the
+    winner is remembered per channel count, spatial size, kernel size and pass.
     """
-    key = (tuple(x.shape[1:]), tuple(kernel_shape), causal, x.dtype, x.device.type)
+    key = (tuple(x.shape[1:]), tuple(kernel_shape), causal, x.dtype, x.device.type, backward)
     if key in _PATH_CACHE:
         return _PATH_CACHE[key]
     direct, fft = _estimated_costs(x.shape, kernel_shape, causal)
@@ -160,14 +188,14 @@ def choose_conv_path(x: torch.Tensor, kernel_shape: Sequence[int], causal: bool)
     elif fft > _CLEAR_WINNER * direct:
         choice = "direct"
     else:
-        with torch.no_grad():
-            # Ones, not random numbers: timing must never consume the caller's RNG stream.
-            probe = torch.ones((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
-            kernel = torch.ones(tuple(kernel_shape), dtype=torch.float32, device=x.device)
-            timings = {}
+        # Constants, not random numbers: timing must never consume the caller's RNG stream.
+        shape = (min(2, x.shape[0]), *x.shape[1:])
+        timings = {}
+        with torch.enable_grad() if backward else torch.no_grad():
             for name, fn in (("direct", depthwise_conv_direct), ("fft", depthwise_conv_fft)):
-                fn(probe, kernel, None, causal)  # warm-up (plans, allocations)
-                timings[name] = min(_time_once(fn, probe, kernel, None, causal) for _ in range(2))
+                probe = torch.ones(shape, dtype=x.dtype, device=x.device, requires_grad=backward)
+                kernel = torch.ones(tuple(kernel_shape), dtype=torch.float32, device=x.device, requires_grad=backward)
+                timings[name] = _time_path(fn, probe, kernel, causal, backward)
         choice = min(timings, key=timings.get)
     _PATH_CACHE[key] = choice
     return choice

@@ -29,6 +29,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import dataset_options, parse_args
@@ -278,6 +279,7 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    keep_large_allocations()
     try:
         run(argv)
     except ValueError as error:  # bad input: a clear message, no traceback

@@ -8,7 +8,7 @@ export PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-/tmp/out}"
 DATA="${DATA:-.gpu_data/cifar10_40k.zip}"
 BUDGET="${BUDGET:-240}"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"
 python3 -c "import torch, transformers, timm, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'timm', timm.__version__)"
 common=(--dataset "$DATA" --preset cifar10_4_140 --mixed_precision bf16 --epochs 500 --warmup 1 --time_limit "$BUDGET"
         --eval_resolutions 0.5x,1x,2x --report_to none --save_steps 1000000)
