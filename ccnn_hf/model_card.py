@@ -16,6 +16,8 @@ AUTO_CLASSES = {"image": "AutoModelForImageClassification", "audio": "AutoModelF
 
 def results_table(rows: list[dict]) -> str:
     """Markdown table of accuracy per evaluation setting and mode."""
+    if not rows:
+        return "No accuracy was measured for these weights."
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     lines = ["| evaluated at | continuous mode | reference mode |", "|---|---|---|"]
     for setting in settings:
@@ -38,7 +40,7 @@ def make_model_card(results: dict, repo_id: str, timm_name: str | None = None, c
     ]
     data = ModelCardData(library_name="transformers", license="mit", pipeline_tag=PIPELINE_TAGS[modality],
                          tags=["ccnn", "continuous-convolution", "ccnn_hf"] + (["timm"] if timm_name else []),
-                         metrics=["accuracy"], model_name=repo_id.split("/")[-1], eval_results=eval_results)
+                         metrics=["accuracy"], model_name=repo_id.split("/")[-1], eval_results=eval_results or None)
     if modality == "audio":
         usage = "inputs = extractor(waveform, sampling_rate=16000, return_tensors=\"pt\")  # any rate\nlogits = model(**inputs).logits"
         extractor = "from transformers import AutoFeatureExtractor\nextractor = AutoFeatureExtractor.from_pretrained(\"" + repo_id + "\")\n"

@@ -19,7 +19,9 @@ was to re-scale them a second time). A checkpoint saved before its first forward
 from __future__ import annotations
 
 import math
+import pickle
 import re
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -27,7 +29,8 @@ import torch
 from .ccnn import CCNN
 from .continuous_conv import SeparableContinuousConv
 
-__all__ = ["load_original_state_dict", "convert_original_state_dict", "OFFICIAL_BUFFERS"]
+__all__ = ["load_original_state_dict", "convert_original_state_dict", "read_original_checkpoint", "OFFICIAL_BUFFERS",
+           "LIGHTNING_SAFE_GLOBALS"]
 
 OFFICIAL_BUFFERS = ("train_length", "initialized", "mask_mean_param", "mask_threshold")
 _RENAMES = [
@@ -135,3 +138,47 @@ def load_original_state_dict(model: CCNN, state_dict: Mapping[str, torch.Tensor]
     for conv in model.continuous_convs():
         conv.clear_kernel_cache()
     return model
+
+
+def _lightning_safe_globals() -> list:
+    """The non-tensor types a PyTorch Lightning ``.ckpt`` holds, and nothing more."""
+    import collections
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    types = [collections.OrderedDict, collections.defaultdict, collections.Counter, core.multiarray.scalar,
+             np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64)), type(np.dtype(np.int64))]
+    return types
+
+
+LIGHTNING_SAFE_GLOBALS = _lightning_safe_globals()
+
+
+def read_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The network state dict of an official checkpoint: a Lightning ``.ckpt`` (``state_dict``
+    with ``network.`` keys), a bare state dict saved with ``torch.save``, or a ``.safetensors`` file.
+
+    Pickled files are read with ``torch.load(weights_only=True)`` and an allow-list of the types
+    Lightning writes (:data:`LIGHTNING_SAFE_GLOBALS`); anything else is refused, never unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        with torch.serialization.safe_globals(LIGHTNING_SAFE_GLOBALS):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} needs types outside the allow-list of what PyTorch Lightning checkpoints hold "
+                         f"(tensors, containers, numbers, strings, numpy scalars); refusing to unpickle it. "
+                         f"Details: {str(error).splitlines()[0]}") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{path} holds no state dict (expected a Lightning checkpoint with 'state_dict', "
+                         "or a mapping of parameter names to tensors)")
+    return dict(data)
