@@ -9,6 +9,7 @@ from .factory import build_ccnn, preset_model_kwargs
 from .kernel_nets import MAGNet, SIREN
 from .original import convert_original_state_dict, load_original_state_dict
 from .presets import PRESETS, Preset, get_preset, list_presets
+from .released import RELEASES, available_releases, released_weights
 from . import hf_registration  # noqa: F401  (registers the Auto classes)
 from . import timm_models  # noqa: F401  (registers the ccnn_2d* models with timm)
 from .configuration_ccnn import CCNNConfig
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
     "build_ccnn", "preset_model_kwargs", "load_original_state_dict", "convert_original_state_dict",
-    "PRESETS", "Preset", "get_preset", "list_presets", "__version__",
+    "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
+    "released_weights",
     "CCNNConfig", "CCNNModel", "CCNNPreTrainedModel", "CCNNForImageClassification", "CCNNForSequenceClassification",
     "CCNNForAudioClassification", "CCNNImageProcessor", "CCNNFeatureExtractor",
 ]

@@ -7,13 +7,16 @@ Models (``timm.list_models("ccnn*")``) and pretrained tags (``include_tags=True`
     ccnn_2d_6_380.<tag>           CCNN_{6,380}
     tags: cifar10 (default), cifar100, stl10, image (LRA Image: grayscale CIFAR-10),
           pathfinder (LRA Pathfinder as 32x32 images)
+    released weights shipped in the package (``pretrained=True`` works offline):
+    ccnn_2d_4_140.mnist, ccnn_2d_4_140.cifar10, ccnn_2d.pathfinder32 (see ccnn_hf.released)
 
 A tag selects a task preset of :data:`ccnn_hf.PRESETS` (``<task>_<blocks>_<hidden>``): its
 architecture settings (input channels, classes, base resolution, kernel size, omega_0, mask
 width, dropout) and its data config (input size, mean / std). Any :class:`ccnn_hf.CCNN` setting
 can be overridden as a keyword of ``timm.create_model`` (also ``hidden``, ``blocks``,
-``kernel_width``); timm's ``drop_rate`` is the blocks' ``dropout``. No CCNN checkpoints are
-published yet: :data:`CHECKPOINTS` maps ``"<model>.<tag>"`` to its Hub repo once one exists.
+``kernel_width``); timm's ``drop_rate`` is the blocks' ``dropout``. Released weights ship inside
+the package (:data:`RELEASED`; loaded offline with ``pretrained=True``); :data:`CHECKPOINTS` maps
+``"<model>.<tag>"`` to a Hub repo for weights that live only on the Hub.
 
 Input size. CCNN never downsamples and its kernels are continuous functions sampled on the
 input's grid, so a model takes images of any size: an input twice the base resolution is read as
@@ -55,6 +58,7 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any
 
 from .ccnn import CCNN, CCNNHead, resolve_input_scale
@@ -64,6 +68,7 @@ from .configuration_ccnn import (
 from .continuous_conv import SeparableContinuousConv
 from .factory import ALIASES, preset_model_kwargs
 from .presets import PRESETS
+from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input
 
 try:
@@ -98,6 +103,26 @@ def _cfg(preset_name: str, name: str) -> dict[str, Any]:
         first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit", description=preset.description,
         origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=TIMM_PAPER_IDS, notes=_NOTES,
     )
+
+
+def _released() -> dict[str, dict]:
+    """``"<architecture>.<tag>"`` -> config.json of each release shipped in this installation."""
+    out = {}
+    for release in RELEASES.values():
+        folder = WEIGHTS_DIR / release.name
+        if release.timm_name and (folder / "model.safetensors").exists():
+            out[release.timm_name] = {**json.loads((folder / "config.json").read_text(encoding="utf-8")),
+                                      "_file": str(folder / "model.safetensors")}
+    return out
+
+
+RELEASED = _released()
+
+
+def _released_cfg(config: dict) -> dict[str, Any]:
+    """timm cfg of a packaged release: its own pretrained_cfg, loading the packaged file (offline)."""
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config["pretrained_cfg"].items()}
+    return {**cfg, "file": config["_file"], "hf_hub_id": None, "notes": _NOTES}
 
 
 def _preset_of(variant: str, tag: str | None) -> str:
@@ -155,6 +180,10 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
             raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out")
     img_size = kwargs.pop("img_size", None)
     settings = {k: kwargs.pop(k) for k in list(kwargs) if ALIASES.get(k, k) in _CCNN_ARGS}
+    release = RELEASED.get(f"{variant}.{source.get('tag')}")
+    if release is not None:  # a packaged release: rebuild exactly its network (user settings still win)
+        settings = {**{k: tuple(v) if isinstance(v, list) else v for k, v in release["model_args"].items()
+                       if k not in ("in_chans", "num_classes")}, **settings}
     model_kwargs = preset_model_kwargs(preset, **settings)
     if model_kwargs["data_dim"] != 2:
         raise ValueError("the timm CCNNs are 2D image models (data_dim=2); build 1D / 3D CCNNs with ccnn_hf.build_ccnn")
@@ -194,6 +223,7 @@ if build_model_with_cfg is not None:
         "ccnn_2d": _cfg("cifar10_4_140", "ccnn_2d"),
         **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}", f"ccnn_2d_{blocks}_{hidden}.{tag}")
            for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
+        **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
     })
 
     def _register(fn):

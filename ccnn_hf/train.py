@@ -255,6 +255,7 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
         "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
+    results["steps"] = recipe["steps"]
     results["recipe"] = (f"lr {recipe['lr']}, weight decay (official L2-norm penalty) {recipe['weight_decay']}, "
                          f"{recipe['steps']} steps of batch {recipe['batch_size']} x {recipe['processes']} processes, "
                          f"warm-up {recipe['warmup_epochs']} epochs, precision {recipe['mixed_precision']}")

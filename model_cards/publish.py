@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Push every released CCNN checkpoint to a Hub organisation in one command.
+
+    python model_cards/publish.py --org ccnn-hf [--names mnist2d cifar10] [--private]
+
+Each repo gets what ``from_pretrained`` (also with ``trust_remote_code=True`` where ccnn_hf is not
+installed) and ``timm.create_model("hf-hub:...")`` need: the modelling code, ``config.json`` with
+timm's fields, ``model.safetensors``, the processor config, plus the model card (rewritten for
+that organisation), ``results.json`` and the accuracy plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard
+
+from ccnn_hf.released import RELEASES, available_releases, released_weights
+from ccnn_hf.training.model import MODEL_CLASSES
+
+
+def publish(org: str, names: list[str] | None = None, private: bool = False) -> list[str]:
+    """Push the named (default: all available) releases to ``org``; returns the repo ids."""
+    api = HfApi()
+    pushed = []
+    for name in names or available_releases():
+        release = RELEASES[name]
+        folder = released_weights(name)
+        repo_id = f"{org}/{release.repo}"
+        modality = json.loads((folder / "config.json").read_text())["modality"]
+        model = MODEL_CLASSES[modality].from_pretrained(folder)
+        api.create_repo(repo_id, exist_ok=True, private=private)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)  # code files, config (with timm's fields), weights, processor config
+            card = ModelCard((folder / "README.md").read_text(encoding="utf-8"))
+            card.text = card.text.replace("local/", f"{org}/")
+            for other in RELEASES.values():  # the card names the repo of the org it was built for
+                card.text = card.text.replace(f"ccnn-hf/{other.repo}", f"{org}/{other.repo}")
+            card.save(Path(tmp) / "README.md")
+            for extra in ("results.json", "accuracy_vs_resolution.png"):
+                if (folder / extra).exists():
+                    (Path(tmp) / extra).write_bytes((folder / extra).read_bytes())
+            api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=f"ccnn_hf release: {release.summary}")
+        print(f"pushed {name} -> {repo_id}")
+        pushed.append(repo_id)
+    return pushed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--org", required=True, help="Hub organisation (or user) to push to")
+    parser.add_argument("--names", nargs="*", help=f"releases to push (default: all of {', '.join(RELEASES)})")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args()
+    publish(args.org, args.names, args.private)
+
+
+if __name__ == "__main__":
+    main()
