@@ -293,6 +293,8 @@ class _InMemoryFolder(_Folder):
                 key = f"{split}/{i}"
                 self.blobs[key] = _encode(row[column], is_audio)
                 value = row[label_column]
+                if isinstance(value, int) and not 0 <= value < len(labels):
+                    raise ValueError(f"{split} row {i}: label {value} outside the {len(labels)} classes {labels}")
                 self.entries.setdefault(split, []).append((labels[value] if isinstance(value, int) else str(value), key))
 
     def read(self, name: str) -> bytes:
