@@ -271,9 +271,9 @@ def _hf_task(name: str, source: str, train_split: str, test_split: str, image_co
         raise ValueError(f"{source}: no input column {column!r}; columns are {columns} "
                          "(choose one with --image_column or --audio_column)")
     feature = data[train_split].features[label_column]
-    labels = list(feature.names) if hasattr(feature, "names") else sorted({str(v) for v in data[train_split][label_column]})
+    names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel column: ints index names
     is_audio = audio_column is not None or column == "audio"
-    folder = _InMemoryFolder(data, column, label_column, labels, (train_split, test_split), max_samples, is_audio)
+    folder = _InMemoryFolder(data, column, label_column, names, (train_split, test_split), max_samples, is_audio)
     if is_audio:
         return _audio_task(name, folder, train_split, test_split, sampling_rate, clip_seconds, None)
     return _image_task(name, folder, train_split, test_split, image_size, None)
@@ -282,7 +282,7 @@ def _hf_task(name: str, source: str, train_split: str, test_split: str, image_co
 class _InMemoryFolder(_Folder):
     """Present an HF dataset's rows as ``split/label/file`` entries of encoded bytes."""
 
-    def __init__(self, data, column, label_column, labels, splits, max_samples, is_audio) -> None:
+    def __init__(self, data, column, label_column, names, splits, max_samples, is_audio) -> None:
         self.path = Path(str(column))
         self.zip = None
         self.blobs: dict[str, bytes] = {}
@@ -293,9 +293,9 @@ class _InMemoryFolder(_Folder):
                 key = f"{split}/{i}"
                 self.blobs[key] = _encode(row[column], is_audio)
                 value = row[label_column]
-                if isinstance(value, int) and not 0 <= value < len(labels):
-                    raise ValueError(f"{split} row {i}: label {value} outside the {len(labels)} classes {labels}")
-                self.entries.setdefault(split, []).append((labels[value] if isinstance(value, int) else str(value), key))
+                if names is not None and not 0 <= value < len(names):
+                    raise ValueError(f"{split} row {i}: label {value} outside the {len(names)} classes {names}")
+                self.entries.setdefault(split, []).append((names[value] if names is not None else str(value), key))
 
     def read(self, name: str) -> bytes:
         return self.blobs[name]
