@@ -36,7 +36,7 @@ from .training.args import dataset_options, parse_args
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
 from .training.data import TaskData, check_labels, load_task_data
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
-from .training.model import build_model, is_binary, l2_norm_penalty
+from .training.model import adapt_batch_norm, build_model, is_binary, l2_norm_penalty
 
 __all__ = ["main", "run"]
 
@@ -231,6 +231,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
 def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_info: dict, recipe: dict,
             epoch_times: list[float], train_time: float) -> dict:
     """Evaluate across resolutions, save the model folder, results, plot and card (main process)."""
+    bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
     evaluation = evaluate_points(model, task, points, binary, batch_size=128)
     base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
     tmp = out / ".tmp-model"
@@ -251,7 +252,8 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
                       "omega_0", "mask_init", "dropout", "dropout_in") and v is not None},
         "recipe": recipe, "time_per_epoch_s": per_epoch, "train_time_s": train_time,
         "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
-        else torch.cuda.get_device_name(), "evaluation": evaluation, **init_info,
+        else torch.cuda.get_device_name(), "evaluation": evaluation, "batch_norm_statistics_samples": bn_samples,
+        **init_info,
         "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }

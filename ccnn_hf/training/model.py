@@ -20,7 +20,7 @@ from ..presets import get_preset
 from .args import MODEL_OVERRIDES
 from .data import TaskData
 
-__all__ = ["build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES", "TimmBaseline"]
+__all__ = ["adapt_batch_norm", "build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES", "TimmBaseline"]
 
 MODEL_CLASSES = {
     "image": CCNNForImageClassification,
@@ -184,6 +184,25 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
         "checkpoint_base_sampling_rate": config.base_sampling_rate,
     }
     return model, info
+
+
+def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_samples: int = 2048) -> int:
+    """Re-estimate every BatchNorm's running statistics with the final weights ("precise BN")
+    on up to ``max_samples`` of ``dataset``, with :func:`torch.optim.swa_utils.update_bn`;
+    returns the number of samples seen.
+
+    The momentum average lags behind weights that still move. It matters most when fine-tuning
+    at a new resolution: a channel that answered fine detail loses orders of magnitude of variance
+    on 2x upsampled images within a few dozen steps, the average still remembers the old variance,
+    and eval mode mis-scales that channel (measured: 42 % instead of 82 % on 16x16 digits)."""
+    from torch.optim.swa_utils import update_bn
+
+    count = min(len(dataset), max_samples)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)), batch_size=batch_size)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout must not move the RNG
+        update_bn((x for x, _ in loader), model, device=device)
+    return count
 
 
 def l2_norm_penalty(model: torch.nn.Module) -> torch.Tensor:
