@@ -43,10 +43,13 @@ def test_shipped_weights_reproduce_their_measured_accuracy(name, dataset, option
     model = load(name)
     results = json.loads((released_weights(name) / "results.json").read_text())
     data = load_builtin(dataset, **options)
+    base = 1
+    for n in model.config.base_resolution:
+        base *= n
     for row in results["evaluation"]:
-        if row["mode"] != "continuous":
-            continue
         size = row["resolution"]
+        if row["mode"] != "continuous" or torch.tensor(size).prod().item() > 4 * base:  # keep CPU time modest
+            continue
         test = data.test_at(size[0] if len(size) == 1 else tuple(size))
         with torch.no_grad():
             logits = torch.cat([model(**{model.main_input_name: x}).logits for x in test.inputs.split(250)])
