@@ -225,6 +225,12 @@ if build_model_with_cfg is not None:
            for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
         **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
     })
+    # timm makes the first tag with weights an architecture's default, and create_model takes
+    # in_chans / num_classes from the default: a shipped 1-channel release must not turn plain
+    # ``create_model("ccnn_2d")`` into a grey-scale binary model. Pin the presets' defaults.
+    for _arch, _tag in (("ccnn_2d", ""), ("ccnn_2d_4_140", "cifar10"), ("ccnn_2d_6_380", "cifar10")):
+        default_cfgs[_arch].tags.remove(_tag)
+        default_cfgs[_arch].tags.appendleft(_tag)
 
     def _register(fn):
         """register_model, once: importing twice (or reloading) leaves the registry alone."""

@@ -19,7 +19,7 @@ from timm.models import FeatureInfo
 
 import ccnn_hf
 from ccnn_hf import CCNN, CCNNConfig, CCNNForImageClassification
-from ccnn_hf.timm_models import TAGS, checkpoint_filter_fn
+from ccnn_hf.timm_models import RELEASED, TAGS, checkpoint_filter_fn
 
 TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
 MODELS = ["ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
@@ -41,9 +41,12 @@ def test_registry_lists_models_and_tags_and_registration_is_idempotent():
     assert timm.list_models("ccnn*") == MODELS
     tagged = timm.list_models("ccnn*", include_tags=True)
     expected = {f"ccnn_2d_{size}.{tag}" for size in ("4_140", "6_380") for tag in TAGS}
-    assert set(tagged) == expected | {"ccnn_2d"}
+    assert set(tagged) == expected | {"ccnn_2d"} | set(RELEASED)
     assert {"ccnn_2d_4_140.cifar10", "ccnn_2d_6_380.cifar100", "ccnn_2d_4_140.pathfinder"} <= set(tagged)
-    assert timm.list_pretrained("ccnn*") == []  # no checkpoints published yet
+    assert set(timm.list_pretrained("ccnn*")) == set(RELEASED)  # the weights shipped in the package
+    for arch in MODELS:  # a shipped grey-scale release never becomes an architecture's default
+        default = timm.models.get_pretrained_cfg(arch)
+        assert default.input_size[0] == 3 and default.num_classes == 10 and default.tag in (None, "cifar10")
     assert timm.list_models(module="timm_models") == MODELS
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # re-registering would warn "Overwriting ... in registry"
@@ -55,12 +58,19 @@ def test_registry_lists_models_and_tags_and_registration_is_idempotent():
 def test_pretrained_cfgs_hold_real_fields(name):
     cfg = timm.models.get_pretrained_cfg(name).to_dict()
     model_name, tag = timm.models.split_model_name_tag(name)
-    blocks, hidden = (6, 380) if "6_380" in model_name else (4, 140)
-    preset = ccnn_hf.PRESETS[f"{TAGS[tag or 'cifar10']}_{blocks}_{hidden}"]
-    size = tuple(preset.model["base_resolution"])
-    assert cfg["input_size"] == (preset.model["in_chans"], *size) and cfg["pool_size"] == size
-    assert cfg["num_classes"] == preset.model["num_classes"]
-    assert cfg["mean"] == preset.mean and cfg["std"] == preset.std and len(cfg["mean"]) == cfg["input_size"][0]
+    if name in RELEASED:  # shipped weights: the cfg describes the data they were trained on
+        config = RELEASED[name]
+        size = tuple(config["base_resolution"])
+        in_chans, num_classes, mean, std = config["num_channels"], config["num_classes"], config["input_mean"], config["input_std"]
+        assert cfg["file"] == config["_file"] and cfg["file"].endswith("model.safetensors")
+    else:
+        blocks, hidden = (6, 380) if "6_380" in model_name else (4, 140)
+        preset = ccnn_hf.PRESETS[f"{TAGS[tag or 'cifar10']}_{blocks}_{hidden}"]
+        size = tuple(preset.model["base_resolution"])
+        in_chans, num_classes, mean, std = preset.model["in_chans"], preset.model["num_classes"], preset.mean, preset.std
+    assert cfg["input_size"] == (in_chans, *size) and cfg["pool_size"] == size
+    assert cfg["num_classes"] == num_classes
+    assert cfg["mean"] == tuple(mean) and cfg["std"] == tuple(std) and len(cfg["mean"]) == cfg["input_size"][0]
     assert cfg["crop_pct"] == 1.0 and cfg["interpolation"] == "bicubic" and cfg["license"] == "mit"
     assert cfg["first_conv"] == "stem.conv.channel_mixer" and cfg["classifier"] == "head.fc"
     assert cfg["paper_ids"] == ("arXiv:2206.03398", "arXiv:2301.10540") and "General Purpose CNN" in cfg["paper_name"]
