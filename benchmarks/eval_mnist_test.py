@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ccnn_hf import CCNNForImageClassification, released_weights
+from ccnn_hf.allocator import keep_large_allocations
 from ccnn_hf.data.images import resize_images
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="7,14,28,56")
     parser.add_argument("--batch_size", type=int, default=250)
     args = parser.parse_args()
+    keep_large_allocations()  # as ccnn-train does: large activations are reused, not re-mapped per batch
 
     data = np.load(args.npz, allow_pickle=False)
     images = torch.from_numpy(data["images"]).float().unsqueeze(1) / 255.0  # [N, 1, 28, 28]
