@@ -156,7 +156,6 @@ def _calibrate_conv(conv: SeparableContinuousConv, x: torch.Tensor) -> torch.Ten
     rms = _channel_rms(depthwise)
     last.weight.div_(rms.view(-1, *(1,) * (last.weight.ndim - 1)))
     last.bias.div_(rms)
-    conv.clear_kernel_cache()
     return _calibrate_linear(conv.channel_mixer, depthwise / rms.view(1, -1, *(1,) * (x.ndim - 2)))
 
 
@@ -339,7 +338,6 @@ class CCNN(nn.Module):
             return  # weights will be loaded; nothing to measure on the meta device
         for conv in convs:
             conv.kernel_net.output_linear.weight.mul_(math.sqrt(1.0 / conv.base_taps()))
-            conv.clear_kernel_cache()
         if scheme == "unit_variance":
             self._lsuv()
 

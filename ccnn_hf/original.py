@@ -135,8 +135,6 @@ def load_original_state_dict(model: CCNN, state_dict: Mapping[str, torch.Tensor]
         raise ValueError("official weights reproduce the official outputs only in reference mode: "
                          "build the model with mode='reference'")
     model.load_state_dict(convert_original_state_dict(state_dict, model), strict=True)
-    for conv in model.continuous_convs():
-        conv.clear_kernel_cache()
     return model
 
 

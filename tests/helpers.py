@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,3 +21,21 @@ def require_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (the shared data folder is optional)")
     return path
+
+
+def assert_grad_checkpointing_matches(model: torch.nn.Module, x: torch.Tensor, seed: int, **tolerance) -> torch.Tensor:
+    """``model`` (in train mode, dropout included) gives the same outputs and gradients with
+    ``set_grad_checkpointing()`` as without; returns the checkpointed output."""
+    torch.manual_seed(seed)
+    ref = model(x)
+    ref.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing()
+    torch.manual_seed(seed)
+    out = model(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, ref)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], msg=n, **tolerance)
+    return out

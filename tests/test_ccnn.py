@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccnn_hf import CCNN, PRESETS, build_ccnn, get_preset, list_presets
+from helpers import assert_grad_checkpointing_matches
 
 TINY = dict(hidden=12, blocks=2, kernel_width=8)
 
@@ -95,20 +96,7 @@ def test_binary_presets_give_one_logit():
 
 
 def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
-    model = tiny().train()
-    x = torch.randn(2, 3, 12, 12)
-    torch.manual_seed(1)
-    ref = model(x)
-    ref.sum().backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    model.set_grad_checkpointing()
-    torch.manual_seed(1)
-    out = model(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, ref)
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-6)
+    assert_grad_checkpointing_matches(tiny().train(), torch.randn(2, 3, 12, 12), seed=1, rtol=1e-4, atol=1e-6)
 
 
 def test_kernels_are_generated_at_build_time_not_by_the_first_forward():

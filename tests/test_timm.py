@@ -20,6 +20,7 @@ from timm.models import FeatureInfo
 import ccnn_hf
 from ccnn_hf import CCNN, CCNNConfig, CCNNForImageClassification
 from ccnn_hf.timm_models import RELEASED, TAGS, checkpoint_filter_fn
+from helpers import assert_grad_checkpointing_matches
 
 TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
 MODELS = ["ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
@@ -157,18 +158,7 @@ def test_features_only_and_forward_intermediates(name):
 def test_grad_checkpointing_gives_the_same_outputs_and_gradients(name):
     model = create(name, **TINY).train()  # presets have dropout: the checkpoint replays the RNG
     x = batch(model)
-    torch.manual_seed(3)
-    ref = model(x)
-    ref.sum().backward()
-    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    model.set_grad_checkpointing()
-    torch.manual_seed(3)
-    out = model(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, ref)
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, ref_grads[n], msg=n)
+    assert_grad_checkpointing_matches(model, x, seed=3)
     torch.manual_seed(3)
     checkpointed = model.forward_intermediates(x)[1]
     model.set_grad_checkpointing(False)

@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from ccnn_hf import (
+    CCNN,
     CCNNConfig,
     CCNNFeatureExtractor,
     CCNNForAudioClassification,
@@ -362,3 +363,15 @@ def test_trainer_fine_tunes_for_a_few_steps(tmp_path):
     trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_config_defaults_are_the_core_models_defaults():
+    """CCNNConfig() and CCNN() describe the same default network (the two signatures must not drift)."""
+    import inspect
+
+    core = {name: p.default for name, p in inspect.signature(CCNN.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+    kwargs = CCNNConfig().ccnn_kwargs()
+    assert kwargs.pop("num_classes") == 0  # the backbone; heads add the classifier
+    assert set(kwargs) <= set(core)
+    assert kwargs == {k: core[k] for k in kwargs}

@@ -6,21 +6,14 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..factory import ALIASES
+
 __all__ = ["build_parser", "parse_args", "MODEL_OVERRIDES"]
 
-# CLI flag -> CCNNConfig field, for overriding the preset.
-MODEL_OVERRIDES = {
-    "hidden": "hidden_channels",
-    "blocks": "num_blocks",
-    "kernel_hidden": "kernel_hidden",
-    "kernel_size": "kernel_size",
-    "omega_0": "omega_0",
-    "mask_init": "mask_init",
-    "dropout": "dropout",
-    "dropout_in": "dropout_in",
-    "conv_impl": "conv_impl",
-    "init_scheme": "init_scheme",
-}
+# CLI flag -> CCNNConfig field, for overriding the preset (short flags spelled as build_ccnn's aliases).
+MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
+    "hidden", "blocks", "kernel_hidden", "kernel_size", "omega_0", "mask_init", "dropout", "dropout_in", "conv_impl",
+    "init_scheme")}
 
 
 def build_parser() -> argparse.ArgumentParser:

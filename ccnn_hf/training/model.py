@@ -174,9 +174,6 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
     missing = [k for k in missing if not (reinit and k.startswith("classifier."))]
     if missing or unexpected:
         raise ValueError(f"{args.init_from} does not match the model: missing {missing}, unexpected {unexpected}")
-    for conv in model.modules():
-        if isinstance(conv, SeparableContinuousConv):
-            conv.clear_kernel_cache()
     info = {
         "init_from": args.init_from,
         "classifier_reinitialised": reinit,
