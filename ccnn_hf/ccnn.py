@@ -225,7 +225,7 @@ class CCNN(nn.Module):
         mask_threshold: crop threshold of the mask.
         dropout: dropout inside the blocks; ``dropout_type`` ``"channel"`` or ``"element"``.
         dropout_in: element-wise dropout on the raw input.
-        conv_impl: continuous mode path selection: ``"auto"`` (measured), ``"fft"``, ``"direct"``.
+        conv_impl: continuous mode path selection: ``"auto"`` (cost model), ``"fft"``, ``"direct"``.
         use_fft: reference mode: the official FFT switch (kernels longer than ``fft_threshold``).
         fft_threshold: see ``use_fft``.
         legacy_odd_fft: reference mode: reproduce the official odd-length irfft behaviour.

@@ -72,7 +72,7 @@ class SeparableContinuousConv(nn.Module):
         omega_0: frequency scale of the generator's official initialisation.
         mask_init: initial Gaussian mask width (sigma, in kernel coordinates).
         mask_threshold: mask value below which kernel taps are cropped away.
-        conv_impl: continuous mode: ``"auto"`` (measured), ``"fft"`` or ``"direct"``.
+        conv_impl: continuous mode: ``"auto"`` (cost model, see :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
         use_fft: reference mode: the official switch (FFT iff set and every kernel axis is
             longer than ``fft_threshold`` taps).
         fft_threshold: see ``use_fft``.
@@ -258,7 +258,7 @@ class SeparableContinuousConv(nn.Module):
         if self.conv_impl != "auto":
             return self.conv_impl
         training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        return choose_conv_path(x, kernel_shape, self.causal, backward=training)
+        return choose_conv_path(x.shape, kernel_shape, self.causal, training=training)
 
     def input_scale(self, x: torch.Tensor) -> tuple[float, ...]:
         """Resolution of ``x`` relative to the base grid, read from its shape (1 if rate-defined)."""

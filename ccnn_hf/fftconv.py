@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Sequence
 
 import torch
@@ -29,6 +28,9 @@ __all__ = [
     "depthwise_conv_fft",
     "depthwise_conv_fft_official_1d",
     "choose_conv_path",
+    "estimated_costs",
+    "PATH_CROSSOVER",
+    "crossover_for",
 ]
 
 
@@ -142,60 +144,37 @@ def depthwise_conv_fft_official_1d(x: torch.Tensor, kernel: torch.Tensor, bias: 
     return out
 
 
-# Measured choice between the two paths -------------------------------------------------
+# Choice between the two paths: a fixed cost model ------------------------------------
 
-_PATH_CACHE: dict[tuple, str] = {}
-_CLEAR_WINNER = 8.0  # skip timing when the operation-count model says one path is this much cheaper
+# FFT wins when ``direct_cost > crossover * fft_cost`` (:func:`estimated_costs`), per (training,
+# spatial axes). Calibrated once with benchmarks/calibrate_conv_path.py (140 channels; 1D causal
+# L = 64..2048, 2D centred 8..64 px; batch 1, 8, 64; kernels of 3 taps to the input size) on the
+# 2-core AMD EPYC development machine, torch 2.14.1, 2 threads, OMP_WAIT_POLICY=PASSIVE, load
+# average 0.5 at the start, 3-6 during (shared): the crossover losing the least time summed over that grid. Inference:
+# 1D 0.42-0.5, 2D 1.19-1.41; training (forward+backward, where the direct path's depthwise
+# backward is slow on CPU): 1D 0.15, 2D 0.5-1.41 (flat). Rounded to the values below; 3D uses 2D's.
+PATH_CROSSOVER = {(False, 1): 0.45, (False, 2): 1.3, (True, 1): 0.15, (True, 2): 1.0}
 
 
-def _estimated_costs(x_shape: Sequence[int], kernel_shape: Sequence[int], causal: bool) -> tuple[float, float]:
+def crossover_for(training: bool, data_dim: int) -> float:
+    """The calibrated crossover of :data:`PATH_CROSSOVER` for a pass and a number of spatial axes."""
+    return PATH_CROSSOVER[bool(training), min(data_dim, 2)]
+
+
+def estimated_costs(x_shape: Sequence[int], kernel_shape: Sequence[int], causal: bool) -> tuple[float, float]:
+    """Operation counts ``(direct, fft)`` of one depthwise convolution of ``x_shape`` with ``kernel_shape``:
+    multiply-adds of the direct path; ``2.5 N log2 N`` per real FFT of ``N`` points (input, kernel
+    and inverse) plus the complex products for the FFT path."""
     batch, channels, lengths, ksize = x_shape[0], x_shape[1], x_shape[2:], kernel_shape[1:]
     direct = batch * channels * math.prod(lengths) * math.prod(ksize)
-    pads = _left_padding(ksize, causal)
-    points = math.prod(fast_fft_length(n + max(p, k - 1 - p)) for n, k, p in zip(lengths, ksize, pads))
+    points = math.prod(fft_sizes(lengths, ksize, causal))
     fft = (2 * batch + 1) * channels * points * max(math.log2(points), 1.0) * 2.5 + batch * channels * points * 3
     return direct, fft
 
 
-def _time_path(fn, probe: torch.Tensor, kernel: torch.Tensor, causal: bool, backward: bool) -> float:
-    def once() -> float:
-        start = time.perf_counter()
-        out = fn(probe, kernel, None, causal)
-        if backward:
-            out.sum().backward()
-        if probe.is_cuda:
-            torch.cuda.synchronize(probe.device)
-        return time.perf_counter() - start
-
-    once()  # warm-up (plans, allocations)
-    return min(once() for _ in range(3))
-
-
-def choose_conv_path(x: torch.Tensor, kernel_shape: Sequence[int], causal: bool, backward: bool = False) -> str:
-    """Return ``"fft"`` or ``"direct"``, whichever is measured faster for this problem size.
-
-    An operation-count model settles clear cases; close ones are timed once (forward, plus
-    backward when ``backward``: training, where the two paths' gradients cost very differently)
-    on constant data of the same shape (a batch of up to two), dtype and device, and the
-    winner is remembered per channel count, spatial size, kernel size and pass.
-    """
-    key = (tuple(x.shape[1:]), tuple(kernel_shape), causal, x.dtype, x.device.type, backward)
-    if key in _PATH_CACHE:
-        return _PATH_CACHE[key]
-    direct, fft = _estimated_costs(x.shape, kernel_shape, causal)
-    if direct > _CLEAR_WINNER * fft:
-        choice = "fft"
-    elif fft > _CLEAR_WINNER * direct:
-        choice = "direct"
-    else:
-        # Constants, not random numbers: timing must never consume the caller's RNG stream.
-        shape = (min(2, x.shape[0]), *x.shape[1:])
-        timings = {}
-        with torch.enable_grad() if backward else torch.no_grad():
-            for name, fn in (("direct", depthwise_conv_direct), ("fft", depthwise_conv_fft)):
-                probe = torch.ones(shape, dtype=x.dtype, device=x.device, requires_grad=backward)
-                kernel = torch.ones(tuple(kernel_shape), dtype=torch.float32, device=x.device, requires_grad=backward)
-                timings[name] = _time_path(fn, probe, kernel, causal, backward)
-        choice = min(timings, key=timings.get)
-    _PATH_CACHE[key] = choice
-    return choice
+def choose_conv_path(x_shape: Sequence[int], kernel_shape: Sequence[int], causal: bool, training: bool = False) -> str:
+    """``"fft"`` or ``"direct"`` for a convolution of ``x_shape`` with ``kernel_shape``, from the
+    cost model alone: a pure function of the shapes, so runs with the same seed take the same
+    paths (and give the same weights) whatever the machine's load."""
+    direct, fft = estimated_costs(x_shape, kernel_shape, causal)
+    return "fft" if direct > crossover_for(training, len(x_shape) - 2) * fft else "direct"

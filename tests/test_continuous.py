@@ -276,3 +276,24 @@ def test_a_model_trained_on_8x8_digits_keeps_its_accuracy_at_16_and_32_pixels():
     assert base > 0.95
     for size in (16, 32):
         assert accuracy(data.test_at(size)) > base - 0.05, size
+
+
+# -- determinism ----------------------------------------------------------------------------
+
+def _train_a_few_steps(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = build_ccnn("smnist_4_140", **TINY).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        x, y = torch.randn(4, 1, 200), torch.randint(0, 10, (4,))
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_two_runs_with_the_same_seed_give_bit_identical_weights():
+    """conv_impl="auto" decides by a cost model, never by timing: nothing depends on the load."""
+    first, second = _train_a_few_steps(3), _train_a_few_steps(3)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -101,10 +101,25 @@ def test_official_fft_is_exact_for_even_lengths_and_broken_for_odd_ones():
     assert (depthwise_conv_fft_official_1d(odd, k, None, True) - good).norm() > 0.3 * good.norm()
 
 
-def test_path_choice_follows_cost():
-    assert choose_conv_path(torch.zeros(2, 8, 4096), (8, 4001), causal=True) == "fft"
-    assert choose_conv_path(torch.zeros(2, 8, 4096), (8, 3), causal=True) == "direct"
-    assert choose_conv_path(torch.zeros(2, 8, 128, 128), (8, 65, 65), causal=False) == "fft"
+@pytest.mark.parametrize("training", [False, True])
+def test_path_choice_follows_cost(training):
+    assert choose_conv_path((2, 8, 4096), (8, 4001), causal=True, training=training) == "fft"
+    assert choose_conv_path((2, 8, 4096), (8, 3), causal=True, training=training) == "direct"
+    assert choose_conv_path((2, 8, 128, 128), (8, 65, 65), causal=False, training=training) == "fft"
+    assert choose_conv_path((64, 140, 14, 14), (140, 3, 3), causal=False, training=training) == "direct"
+
+
+def test_path_choice_is_a_pure_function_of_the_shapes(monkeypatch):
+    """No timing, no randomness: the RNG stream and the clock are never touched."""
+    import time
+
+    monkeypatch.setattr(time, "perf_counter", lambda: pytest.fail("the path choice must not time anything"))
+    state = torch.get_rng_state()
+    shapes = [((b, 140, n), (140, k), True) for b in (1, 64) for n in (196, 784) for k in (9, 65, n)]
+    shapes += [((b, 140, n, n), (140, k, k), False) for b in (1, 64) for n in (14, 32) for k in (3, 9, 33)]
+    first = [choose_conv_path(*s, training=t) for s in shapes for t in (False, True)]
+    assert [choose_conv_path(*s, training=t) for s in shapes for t in (False, True)] == first
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_bad_kernels_are_refused():
