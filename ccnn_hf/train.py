@@ -157,15 +157,14 @@ def _run_length(args, recipe: dict, steps_per_epoch: int) -> tuple[int, int, str
 
     Without ``--warmup`` the preset's warm-up keeps its share of the preset's run: a run shorter
     than the official one gets a proportionally shorter warm-up (the learning rate still peaks).
-    An explicit ``--warmup`` as long as the whole run is refused."""
+    An explicit ``--warmup`` as long as the whole run is kept, with a warning."""
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     total = args.max_steps if args.max_steps is not None else max(1, round(epochs * steps_per_epoch))
     if args.warmup is not None:
         warmup = round(args.warmup * steps_per_epoch)
-        if warmup >= total:
-            raise UserError(f"--warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} "
-                            "steps): the learning rate would never reach --lr; pass a shorter --warmup")
-        return total, warmup, ""
+        note = (f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} steps): "
+                "the learning rate never reaches --lr (pass a shorter --warmup)") if warmup >= total > 0 and warmup else ""
+        return total, warmup, note
     official = round(recipe["warmup_epochs"] * steps_per_epoch)
     share = round(total * recipe["warmup_epochs"] / recipe["epochs"]) if recipe["epochs"] else official
     if share < official:

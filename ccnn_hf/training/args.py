@@ -20,7 +20,7 @@ MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
 
 def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], int | float]:
     """An argparse ``type``: a finite ``kind`` above ``low`` (or at least ``low`` when ``inclusive``)."""
-    bound = f">= {low:g}" if inclusive else f"> {low:g}"
+    bound = f">= {low:g}" if inclusive else (f">= {low + 1:g}" if kind is int else f"> {low:g}")
 
     def convert(text: str) -> int | float:
         try:
@@ -28,7 +28,8 @@ def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], int | fl
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"expected a finite value {bound}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {bound}, "
+                                             f"got {text!r}")
         return value
 
     convert.__name__ = f"{kind.__name__} {bound}"

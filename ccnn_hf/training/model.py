@@ -25,6 +25,9 @@ from .errors import UserError
 __all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
            "TimmBaseline"]
 
+# Options that --init_from may change: they do not alter the checkpoint's tensors.
+FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
+
 MODEL_CLASSES = {
     "image": CCNNForImageClassification,
     "sequence": CCNNForSequenceClassification,
@@ -179,8 +182,16 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
             raise UserError(f"model options: {error}") from None
         return model_cls(config), {}
 
+    fixed = [flag for flag in MODEL_OVERRIDES if flag not in FINE_TUNING_OVERRIDES and getattr(args, flag) is not None]
+    if fixed:
+        raise UserError(f"--init_from takes the architecture from {args.init_from}; drop "
+                        f"{', '.join('--' + f for f in fixed)} (with --init_from only "
+                        f"{', '.join('--' + f for f in FINE_TUNING_OVERRIDES)} apply)")
     folder = _resolve_checkpoint(args.init_from)
     config = _config_from_checkpoint(folder)
+    for flag in FINE_TUNING_OVERRIDES:
+        if getattr(args, flag) is not None:
+            setattr(config, MODEL_OVERRIDES[flag], getattr(args, flag))
     problems = []
     if config.data_dim != task.data_dim:
         problems.append(f"data_dim {config.data_dim} (data: {task.data_dim})")
