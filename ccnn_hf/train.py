@@ -32,25 +32,41 @@ from tqdm.auto import tqdm
 from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
-from .training.args import dataset_options, parse_args
+from .training.args import dataset_options, parse_args, parse_labels
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
-from .training.data import TaskData, check_labels, load_task_data
+from .training.data import IndexedDataset, TaskData, check_task, load_task_data
+from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
-from .training.model import adapt_batch_norm, build_model, is_binary, l2_norm_penalty
+from .training.model import adapt_batch_norm, build_model, check_finite_state, is_binary, l2_norm_penalty
+from .training.output import (
+    MARKER,
+    acquire_lock,
+    check_output_dir,
+    check_resume_options,
+    clear_run_files,
+    read_marker,
+    write_marker,
+)
 
 __all__ = ["main", "run"]
 
 
 class EpochPermutation(Sampler[int]):
-    """A fresh, seed-determined permutation per epoch: resuming replays the same order."""
+    """A fresh, seed-determined permutation per epoch: resuming replays the same order.
+
+    accelerate's prepared loader calls ``set_epoch(loader.iteration)`` whenever it starts an
+    iteration, so the trainer sets the epoch through the loader it iterates (``loader.set_epoch``),
+    never on the sampler alone; ``started_epoch`` records which epoch an iteration really used."""
 
     def __init__(self, size: int, seed: int) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
+        self.started_epoch: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
+        self.started_epoch = self.epoch
         return iter(torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
 
     def __len__(self) -> int:
@@ -68,19 +84,55 @@ def warmup_cosine(warmup_steps: int, plan: dict):
     return factor
 
 
-def _prepare_output(args, accelerator: Accelerator) -> Path:
-    out = Path(args.output_dir)
-    previous = out.exists() and any((out / n).exists() for n in ("results.json", "checkpoints", "config.json"))
-    if previous and not (args.overwrite or args.resume):
-        raise SystemExit(f"{out} holds another run; pass --overwrite to replace it or --resume to continue it")
-    accelerator.wait_for_everyone()  # every process has looked before the main one writes
+def _on_main(accelerator: Accelerator, action):
+    """Run ``action`` on the main process only; a UserError it raises is raised on every process
+    (so that no process waits forever for one that stopped). Returns the action's result on the main process."""
+    from accelerate.utils import broadcast_object_list
+
+    message, result = None, None
     if accelerator.is_main_process:
-        if args.overwrite and out.exists():
-            shutil.rmtree(out)
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
-    accelerator.wait_for_everyone()
-    return out
+        try:
+            result = action()
+        except UserError as error:
+            message = str(error)
+    if accelerator.num_processes > 1:
+        box = [message]
+        broadcast_object_list(box)
+        message = box[0]
+    if message is not None:
+        raise UserError(message)
+    return result
+
+
+def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
+    """Check, lock and (with --overwrite) clean the output folder; returns it and the lock (main process)."""
+    out = Path(args.output_dir)
+
+    def prepare():
+        marker = check_output_dir(out, args.overwrite, args.resume)
+        with disk_errors(out, "the output folder"):
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise UserError(f"--output_dir {out}: a part of that path is a file; choose a folder path") from None
+        lock = acquire_lock(out)
+        try:
+            marker = read_marker(out) if marker is not None else None  # as it is now that the folder is ours
+            if args.resume:
+                check_resume_options(marker, args)
+            elif marker is not None:
+                clear_run_files(out, marker)
+            files = own_files + (marker.get("files", []) if args.resume else [])
+            write_marker(out, args, "running", files)
+            with disk_errors(out, "the output folder"):
+                (out / "logs").mkdir(exist_ok=True)
+                (out / "checkpoints").mkdir(exist_ok=True)
+        except BaseException:
+            lock.close()
+            raise
+        return lock
+
+    return out, _on_main(accelerator, prepare)
 
 
 def _trackers(report_to: str) -> list[str]:
@@ -100,75 +152,156 @@ def _log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def run(argv: Sequence[str] | None = None) -> dict:
-    """Train and evaluate as the command line says; returns the results (also written to results.json)."""
-    args = parse_args(argv)
-    recipe = dict(get_preset(args.preset).train)
+def _run_length(args, recipe: dict, steps_per_epoch: int) -> tuple[int, int, str]:
+    """Total optimiser steps, warm-up steps and a note on how the warm-up was chosen.
+
+    Without ``--warmup`` the preset's warm-up keeps its share of the preset's run: a run shorter
+    than the official one gets a proportionally shorter warm-up (the learning rate still peaks).
+    An explicit ``--warmup`` as long as the whole run is kept, with a warning."""
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
+    total = args.max_steps if args.max_steps is not None else max(1, round(epochs * steps_per_epoch))
+    if args.warmup is not None:
+        warmup = round(args.warmup * steps_per_epoch)
+        note = (f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} steps): "
+                "the learning rate never reaches --lr (pass a shorter --warmup)") if warmup >= total > 0 and warmup else ""
+        return total, warmup, note
+    official = round(recipe["warmup_epochs"] * steps_per_epoch)
+    share = round(total * recipe["warmup_epochs"] / recipe["epochs"]) if recipe["epochs"] else official
+    if share < official:
+        return total, share, (f"warm-up: {share} steps, the preset's {recipe['warmup_epochs']:g} of "
+                              f"{recipe['epochs']:g} epochs scaled to this run's {total} steps (--warmup sets it)")
+    return total, official, ""
+
+
+def _load_task(args) -> TaskData:
+    task = load_task_data(
+        args.dataset, seed=args.seed, options=dataset_options(args.dataset_option),
+        train_split=args.train_split, test_split=args.test_split, image_column=args.image_column,
+        audio_column=args.audio_column, label_column=args.label_column, dataset_config=args.dataset_config,
+        image_size=args.image_size, sampling_rate=args.sampling_rate, clip_seconds=args.clip_seconds,
+        labels=parse_labels(args.labels), max_samples=args.max_samples)
+    check_task(task)
+    return task
+
+
+def _truncate_log(path: Path, step: int) -> bool:
+    """Keep the records of steps up to ``step`` (a resumed run logs the later ones again); returns
+    whether the kept records end with a test of the model at ``step``."""
+    records = []
+    if path.exists():
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [r for r in records if r.get("step", 0) <= step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        tmp.replace(path)
+    return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
+
+
+def _evaluate_epoch(accelerator: Accelerator, model, task: TaskData, binary: bool, batch_size: int, metrics_file: Path,
+                    step: int, epoch: int) -> None:
+    """Test accuracy after an epoch, logged (main process)."""
+    if accelerator.is_main_process:
+        acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary, batch_size)
+        _log(metrics_file, {"step": step, "epoch": epoch, "test_accuracy": acc, "test_loss": test_loss})
+        accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
+
+
+def _non_finite_samples(logits: torch.Tensor, index: torch.Tensor) -> list[int]:
+    """Dataset indices of the samples of a batch whose logits are not finite."""
+    bad = ~torch.isfinite(logits.detach().float().reshape(len(index), -1)).all(dim=1)
+    return index[bad].tolist()
+
+
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Train and evaluate as the command line says; returns the results (also written to results.json).
+    Raises :class:`UserError` for bad input (flags, data, output folder, checkpoints, disk)."""
+    args = parse_args(argv)
+    try:
+        recipe = dict(get_preset(args.preset).train)
+    except ValueError as error:
+        raise UserError(f"--preset: {error}") from None
     batch_size = args.batch_size or recipe["batch_size"]
     lr = args.lr if args.lr is not None else recipe["lr"]
     weight_decay = args.weight_decay if args.weight_decay is not None else recipe["weight_decay"]
-    warmup_epochs = args.warmup if args.warmup is not None else recipe["warmup_epochs"]
     grad_accum = args.grad_accum or recipe["grad_accum"]
 
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                               gradient_accumulation_steps=grad_accum, log_with=_trackers(args.report_to) or None,
                               project_dir=args.output_dir)
     set_seed(args.seed)
-    labels = [int(v) for v in args.labels.split(",")] if args.labels else None
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
-        task = load_task_data(
-            args.dataset, seed=args.seed, options=dataset_options(args.dataset_option),
-            train_split=args.train_split, test_split=args.test_split, image_column=args.image_column,
-            audio_column=args.audio_column, label_column=args.label_column, dataset_config=args.dataset_config,
-            image_size=args.image_size, sampling_rate=args.sampling_rate, clip_seconds=args.clip_seconds,
-            labels=labels, max_samples=args.max_samples)
-    check_labels(task)
-    points = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
+        task = _load_task(args)
+    points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
+    for note in skipped:
+        accelerator.print(f"evaluation {note}")
     set_seed(args.seed)
     model, init_info = build_model(args, task)
     binary = model.config.num_labels == 1
-    out = _prepare_output(args, accelerator)  # only once the data and the model are known to be valid
-    accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
-                      f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-                      f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
-                      f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     sampler = EpochPermutation(len(task.train), args.seed)
     # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,
     # or a resumed run would see other dropout masks than an uninterrupted one.
-    loader = DataLoader(task.train, batch_size=batch_size, sampler=sampler, drop_last=len(task.train) >= batch_size,
-                        generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(IndexedDataset(task.train), batch_size=batch_size, sampler=sampler,
+                        drop_last=len(task.train) >= batch_size, generator=torch.Generator().manual_seed(args.seed))
     steps_per_epoch = max(1, math.ceil(len(loader) / (accelerator.num_processes * grad_accum)))
-    total_steps = args.max_steps or max(1, round(epochs * steps_per_epoch))
-    warmup_steps = round(warmup_epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    plan = {"total": total_steps}  # the schedule reads it, so a time budget can shorten the run
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, plan))
+    total_steps, warmup_steps, warmup_note = _run_length(args, recipe, steps_per_epoch)
+    if warmup_note:
+        accelerator.print(warmup_note)
+    # only once the data, the model and the schedule are known to be valid
+    out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
+    try:
+        results = _train(args, accelerator, task, points, skipped, model, init_info, binary, sampler, loader, out,
+                         dict(lr=lr, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum,
+                              steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps))
+    finally:
+        if lock is not None:
+            lock.close()
+    return results
+
+
+def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list[str], model, init_info: dict,
+           binary: bool, sampler: EpochPermutation, loader: DataLoader, out: Path, setup: dict) -> dict:
+    """The training loop (resumable at any step), then evaluation and the output folder."""
+    accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
+                      f"in_channels={task.in_channels}, labels={task.num_classes}, base "
+                      f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
+                      f"{sum(p.numel() for p in model.parameters()):,} parameters; output: {out}")
+    steps_per_epoch, weight_decay = setup["steps_per_epoch"], setup["weight_decay"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=setup["lr"], weight_decay=0.0)
+    plan = {"total": setup["total_steps"]}  # the schedule reads it, so a time budget can shorten the run
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(setup["warmup_steps"], plan))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     accelerator.init_trackers("ccnn", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
     step, epoch, skip = 0, 0, 0
-    if args.resume and (ckpt := latest_checkpoint(out / "checkpoints")):
+    metrics_file = out / "logs" / "metrics.jsonl"
+    if args.resume:
+        ckpt = latest_checkpoint(out / "checkpoints")
         state = load_checkpoint(accelerator, ckpt)
         step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
         plan["total"] = state["total_steps"]
         accelerator.print(f"resumed from {ckpt} (step {step})")
-    metrics_file = out / "logs" / "metrics.jsonl"
+        if accelerator.is_main_process and not _truncate_log(metrics_file, step) and epoch and not skip:
+            # killed between the epoch's last checkpoint and its test: the restored weights are the ones to test
+            _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
     save_every = args.save_steps or steps_per_epoch
     main_input = accelerator.unwrap_model(model).main_input_name
     regularise = weight_decay and not args.timm_model  # the official penalty is CCNN-specific
     bar = tqdm(total=plan["total"], initial=step, desc="training", disable=not accelerator.is_local_main_process)
     epoch_times, started = [], time.perf_counter()
     while step < plan["total"]:
-        sampler.set_epoch(epoch)
         model.train()
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        done_in_epoch, epoch_start = skip, time.perf_counter()
-        for x, y in batches:
+        batches.set_epoch(epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
+        done_in_epoch, epoch_start, bad_samples = skip, time.perf_counter(), []
+        for x, y, index in batches:
+            if sampler.started_epoch != epoch:
+                raise RuntimeError(f"the sampler runs epoch {sampler.started_epoch}, the trainer epoch {epoch}")
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
-                loss = model(**{main_input: x}, labels=target).loss
+                output = model(**{main_input: x}, labels=target)
+                bad_samples += _non_finite_samples(output.logits, index)
+                loss = output.loss
                 if regularise:
                     loss = loss + weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
                 accelerator.backward(loss)
@@ -184,16 +317,20 @@ def run(argv: Sequence[str] | None = None) -> dict:
             bar.update(1)
             record = {"step": step, "epoch": epoch, "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
                       "lr": scheduler.get_last_lr()[0]}
+            if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
+                _diverged(out, step, epoch, record["loss"], bad_samples, task.name)
+            bad_samples = []
             accelerator.log(record, step=step)
             if accelerator.is_main_process:
                 _log(metrics_file, record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if step % save_every == 0 or step == plan["total"]:
                 end_of_epoch = done_in_epoch == len(loader)
-                save_checkpoint(accelerator, out / "checkpoints", step,
-                                {"epoch": epoch + 1 if end_of_epoch else epoch,
-                                 "batches_in_epoch": 0 if end_of_epoch else done_in_epoch, "total_steps": plan["total"]},
-                                args.save_total_limit)
+                with disk_errors(out / "checkpoints", f"the checkpoint of step {step}"):
+                    save_checkpoint(accelerator, out / "checkpoints", step,
+                                    {"epoch": epoch + 1 if end_of_epoch else epoch,
+                                     "batches_in_epoch": 0 if end_of_epoch else done_in_epoch,
+                                     "total_steps": plan["total"]}, args.save_total_limit)
             if step >= plan["total"]:
                 break
         else:
@@ -206,40 +343,58 @@ def run(argv: Sequence[str] | None = None) -> dict:
                 plan["total"] = min(plan["total"], epochs_fit * steps_per_epoch)
                 bar.total = plan["total"]
                 accelerator.print(f"time budget: {epochs_fit} epochs ({plan['total']} steps) fit in {args.time_limit:g} s")
-            if accelerator.is_main_process:
-                acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary,
-                                          2 * batch_size)
-                _log(metrics_file, {"step": step, "epoch": epoch, "test_accuracy": acc, "test_loss": test_loss})
-                accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
+            _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
             continue
         break
     bar.close()
     train_time = time.perf_counter() - started
     accelerator.wait_for_everyone()
-    results = {}
-    if accelerator.is_main_process:
-        results = _finish(args, accelerator.unwrap_model(model), task, points, binary, out, init_info,
-                          dict(lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, batch_size=batch_size,
-                               grad_accum=grad_accum, epochs=epochs, steps=plan["total"], processes=accelerator.num_processes,
-                               mixed_precision=accelerator.mixed_precision),
-                          epoch_times, train_time)
-    accelerator.wait_for_everyone()
+    warmup_epochs = setup["warmup_steps"] / steps_per_epoch
+    epochs = plan["total"] / steps_per_epoch
+    results = _on_main(accelerator, lambda: _finish(
+        args, accelerator.unwrap_model(model), task, points, skipped, binary, out, init_info,
+        dict(lr=setup["lr"], weight_decay=weight_decay, warmup_epochs=round(warmup_epochs, 4),
+             batch_size=setup["batch_size"], grad_accum=setup["grad_accum"], epochs=round(epochs, 4),
+             steps=plan["total"], processes=accelerator.num_processes, mixed_precision=accelerator.mixed_precision),
+        epoch_times, train_time)) or {}
     accelerator.end_training()
     return results
 
 
-def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_info: dict, recipe: dict,
-            epoch_times: list[float], train_time: float) -> dict:
-    """Evaluate across resolutions, save the model folder, results, plot and card (main process)."""
-    bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
-    evaluation = evaluate_points(model, task, points, binary, batch_size=128)
-    base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
+def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int], dataset: str):
+    """Stop a run whose loss is no longer finite; nothing of it is saved after the last checkpoint."""
+    last = latest_checkpoint(out / "checkpoints")
+    where = (f"; non-finite outputs for {dataset} training sample(s) {sorted(samples)[:10]} (dataset indices)"
+             if samples else "")
+    raise UserError(f"training stopped at step {step} (epoch {epoch}): the loss is {loss}{where}. Nothing from "
+                    f"this step was saved ({'last checkpoint: ' + last.name if last else 'no checkpoint yet'}); "
+                    "check those samples, or lower --lr / set --grad_clip")
+
+
+def _save_model(model, out: Path) -> list[str]:
+    """Save the model folder files into ``out`` so that no half-written model ever looks complete:
+    everything is written into a hidden folder first, and each finished file is renamed into place
+    (``results.json``, written after this, marks the folder complete). Returns the file names."""
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    for item in tmp.iterdir():  # every file lands in one atomic rename
-        os.replace(item, out / item.name)
-    tmp.rmdir()
+    (out / "results.json").unlink(missing_ok=True)  # the folder is incomplete until the new results land
+    with disk_errors(out, "the trained model"):
+        model.save_pretrained(tmp)
+        names = sorted(item.name for item in tmp.iterdir())
+        for name in names:
+            os.replace(tmp / name, out / name)
+        tmp.rmdir()
+    return names
+
+
+def _finish(args, model, task: TaskData, points, skipped: list[str], binary: bool, out: Path, init_info: dict,
+            recipe: dict, epoch_times: list[float], train_time: float) -> dict:
+    """Evaluate across resolutions, save the model folder, results, plot and card (main process)."""
+    bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
+    check_finite_state(model)  # a model with non-finite weights or statistics is never saved
+    evaluation = evaluate_points(model, task, points, binary, batch_size=128)
+    base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
+    written = _save_model(model, out)
     params = sum(p.numel() for p in model.parameters())
     per_epoch = sum(epoch_times) / len(epoch_times) if epoch_times else train_time
     results = {
@@ -252,22 +407,26 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
                       "omega_0", "mask_init", "dropout", "dropout_in") and v is not None},
         "recipe": recipe, "time_per_epoch_s": per_epoch, "train_time_s": train_time,
         "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
-        else torch.cuda.get_device_name(), "evaluation": evaluation, "batch_norm_statistics_samples": bn_samples,
-        **init_info,
+        else torch.cuda.get_device_name(), "evaluation": evaluation, "skipped_evaluations": skipped,
+        "batch_norm_statistics_samples": bn_samples, **init_info,
         "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
     results["steps"] = recipe["steps"]
     results["recipe"] = (f"lr {recipe['lr']}, weight decay (official L2-norm penalty) {recipe['weight_decay']}, "
                          f"{recipe['steps']} steps of batch {recipe['batch_size']} x {recipe['processes']} processes, "
-                         f"warm-up {recipe['warmup_epochs']} epochs, precision {recipe['mixed_precision']}")
-    write_json_atomic(out / "results.json", results)
-    plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
-    if not args.timm_model:
-        card = make_model_card(results, args.hub_model_id or f"local/{out.name}")
-        tmp_card = out / ".README.md.tmp"
-        card.save(tmp_card)
-        tmp_card.replace(out / "README.md")
+                         f"warm-up {recipe['warmup_epochs']:g} epochs, precision {recipe['mixed_precision']}")
+    with disk_errors(out, "the plot and the model card"):
+        plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
+        if not args.timm_model:  # the card points at where the model really is
+            card = make_model_card(results, args.hub_model_id if args.push_to_hub else str(out.resolve()))
+            tmp_card = out / ".README.md.tmp"
+            card.save(tmp_card)
+            tmp_card.replace(out / "README.md")
+    with disk_errors(out, "results.json"):
+        write_json_atomic(out / "results.json", results)
+    marker = read_marker(out) or {}
+    write_marker(out, args, "complete", marker.get("files", []) + written)
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:
@@ -278,14 +437,16 @@ def _finish(args, model, task: TaskData, points, binary: bool, out: Path, init_i
         api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
                           commit_message=f"ccnn-train: {args.preset} on {task.name}")
         print(f"pushed to {args.hub_model_id}")
+    print(f"saved to {out.resolve()} (model, results.json, README.md model card, accuracy_vs_resolution.png)")
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: a :class:`UserError` becomes one line on stderr and exit status 2."""
     keep_large_allocations()
     try:
         run(argv)
-    except ValueError as error:  # bad input: a clear message, no traceback
+    except UserError as error:
         print(f"ccnn-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -3,17 +3,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..factory import ALIASES
+from .errors import UserError
 
-__all__ = ["build_parser", "parse_args", "MODEL_OVERRIDES"]
+__all__ = ["build_parser", "parse_args", "parse_labels", "MODEL_OVERRIDES"]
 
 # CLI flag -> CCNNConfig field, for overriding the preset (short flags spelled as build_ccnn's aliases).
 MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
     "hidden", "blocks", "kernel_hidden", "kernel_size", "omega_0", "mask_init", "dropout", "dropout_in", "conv_impl",
     "init_scheme")}
+
+
+def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], int | float]:
+    """An argparse ``type``: a finite ``kind`` above ``low`` (or at least ``low`` when ``inclusive``)."""
+    bound = f">= {low:g}" if inclusive else (f">= {low + 1:g}" if kind is int else f"> {low:g}")
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {bound}, "
+                                             f"got {text!r}")
+        return value
+
+    convert.__name__ = f"{kind.__name__} {bound}"
+    return convert
+
+
+POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = _number(int, 0, False), _number(float, 0, False), \
+    _number(float, 0, True), _number(int, 0, True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image_column", help="image column of an HF dataset")
     g.add_argument("--audio_column", help="audio column of an HF dataset")
     g.add_argument("--label_column", default="label")
-    g.add_argument("--image_size", type=int, help="train on images resized to this size")
-    g.add_argument("--sampling_rate", type=float, help="train on audio resampled to this rate (Hz)")
-    g.add_argument("--clip_seconds", type=float, default=1.0, help="audio clips are centre-cropped/padded to this")
+    g.add_argument("--image_size", type=POSITIVE_INT, help="train on images resized to this size")
+    g.add_argument("--sampling_rate", type=POSITIVE, help="train on audio resampled to this rate (Hz)")
+    g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
-    g.add_argument("--max_samples", type=int, help="use at most this many samples per split (folders, HF datasets)")
+    g.add_argument("--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)")
     g = p.add_argument_group("model (overrides of the preset)")
     g.add_argument("--hidden", type=int)
     g.add_argument("--blocks", type=int)
@@ -56,16 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timm_model", help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
                    "data, recipe and budget (the preset still supplies the recipe)")
     g = p.add_argument_group("optimisation (defaults: the preset's official recipe)")
-    g.add_argument("--epochs", type=float)
-    g.add_argument("--max_steps", type=int, help="stop after this many optimiser steps (overrides --epochs)")
-    g.add_argument("--batch_size", type=int, help="per process")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight_decay", type=float, help="weight of the official L2-norm penalty")
-    g.add_argument("--warmup", type=float, help="linear warm-up length in epochs")
-    g.add_argument("--time_limit", type=float, help="training budget in seconds: after the first epoch the run is "
+    g.add_argument("--epochs", type=POSITIVE)
+    g.add_argument("--max_steps", type=POSITIVE_INT, help="stop after this many optimiser steps (overrides --epochs)")
+    g.add_argument("--batch_size", type=POSITIVE_INT, help="per process")
+    g.add_argument("--lr", type=POSITIVE)
+    g.add_argument("--weight_decay", type=NON_NEGATIVE, help="weight of the official L2-norm penalty")
+    g.add_argument("--warmup", type=NON_NEGATIVE, help="linear warm-up length in epochs")
+    g.add_argument("--time_limit", type=POSITIVE, help="training budget in seconds: after the first epoch the run is "
                    "shortened to the epochs that fit (the schedule follows)")
-    g.add_argument("--grad_accum", type=int)
-    g.add_argument("--grad_clip", type=float, default=0.0, help="max gradient norm (0: off, as official)")
+    g.add_argument("--grad_accum", type=POSITIVE_INT)
+    g.add_argument("--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (0: off, as official)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"],
                    help="default: as `accelerate launch` says, else no")
@@ -74,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output_dir", default="runs/ccnn")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
-    g.add_argument("--save_steps", type=int, help="checkpoint every N optimiser steps (default: every epoch)")
-    g.add_argument("--save_total_limit", type=int, default=2)
+    g.add_argument("--save_steps", type=POSITIVE_INT, help="checkpoint every N optimiser steps (default: every epoch)")
+    g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
     g.add_argument("--eval_resolutions", help="comma-separated: multiples ('0.5x,1x,2x') or sizes / Hz "
                    "(default 0.5x,1x,2x; audio 1x,2x)")
     g.add_argument("--report_to", default="auto", help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'")
@@ -86,38 +110,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_config(path: str) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"--config {path}: cannot read it ({error.strerror or error})") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as error:  # yaml.YAMLError / json.JSONDecodeError: the file's own syntax
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"--config {path}: not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'} "
+                        f"({first})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of option names to values")
+        raise UserError(f"--config {path}: expected a mapping of option names to values")
     return data
+
+
+def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
+    """``value`` from a config file, checked and converted as the command line would do it."""
+    name = f"{where}: {action.dest}"
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise UserError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        values = value if isinstance(value, list) else [value]
+        return [str(v) for v in values]
+    if isinstance(value, (dict, list)):
+        raise UserError(f"{name} must be a single value, got {value!r}")
+    if action.type is not None:
+        try:  # through str, as typed on a command line: 2.7 is no int, true is no number
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            raise UserError(f"{name}: {error}" if isinstance(error, argparse.ArgumentTypeError) else
+                            f"{name}: expected {action.type.__name__}, got {value!r}") from None
+    else:
+        value = str(value)
+    if action.choices is not None and value not in action.choices:
+        raise UserError(f"{name} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return value
 
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset.
-    Without any argument the built-in quickstart config runs (small CCNN on 8x8 digits)."""
+    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset (checked
+    as if typed as flags). Without any argument the built-in quickstart config runs (small CCNN on 8x8 digits)."""
     import sys
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv or ["--config", str(QUICKSTART)])
     if args.config:
-        defaults = {a.dest: a.default for a in parser._actions}
-        valid = set(defaults) - {"help", "config"}
+        actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
         for key, value in _read_config(args.config).items():
-            key = key.replace("-", "_")
-            if key not in valid:
-                parser.error(f"{args.config}: unknown option {key!r}")
-            if getattr(args, key) == defaults[key]:
-                setattr(args, key, value)
+            key = str(key).replace("-", "_")
+            if key not in actions:
+                raise UserError(f"--config {args.config}: unknown option {key!r}")
+            if value is None or getattr(args, key) != actions[key].default:
+                continue  # unset in the file, or given on the command line
+            setattr(args, key, _config_value(actions[key], value, f"--config {args.config}"))
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id org/name")
     if args.resume and args.overwrite:
@@ -125,13 +182,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def parse_labels(text: str | None) -> list[int] | None:
+    """``"3,1,2"`` -> ``[3, 1, 2]``; refuses non-integers, negatives and repeated classes."""
+    if text is None:
+        return None
+    items = [t.strip() for t in str(text).split(",")]
+    try:
+        labels = [int(t) for t in items]
+    except ValueError:
+        raise UserError(f"--labels {text!r}: expected comma-separated class indices such as 0,1,2") from None
+    repeated = sorted({v for v in labels if labels.count(v) > 1})
+    if repeated:
+        raise UserError(f"--labels {text!r} names class(es) {repeated} more than once; name each class once")
+    return labels
+
+
 def dataset_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``["n_train=200", "resolution=14"]`` -> ``{"n_train": 200, "resolution": 14}`` (JSON values when they parse)."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--dataset_option expects KEY=VALUE, got {pair!r}")
+        if not sep or not key:
+            raise UserError(f"--dataset_option expects KEY=VALUE, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -12,11 +12,16 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
+from accelerate.utils import load
+
+from .errors import UserError
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "write_json_atomic"]
 
 STATE_FILE = "trainer_state.json"
+STATE_KEYS = ("step", "epoch", "batches_in_epoch", "total_steps")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -53,6 +58,38 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
-    """Restore model, optimiser, scheduler and RNG states; return the saved trainer state."""
-    accelerator.load_state(str(folder))
-    return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    """Restore model, optimiser, scheduler and RNG states; return the saved trainer state.
+
+    accelerate skips random states it cannot read with a log line only, and the resumed run would
+    then draw other dropout masks than the interrupted one: here an unreadable or tampered
+    ``random_states_*.pkl`` (or any other unloadable part) is a :class:`UserError`."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _unusable(folder, f"{STATE_FILE} is unreadable ({error})") from None
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in STATE_KEYS):
+        raise _unusable(folder, f"{STATE_FILE} lacks the integers {', '.join(STATE_KEYS)}")
+    rng_file = folder / f"random_states_{accelerator.process_index}.pkl"
+    try:
+        rng = load(rng_file)
+        torch_state = rng["torch_manual_seed"]
+    except Exception as error:  # anything the safe unpickler refuses, or a truncated / foreign file
+        raise _unusable(folder, f"{rng_file.name} is unreadable or tampered ({type(error).__name__}: "
+                                f"{_first_line(error)}), so the run could not continue exactly") from None
+    try:
+        accelerator.load_state(str(folder))
+    except (OSError, RuntimeError, KeyError, ValueError) as error:
+        raise _unusable(folder, f"it does not fit the model built from these options ({_first_line(error)})") from None
+    if not torch.equal(torch.get_rng_state(), torch_state):
+        raise _unusable(folder, f"accelerate did not restore the random states of {rng_file.name}")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _unusable(folder: Path, why: str) -> UserError:
+    return UserError(f"cannot resume from checkpoint {folder}: {why}. Resume with the run's own options, or "
+                     "delete that checkpoint folder to resume from the one before it")

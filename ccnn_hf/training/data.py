@@ -18,8 +18,9 @@ import torch
 
 from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
 from ..data.images import resize_images
+from .errors import UserError
 
-__all__ = ["TaskData", "EvalPoint", "load_task_data", "check_labels"]
+__all__ = ["TaskData", "EvalPoint", "IndexedDataset", "load_task_data", "check_task", "looks_like_path"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -53,43 +54,76 @@ class TaskData:
     test: ArrayDataset
     render_test: Callable[[tuple[int, ...] | None, float | None], ArrayDataset] | None = field(default=None, repr=False)
 
-    def eval_points(self, spec: Sequence[str] | None) -> list[EvalPoint]:
+    def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
-        Hz for audio). Defaults: 0.5x, 1x, 2x (audio: 1x and 2x). Settings the data cannot be
-        rendered at are skipped with a note in the returned labels' absence."""
+        Hz for audio). Defaults: 0.5x, 1x, 2x (audio: 1x and 2x). Returns the points and, for
+        default settings the data cannot be rendered at, a note saying which and why; a requested
+        setting that cannot be rendered is a :class:`UserError`."""
+        requested = bool(spec)
         spec = list(spec) if spec else (["1x", "2x"] if self.modality == "audio" else ["0.5x", "1x", "2x"])
-        points = []
+        points, skipped = [], []
         for entry in spec:
             entry = str(entry).strip()
-            factor = float(entry[:-1]) if entry.endswith("x") else None
-            if self.modality == "audio":
-                rate = self.sampling_rate * factor if factor is not None else float(entry)
-                data = self.test if rate == self.sampling_rate else self._render(None, rate)
-                if data is not None:
-                    points.append(EvalPoint(f"{rate / 1000:g} kHz", None, rate, data))
+            try:
+                point = self._point(entry)
+            except ValueError as error:
+                if requested:
+                    raise UserError(f"--eval_resolutions {entry}: {error}") from None
+                skipped.append(f"at {entry} skipped: {error}")
                 continue
-            if factor is not None:
-                size = tuple(max(1, round(n * factor)) for n in self.base_resolution)
-            else:
-                size = (int(entry),) * self.data_dim
-            data = self.test if size == self.base_resolution else self._render(size, None)
-            if data is not None:
-                points.append(EvalPoint("x".join(map(str, size)), size, None, data))
-        return points
+            points.append(point)
+        return points, skipped
 
-    def _render(self, size: tuple[int, ...] | None, rate: float | None) -> ArrayDataset | None:
-        if self.render_test is None:
-            return None
+    def _point(self, entry: str) -> EvalPoint:
+        """One evaluation setting; a ValueError says why the data has none at ``entry``."""
         try:
-            return self.render_test(size, rate)
+            factor = float(entry[:-1]) if entry.endswith("x") else None
+            value = float(entry) if factor is None else None
         except ValueError:
-            return None
+            raise ValueError("expected a multiple such as 2x or a size / rate such as 64") from None
+        setting = factor if factor is not None else value
+        if not (np.isfinite(setting) and setting > 0):
+            raise ValueError("expected a positive, finite setting")
+        if self.modality == "audio":
+            rate = self.sampling_rate * factor if factor is not None else value
+            data = self.test if rate == self.sampling_rate else self._render(None, rate)
+            return EvalPoint(f"{rate / 1000:g} kHz", None, rate, data)
+        if factor is None and value != int(value):
+            raise ValueError("a size must be a whole number")
+        size = tuple(max(1, round(n * factor)) for n in self.base_resolution) if factor is not None \
+            else (int(value),) * self.data_dim
+        data = self.test if size == self.base_resolution else self._render(size, None)
+        return EvalPoint("x".join(map(str, size)), size, None, data)
+
+    def _render(self, size: tuple[int, ...] | None, rate: float | None) -> ArrayDataset:
+        if self.render_test is None:
+            raise ValueError(f"{self.name}'s test set exists only at its base setting")
+        return self.render_test(size, rate)
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """A split whose items carry their dataset index, so that a bad sample can be named."""
+
+    def __init__(self, split: ArrayDataset) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x, y = self.split[index]
+        return x, y, index
 
 
 # -- built-in -----------------------------------------------------------------------------------
 
 def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
-    ds = load_builtin(name, seed=seed, **options)
+    try:
+        ds = load_builtin(name, seed=seed, **options)
+    except TypeError as error:  # an option the dataset does not take
+        raise UserError(f"--dataset_option: {error}") from None
+    except (ValueError, RuntimeError) as error:  # a bad option value, or a missing program (espeak-ng)
+        raise UserError(f"--dataset {name}: {error}") from None
     modality = "tokens" if name == "listops" else ds.modality
 
     def render(size, rate):
@@ -114,17 +148,44 @@ class _Folder:
             self.zip = None
             names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
         else:
-            raise ValueError(f"dataset path {path} is neither a directory nor a zip archive")
+            raise UserError(f"--dataset {path} is neither a directory nor a zip archive")
         self.entries: dict[str, list[tuple[str, str]]] = {}
         for name in sorted(names):
             parts = Path(name).parts
             if len(parts) >= 3 and Path(name).suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES:
                 self.entries.setdefault(parts[-3], []).append((parts[-2], name))
         if not self.entries:
-            raise ValueError(f"{path}: no files in the imagefolder/audiofolder layout split/label/file")
+            raise UserError(f"--dataset {path}: no files in the imagefolder/audiofolder layout split/label/file")
 
     def read(self, name: str) -> bytes:
         return self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
+
+    def describe(self, name: str) -> str:
+        """How to name entry ``name`` in a message."""
+        return f"{self.path}/{name}" if self.zip is None else f"{name} in {self.path}"
+
+    def image(self, name: str):
+        """Entry ``name`` as a PIL image (not yet decoded), or a UserError naming the file."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            return Image.open(io.BytesIO(self.read(name)))
+        except (UnidentifiedImageError, OSError) as error:
+            raise UserError(f"{self.describe(name)} is not a readable image ({_short(error)}); fix or remove it") from None
+
+    def audio(self, name: str) -> tuple[np.ndarray, int]:
+        """Entry ``name`` as int16 samples ``[frames, channels]`` and its rate, or a UserError naming the file."""
+        import soundfile
+
+        try:
+            return soundfile.read(io.BytesIO(self.read(name)), dtype="int16", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
+            raise UserError(f"{self.describe(name)} is not readable audio ({_short(error)}); fix or remove it") from None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _spread(entries: list, limit: int | None) -> list:
@@ -137,27 +198,29 @@ def _spread(entries: list, limit: int | None) -> list:
 def _split_names(folder: _Folder, train_split: str, test_split: str) -> tuple[str, str]:
     for split in (train_split, test_split):
         if split not in folder.entries:
-            raise ValueError(f"{folder.path}: no split {split!r}; found {sorted(folder.entries)}")
+            raise UserError(f"--dataset {folder.path}: no split {split!r}; found {sorted(folder.entries)} "
+                            "(--train_split / --test_split choose them)")
     return train_split, test_split
 
 
 def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, image_size: int | None,
                 max_samples: int | None) -> TaskData:
-    from PIL import Image
-
     from ..image_processing_ccnn import CCNNImageProcessor
 
     train_split, test_split = _split_names(folder, train_split, test_split)
     labels = sorted({label for split in (train_split, test_split) for label, _ in folder.entries[split]})
     index = {label: i for i, label in enumerate(labels)}
 
+    chosen = {split: _spread(folder.entries[split], max_samples) for split in (train_split, test_split)}
+    mode = "RGB" if any(_is_colour(folder.image(f)) for entries in chosen.values() for _, f in entries) else "L"
+
     def load(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        entries = _spread(folder.entries[split], max_samples)
-        pics = [np.asarray(Image.open(io.BytesIO(folder.read(f))).convert("RGB" if _is_colour(folder, entries) else "L"))
-                for _, f in entries]
+        entries = chosen[split]
+        pics = [np.asarray(_decoded(folder, f).convert(mode)) for _, f in entries]
         sizes = {p.shape[:2] for p in pics}
         if len(sizes) > 1 and image_size is None:
-            raise ValueError(f"{split} images have different sizes {sorted(sizes)[:4]}...; pass --image_size")
+            raise UserError(f"--dataset {folder.path}: {split} images have different sizes {sorted(sizes)[:4]}; "
+                            "pass --image_size to resize them all")
         arrays = torch.stack([torch.from_numpy(p.reshape(*p.shape[:2], -1).copy()).permute(2, 0, 1) for p in pics])
         if image_size is not None:
             arrays = resize_images(arrays.float(), (image_size, image_size)).round().clamp(0, 255).to(torch.uint8)
@@ -182,16 +245,23 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
                     ArrayDataset(process(train_raw), train_y), ArrayDataset(process(test_raw), test_y), render)
 
 
-def _is_colour(folder: _Folder, entries: list[tuple[str, str]]) -> bool:
-    from PIL import Image
+def _is_colour(image) -> bool:
+    """Whether a PIL image has colour (a grey image converts to RGB losslessly; the reverse loses colour)."""
+    return image.mode not in ("L", "1", "I", "I;16", "F", "LA")
 
-    return Image.open(io.BytesIO(folder.read(entries[0][1]))).mode not in ("L", "1", "I", "I;16", "F")
+
+def _decoded(folder: _Folder, name: str):
+    """Entry ``name`` decoded (a truncated file fails here, not at open), or a UserError naming it."""
+    image = folder.image(name)
+    try:
+        image.load()
+    except (OSError, SyntaxError) as error:
+        raise UserError(f"{folder.describe(name)} is not a readable image ({_short(error)}); fix or remove it") from None
+    return image
 
 
 def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, sampling_rate: float | None,
                 clip_seconds: float, max_samples: int | None) -> TaskData:
-    import soundfile
-
     from ..feature_extraction_ccnn import CCNNFeatureExtractor
 
     train_split, test_split = _split_names(folder, train_split, test_split)
@@ -202,11 +272,14 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
         entries = _spread(folder.entries[split], max_samples)
         waves, rates = [], set()
         for _, f in entries:
-            wave, rate = soundfile.read(io.BytesIO(folder.read(f)), dtype="int16", always_2d=True)
+            wave, rate = folder.audio(f)
+            if not len(wave):
+                raise UserError(f"{folder.describe(f)} holds no audio samples; fix or remove it")
             waves.append(wave.mean(axis=1).astype(np.int16))
             rates.add(rate)
         if len(rates) != 1:
-            raise ValueError(f"{split} clips have several sampling rates {sorted(rates)}")
+            raise UserError(f"--dataset {folder.path}: {split} clips have several sampling rates {sorted(rates)}; "
+                            "resample them to one rate")
         return waves, rates.pop(), torch.tensor([index[label] for label, _ in entries])
 
     train_waves, native, train_y = read(train_split)
@@ -252,24 +325,36 @@ def _fixed_clips(waves: list[np.ndarray], native: int, rate: float, seconds: flo
 def _hf_task(name: str, source: str, train_split: str, test_split: str, image_column: str | None,
              audio_column: str | None, label_column: str, dataset_config: str | None, image_size: int | None,
              sampling_rate: float | None, clip_seconds: float, max_samples: int | None) -> TaskData:
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"--dataset {source}: reading Hugging Face datasets needs `pip install datasets`") from None
 
     path = Path(source)
-    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        data = datasets.load_from_disk(str(path))
-    else:
-        data = datasets.load_dataset(source, dataset_config)
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            data = datasets.load_from_disk(str(path))
+        else:
+            data = datasets.load_dataset(source, dataset_config)
+    except (OSError, ValueError, ConnectionError) as error:  # not found, offline, no access, unreadable files
+        raise UserError(f"--dataset {source}: no local folder by that name, and it could not be loaded as a "
+                        f"Hugging Face dataset ({_short(error)})") from None
+    if not isinstance(data, datasets.DatasetDict):
+        raise UserError(f"--dataset {source} holds a single split; save a DatasetDict with "
+                        f"{train_split!r} and {test_split!r} splits")
     for split in (train_split, test_split):
         if split not in data:
-            raise ValueError(f"{source}: no split {split!r}; found {list(data)}")
+            raise UserError(f"--dataset {source}: no split {split!r}; found {list(data)} "
+                            "(--train_split / --test_split choose them)")
     columns = data[train_split].column_names
     if label_column not in columns:
-        raise ValueError(f"{source}: no label column {label_column!r}; columns are {columns}")
+        raise UserError(f"--dataset {source}: no label column {label_column!r}; columns are {columns} "
+                        "(--label_column chooses it)")
     column = audio_column or image_column
     if column is None:
         column = next((c for c in ("image", "img", "audio") if c in columns), None)
     if column not in columns:
-        raise ValueError(f"{source}: no input column {column!r}; columns are {columns} "
+        raise UserError(f"--dataset {source}: no input column {column!r}; columns are {columns} "
                          "(choose one with --image_column or --audio_column)")
     feature = data[train_split].features[label_column]
     names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel column: ints index names
@@ -294,12 +379,19 @@ class _InMemoryFolder(_Folder):
                 key = f"{split}/{i}"
                 self.blobs[key] = _encode(row[column], is_audio)
                 value = row[label_column]
+                if value is None or (isinstance(value, (int, np.integer)) and value < 0):
+                    raise UserError(f"{split} row {i}: label {value} in column {label_column!r} marks an unlabelled "
+                                    "sample (as -1 does in Hugging Face datasets); drop such rows or use a labelled split")
                 if names is not None and not 0 <= value < len(names):
-                    raise ValueError(f"{split} row {i}: label {value} outside the {len(names)} classes {names}")
+                    raise UserError(f"{split} row {i}: label {value} outside the {len(names)} classes {names}")
                 self.entries.setdefault(split, []).append((names[value] if names is not None else str(value), key))
 
     def read(self, name: str) -> bytes:
         return self.blobs[name]
+
+    def describe(self, name: str) -> str:
+        split, _, row = name.partition("/")
+        return f"{split} row {row} (column {str(self.path)!r})"
 
 
 def _encode(value, is_audio: bool) -> bytes:
@@ -339,13 +431,16 @@ def load_task_data(
     training, ``labels`` keeps only those classes (renumbered in that order).
     """
     options = dict(options or {})
-    path = Path(dataset)
+    path = Path(dataset).expanduser()
     if dataset in BUILTIN_DATASETS:
         task = _from_builtin(dataset, seed, options)
         if sampling_rate is not None and task.modality == "audio" and sampling_rate != task.sampling_rate:
             task = _from_builtin(dataset, seed, {**options, "sampling_rate": sampling_rate})
         if image_size is not None:
             task = _resize_task(task, image_size)
+    elif options:
+        raise UserError(f"--dataset_option applies to the built-in datasets ({', '.join(BUILTIN_DATASETS)}), "
+                        f"not to {dataset}")
     elif path.exists() and not (path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists())):
         folder = _Folder(path)
         sample = next(iter(folder.entries.values()))[0][1]
@@ -353,21 +448,37 @@ def load_task_data(
             task = _audio_task(path.stem, folder, train_split, test_split, sampling_rate, clip_seconds, max_samples)
         else:
             task = _image_task(path.stem, folder, train_split, test_split, image_size, max_samples)
-    elif path.exists() or "/" in dataset:
+    elif path.exists() or _is_hub_id(dataset):
         task = _hf_task(path.name or dataset, dataset, train_split, test_split, image_column, audio_column,
                         label_column, dataset_config, image_size, sampling_rate, clip_seconds, max_samples)
+    elif looks_like_path(dataset):
+        raise UserError(f"--dataset {dataset}: no such file or folder")
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
-                         "an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
+        raise UserError(f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
+                        "an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
     if labels is not None:
         task = _subset_labels(task, list(labels))
     return task
 
 
+def looks_like_path(text: str) -> bool:
+    """A value meant as a local path: absolute, relative to ., .. or ~, or with a file suffix or several parts."""
+    return (text.startswith(("/", "./", "../", "~", "\\")) or Path(text).suffix.lower() in (".zip", ".tar", ".gz")
+            or text.count("/") > 1 or "\\" in text or ":" in text[:3])
+
+
+def _is_hub_id(text: str) -> bool:
+    """``name`` or ``org/name`` as the Hub spells repository ids (checked only after no local path matched)."""
+    import re
+
+    return not looks_like_path(text) and re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", text) is not None \
+        and "/" in text
+
+
 def _resize_task(task: TaskData, size: int) -> TaskData:
     """Train (and test) at ``size`` x ``size``: training images resized, test images re-rendered."""
     if task.modality != "image":
-        raise ValueError(f"--image_size applies to image data; {task.name} is {task.modality} data")
+        raise UserError(f"--image_size applies to image data; {task.name} is {task.modality} data")
     target = (size, size)
     if target == task.base_resolution:
         return task
@@ -381,7 +492,7 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
 def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
     bad = [k for k in keep if not 0 <= k < task.num_classes]
     if bad:
-        raise ValueError(f"--labels {bad} outside the dataset's classes 0..{task.num_classes - 1}")
+        raise UserError(f"--labels {bad} outside the dataset's classes 0..{task.num_classes - 1}")
     mapping = torch.full((task.num_classes,), -1, dtype=torch.long)
     mapping[torch.tensor(keep)] = torch.arange(len(keep))
 
@@ -396,9 +507,21 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
                     select(task.train), select(task.test), render)
 
 
-def check_labels(task: TaskData) -> None:
-    """Refuse labels outside ``0..num_classes-1`` (a corrupt or mismatched dataset)."""
+def check_task(task: TaskData) -> None:
+    """Refuse data a run cannot learn from or would learn wrongly from: an empty split, labels
+    outside ``0..num_classes-1``, fewer than two classes, and non-finite inputs (one NaN sample
+    would turn every BatchNorm statistic into NaN); each named with the sample to fix."""
+    if task.num_classes < 2:
+        raise UserError(f"{task.name} has {task.num_classes} class(es) {task.label_names}; a classifier needs at least two")
     for split_name, split in (("train", task.train), ("test", task.test)):
-        if split.labels.numel() and (split.labels.min() < 0 or split.labels.max() >= task.num_classes):
-            raise ValueError(f"{task.name} {split_name} labels range over {int(split.labels.min())}.."
-                             f"{int(split.labels.max())}, outside the {task.num_classes} classes")
+        if len(split) == 0:
+            raise UserError(f"{task.name} has no {split_name} samples (after --labels / --max_samples); "
+                            "give it data for both splits")
+        if split.labels.min() < 0 or split.labels.max() >= task.num_classes:
+            raise UserError(f"{task.name} {split_name} labels range over {int(split.labels.min())}.."
+                            f"{int(split.labels.max())}, outside the {task.num_classes} classes")
+        finite = torch.isfinite(split.inputs.reshape(len(split), -1)).all(dim=1)
+        if not finite.all():
+            bad = torch.nonzero(~finite).flatten().tolist()
+            raise UserError(f"{task.name} {split_name} sample(s) {bad[:10]} hold non-finite values (NaN or inf); "
+                            "fix or drop them")

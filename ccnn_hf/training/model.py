@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..configuration_ccnn import CCNNConfig
@@ -18,9 +19,14 @@ from ..modeling_ccnn import (
 )
 from ..presets import get_preset
 from .args import MODEL_OVERRIDES
-from .data import TaskData
+from .data import TaskData, looks_like_path
+from .errors import UserError
 
-__all__ = ["adapt_batch_norm", "build_model", "is_binary", "l2_norm_penalty", "MODEL_CLASSES", "TimmBaseline"]
+__all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
+           "TimmBaseline"]
+
+# Options that --init_from may change: they do not alter the checkpoint's tensors.
+FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
 
 MODEL_CLASSES = {
     "image": CCNNForImageClassification,
@@ -58,7 +64,7 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
     preset = get_preset(args.preset)
     if preset.model["data_dim"] != task.data_dim:
         kind = {1: "sequence", 2: "image", 3: "volume"}
-        raise ValueError(
+        raise UserError(
             f"dataset {task.name!r} holds {task.data_dim}D {task.modality} data but preset {args.preset!r} is a "
             f"{kind[preset.model['data_dim']]} ({preset.model['data_dim']}D) model; pick a "
             f"{kind[task.data_dim]} preset (or a sequence view of the data, e.g. digits_seq / smnist)")
@@ -79,12 +85,26 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
 
 
 def _resolve_checkpoint(source: str) -> Path:
-    path = Path(source)
+    """A local model folder, or a Hub model id downloaded (``*.json`` and ``*.safetensors`` only).
+    A value that looks like a path is never sent to the Hub."""
+    path = Path(source).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise UserError(f"--init_from {source}: the folder lacks config.json or model.safetensors; give a folder "
+                            "written by ccnn-train or save_pretrained")
         return path
+    if path.exists():
+        raise UserError(f"--init_from {source} is a file; give the model's folder or a Hub model id")
+    if looks_like_path(source) or source.count("/") != 1:
+        raise UserError(f"--init_from {source}: no such folder (a Hub model id has the form org/name)")
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+    try:
+        return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+        raise UserError(f"--init_from {source}: no local folder by that name, and the Hub model could not be "
+                        f"fetched ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
 
 
 def _to_transformers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -98,10 +118,17 @@ def _to_transformers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def _config_from_checkpoint(folder: Path) -> CCNNConfig:
     import json
 
-    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if raw.get("model_type") == "ccnn":
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"--init_from {folder}: config.json is unreadable ({error})") from None
+    if not isinstance(raw, dict) or raw.get("model_type") != "ccnn":
+        model_type = raw.get("model_type") if isinstance(raw, dict) else None
+        raise UserError(f"--init_from {folder}: config.json is not a CCNN checkpoint (model_type {model_type!r})")
+    try:
         return CCNNConfig.from_pretrained(folder)
-    raise ValueError(f"{folder}/config.json is not a CCNN checkpoint (model_type {raw.get('model_type')!r})")
+    except ValueError as error:
+        raise UserError(f"--init_from {folder}: {error}") from None
 
 
 class TimmBaseline(torch.nn.Module):
@@ -117,7 +144,10 @@ class TimmBaseline(torch.nn.Module):
         from types import SimpleNamespace
 
         num_labels = 1 if binary else task.num_classes
-        self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=task.in_channels)
+        try:
+            self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=task.in_channels)
+        except RuntimeError as error:  # timm's "Unknown model"
+            raise UserError(f"--timm_model {name}: {error}") from None
         self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
                                       base_sampling_rate=task.sampling_rate,
                                       problem_type="multi_label_classification" if binary else "single_label_classification")
@@ -144,18 +174,32 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
         return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
     if not args.init_from:
-        config = _config_from_preset(args, task)
+        try:
+            config = _config_from_preset(args, task)
+        except UserError:
+            raise
+        except ValueError as error:  # the configuration's own validation of the overrides
+            raise UserError(f"model options: {error}") from None
         return model_cls(config), {}
 
+    fixed = [flag for flag in MODEL_OVERRIDES if flag not in FINE_TUNING_OVERRIDES and getattr(args, flag) is not None]
+    if fixed:
+        raise UserError(f"--init_from takes the architecture from {args.init_from}; drop "
+                        f"{', '.join('--' + f for f in fixed)} (with --init_from only "
+                        f"{', '.join('--' + f for f in FINE_TUNING_OVERRIDES)} apply)")
     folder = _resolve_checkpoint(args.init_from)
     config = _config_from_checkpoint(folder)
+    for flag in FINE_TUNING_OVERRIDES:
+        if getattr(args, flag) is not None:
+            setattr(config, MODEL_OVERRIDES[flag], getattr(args, flag))
     problems = []
     if config.data_dim != task.data_dim:
         problems.append(f"data_dim {config.data_dim} (data: {task.data_dim})")
     if config.num_channels != task.in_channels:
         problems.append(f"{config.num_channels} input channels (data: {task.in_channels})")
     if problems:
-        raise ValueError(f"{args.init_from} does not fit {task.name}: " + ", ".join(problems))
+        raise UserError(f"--init_from {args.init_from} does not fit {task.name}: " + ", ".join(problems)
+                        + "; fine-tune on data like the checkpoint's, or train from a preset")
     binary = task.num_classes == 2 and (config.num_labels == 1 or is_binary(args.preset, task))
     labels = _label_fields(task, binary)
     reinit = config.num_labels != labels["num_labels"]
@@ -165,7 +209,10 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
     config.label2id = {v: k for k, v in config.id2label.items()}
     config.modality = task.modality
     model = MODEL_CLASSES[task.modality](config)
-    state = _to_transformers_keys(load_file(folder / "model.safetensors"))
+    try:
+        state = _to_transformers_keys(load_file(folder / "model.safetensors"))
+    except (OSError, SafetensorError) as error:
+        raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
     if reinit:
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
         print(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
@@ -173,7 +220,8 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (reinit and k.startswith("classifier."))]
     if missing or unexpected:
-        raise ValueError(f"{args.init_from} does not match the model: missing {missing}, unexpected {unexpected}")
+        raise UserError(f"--init_from {args.init_from} does not match the model: missing {missing}, "
+                        f"unexpected {unexpected}")
     info = {
         "init_from": args.init_from,
         "classifier_reinitialised": reinit,
@@ -181,6 +229,15 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
         "checkpoint_base_sampling_rate": config.base_sampling_rate,
     }
     return model, info
+
+
+def check_finite_state(model: torch.nn.Module) -> None:
+    """Refuse a model whose weights or buffers (BatchNorm statistics) hold NaN or inf: it is never saved."""
+    bad = [name for name, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(f"training produced non-finite weights or statistics ({', '.join(bad[:5])}); nothing was "
+                        "saved: lower --lr or set --grad_clip, and check the data")
 
 
 def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_samples: int = 2048) -> int:

@@ -1,0 +1,125 @@
+"""The output folder of a ``ccnn-train`` run: recognised, locked, and only ever cleaned of its own files.
+
+A run writes ``.ccnn-run.json`` (the marker: the run's options, its status and the files it wrote)
+before anything else. ``--overwrite`` removes only those files from a folder that carries the
+marker, never the folder itself nor anything else in it; a non-empty folder without the marker is
+refused. ``.ccnn-run.lock`` holds an exclusive ``flock`` for as long as a run works in the folder:
+a second run on the same folder is refused, and a killed run's lock goes with its process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+from .checkpoints import latest_checkpoint, write_json_atomic
+from .errors import UserError, disk_errors
+
+__all__ = ["MARKER", "LOCK", "check_output_dir", "clear_run_files", "acquire_lock", "read_marker",
+           "write_marker", "check_resume_options"]
+
+MARKER = ".ccnn-run.json"
+LOCK = ".ccnn-run.lock"
+# Everything a run may write at the top of its folder (save_pretrained's extra files are recorded in the marker).
+RUN_FILES = ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "results.json",
+             "accuracy_vs_resolution.png", "logs", "checkpoints", "ccnn", ".tmp-model", ".README.md.tmp")
+# Options that may differ between a run and its --resume: where it goes and how it reports, not what it computes.
+RESUME_MAY_CHANGE = {"config", "output_dir", "overwrite", "resume", "report_to", "push_to_hub", "hub_model_id",
+                     "hub_private", "save_total_limit", "eval_resolutions"}
+
+
+def read_marker(out: Path) -> dict | None:
+    """The marker of the run in ``out``, or None when ``out`` holds no ccnn-train run."""
+    path = out / MARKER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is unreadable ({error}); if {out} is your run folder, delete that file and "
+                        "the run's files yourself, or choose another --output_dir") from None
+    if not isinstance(data, dict) or data.get("tool") != "ccnn-train":
+        raise UserError(f"{path} is not a ccnn-train run marker; choose another --output_dir")
+    return data
+
+
+def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
+    """Refuse an output folder this run must not use; return the marker of the run found there (or None).
+    Read-only: every process may call it."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir {out} is a file, not a folder; choose a folder path")
+    marker = read_marker(out) if out.is_dir() else None
+    if resume:
+        if marker is None:
+            raise UserError(f"--resume: {out} holds no ccnn-train run (no {MARKER}); nothing to resume. "
+                            "Drop --resume to start a new run")
+        if latest_checkpoint(out / "checkpoints") is None:
+            raise UserError(f"--resume: {out} has no complete checkpoint to resume from; pass --overwrite "
+                            "instead of --resume to start this run afresh")
+        return marker
+    if marker is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise UserError(f"--output_dir {out} is not empty and holds no ccnn-train run (no {MARKER}); "
+                            "nothing there is deleted or overwritten: choose a new or empty folder")
+        return None
+    if not overwrite:
+        raise UserError(f"--output_dir {out} holds another run; pass --overwrite to replace it or --resume to continue it")
+    return marker
+
+
+def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
+    """Refuse a --resume whose options would train another model than the run it continues."""
+    before = marker.get("options", {})
+    now = _options(args)
+    changed = [k for k in sorted(set(before) | set(now)) if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
+    if changed:
+        details = ", ".join(f"--{k} {now.get(k)!r} (the run has {before.get(k)!r})" for k in changed)
+        raise UserError(f"--resume with other options than the run in {args.output_dir}: {details}; resume with "
+                        f"the run's options (listed in {Path(args.output_dir) / MARKER}) or start a new run")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if v is None or isinstance(v, (bool, int, float, str, list))}
+
+
+def clear_run_files(out: Path, marker: dict) -> None:
+    """Delete the files a previous run wrote in ``out`` (nothing else; ``out`` itself stays)."""
+    own = set(RUN_FILES) | set(marker.get("files", [])) | {MARKER}
+    for name in sorted(own):
+        path = out / name
+        if Path(name).name != name or name in ("", ".", "..", LOCK):
+            continue  # a tampered marker never names anything outside the folder
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[str]) -> None:
+    """Write the run marker (atomically): the options, the status and the run's own top-level files."""
+    with disk_errors(out, MARKER):
+        write_json_atomic(out / MARKER, {"tool": "ccnn-train", "format": 1, "status": status,
+                                         "options": _options(args), "files": sorted(set(files))})
+
+
+def acquire_lock(out: Path) -> IO:
+    """Hold an exclusive lock on ``out`` until the returned file is closed (or the process ends)."""
+    import fcntl
+
+    handle = open(out / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"--output_dir {out} is in use by another ccnn-train run ({owner}); wait for it to end "
+                        "or choose another --output_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
