@@ -1,12 +1,14 @@
 """Bad inputs and faults on the model side, as a careless or hostile user would try them.
 
 Each case asserts the exact kind of outcome: a specific error type whose message names the input
-(settings, call arguments, inputs, checkpoints), or a verified correct
+(settings, call arguments, inputs, checkpoints, the converter's --output), or a verified correct
 result (fine-tuning with a new head, a backbone from a classifier checkpoint, NaN confined to its
 sample). Tiny models only: every case runs in well under a second.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,11 +28,15 @@ from ccnn_hf import (
     build_ccnn,
 )
 from ccnn_hf.original import read_original_checkpoint
+from helpers import REPO, require_shared
 
 NAN, INF = float("nan"), float("inf")
 TINY = dict(hidden=8, blocks=1, kernel_width=8)
 TINY_HF = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
 
+spec = importlib.util.spec_from_file_location("convert_original_ccnn", REPO / "conversion" / "convert_original_ccnn.py")
+converter = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(converter)
 
 
 @pytest.fixture(autouse=True)
@@ -411,3 +417,55 @@ def test_timm_new_head_keeps_the_backbone(models, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model.forward_features(x), models["timm"].forward_features(x), rtol=0, atol=0)
         assert model(x).shape == (2, 3)
+
+
+# -- the converter's --output ---------------------------------------------------------------------------
+
+def test_converter_output_naming_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(SystemExit) as stopped:
+        converter.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--preset", "smnist_4_140",
+                        "--output", str(tmp_path / "taken")])
+    assert stopped.value.code == 2
+    assert f"--output {tmp_path / 'taken'} is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_converter_keeps_an_existing_folder_without_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds files; pass --overwrite"):
+        converter.convert(tmp_path / "none.ckpt", "smnist_4_140", tmp_path / "out")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_converter_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(ValueError, match=r"was not written by this converter .*refusing to replace it, even with --overwrite"):
+        converter.convert(tmp_path / "none.ckpt", "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == {"accuracy": 0.9}
+
+
+def test_failed_conversion_leaves_the_previous_folder_and_no_partial_one(tmp_path):
+    previous = {"source_checkpoint": "old.ckpt"}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps(previous))
+    core = build_ccnn("smnist_4_140", **TINY)  # not the preset's shapes: refused while converting
+    save_file(core.state_dict(), tmp_path / "small.safetensors")
+    with pytest.raises(ValueError, match="official state dict does not match the model"):
+        converter.convert(tmp_path / "small.safetensors", "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "small.safetensors"]
+
+
+def test_overwrite_replaces_a_converted_folder(tmp_path):
+    weights = require_shared("fixtures", "reference", "smnist_ccnn_4_140", "model.safetensors")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"source_checkpoint": "old.ckpt"}))
+    (tmp_path / "out" / "stale.txt").write_text("from the last conversion")
+    converter.convert(weights, "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["source_checkpoint"] == "model.safetensors"
+    assert not (tmp_path / "out" / "stale.txt").exists() and (tmp_path / "out" / "README.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
