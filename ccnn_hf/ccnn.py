@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv
 from .kernel_nets import pointwise_conv
-from .validation import check_input, resolve_kernel_size
+from .validation import call_scale, check_input, check_settings, resolve_kernel_size
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
 
@@ -180,22 +180,12 @@ def resolve_input_scale(
     A module-level function so that FX tracing can treat it as a leaf (timm's
     ``register_notrace_function``): ``resolution`` / ``sampling_rate`` are graph inputs then,
     and a traced model still honours them at run time.
+
+    Both arguments are checked in every mode (see :func:`ccnn_hf.validation.call_scale`: numbers > 0
+    within :data:`ccnn_hf.validation.MAX_SCALE` of the base, not both); reference mode then ignores them.
     """
-    if mode == "reference":
-        return None
-    if sampling_rate is not None:
-        if base_sampling_rate is None:
-            raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
-                             "use resolution= for grid-defined inputs")
-        if sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
-        return (float(sampling_rate) / base_sampling_rate,) * data_dim
-    if resolution is not None:
-        resolution = (resolution,) * data_dim if isinstance(resolution, (int, float)) else tuple(resolution)
-        if len(resolution) != data_dim or min(resolution) <= 0:
-            raise ValueError(f"resolution must hold {data_dim} positive sizes, got {resolution}")
-        return tuple(r / b for r, b in zip(resolution, base_resolution))
-    return None
+    scale = call_scale(resolution, sampling_rate, base_resolution, base_sampling_rate)
+    return None if mode == "reference" else scale
 
 
 class CCNN(nn.Module):
@@ -233,7 +223,12 @@ class CCNN(nn.Module):
         init_scheme: ``"unit_variance"`` (default; each conv's kernel is normalised on its
             base grid so that it preserves the variance of white input) or ``"official"``
             (the official Chang re-weighting by ``sqrt(1 / kernel_taps)`` only).
-        check_finite: raise on NaN/inf inputs (costs one reduction per forward).
+        check_finite: raise on NaN/inf inputs (costs one reduction per forward). Without it,
+            a NaN/inf sample gives NaN logits for that sample only in eval mode; in train mode
+            BatchNorm spreads it over the batch and into its running statistics.
+
+    Every argument is checked by :func:`ccnn_hf.validation.check_settings` (the rules
+    :class:`ccnn_hf.CCNNConfig` uses too): one ValueError lists each bad field with its value.
     """
 
     def __init__(
@@ -267,24 +262,8 @@ class CCNN(nn.Module):
         check_finite: bool = False,
     ) -> None:
         super().__init__()
-        if data_dim not in (1, 2, 3):
-            raise ValueError(f"data_dim must be 1, 2 or 3, got {data_dim}")
+        check_settings(locals(), "CCNN")  # every argument, by name (NaN, inf, 2.7 channels, bools as ints...)
         base_resolution = tuple(int(r) for r in base_resolution)
-        if len(base_resolution) != data_dim or min(base_resolution) < 1:
-            raise ValueError(f"base_resolution must hold {data_dim} positive sizes, got {base_resolution}")
-        if init_scheme not in INIT_SCHEMES:
-            raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}")
-        for name, value in (("in_chans", in_chans), ("hidden_channels", hidden_channels), ("kernel_hidden", kernel_hidden)):
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if num_blocks < 0 or num_classes < 0:
-            raise ValueError("num_blocks and num_classes must be >= 0")
-        if not 0.0 <= dropout < 1.0 or not 0.0 <= dropout_in < 1.0:
-            raise ValueError("dropout rates must lie in [0, 1)")
-        if mask_init <= 0 or not 0.0 < mask_threshold < 1.0:
-            raise ValueError("mask_init must be > 0 and mask_threshold in (0, 1)")
-        if base_sampling_rate is not None and base_sampling_rate <= 0:
-            raise ValueError(f"base_sampling_rate must be positive, got {base_sampling_rate}")
 
         self.data_dim, self.in_chans, self.num_classes = data_dim, in_chans, num_classes
         self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate

@@ -1,19 +1,16 @@
 """transformers configuration of CCNN models (``model_type="ccnn"``)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 from transformers import PretrainedConfig
 
 from .presets import get_preset
+from .validation import check_settings
 
 __all__ = ["CCNNConfig"]
 
-_MODES = ("continuous", "reference")
-_KERNEL_NETS = ("magnet", "siren")
-_CONV_IMPLS = ("auto", "fft", "direct")
-_INIT_SCHEMES = ("unit_variance", "official")
-_MODALITIES = ("image", "sequence", "audio", "tokens")
 _AUTO_MAP = {
     "AutoConfig": "configuration_ccnn.CCNNConfig",
     "AutoModel": "modeling_ccnn.CCNNModel",
@@ -87,6 +84,7 @@ class CCNNConfig(PretrainedConfig):
         input_std: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
+        check_settings(locals(), "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
         self.data_dim = int(data_dim)
         self.num_channels = int(num_channels)
         self.hidden_channels = int(hidden_channels)
@@ -120,45 +118,22 @@ class CCNNConfig(PretrainedConfig):
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):
             self.label2id = {label: index for index, label in self.id2label.items()}
-        self.validate_ccnn()
 
     def validate_ccnn(self) -> None:
-        """Raise a ValueError naming every invalid field."""
-        problems = []
-        if self.data_dim not in (1, 2, 3):
-            problems.append(f"data_dim must be 1, 2 or 3, got {self.data_dim}")
-        if len(self.base_resolution) != self.data_dim or min(self.base_resolution, default=0) < 1:
-            problems.append(f"base_resolution must hold {self.data_dim} positive sizes, got {self.base_resolution}")
-        for name, allowed in (("mode", _MODES), ("kernel_net", _KERNEL_NETS), ("conv_impl", _CONV_IMPLS),
-                              ("init_scheme", _INIT_SCHEMES), ("modality", _MODALITIES),
-                              ("dropout_type", ("channel", "element"))):
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("num_channels", "hidden_channels", "kernel_hidden", "kernel_layers"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        if self.num_blocks < 0:
-            problems.append(f"num_blocks must be >= 0, got {self.num_blocks}")
-        if self.causal and self.data_dim != 1:
-            problems.append("causal kernels are only defined for data_dim=1")
-        if not (0 <= self.dropout < 1 and 0 <= self.dropout_in < 1):
-            problems.append("dropout rates must lie in [0, 1)")
-        if self.mask_init <= 0 or not 0 < self.mask_threshold < 1:
-            problems.append("mask_init must be > 0 and mask_threshold in (0, 1)")
-        if self.base_sampling_rate is not None and self.base_sampling_rate <= 0:
-            problems.append(f"base_sampling_rate must be positive, got {self.base_sampling_rate}")
-        if self.use_token_embedding and self.vocab_size < 1:
-            problems.append("use_token_embedding needs vocab_size >= 1")
-        if problems:
-            raise ValueError("invalid CCNNConfig: " + "; ".join(problems))
+        """Raise a ValueError naming every invalid field, its value and the allowed values
+        (the rules of :class:`ccnn_hf.CCNN`, see :mod:`ccnn_hf.validation`); the models call it,
+        so fields changed after construction are checked too."""
+        fields = [name for name in inspect.signature(CCNNConfig.__init__).parameters if name not in ("self", "kwargs")]
+        check_settings({name: getattr(self, name) for name in fields}, "CCNNConfig")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "CCNNConfig":
         """Configuration of a named preset (``ccnn_hf.PRESETS``) with overrides.
 
-        ``num_labels`` defaults to the preset's classes; binary presets (one logit) use
-        ``problem_type="multi_label_classification"`` (a single sigmoid output, trained with
-        BCE as the official code did).
+        ``num_labels`` defaults to the preset's classes; ``input_mean`` / ``input_std`` to the
+        preset's data statistics, or, for another ``num_channels``, to none (0 / 1) unless given.
+        Binary presets (one logit) use ``problem_type="multi_label_classification"`` (a single
+        sigmoid output, trained with BCE as the official code did).
         """
         p = get_preset(preset)
         model = dict(p.model)
@@ -178,6 +153,9 @@ class CCNNConfig(PretrainedConfig):
                    "hidden": "hidden_channels", "blocks": "num_blocks", "kernel_width": "kernel_hidden"}
         for key, value in overrides.items():
             fields[aliases.get(key, key)] = value
+        if fields["num_channels"] != model["in_chans"]:  # the preset's statistics describe its own channels
+            given = {aliases.get(key, key) for key in overrides}
+            fields.update({name: None for name in ("input_mean", "input_std") if name not in given})
         return cls(**fields)
 
     def ccnn_kwargs(self) -> dict[str, Any]:

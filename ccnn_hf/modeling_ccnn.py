@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,7 @@ from transformers.modeling_outputs import (
 from .ccnn import CCNN
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
+from .validation import dtype_problems, key_problems, refuse_checkpoint
 
 __all__ = [
     "CCNNPreTrainedModel",
@@ -36,7 +38,10 @@ class CCNNPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading conventions shared by the CCNN models.
 
     The backbone initialises itself when built (explicit, for its base resolution); the
-    transformers init only fills tensors that a checkpoint did not provide.
+    transformers init only fills tensors that a checkpoint did not provide. Loading is strict:
+    ``from_pretrained`` refuses a checkpoint with missing, unexpected or wrongly typed tensors
+    (a whole new classifier excepted), naming them. ``forward`` takes only the arguments it
+    names: anything else (``attention_mask=``...) raises a TypeError.
     """
 
     config_class = CCNNConfig
@@ -48,6 +53,35 @@ class CCNNPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["CCNNBlock"]
     # Generator weights hold sine frequencies of up to ~1e5 rad per unit: bf16 would ruin them.
     _keep_in_fp32_modules_strict = ["kernel_net"]
+    # Modules outside the backbone: a checkpoint may lack the whole head (a backbone checkpoint gets
+    # a new head) or bring one this model has not (a classifier checkpoint loaded as a backbone).
+    _head_modules = ("classifier", "embed_tokens")
+
+    def __init__(self, config: CCNNConfig, *inputs, **kwargs) -> None:
+        config.validate_ccnn()  # also fields set after construction: from_pretrained(path, hidden_channels=...)
+        super().__init__(config, *inputs, **kwargs)
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys=None):
+        """transformers' loading, after refusing tensors of another kind than the model's (an int32
+        weight would be cast to float without a word), named with their files."""
+        expected = {key: tensor.dtype for key, tensor in model.state_dict().items()}
+        for source, stored in _stored_dtypes(state_dict, checkpoint_files):
+            refuse_checkpoint(source, dtype_problems(_to_model_keys(stored, expected, model.base_model_prefix), expected))
+        return PreTrainedModel._load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys)
+
+    @staticmethod
+    def _finalize_model_loading(model, load_config, loading_info):
+        """transformers' finishing steps and report, then a ValueError naming missing or unexpected
+        tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
+        a CCNN never runs on weights the checkpoint did not hold."""
+        loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
+        problems = key_problems(loading_info.missing_keys, loading_info.unexpected_keys, list(model.state_dict()),
+                                model._head_modules)
+        problems += [f"{key}: {error}" for key, error in loading_info.conversion_errors.items()]
+        problems += list(loading_info.error_msgs)
+        refuse_checkpoint(f"the checkpoint of {load_config.pretrained_model_name_or_path}", problems)
+        return loading_info
 
     def default_processor(self):
         """The processor matching this model's config: images get a :class:`CCNNImageProcessor`,
@@ -98,6 +132,46 @@ class CCNNPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
 
+def _stored_dtypes(state_dict: dict | None, checkpoint_files: list[str] | None):
+    """(source, {key: dtype}) of a given state dict or of each checkpoint file (headers only;
+    safetensors names its dtypes "F32", "I32"...)."""
+    if state_dict is not None:
+        yield "the state dict", {key: tensor.dtype for key, tensor in state_dict.items()}
+        return
+    for file in checkpoint_files or []:
+        yield file, _file_dtypes(file)
+
+
+def _file_dtypes(file: str) -> dict:
+    """{key: dtype} of a checkpoint file, read without its data; a ValueError naming the file when
+    it is corrupt, truncated, or a pickle holding more than tensors (never unpickled)."""
+    if file.endswith(".safetensors"):
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(file, framework="pt") as handle:
+                return {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+        except SafetensorError as error:
+            raise ValueError(f"{file} is not a readable safetensors file (corrupt or truncated?): {error}") from None
+    try:  # a pickle: tensors only (weights_only), data left on disk (meta)
+        loaded = torch.load(file, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = str(error).strip().splitlines()
+        detail = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+        raise ValueError(f"{file} holds objects other than tensors; refusing to unpickle it. Details: {detail}") from None
+    return {key: tensor.dtype for key, tensor in loaded.items() if isinstance(tensor, torch.Tensor)}
+
+
+def _to_model_keys(stored: dict, expected: dict, prefix: str) -> dict:
+    """Checkpoint keys as the model names them (with or without the base-model prefix)."""
+    def rename(key: str) -> str:
+        if key in expected:
+            return key
+        return key[len(prefix) + 1:] if key.startswith(prefix + ".") else f"{prefix}.{key}"
+
+    return {rename(key): dtype for key, dtype in stored.items()}
+
+
 def _mark_initialized(module: nn.Module) -> None:
     """Keep transformers' post-construction init away from modules that initialised themselves.
 
@@ -127,7 +201,6 @@ class CCNNModel(CCNNPreTrainedModel):
         sampling_rate: float | torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPoolingAndNoAttention | tuple:
         """
         Args:
@@ -139,8 +212,6 @@ class CCNNModel(CCNNPreTrainedModel):
         x = pixel_values if pixel_values is not None else input_values
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
-        if isinstance(sampling_rate, torch.Tensor):
-            sampling_rate = float(sampling_rate.flatten()[0])
         checkpoint_fn = self._gradient_checkpointing_func if self.gradient_checkpointing and self.training else None
         features, hidden = self.encoder.encode(x, resolution, sampling_rate, checkpoint_fn=checkpoint_fn)
         pooled = self.encoder.head.pool(features)
@@ -224,7 +295,6 @@ class CCNNForImageClassification(_CCNNClassifier):
         resolution: int | Sequence[int] | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> ImageClassifierOutputWithNoAttention | tuple:
         if pixel_values is None:
             raise ValueError("pixel_values is required")
@@ -254,11 +324,12 @@ class CCNNForSequenceClassification(_CCNNClassifier):
         resolution: int | Sequence[int] | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         if (input_values is None) == (input_ids is None):
             raise ValueError("pass exactly one of input_values (float [B, C, L]) or input_ids (integer [B, L])")
         if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor):
+                raise TypeError(f"input_ids must be a torch.Tensor of integer token ids, got {type(input_ids).__name__}")
             if input_ids.ndim != 2 or input_ids.is_floating_point():
                 raise ValueError(f"input_ids must be integer token ids of shape [B, L], got {input_ids.dtype} "
                                  f"{tuple(input_ids.shape)}")
@@ -288,11 +359,10 @@ class CCNNForAudioClassification(_CCNNClassifier):
         sampling_rate: float | torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         if input_values is None:
             raise ValueError("input_values is required")
-        if input_values.ndim == 2 and self.config.num_channels == 1:
+        if isinstance(input_values, torch.Tensor) and input_values.ndim == 2 and self.config.num_channels == 1:
             input_values = input_values.unsqueeze(1)
         return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
                               SequenceClassifierOutput)

@@ -69,7 +69,7 @@ from .continuous_conv import SeparableContinuousConv
 from .factory import ALIASES, preset_model_kwargs
 from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
-from .validation import check_input
+from .validation import check_input, dtype_problems, key_problems, refuse_checkpoint
 
 try:
     from timm.layers import register_notrace_function, register_notrace_module
@@ -139,7 +139,10 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     (``ccnn.encoder.*``, ``classifier.*``) and ``CCNNModel`` (``encoder.*``) state dicts, and
     training checkpoints wrapping one (``state_dict`` / ``model`` entries, ``module.`` prefixes).
     CCNN weights cannot be adapted to another number of input channels (each channel has its
-    own kernel generator outputs): that raises a ValueError naming both counts.
+    own kernel generator outputs): that raises a ValueError naming both counts. A checkpoint with
+    missing, unexpected or wrongly typed tensors (an int32 weight for a float parameter) is refused
+    with a ValueError naming them; only the classifier ``head.fc`` may be absent, extra or
+    resized (timm replaces it for another ``num_classes``).
     """
     for wrapper in ("state_dict", "model"):
         if isinstance(state_dict.get(wrapper), dict):
@@ -157,6 +160,12 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     if bias is not None and in_chans is not None and bias.shape[0] != in_chans:
         raise ValueError(f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
                          "CCNN weights cannot be adapted to another number of input channels")
+    if isinstance(model, CCNN):
+        expected = model.state_dict()
+        problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
+                                heads=("head.fc",))
+        problems += dtype_problems({k: v.dtype for k, v in out.items()}, {k: v.dtype for k, v in expected.items()})
+        refuse_checkpoint("the checkpoint", problems)
     return out
 
 

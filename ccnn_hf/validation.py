@@ -1,11 +1,14 @@
 """Input and configuration checks with messages that name the problem."""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import numbers
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size"]
+__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "call_scale", "MAX_SCALE",
+           "dtype_problems", "key_problems", "refuse_checkpoint"]
 
 _AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
 
@@ -37,16 +40,237 @@ def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution:
     size, so an even length is rounded up by one.
     """
     data_dim = len(base_resolution)
-    if isinstance(kernel_size, str):
-        if kernel_size != "same":
-            raise ValueError(f"kernel_size must be 'same', an int or one int per axis, got {kernel_size!r}")
+    problem = _kernel_size("kernel_size", kernel_size)
+    if problem:
+        raise ValueError(problem)
+    if isinstance(kernel_size, str):  # "same"
         sizes = tuple(int(r) if causal or r % 2 else int(r) + 1 for r in base_resolution)
-    elif isinstance(kernel_size, int):
-        sizes = (kernel_size,) * data_dim
     else:
-        sizes = tuple(int(k) for k in kernel_size)
-    if len(sizes) != data_dim or min(sizes) < 1:
-        raise ValueError(f"kernel_size must give {data_dim} positive sizes, got {kernel_size!r}")
+        sizes = (int(kernel_size),) * data_dim if _is_integer(kernel_size) else tuple(int(k) for k in kernel_size)
+    if len(sizes) != data_dim:
+        raise ValueError(f"kernel_size must give one size per axis ({data_dim}), got {kernel_size!r}")
     if not causal and any(k % 2 == 0 for k in sizes):
         raise ValueError(f"centred (non-causal) kernels need odd sizes, got {sizes}")
     return sizes
+
+
+# -- settings of CCNN (core) and CCNNConfig (transformers): one table of rules ---------------------
+
+def _is_integer(value: Any) -> bool:
+    """An int (numpy ints too; bools, floats such as 2.7 or 32.0, and strings are refused)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _integer(minimum: int) -> Callable[[str, Any], str | None]:
+    def rule(name: str, value: Any) -> str | None:
+        if not _is_integer(value) or value < minimum:
+            return f"{name} must be an integer >= {minimum}, got {value!r}"
+        return None
+    return rule
+
+
+def _real(low: float, high: float | None, low_open: bool, high_open: bool = True,
+          optional: bool = False) -> Callable[[str, Any], str | None]:
+    """A finite number in an interval (NaN and inf always fail)."""
+    span = f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else f'{high:g}'}{')' if high_open else ']'}"
+
+    def rule(name: str, value: Any) -> str | None:
+        if optional and value is None:
+            return None
+        ok = _is_real(value) and math.isfinite(value)
+        ok = ok and (value > low if low_open else value >= low)
+        ok = ok and (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            return f"{name} must be a finite number in {span}{' or None' if optional else ''}, got {value!r}"
+        return None
+    return rule
+
+
+def _one_of(*allowed: Any) -> Callable[[str, Any], str | None]:
+    def rule(name: str, value: Any) -> str | None:
+        if isinstance(value, bool) or value not in allowed:
+            return f"{name} must be one of {allowed}, got {value!r}"
+        return None
+    return rule
+
+
+def _flag(name: str, value: Any) -> str | None:
+    if not isinstance(value, bool):
+        return f"{name} must be True or False, got {value!r}"
+    return None
+
+
+def _kernel_size(name: str, value: Any) -> str | None:
+    sizes = value if isinstance(value, (list, tuple)) else [value]
+    if value != "same" and (not sizes or not all(_is_integer(k) and k >= 1 for k in sizes)):
+        return f"{name} must be 'same', an integer >= 1 or one such integer per axis, got {value!r}"
+    return None
+
+
+_RULES: dict[str, Callable[[str, Any], str | None]] = {
+    "data_dim": _one_of(1, 2, 3),
+    "in_chans": _integer(1), "num_channels": _integer(1), "num_classes": _integer(0),
+    "hidden_channels": _integer(1), "num_blocks": _integer(0), "kernel_hidden": _integer(1),
+    "kernel_layers": _integer(1), "fft_threshold": _integer(0), "vocab_size": _integer(0),
+    "omega_0": _real(0.0, None, low_open=True), "mask_init": _real(0.0, None, low_open=True),
+    "mask_threshold": _real(0.0, 1.0, low_open=True), "dropout": _real(0.0, 1.0, low_open=False),
+    "dropout_in": _real(0.0, 1.0, low_open=False), "base_sampling_rate": _real(0.0, None, True, optional=True),
+    "kernel_net": _one_of("magnet", "siren"), "mode": _one_of("continuous", "reference"),
+    "conv_impl": _one_of("auto", "fft", "direct"), "init_scheme": _one_of("unit_variance", "official"),
+    "dropout_type": _one_of("channel", "element"), "global_pool": _one_of("avg", "max", ""),
+    "modality": _one_of("image", "sequence", "audio", "tokens"),
+    "causal": _flag, "use_fft": _flag, "legacy_odd_fft": _flag, "check_finite": _flag, "use_token_embedding": _flag,
+    "kernel_size": _kernel_size,
+}
+
+
+def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Rules that relate fields: base_resolution per axis, causal 1D only, normalisation per channel."""
+    problems = []
+    data_dim = settings.get("data_dim")
+    axes = data_dim if data_dim in (1, 2, 3) else None
+    if "base_resolution" in settings:
+        base = settings["base_resolution"]
+        if (not isinstance(base, (list, tuple)) or (axes is not None and len(base) != axes)
+                or not all(_is_integer(r) and r >= 1 for r in base)):
+            problems.append(f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), "
+                            f"got {base!r}")
+    if settings.get("causal") is True and axes is not None and axes != 1:
+        problems.append(f"causal kernels are only defined for data_dim=1, got data_dim={data_dim}")
+    if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
+        problems.append("use_token_embedding needs vocab_size >= 1")
+    channels = settings.get("num_channels", settings.get("in_chans"))
+    for name, low in (("input_mean", None), ("input_std", 0.0)):
+        values = settings.get(name)
+        if values is None:
+            continue
+        allowed = "finite numbers" if low is None else "finite numbers > 0"
+        if (not isinstance(values, (list, tuple)) or not all(_is_real(v) and math.isfinite(v) for v in values)
+                or (low is not None and not all(v > low for v in values))):
+            problems.append(f"{name} must be a list of {allowed}, one per input channel, got {values!r}")
+        elif _is_integer(channels) and len(values) != channels:
+            problems.append(f"{name} must have one entry per input channel ({channels}), got {len(values)}: {values!r}")
+    return problems
+
+
+def settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``settings`` (CCNN arguments or CCNNConfig fields; unknown names are
+    ignored), each naming the field, its value and what is allowed."""
+    problems = [problem for name, value in settings.items() if name in _RULES
+                for problem in [_RULES[name](name, value)] if problem is not None]
+    return problems + _relation_problems(settings)
+
+
+def check_settings(settings: Mapping[str, Any], owner: str) -> None:
+    """Raise one ValueError listing every problem of ``settings`` (see :func:`settings_problems`)."""
+    problems = settings_problems(settings)
+    if problems:
+        raise ValueError(f"invalid {owner}: " + "; ".join(problems))
+
+
+# -- resolution= / sampling_rate= at call time --------------------------------------------------
+
+MAX_SCALE = 64.0  # resolution= / sampling_rate= may lie at most this factor from the base, per axis
+
+
+def _positive(name: str, value: Any) -> float:
+    """A finite number > 0 (bools and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """Tensors (e.g. a processor's ``sampling_rate``) as Python numbers / lists."""
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
+def _within_bounds(name: str, given: Any, scales: Sequence[float], base: Any) -> None:
+    if any(not 1 / MAX_SCALE <= s <= MAX_SCALE for s in scales):
+        ratio = ", ".join(f"{s:.3g}" for s in scales)
+        raise ValueError(f"{name}={given!r} is {ratio} x the model's base {base!r}; allowed is 1/{MAX_SCALE:g} to "
+                         f"{MAX_SCALE:g} x per axis (the kernels are resampled by that factor)")
+
+
+def call_scale(
+    resolution: Any,
+    sampling_rate: Any,
+    base_resolution: Sequence[int],
+    base_sampling_rate: float | None,
+) -> tuple[float, ...] | None:
+    """Input scale per axis from the ``resolution=`` / ``sampling_rate=`` of a forward call
+    (None when neither is given), with a TypeError / ValueError naming a bad argument."""
+    if resolution is not None and sampling_rate is not None:
+        raise ValueError("pass resolution= (grid-defined inputs) or sampling_rate= (rate-defined inputs), not both")
+    data_dim = len(base_resolution)
+    if sampling_rate is not None:
+        given = _plain(sampling_rate)
+        rates = [_positive("sampling_rate", r) for r in (given if isinstance(given, list) else [given])]
+        if not rates or any(r != rates[0] for r in rates):
+            raise ValueError(f"sampling_rate must be one rate for the whole batch, got {given!r}")
+        rate = rates[0]
+        if base_sampling_rate is None:
+            raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
+                             "use resolution= for grid-defined inputs")
+        _within_bounds("sampling_rate", given, [rate / base_sampling_rate], base_sampling_rate)
+        return (rate / base_sampling_rate,) * data_dim
+    if resolution is None:
+        return None
+    sizes = _plain(resolution)
+    sizes = list(sizes) if isinstance(sizes, (list, tuple)) else [sizes] * data_dim
+    if len(sizes) != data_dim:
+        raise ValueError(f"resolution must hold {data_dim} size(s) (one per axis) or one number, got {resolution!r}")
+    sizes = [_positive("resolution", r) for r in sizes]
+    if min(sizes) < 1:
+        raise ValueError(f"resolution sizes must be >= 1 (grid points per axis), got {resolution!r}")
+    scales = [r / b for r, b in zip(sizes, base_resolution)]
+    _within_bounds("resolution", resolution, scales, tuple(base_resolution))
+    return tuple(scales)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+def _kind(dtype: torch.dtype | str) -> str:
+    """floating point / integer / bool / complex, of a torch dtype or a safetensors dtype name (F32, I32...)."""
+    name = str(dtype).removeprefix("torch.").upper()
+    if name == "BOOL":
+        return "bool"
+    if name.startswith("C"):
+        return "complex"
+    return "floating point" if name.startswith(("F", "BF")) else "integer"
+
+
+def dtype_problems(stored: Mapping[str, torch.dtype | str], expected: Mapping[str, torch.dtype]) -> list[str]:
+    """Checkpoint tensors of another kind than the model's (an int32 weight for a float parameter):
+    casting them would change the values without a word. Float precisions may differ (bf16 files)."""
+    return [f"{key} is stored as {stored[key]} but the model holds {_kind(expected[key])} ({expected[key]})"
+            for key in sorted(set(stored) & set(expected)) if _kind(stored[key]) != _kind(expected[key])]
+
+
+def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: Sequence[str],
+                 heads: Sequence[str]) -> list[str]:
+    """Missing and unexpected tensors, except a whole classifier (a module prefix in ``heads``):
+    the model's whole head may be missing (a backbone checkpoint: a new head), and a head the
+    model lacks may be extra (a classifier checkpoint loaded as a backbone)."""
+    def head(key: str) -> str | None:
+        return next((h for h in heads if key.startswith(h + ".")), None)
+
+    model_heads = {head(k) for k in model_keys} - {None}
+    missing_heads = {h: {k for k in missing if head(k) == h} for h in model_heads}
+    new_heads = {h for h in model_heads if missing_heads[h] == {k for k in model_keys if head(k) == h}}
+    bad_missing = sorted(k for k in missing if head(k) not in new_heads)
+    bad_unexpected = sorted(k for k in unexpected if head(k) is None or head(k) in model_heads)
+    return ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
+        [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else [])
+
+
+def refuse_checkpoint(source: str, problems: Sequence[str]) -> None:
+    """Raise a ValueError listing ``problems`` of the checkpoint ``source``, if any."""
+    if problems:
+        raise ValueError(f"{source} does not match the model (refusing to load it): " + "; ".join(problems))

@@ -8,7 +8,10 @@
 Reads a PyTorch Lightning ``.ckpt`` (``state_dict`` keys prefixed with ``network.``), a bare state
 dict or a safetensors file, with or without the ``*.initialized`` buffers. Official checkpoints
 carry no configuration: the preset supplies it, and every shape in the checkpoint is checked
-against the preset (a mismatch is refused, naming the keys). The output folder holds
+against the preset (a mismatch is refused, naming the keys). The output folder is written
+atomically (a hidden staging folder beside it, renamed into place once verified); an existing
+folder is only replaced with ``--overwrite``, and only when this converter wrote it (it holds
+the ``results.json`` with ``source_checkpoint`` that every conversion writes). The folder holds
 ``model.safetensors``, ``config.json`` (reference mode; with timm's fields for 2D presets),
 the processor config, a model card and ``results.json``; it loads with
 ``AutoModelFor...from_pretrained`` and, for 2D presets, ``timm.create_model(...,
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import torch
@@ -39,9 +45,67 @@ def to_transformers_keys(core_state: dict[str, torch.Tensor]) -> dict[str, torch
             for k, v in core_state.items()}
 
 
-def convert(checkpoint: str | Path, preset: str, output: str | Path, legacy_odd_fft: bool = False) -> dict:
-    """Convert and verify; returns the facts written to ``results.json``."""
+def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an ``output`` that is a file, or an existing non-empty folder unless ``overwrite`` is
+    given and the folder is a conversion (ValueError naming the folder and what to do)."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file; give a folder to write the model into")
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"--output {output} already holds files; pass --overwrite to replace a folder this converter "
+                         "wrote, or choose a new folder")
+    if not _written_by_converter(output):
+        raise ValueError(f"--output {output} was not written by this converter (no results.json with "
+                         "'source_checkpoint'); refusing to replace it, even with --overwrite")
+
+
+def _written_by_converter(folder: Path) -> bool:
+    try:
+        return "source_checkpoint" in json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _replace(staging: Path, output: Path) -> None:
+    """Move the finished ``staging`` folder to ``output``, replacing an existing one; the old
+    folder is put back if the move fails."""
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(old)
+    try:
+        staging.rename(output)
+    except OSError:
+        if old is not None:
+            old.rename(output)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def convert(checkpoint: str | Path, preset: str, output: str | Path, legacy_odd_fft: bool = False,
+            overwrite: bool = False, hub_model_id: str | None = None) -> dict:
+    """Convert, verify and write ``output`` atomically (see :func:`check_output`); returns the facts
+    written to ``results.json``."""
     output = Path(output)
+    check_output(output, overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:12]}")
+    staging.mkdir()
+    try:
+        results = _convert_into(checkpoint, preset, staging, legacy_odd_fft)
+        timm_name = json.loads((staging / "config.json").read_text()).get("architecture")
+        card = make_model_card(results, hub_model_id or f"local/{output.name}", timm_name=timm_name)
+        card.save(staging / "README.md")
+        _replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results
+
+
+def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_fft: bool) -> dict:
+    """Convert into the (staging) folder ``output`` and verify the result."""
     state = read_original_checkpoint(checkpoint)
     core = build_ccnn(preset, mode="reference", legacy_odd_fft=legacy_odd_fft, init_scheme="official")
     mapped = convert_original_state_dict(state, core)  # raises, naming keys, on any mismatch with the preset
@@ -81,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help=".ckpt (Lightning), bare state dict, or .safetensors")
     parser.add_argument("--preset", required=True, help="the ccnn_hf preset the checkpoint was trained with")
-    parser.add_argument("--output", required=True, help="folder to write")
+    parser.add_argument("--output", required=True, help="folder to write (created; see --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder that this "
+                        "converter wrote (any other folder is never replaced)")
     parser.add_argument("--legacy_odd_fft", action="store_true", help="reproduce the official odd-length irfft bug "
                         "(Speech Commands MFCC weights)")
     parser.add_argument("--push_to_hub", action="store_true")
@@ -90,16 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id")
     try:
-        results = convert(args.checkpoint, args.preset, args.output, args.legacy_odd_fft)
-    except (ValueError, FileNotFoundError) as error:
+        convert(args.checkpoint, args.preset, args.output, args.legacy_odd_fft, args.overwrite, args.hub_model_id)
+    except (ValueError, OSError) as error:
         print(f"convert_original_ccnn: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    timm_name = None
-    if get_preset(args.preset).model["data_dim"] == 2:
-        config = json.loads((Path(args.output) / "config.json").read_text())
-        timm_name = config.get("architecture")
-    card = make_model_card(results, args.hub_model_id or f"local/{Path(args.output).name}", timm_name=timm_name)
-    card.save(Path(args.output) / "README.md")
     if args.push_to_hub:
         from huggingface_hub import HfApi
 

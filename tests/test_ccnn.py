@@ -207,7 +207,7 @@ def test_nan_inputs_are_refused_when_checking_is_on():
         (dict(kernel_size=4), "odd"),
         (dict(mode="fast"), "mode"),
         (dict(conv_impl="gpu"), "conv_impl"),
-        (dict(kernel_net="mlp"), "kernel generator"),
+        (dict(kernel_net="mlp"), "kernel_net must be one of"),
         (dict(dropout=1.5), "dropout"),
         (dict(mask_init=-1.0), "mask_init"),
         (dict(hidden=0), "hidden_channels"),

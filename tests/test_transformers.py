@@ -61,7 +61,7 @@ def test_config_from_preset_and_validation():
     assert config.omega_0 == 2976.4910261630357
     binary = CCNNConfig.from_preset("pathfinder2d_4_140")
     assert binary.num_labels == 1 and binary.problem_type == "multi_label_classification"
-    with pytest.raises(ValueError, match="data_dim must be 1, 2 or 3"):
+    with pytest.raises(ValueError, match=r"data_dim must be one of \(1, 2, 3\), got 5"):
         CCNNConfig(data_dim=5)
     with pytest.raises(ValueError, match="mode must be one of"):
         CCNNConfig(mode="magic")

@@ -1,0 +1,471 @@
+"""Bad inputs and faults on the model side, as a careless or hostile user would try them.
+
+Each case asserts the exact kind of outcome: a specific error type whose message names the input
+(settings, call arguments, inputs, checkpoints, the converter's --output), or a verified correct
+result (fine-tuning with a new head, a backbone from a classifier checkpoint, NaN confined to its
+sample). Tiny models only: every case runs in well under a second.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import logging as transformers_logging
+
+from ccnn_hf import (
+    CCNNConfig,
+    CCNNForAudioClassification,
+    CCNNForImageClassification,
+    CCNNForSequenceClassification,
+    CCNNModel,
+    build_ccnn,
+)
+from ccnn_hf.original import read_original_checkpoint
+from helpers import REPO, require_shared
+
+NAN, INF = float("nan"), float("inf")
+TINY = dict(hidden=8, blocks=1, kernel_width=8)
+TINY_HF = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
+
+spec = importlib.util.spec_from_file_location("convert_original_ccnn", REPO / "conversion" / "convert_original_ccnn.py")
+converter = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(converter)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_transformers():
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the MISSING / UNEXPECTED report before our errors
+    yield
+    transformers_logging.set_verbosity(level)
+
+
+# -- settings: one set of rules for CCNN (core) and CCNNConfig (transformers) -------------------------
+
+SETTINGS = [
+    ("mask_init_nan", dict(mask_init=NAN), r"mask_init must be a finite number in \(0, inf\), got nan"),
+    ("mask_init_inf", dict(mask_init=INF), r"mask_init must be a finite number in \(0, inf\), got inf"),
+    ("omega_0_zero_reference", dict(omega_0=0.0, mode="reference"), r"omega_0 must be a finite number in \(0, inf\), got 0\.0"),
+    ("omega_0_nan_reference", dict(omega_0=NAN, mode="reference"), r"omega_0 must be a finite number in \(0, inf\), got nan"),
+    ("base_sampling_rate_nan", dict(base_sampling_rate=NAN),
+     r"base_sampling_rate must be a finite number in \(0, inf\) or None, got nan"),
+    ("hidden_fraction", dict(hidden=2.7), r"hidden_channels must be an integer >= 1, got 2\.7"),
+    ("hidden_bool", dict(hidden=True), r"hidden_channels must be an integer >= 1, got True"),
+    ("blocks_string", dict(blocks="2"), r"num_blocks must be an integer >= 0, got '2'"),
+    ("kernel_width_zero", dict(kernel_width=0), r"kernel_hidden must be an integer >= 1, got 0"),
+    ("dropout_nan", dict(dropout=NAN), r"dropout must be a finite number in \[0, 1\), got nan"),
+    ("dropout_in_one", dict(dropout_in=1.0), r"dropout_in must be a finite number in \[0, 1\), got 1\.0"),
+    ("mask_threshold_inf", dict(mask_threshold=INF), r"mask_threshold must be a finite number in \(0, 1\), got inf"),
+    ("kernel_size_fraction", dict(kernel_size=3.5),
+     r"kernel_size must be 'same', an integer >= 1 or one such integer per axis, got 3\.5"),
+    ("kernel_size_bool_entry", dict(kernel_size=[33, True]), r"kernel_size must be .*, got \[33, True\]"),
+    ("base_resolution_fraction", dict(base_resolution=[32, 32.5]),
+     r"base_resolution must hold 2 integer size\(s\) >= 1 \(one per axis\), got \[32, 32\.5\]"),
+    ("fft_threshold_negative", dict(fft_threshold=-1), r"fft_threshold must be an integer >= 0, got -1"),
+    ("use_fft_string", dict(use_fft="yes"), r"use_fft must be True or False, got 'yes'"),
+    ("causal_2d", dict(causal=True), r"causal kernels are only defined for data_dim=1, got data_dim=2"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", [pytest.param(o, m, id=i) for i, o, m in SETTINGS])
+def test_core_settings_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=r"^invalid CCNN: .*" + message):
+        build_ccnn("cifar10_4_140", **{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [pytest.param(o, m, id=i) for i, o, m in SETTINGS])
+def test_config_settings_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=r"^invalid CCNNConfig: .*" + message):
+        CCNNConfig.from_preset("cifar10_4_140", **{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    pytest.param(dict(input_std=[0, 0, 0]), r"input_std must be a list of finite numbers > 0, one per input channel, "
+                 r"got \[0, 0, 0\]", id="input_std_zero"),
+    pytest.param(dict(input_std=[1.0, NAN, 1.0]), r"input_std must be a list of finite numbers > 0.*got \[1\.0, nan, 1\.0\]",
+                 id="input_std_nan"),
+    pytest.param(dict(input_std="0.5"), r"input_std must be a list of finite numbers > 0.*got '0\.5'", id="input_std_string"),
+    pytest.param(dict(input_mean=[0.5] * 5), r"input_mean must have one entry per input channel \(3\), got 5",
+                 id="input_mean_five_of_three"),
+    pytest.param(dict(input_mean=[0.5, INF, 0.5]), r"input_mean must be a list of finite numbers, one per input channel",
+                 id="input_mean_inf"),
+    pytest.param(dict(modality="video"), r"modality must be one of \('image', 'sequence', 'audio', 'tokens'\), got 'video'",
+                 id="modality"),
+    pytest.param(dict(use_token_embedding=True), r"use_token_embedding needs vocab_size >= 1", id="embedding_without_vocab"),
+])
+def test_config_only_fields_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=r"^invalid CCNNConfig: .*" + message):
+        CCNNConfig.from_preset("cifar10_4_140", **{**TINY, **overrides})
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(ValueError, match=r"hidden_channels must be .*; mask_init must be .*; input_std must be"):
+        CCNNConfig.from_preset("cifar10_4_140", hidden=2.7, mask_init=NAN, input_std=[0, 1, 1])
+
+
+def test_fields_changed_after_construction_are_checked_by_the_model():
+    config = CCNNConfig.from_preset("cifar10_4_140", **TINY)
+    config.mask_init = NAN
+    with pytest.raises(ValueError, match=r"mask_init must be a finite number in \(0, inf\), got nan"):
+        CCNNForImageClassification(config)
+
+
+def test_from_pretrained_overrides_are_checked(saved):
+    with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 2\.5"):
+        CCNNForImageClassification.from_pretrained(saved, hidden_channels=2.5)
+
+
+def test_preset_statistics_are_dropped_for_another_channel_count():
+    grey = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, **TINY)
+    assert grey.input_mean == [0.0] and grey.input_std == [1.0]
+    stated = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, input_mean=[0.5], input_std=[0.25], **TINY)
+    assert stated.input_mean == [0.5] and stated.input_std == [0.25]
+    with pytest.raises(ValueError, match=r"input_std must have one entry per input channel \(1\), got 3"):
+        CCNNConfig.from_preset("cifar10_4_140", num_channels=1, input_std=[0.2, 0.2, 0.2], **TINY)
+
+
+# -- models shared by the call / input / loading cases -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "core": build_ccnn("cifar10_4_140", **TINY).eval(),
+        "timm": timm.create_model("ccnn_2d", **TINY, num_classes=4).eval(),
+        "image_head": CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY, num_labels=4)).eval(),
+        "backbone": CCNNModel(CCNNConfig.from_preset("cifar10_4_140", **TINY)).eval(),
+        "audio_head": CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval(),
+        "sequence_head": CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY)).eval(),
+    }
+
+
+MAIN_INPUT = {
+    "core": lambda x: dict(x=x), "timm": lambda x: dict(x=x), "image_head": lambda x: dict(pixel_values=x),
+    "backbone": lambda x: dict(pixel_values=x), "audio_head": lambda x: dict(input_values=x),
+    "sequence_head": lambda x: dict(input_values=x),
+}
+GOOD_INPUT = {"core": (2, 3, 16, 16), "timm": (2, 3, 16, 16), "image_head": (2, 3, 16, 16), "backbone": (2, 3, 16, 16),
+              "audio_head": (2, 1, 4000), "sequence_head": (2, 1, 392)}
+
+
+def call(models, target: str, x=None, **kwargs):
+    x = torch.randn(GOOD_INPUT[target]) if x is None else x
+    with torch.no_grad():
+        return models[target](**MAIN_INPUT[target](x), **kwargs)
+
+
+# -- resolution= / sampling_rate= at call time --------------------------------------------------------
+
+CALLS = [
+    ("core", dict(resolution="32"), TypeError, r"resolution must be a number, got str '32'"),
+    ("core", dict(resolution=NAN), ValueError, r"resolution must be a finite number > 0, got nan"),
+    ("core", dict(resolution=INF), ValueError, r"resolution must be a finite number > 0, got inf"),
+    ("core", dict(resolution=True), TypeError, r"resolution must be a number, got bool True"),
+    ("core", dict(resolution=0.001), ValueError, r"resolution sizes must be >= 1 \(grid points per axis\), got 0\.001"),
+    ("core", dict(resolution=1e9), ValueError, r"resolution=1000000000\.0 is 3\.12e\+07, 3\.12e\+07 x the model's base "
+     r"\(32, 32\); allowed is 1/64 to 64 x per axis"),
+    ("core", dict(resolution=(32, 4096)), ValueError, r"resolution=\(32, 4096\) is 1, 128 x .*allowed is 1/64 to 64 x"),
+    ("core", dict(resolution=(64,)), ValueError, r"resolution must hold 2 size\(s\) \(one per axis\) or one number, got \(64,\)"),
+    ("core", dict(resolution=32, sampling_rate=16000), ValueError, r"pass resolution= .* or sampling_rate= .*, not both"),
+    ("core", dict(sampling_rate=8000), ValueError, r"sampling_rate= needs a model with base_sampling_rate"),
+    ("timm", dict(resolution=INF), ValueError, r"resolution must be a finite number > 0, got inf"),
+    ("image_head", dict(resolution="32"), TypeError, r"resolution must be a number, got str '32'"),
+    ("image_head", dict(resolution=1e-9), ValueError, r"resolution sizes must be >= 1"),
+    ("backbone", dict(resolution=[16, -2]), ValueError, r"resolution must be a finite number > 0, got -2"),
+    ("backbone", dict(resolution=32, sampling_rate=8000), ValueError, r"not both"),
+    ("audio_head", dict(sampling_rate=NAN), ValueError, r"sampling_rate must be a finite number > 0, got nan"),
+    ("audio_head", dict(sampling_rate=True), TypeError, r"sampling_rate must be a number, got bool True"),
+    ("audio_head", dict(sampling_rate="8k"), TypeError, r"sampling_rate must be a number, got str '8k'"),
+    ("audio_head", dict(sampling_rate=16), ValueError, r"sampling_rate=16 is 0\.001 x the model's base 16000.*1/64 to 64 x"),
+    ("audio_head", dict(sampling_rate=torch.tensor([8000, 16000])), ValueError,
+     r"sampling_rate must be one rate for the whole batch, got \[8000, 16000\]"),
+    ("sequence_head", dict(resolution=784, sampling_rate=1.0), ValueError, r"not both"),
+]
+
+
+@pytest.mark.parametrize("target, kwargs, error, message",
+                         [pytest.param(*case, id=f"{case[0]}-{'-'.join(case[1])}-{i}") for i, case in enumerate(CALLS)])
+def test_bad_resolution_and_sampling_rate_are_named(models, target, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        call(models, target, **kwargs)
+
+
+def test_good_call_arguments_still_work(models):
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        as_tensor = models["core"](x, resolution=torch.tensor([64, 64]))
+        torch.testing.assert_close(as_tensor, models["core"](x, resolution=64), rtol=0, atol=0)
+        rate = torch.tensor([8000, 8000])  # a processor's per-sample rates, all equal
+        audio = models["audio_head"](input_values=torch.randn(2, 1, 4000), sampling_rate=rate).logits
+    assert torch.isfinite(audio).all()
+
+
+# -- unknown keyword arguments ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, name", [
+    ("image_head", "attention_mask"), ("image_head", "bogus_arg"), ("backbone", "attention_mask"),
+    ("audio_head", "attention_mask"), ("sequence_head", "observed_mask"), ("sequence_head", "bogus_arg"),
+])
+def test_unknown_keyword_arguments_raise(models, target, name):
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}'"):
+        call(models, target, **{name: 3})
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+INPUTS = [
+    ("core", torch.randn(3, 16, 16), ValueError,
+     r"expected a 4-D input \[batch, channels, height, width\] .*got shape \(3, 16, 16\) \(add a batch dimension"),
+    ("core", torch.randn(1, 1, 16, 16), ValueError, r"expected 3 input channel\(s\), got 1"),
+    ("core", torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, r"expected a floating point input, got dtype torch\.uint8"),
+    ("core", torch.zeros(1, 3, 16, 16, dtype=torch.complex64), TypeError, r"floating point input, got dtype torch\.complex64"),
+    ("core", torch.randn(0, 3, 16, 16), ValueError, r"input is empty: shape \(0, 3, 16, 16\)"),
+    ("core", torch.randn(1, 3, 0, 16), ValueError, r"input is empty: shape \(1, 3, 0, 16\)"),
+    ("timm", torch.randn(2, 3, 16), ValueError, r"expected a 4-D input"),
+    ("image_head", [[0.0] * 16] * 16, TypeError, r"expected a torch\.Tensor, got list"),
+    ("image_head", torch.zeros(1, 3, 16, 16, dtype=torch.int64), TypeError, r"got dtype torch\.int64 \(convert with x\.float\(\)\)"),
+    ("backbone", torch.randn(1, 3, 8, 8, 8), ValueError, r"expected a 4-D input .*got shape \(1, 3, 8, 8, 8\)"),
+    ("audio_head", [0.0] * 100, TypeError, r"expected a torch\.Tensor, got list"),
+    ("audio_head", torch.randn(1, 2, 100), ValueError, r"expected 1 input channel\(s\), got 2"),
+    ("sequence_head", torch.randn(1, 1, 0), ValueError, r"input is empty"),
+]
+
+
+@pytest.mark.parametrize("target, x, error, message",
+                         [pytest.param(*case, id=f"{case[0]}-{i}") for i, case in enumerate(INPUTS)])
+def test_bad_inputs_are_named(models, target, x, error, message):
+    with pytest.raises(error, match=message):
+        call(models, target, x)
+
+
+def test_token_ids_must_be_integer_tensors(models):
+    with pytest.raises(ValueError, match=r"input_ids must be integer token ids of shape \[B, L\], got torch\.float32"):
+        models["sequence_head"](input_ids=torch.randn(2, 50))
+    with pytest.raises(TypeError, match=r"input_ids must be a torch\.Tensor of integer token ids, got list"):
+        models["sequence_head"](input_ids=[[1, 2, 3]])
+
+
+def test_non_finite_inputs_raise_when_asked():
+    model = build_ccnn("cifar10_4_140", **TINY, check_finite=True).eval()
+    x = torch.randn(2, 3, 16, 16)
+    x[1, 0, 3, 3] = INF
+    with pytest.raises(ValueError, match="input contains NaN or infinite values"):
+        model(x)
+
+
+@pytest.mark.parametrize("target", ["core", "image_head"])
+def test_a_nan_sample_gives_nan_for_that_sample_only_in_eval_mode(models, target):
+    """Documented behaviour without check_finite: eval-mode CCNNs treat samples independently."""
+    x = torch.randn(2, 3, 16, 16)
+    poisoned = x.clone()
+    poisoned[1, 2, 5, 5] = NAN
+    clean, dirty = call(models, target, x), call(models, target, poisoned)
+    clean, dirty = (clean, dirty) if target == "core" else (clean.logits, dirty.logits)
+    torch.testing.assert_close(dirty[0], clean[0], rtol=0, atol=0)
+    assert torch.isnan(dirty[1]).all()
+
+
+# -- loading: transformers folders ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved(models, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("saved")
+    models["image_head"].save_pretrained(folder)
+    return folder
+
+
+def damaged(saved: Path, tmp_path: Path, change) -> Path:
+    """A copy of the saved folder whose model.safetensors went through ``change(state) -> state``."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(saved, folder)
+    state = change(load_file(folder / "model.safetensors"))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def without(*keys):
+    return lambda state: {k: v for k, v in state.items() if k not in keys}
+
+
+LOADING = [
+    ("int32_weight", lambda s: {**s, "classifier.bias": s["classifier.bias"].to(torch.int32)},
+     r"model\.safetensors does not match the model \(refusing to load it\): classifier\.bias is stored as I32 but "
+     r"the model holds floating point \(torch\.float32\)"),
+    ("int_batchnorm_weight", lambda s: {**s, "ccnn.encoder.norm.weight": s["ccnn.encoder.norm.weight"].to(torch.int64)},
+     r"ccnn\.encoder\.norm\.weight is stored as I64"),
+    ("float_counter", lambda s: {**s, "ccnn.encoder.norm.num_batches_tracked": torch.tensor(1.0)},
+     r"ccnn\.encoder\.norm\.num_batches_tracked is stored as F32 but the model holds integer"),
+    ("missing_tensor", without("ccnn.encoder.blocks.0.conv.mask_width"),
+     r"does not match the model \(refusing to load it\): missing tensors: ccnn\.encoder\.blocks\.0\.conv\.mask_width$"),
+    ("missing_half_classifier", without("classifier.weight"), r"missing tensors: classifier\.weight$"),
+    ("unexpected_tensor", lambda s: {**s, "extra.weight": torch.zeros(2)}, r"unexpected tensors: extra\.weight$"),
+]
+
+
+@pytest.mark.parametrize("change, message", [pytest.param(c, m, id=i) for i, c, m in LOADING])
+def test_damaged_checkpoints_are_refused_naming_the_tensors(saved, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        CCNNForImageClassification.from_pretrained(damaged(saved, tmp_path, change))
+
+
+def test_truncated_safetensors_file_is_named(saved, tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(saved, folder)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated/model\.safetensors is not a readable safetensors file"):
+        CCNNForImageClassification.from_pretrained(folder)
+
+
+def test_garbage_safetensors_file_is_named(saved, tmp_path):
+    folder = tmp_path / "garbage"
+    shutil.copytree(saved, folder)
+    (folder / "model.safetensors").write_bytes(b"this is not a tensor file at all")
+    with pytest.raises(ValueError, match=r"garbage/model\.safetensors is not a readable safetensors file"):
+        CCNNForImageClassification.from_pretrained(folder)
+
+
+class _Payload:
+    """A pickle that would run a command when unpickled."""
+
+    def __reduce__(self):
+        return os.system, ("echo unpickled > /dev/null",)
+
+
+def test_a_pickle_with_code_is_never_unpickled(saved, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(saved, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"classifier.bias": _Payload()}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin holds objects other than tensors; refusing to unpickle it"):
+        CCNNForImageClassification.from_pretrained(folder)
+
+
+def test_a_pickle_with_an_int32_weight_is_refused(saved, tmp_path):
+    folder = tmp_path / "bin"
+    shutil.copytree(saved, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**state, "classifier.weight": state["classifier.weight"].to(torch.int32)}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"classifier\.weight is stored as torch\.int32 but the model holds floating point"):
+        CCNNForImageClassification.from_pretrained(folder)
+
+
+def test_official_checkpoint_needing_code_is_refused(tmp_path):
+    torch.save({"state_dict": {"network.conv1.bias": torch.zeros(2)}, "hook": _Payload()}, tmp_path / "model.ckpt")
+    with pytest.raises(ValueError, match=r"model\.ckpt needs types outside the allow-list .*refusing to unpickle it"):
+        read_original_checkpoint(tmp_path / "model.ckpt")
+
+
+def test_new_head_for_fine_tuning_keeps_the_backbone(models, saved):
+    relabeled = CCNNForImageClassification.from_pretrained(saved, num_labels=7, ignore_mismatched_sizes=True).eval()
+    assert relabeled.classifier.out_features == 7 and torch.isfinite(relabeled.classifier.weight).all()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(relabeled.ccnn(pixel_values=x).pooler_output,
+                                   models["image_head"].ccnn(pixel_values=x).pooler_output, rtol=0, atol=0)
+
+
+def test_backbone_and_classifier_checkpoints_load_into_each_other(models, saved, tmp_path):
+    x = torch.randn(2, 3, 16, 16)
+    backbone = CCNNModel.from_pretrained(saved).eval()  # the classifier's tensors are not the backbone's
+    models["backbone"].save_pretrained(tmp_path / "backbone")
+    new_head = CCNNForImageClassification.from_pretrained(tmp_path / "backbone", num_labels=3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(pixel_values=x).pooler_output,
+                                   models["image_head"].ccnn(pixel_values=x).pooler_output, rtol=0, atol=0)
+        torch.testing.assert_close(new_head.ccnn(pixel_values=x).pooler_output,
+                                   models["backbone"](pixel_values=x).pooler_output, rtol=0, atol=0)
+    assert new_head.classifier.out_features == 3 and torch.isfinite(new_head.classifier.weight).all()
+
+
+# -- loading: timm ---------------------------------------------------------------------------------
+
+def timm_load(models, tmp_path: Path, change, **kwargs):
+    state = change(dict(models["timm"].state_dict()))
+    save_file(state, tmp_path / "timm.safetensors")
+    overlay = dict(file=str(tmp_path / "timm.safetensors"), num_classes=4)
+    return timm.create_model("ccnn_2d", **TINY, pretrained=True, pretrained_cfg_overlay=overlay,
+                             **{"num_classes": 4, **kwargs}).eval()
+
+
+@pytest.mark.parametrize("change, kwargs, message", [
+    pytest.param(without("blocks.0.conv.mask_width"), {}, r"missing tensors: blocks\.0\.conv\.mask_width$", id="missing"),
+    pytest.param(without("blocks.0.conv.mask_width"), dict(num_classes=3), r"missing tensors: blocks\.0\.conv\.mask_width$",
+                 id="missing_with_new_head"),  # timm loads non-strictly for a new head
+    pytest.param(lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)}, {}, r"unexpected tensors: blocks\.9\.norm\.weight$",
+                 id="unexpected"),
+    pytest.param(lambda s: {**s, "norm.weight": s["norm.weight"].to(torch.int32)}, {},
+                 r"norm\.weight is stored as torch\.int32 but the model holds floating point", id="int32"),
+    pytest.param(without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight$", id="half_classifier"),
+])
+def test_timm_refuses_damaged_checkpoints(models, tmp_path, change, kwargs, message):
+    with pytest.raises(ValueError, match=r"the checkpoint does not match the model \(refusing to load it\): .*" + message):
+        timm_load(models, tmp_path, change, **kwargs)
+
+
+def test_timm_new_head_keeps_the_backbone(models, tmp_path):
+    model = timm_load(models, tmp_path, lambda s: s, num_classes=3)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), models["timm"].forward_features(x), rtol=0, atol=0)
+        assert model(x).shape == (2, 3)
+
+
+# -- the converter's --output ---------------------------------------------------------------------------
+
+def test_converter_output_naming_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(SystemExit) as stopped:
+        converter.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--preset", "smnist_4_140",
+                        "--output", str(tmp_path / "taken")])
+    assert stopped.value.code == 2
+    assert f"--output {tmp_path / 'taken'} is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_converter_keeps_an_existing_folder_without_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds files; pass --overwrite"):
+        converter.convert(tmp_path / "none.ckpt", "smnist_4_140", tmp_path / "out")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_converter_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(ValueError, match=r"was not written by this converter .*refusing to replace it, even with --overwrite"):
+        converter.convert(tmp_path / "none.ckpt", "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == {"accuracy": 0.9}
+
+
+def test_failed_conversion_leaves_the_previous_folder_and_no_partial_one(tmp_path):
+    previous = {"source_checkpoint": "old.ckpt"}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps(previous))
+    core = build_ccnn("smnist_4_140", **TINY)  # not the preset's shapes: refused while converting
+    save_file(core.state_dict(), tmp_path / "small.safetensors")
+    with pytest.raises(ValueError, match="official state dict does not match the model"):
+        converter.convert(tmp_path / "small.safetensors", "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "small.safetensors"]
+
+
+def test_overwrite_replaces_a_converted_folder(tmp_path):
+    weights = require_shared("fixtures", "reference", "smnist_ccnn_4_140", "model.safetensors")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"source_checkpoint": "old.ckpt"}))
+    (tmp_path / "out" / "stale.txt").write_text("from the last conversion")
+    converter.convert(weights, "smnist_4_140", tmp_path / "out", overwrite=True)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["source_checkpoint"] == "model.safetensors"
+    assert not (tmp_path / "out" / "stale.txt").exists() and (tmp_path / "out" / "README.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
