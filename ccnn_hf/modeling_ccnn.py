@@ -56,13 +56,13 @@ class CCNNPreTrainedModel(PreTrainedModel):
         if config.modality == "image" and config.data_dim == 2:
             from .image_processing_ccnn import CCNNImageProcessor
 
-            return CCNNImageProcessor(image_mean=config.input_mean, image_std=config.input_std,
+            return CCNNImageProcessor(image_mean=config.mean, image_std=config.std,
                                       num_channels=config.num_channels)
         if config.modality == "audio":
             from .feature_extraction_ccnn import CCNNFeatureExtractor
 
             return CCNNFeatureExtractor(sampling_rate=int(config.base_sampling_rate or 16000),
-                                        mean=config.input_mean[0], std=config.input_std[0])
+                                        mean=config.mean[0], std=config.std[0])
         return None
 
     def save_pretrained(self, save_directory, *args, **kwargs):

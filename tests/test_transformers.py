@@ -375,3 +375,21 @@ def test_config_defaults_are_the_core_models_defaults():
     assert kwargs.pop("num_classes") == 0  # the backbone; heads add the classifier
     assert set(kwargs) <= set(core)
     assert kwargs == {k: core[k] for k in kwargs}
+
+
+def test_normalisation_fields_and_their_old_names(tmp_path):
+    """``mean`` / ``std`` (timm's names); configs of earlier versions (``input_mean`` / ``input_std``,
+    e.g. the released folders) still load, and the old names are not written back."""
+    config = image_config(mean=[0.1, 0.2, 0.3], std=[0.5, 0.5, 0.5])
+    assert config.mean == [0.1, 0.2, 0.3] and config.std == [0.5] * 3
+    assert not [key for key in config.to_dict() if "_std" in key or "_mean" in key]
+    saved = config.to_dict()
+    saved["input_mean"], saved["input_std"] = saved.pop("mean"), saved.pop("std")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    old = AutoConfig.from_pretrained(tmp_path)
+    assert old.mean == [0.1, 0.2, 0.3] and old.std == [0.5] * 3
+    assert "input_mean" not in old.to_dict() and "input_std" not in old.to_dict()
+    from ccnn_hf import released_weights
+
+    mnist = AutoConfig.from_pretrained(released_weights("mnist2d"))
+    assert mnist.mean == [0.1307] and mnist.std == [0.3081]
