@@ -22,8 +22,9 @@ without importing timm.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -123,7 +124,7 @@ def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
     frequency (a smooth field). Smooth kernels answer smooth inputs with more gain than white
     ones; calibrating on both keeps either kind near unit variance. Own RNG: seeds stay untouched."""
     generator = torch.Generator().manual_seed(0)
-    white = torch.randn(batch - batch // 2, channels, *size, generator=generator)
+    white = torch.randn(batch - batch // 2, channels, *size, dtype=torch.float32, generator=generator)
     spectrum = torch.randn(batch // 2, channels, *size, dtype=torch.complex64, generator=generator)
     for axis, n in enumerate(size):
         keep = torch.fft.fftfreq(n).abs() <= 0.25
@@ -131,6 +132,22 @@ def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
     smooth = torch.fft.ifftn(spectrum, dim=tuple(range(2, 2 + len(size)))).real
     smooth = smooth / smooth.flatten(1).std(dim=1).clamp_min(1e-12).view(-1, *(1,) * (smooth.ndim - 1))
     return torch.cat([white, smooth])
+
+
+@contextmanager
+def _measured_in_float32(*modules: nn.Module) -> Iterator[None]:
+    """Run the initialisation measurements in float32 and give every tensor its own dtype back
+    (a model built under ``torch.set_default_dtype(torch.float16)`` is calibrated exactly, and
+    FFTs have no half-precision CPU kernels)."""
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.float()
+    try:
+        yield
+    finally:
+        for t, dtype in zip(tensors, dtypes):
+            t.data = t.data.to(dtype)
 
 
 def _calibrate_classifier(fc: nn.Linear, pooled: torch.Tensor) -> None:
@@ -339,7 +356,8 @@ class CCNN(nn.Module):
         for conv in convs:
             conv.kernel_net.output_linear.weight.mul_(math.sqrt(1.0 / conv.base_taps()))
         if scheme == "unit_variance":
-            self._lsuv()
+            with _measured_in_float32(self):
+                self._lsuv()
 
     def _probe_batch(self) -> int:
         # Enough probe samples for stable statistics, within a bounded probe size.
@@ -369,7 +387,8 @@ class CCNN(nn.Module):
         was_training = self.training
         self.eval()
         x = _probe(self._probe_batch(), self.in_chans, self.base_resolution).to(self.norm.weight.device)
-        _calibrate_classifier(fc, self.head.pool(self.forward_features(x)))
+        with _measured_in_float32(self, fc):
+            _calibrate_classifier(fc, self.head.pool(self.forward_features(x)))
         self.train(was_training)
 
     # -- resolution ----------------------------------------------------------------------

@@ -393,3 +393,24 @@ def test_normalisation_fields_and_their_old_names(tmp_path):
 
     mnist = AutoConfig.from_pretrained(released_weights("mnist2d"))
     assert mnist.mean == [0.1307] and mnist.std == [0.3081]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_built_under_a_half_precision_default_dtype(dtype):
+    """Generators (``_keep_in_fp32_modules_strict``) are created in float32 whatever the default
+    dtype; the rest follows the default, and the unit-variance initialisation still measures."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)
+        model = CCNNForImageClassification(image_config()).eval()
+        core = build_ccnn("smnist_4_140", hidden=8, blocks=1, kernel_width=8)
+    finally:
+        torch.set_default_dtype(previous)
+    for name, tensor in [*model.state_dict().items(), *core.state_dict().items()]:
+        if tensor.is_floating_point():
+            assert tensor.dtype == (torch.float32 if "kernel_net" in name else dtype), name
+    assert all(torch.isfinite(p.float()).all() for p in model.parameters())
+    if dtype == torch.bfloat16:
+        with torch.no_grad():
+            assert torch.isfinite(model(pixel_values=torch.randn(2, 3, 16, 16, dtype=dtype)).logits).all()
