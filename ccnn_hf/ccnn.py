@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from functools import partial
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -251,7 +250,13 @@ class CCNN(nn.Module):
             base grid so that it preserves the variance of white input) or ``"official"``
             (the official Chang re-weighting by ``sqrt(1 / kernel_taps)`` only).
         check_finite: raise on NaN/inf inputs (costs one reduction per forward).
+
+    Gradient checkpointing: :meth:`set_grad_checkpointing` (timm's switch) checkpoints every
+    block in training. A subclass may instead build its blocks from a ``block_class`` that
+    checkpoints itself (the transformers models use one that is a ``GradientCheckpointingLayer``).
     """
+
+    block_class: type[CCNNBlock] = CCNNBlock  # subclasses may build their blocks from a subclass
 
     def __init__(
         self,
@@ -319,7 +324,7 @@ class CCNN(nn.Module):
         )
         self.drop_in = nn.Dropout(dropout_in)
         self.stem = CCNNStem(in_chans, hidden_channels, data_dim, conv_kwargs)
-        self.blocks = nn.Sequential(*(CCNNBlock(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
+        self.blocks = nn.Sequential(*(self.block_class(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
                                       for _ in range(num_blocks)))
         self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
         self.head = CCNNHead(hidden_channels, num_classes, global_pool)
@@ -429,24 +434,9 @@ class CCNN(nn.Module):
         x: torch.Tensor,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
-        checkpoint_fn: Callable[..., torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Features after the final norm, and the outputs of the stem and of every block.
-
-        ``checkpoint_fn(module, *args)`` (e.g. transformers' gradient checkpointing function)
-        runs each block; by default blocks run directly, or under
-        ``torch.utils.checkpoint`` after :meth:`set_grad_checkpointing` in training.
-        """
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
-        scale = self.input_scale(x, resolution, sampling_rate)
-        if checkpoint_fn is None and self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            checkpoint_fn = partial(checkpoint, use_reentrant=False)
-        h = self.stem(self.drop_in(x), scale)
-        hidden = [h]
-        for block in self.blocks:
-            h = block(h, scale) if checkpoint_fn is None else checkpoint_fn(block, h, scale)
-            hidden.append(h)
-        return self.norm(h), hidden
+        """Features after the final norm, and the outputs of the stem and of every block."""
+        return self.forward_intermediates(x, resolution=resolution, sampling_rate=sampling_rate)
 
     def forward_features(
         self,

@@ -22,6 +22,7 @@ from transformers import (
     pipeline,
 )
 
+import ccnn_hf
 from ccnn_hf import (
     CCNN,
     CCNNConfig,
@@ -216,16 +217,34 @@ def test_init_weights_leaves_the_kernel_generators_alone():
         torch.testing.assert_close(ours[key], value, msg=key)
 
 
-def test_gradient_checkpointing_matches(image_model):
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentrant):
+    """transformers 5's way: the blocks are GradientCheckpointingLayers that checkpoint themselves."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     torch.manual_seed(0)
     model = CCNNForImageClassification(image_config(dropout=0.0)).train()
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert len(layers) == model.config.num_blocks and all(isinstance(m, ccnn_hf.CCNNBlock) for m in layers)
     x = torch.randn(2, 3, 16, 16)
     ref = model(pixel_values=x).logits
-    model.gradient_checkpointing_enable()
+    ref.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    assert model.is_activation_checkpointing and all(m.gradient_checkpointing for m in layers)
+    calls = []
+    for layer in layers:
+        checkpoint = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, _f=checkpoint, **k: calls.append(1) or _f(*a, **k)
     out = model(pixel_values=x).logits
     out.sum().backward()
+    assert len(calls) == len(layers)
     torch.testing.assert_close(out, ref)
-    assert all(p.grad is not None for p in model.parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], msg=name, rtol=1e-4, atol=1e-6)
+    model.activation_checkpointing_disable()
+    assert not any(m.gradient_checkpointing for m in layers)
 
 
 def test_image_processor_keeps_size_and_normalises():
