@@ -419,11 +419,12 @@ class CCNN(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (``num_classes=0``: none) and optionally the pooling."""
-        device = self.norm.weight.device
+        """Replace the classifier (``num_classes=0``: none) and optionally the pooling; the new head
+        takes the device, dtype and train / eval mode of the model."""
+        reference = self.stem.norm.weight
         self.num_classes = num_classes
         self.head = CCNNHead(self.num_features, num_classes, self.head.pool_type if global_pool is None else global_pool)
-        self.head.to(device)
+        self.head.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
     @property
     def global_pool(self) -> str:
