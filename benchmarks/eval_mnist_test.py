@@ -32,7 +32,7 @@ def main() -> None:
     images = torch.from_numpy(data["images"]).float().unsqueeze(1) / 255.0  # [N, 1, 28, 28]
     labels = torch.from_numpy(data["labels"]).long()
     model = CCNNForImageClassification.from_pretrained(released_weights("mnist2d")).eval()
-    mean, std = model.config.input_mean[0], model.config.input_std[0]
+    mean, std = model.config.mean[0], model.config.std[0]
     base = tuple(model.config.base_resolution)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):

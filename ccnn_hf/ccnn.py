@@ -22,8 +22,8 @@ without importing timm.
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -123,7 +123,7 @@ def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
     frequency (a smooth field). Smooth kernels answer smooth inputs with more gain than white
     ones; calibrating on both keeps either kind near unit variance. Own RNG: seeds stay untouched."""
     generator = torch.Generator().manual_seed(0)
-    white = torch.randn(batch - batch // 2, channels, *size, generator=generator)
+    white = torch.randn(batch - batch // 2, channels, *size, dtype=torch.float32, generator=generator)
     spectrum = torch.randn(batch // 2, channels, *size, dtype=torch.complex64, generator=generator)
     for axis, n in enumerate(size):
         keep = torch.fft.fftfreq(n).abs() <= 0.25
@@ -131,6 +131,22 @@ def _probe(batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
     smooth = torch.fft.ifftn(spectrum, dim=tuple(range(2, 2 + len(size)))).real
     smooth = smooth / smooth.flatten(1).std(dim=1).clamp_min(1e-12).view(-1, *(1,) * (smooth.ndim - 1))
     return torch.cat([white, smooth])
+
+
+@contextmanager
+def _measured_in_float32(*modules: nn.Module) -> Iterator[None]:
+    """Run the initialisation measurements in float32 and give every tensor its own dtype back
+    (a model built under ``torch.set_default_dtype(torch.float16)`` is calibrated exactly, and
+    FFTs have no half-precision CPU kernels)."""
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.float()
+    try:
+        yield
+    finally:
+        for t, dtype in zip(tensors, dtypes):
+            t.data = t.data.to(dtype)
 
 
 def _calibrate_classifier(fc: nn.Linear, pooled: torch.Tensor) -> None:
@@ -229,7 +245,13 @@ class CCNN(nn.Module):
 
     Every argument is checked by :func:`ccnn_hf.validation.check_settings` (the rules
     :class:`ccnn_hf.CCNNConfig` uses too): one ValueError lists each bad field with its value.
+
+    Gradient checkpointing: :meth:`set_grad_checkpointing` (timm's switch) checkpoints every
+    block in training. A subclass may instead build its blocks from a ``block_class`` that
+    checkpoints itself (the transformers models use one that is a ``GradientCheckpointingLayer``).
     """
+
+    block_class: type[CCNNBlock] = CCNNBlock  # subclasses may build their blocks from a subclass
 
     def __init__(
         self,
@@ -281,7 +303,7 @@ class CCNN(nn.Module):
         )
         self.drop_in = nn.Dropout(dropout_in)
         self.stem = CCNNStem(in_chans, hidden_channels, data_dim, conv_kwargs)
-        self.blocks = nn.Sequential(*(CCNNBlock(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
+        self.blocks = nn.Sequential(*(self.block_class(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
                                       for _ in range(num_blocks)))
         self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
         self.head = CCNNHead(hidden_channels, num_classes, global_pool)
@@ -318,7 +340,8 @@ class CCNN(nn.Module):
         for conv in convs:
             conv.kernel_net.output_linear.weight.mul_(math.sqrt(1.0 / conv.base_taps()))
         if scheme == "unit_variance":
-            self._lsuv()
+            with _measured_in_float32(self):
+                self._lsuv()
 
     def _probe_batch(self) -> int:
         # Enough probe samples for stable statistics, within a bounded probe size.
@@ -348,7 +371,8 @@ class CCNN(nn.Module):
         was_training = self.training
         self.eval()
         x = _probe(self._probe_batch(), self.in_chans, self.base_resolution).to(self.norm.weight.device)
-        _calibrate_classifier(fc, self.head.pool(self.forward_features(x)))
+        with _measured_in_float32(self, fc):
+            _calibrate_classifier(fc, self.head.pool(self.forward_features(x)))
         self.train(was_training)
 
     # -- resolution ----------------------------------------------------------------------
@@ -374,11 +398,12 @@ class CCNN(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (``num_classes=0``: none) and optionally the pooling."""
-        device = self.norm.weight.device
+        """Replace the classifier (``num_classes=0``: none) and optionally the pooling; the new head
+        takes the device, dtype and train / eval mode of the model."""
+        reference = self.stem.norm.weight
         self.num_classes = num_classes
         self.head = CCNNHead(self.num_features, num_classes, self.head.pool_type if global_pool is None else global_pool)
-        self.head.to(device)
+        self.head.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
     @property
     def global_pool(self) -> str:
@@ -389,24 +414,9 @@ class CCNN(nn.Module):
         x: torch.Tensor,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
-        checkpoint_fn: Callable[..., torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Features after the final norm, and the outputs of the stem and of every block.
-
-        ``checkpoint_fn(module, *args)`` (e.g. transformers' gradient checkpointing function)
-        runs each block; by default blocks run directly, or under
-        ``torch.utils.checkpoint`` after :meth:`set_grad_checkpointing` in training.
-        """
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
-        scale = self.input_scale(x, resolution, sampling_rate)
-        if checkpoint_fn is None and self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            checkpoint_fn = partial(checkpoint, use_reentrant=False)
-        h = self.stem(self.drop_in(x), scale)
-        hidden = [h]
-        for block in self.blocks:
-            h = block(h, scale) if checkpoint_fn is None else checkpoint_fn(block, h, scale)
-            hidden.append(h)
-        return self.norm(h), hidden
+        """Features after the final norm, and the outputs of the stem and of every block."""
+        return self.forward_intermediates(x, resolution=resolution, sampling_rate=sampling_rate)
 
     def forward_features(
         self,

@@ -32,15 +32,24 @@ TIMM_PAPER_NAME = ("Towards a General Purpose CNN for Long Range Dependencies in
 TIMM_ORIGIN_URL = "https://github.com/david-knigge/ccnn"
 
 
+def _renamed(kwargs: dict[str, Any], old: str, value: Any) -> Any:
+    """A field under its deprecated name (``input_mean`` / ``input_std``, in configs written by
+    earlier versions) when the new name is not given; the old name never stays in the config."""
+    legacy = kwargs.pop(old, None)
+    return legacy if value is None else value
+
+
 class CCNNConfig(PretrainedConfig):
     """Configuration of a Continuous CNN.
 
     Every argument of :class:`ccnn_hf.CCNN` is a field, with transformers' names where they
     exist (``num_channels`` for the input channels, ``num_labels`` for the classes).
-    ``input_mean`` / ``input_std`` are the normalisation the data pipeline applies (the
-    processors read them). ``base_resolution`` / ``base_sampling_rate`` say where the weights are native; override them
-    at load time (``from_pretrained(path, base_resolution=[64, 64])``) to declare another
-    resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
+    ``mean`` / ``std`` are the per-channel normalisation the data pipeline applies (timm's
+    names; the processors read them). Earlier versions called them ``input_mean`` /
+    ``input_std``: those names are still read (deprecated; transformers' tooling takes any
+    field containing ``_std`` for an initialiser scale). ``base_resolution`` /
+    ``base_sampling_rate`` say where the weights are native; override them at load time
+    (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
     embedding in front of sequence models; the official LRA models instead read raw token ids
     as floats in one channel (``use_token_embedding=False``).
 
@@ -80,8 +89,8 @@ class CCNNConfig(PretrainedConfig):
         vocab_size: int = 0,
         use_token_embedding: bool = False,
         preset: str | None = None,
-        input_mean: Sequence[float] | None = None,
-        input_std: Sequence[float] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         check_settings(locals(), "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
@@ -112,8 +121,9 @@ class CCNNConfig(PretrainedConfig):
         self.vocab_size = int(vocab_size)
         self.use_token_embedding = bool(use_token_embedding)
         self.preset = preset
-        self.input_mean = [0.0] * self.num_channels if input_mean is None else [float(v) for v in input_mean]
-        self.input_std = [1.0] * self.num_channels if input_std is None else [float(v) for v in input_std]
+        mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
+        self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
+        self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):
@@ -145,7 +155,7 @@ class CCNNConfig(PretrainedConfig):
             causal=model["causal"], mask_init=model["mask_init"], mask_threshold=model["mask_threshold"],
             dropout=model["dropout"], dropout_type=model["dropout_type"], dropout_in=model["dropout_in"],
             use_fft=model["use_fft"], modality=p.modality, preset=preset, num_labels=model["num_classes"],
-            input_mean=list(p.mean), input_std=list(p.std),
+            mean=list(p.mean), std=list(p.std),
         )
         if model["num_classes"] == 1:
             fields["problem_type"] = "multi_label_classification"
@@ -179,8 +189,8 @@ class CCNNConfig(PretrainedConfig):
         ``num_classes`` and every :class:`ccnn_hf.CCNN` setting that differs from the preset
         behind that architecture (:data:`TIMM_ARCHITECTURES`), so that
         ``timm.create_model("hf-hub:<repo>", pretrained=True)`` rebuilds exactly this network.
-        ``pretrained_cfg`` describes the data: input size = ``base_resolution``, ``input_mean`` /
-        ``input_std``, no crop. ``num_classes`` overrides ``num_labels`` (0 for a backbone).
+        ``pretrained_cfg`` describes the data: input size = ``base_resolution``, ``mean`` /
+        ``std``, no crop. ``num_classes`` overrides ``num_labels`` (0 for a backbone).
         Plain Python: no timm import.
         """
         if self.data_dim != 2 or self.modality != "image":
@@ -203,7 +213,7 @@ class CCNNConfig(PretrainedConfig):
         pretrained_cfg = dict(
             custom_load=False, input_size=[self.num_channels, *size], fixed_input_size=False,
             interpolation="bicubic", crop_pct=1.0, crop_mode="center",
-            mean=list(self.input_mean), std=list(self.input_std), num_classes=num_classes,
+            mean=list(self.mean), std=list(self.std), num_classes=num_classes,
             pool_size=size, first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit",
             description=f"CCNN_{{{self.num_blocks},{self.hidden_channels}}}" + (f" ({self.preset})" if self.preset else ""),
             origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=list(TIMM_PAPER_IDS),

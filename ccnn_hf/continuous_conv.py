@@ -27,6 +27,7 @@ weight (trapezoid rule), so sums over grids of different steps agree to second o
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -181,8 +182,11 @@ class SeparableContinuousConv(nn.Module):
 
     def sampling_plan(self, scale: Sequence[float]) -> list[AxisGrid]:
         """Per-axis grids for an input ``scale`` x the base resolution (crop included)."""
-        roots = crop_roots(self.mask_mean, self.effective_mask_width(), self.mask_threshold, self.causal)
         reference = self.mode == "reference"
+        if self.mask_width.is_meta:  # shapes only (a model on the meta device has no values to crop by)
+            return [axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
+                    for k, s in zip(self.kernel_size, scale)]
+        roots = crop_roots(self.mask_mean, self.effective_mask_width(), self.mask_threshold, self.causal)
         return [
             axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
             for d, (k, s) in enumerate(zip(self.kernel_size, scale))
@@ -212,7 +216,8 @@ class SeparableContinuousConv(nn.Module):
     def _sample_kernel(self, scale: tuple[float, ...]) -> torch.Tensor:
         plan = self.sampling_plan(scale)
         device = self.mask_width.device
-        with torch.autocast(device_type=device.type, enabled=False):
+        no_autocast = torch.autocast(device_type=device.type, enabled=False) if device.type != "meta" else nullcontext()
+        with no_autocast:  # (the meta device has no autocast)
             dtype = next(self.kernel_net.parameters()).dtype
             positions = self._positions(plan).to(dtype)  # [1, D, *K]
             kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
@@ -257,6 +262,8 @@ class SeparableContinuousConv(nn.Module):
             return "fft" if self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]) else "direct"
         if self.conv_impl != "auto":
             return self.conv_impl
+        if x.is_meta:  # shapes only: nothing to time, and both paths give the same shape
+            return "direct"
         training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         return choose_conv_path(x.shape, kernel_shape, self.causal, training=training)
 

@@ -17,6 +17,10 @@ a sum of products of one Gabor term from each of its ``no_layers + 1`` layers: a
 (spectral width ``sqrt(sum gamma^2)``) centred on the frequency ``sum +-w``. Bounding both
 bounds the spectrum of every product term, so the kernel carries (essentially) nothing the
 base grid cannot represent.
+
+Precision: generators are always created in float32 (:data:`GENERATOR_DTYPE`), whatever
+``torch.get_default_dtype()`` says: their sine frequencies reach ~1e5 rad per unit, which half
+precision would ruin (and the Gamma sampling of the envelopes has no half-precision kernel).
 """
 from __future__ import annotations
 
@@ -27,13 +31,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GaborFilter", "MAGNet", "SIREN", "build_kernel_net", "KERNEL_NETS"]
+__all__ = ["GaborFilter", "MAGNet", "SIREN", "build_kernel_net", "KERNEL_NETS", "GENERATOR_DTYPE"]
+
+GENERATOR_DTYPE = torch.float32
 
 
-def pointwise_conv(data_dim: int, in_channels: int, out_channels: int, bias: bool = True) -> nn.Module:
-    """A 1x1 convolution, i.e. a linear map over channels of a ``[B, C, *spatial]`` tensor."""
+def pointwise_conv(data_dim: int, in_channels: int, out_channels: int, bias: bool = True,
+                   dtype: torch.dtype | None = None) -> nn.Module:
+    """A 1x1 convolution, i.e. a linear map over channels of a ``[B, C, *spatial]`` tensor
+    (``dtype``: of its parameters; None: the default dtype)."""
     conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[data_dim - 1]
-    return conv_cls(in_channels, out_channels, kernel_size=1, bias=bias)
+    return conv_cls(in_channels, out_channels, kernel_size=1, bias=bias, dtype=dtype)
 
 
 def _conv_nd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -72,22 +80,23 @@ class GaborFilter(nn.Module):
         self.data_dim = data_dim
         self.max_frequency = None if max_frequency is None else tuple(float(f) for f in max_frequency)
         self.max_gamma = None if max_gamma is None else tuple(float(g) for g in max_gamma)
+        fp32 = dict(dtype=GENERATOR_DTYPE)
         if causal and init_spatial_value != 1.0:
-            mu = 1.0 - init_spatial_value * torch.rand(hidden_channels, data_dim)
+            mu = 1.0 - init_spatial_value * torch.rand(hidden_channels, data_dim, **fp32)
         else:
-            mu = init_spatial_value * (2 * torch.rand(hidden_channels, data_dim) - 1)
+            mu = init_spatial_value * (2 * torch.rand(hidden_channels, data_dim, **fp32) - 1)
         self.mu = nn.Parameter(mu)
-        gamma = torch._standard_gamma(torch.full((hidden_channels, data_dim), float(alpha))) / beta
+        gamma = torch._standard_gamma(torch.full((hidden_channels, data_dim), float(alpha), **fp32)) / beta
         if self.max_gamma is not None:  # keep the initial widths inside the bound, away from saturation
-            gamma = gamma * (torch.tensor(self.max_gamma) / (2 * alpha / beta)).clamp(max=1.0)
+            gamma = gamma * (torch.tensor(self.max_gamma, **fp32) / (2 * alpha / beta)).clamp(max=1.0)
         self.gamma = nn.Parameter(gamma)
-        self.linear = pointwise_conv(data_dim, data_dim, hidden_channels)
+        self.linear = pointwise_conv(data_dim, data_dim, hidden_channels, **fp32)
         with torch.no_grad():
             if self.max_frequency is None:
                 self.linear.weight.mul_(2 * math.pi * omega_0 * self.gamma.view(*self.gamma.shape, *(1,) * data_dim))
             else:
                 # Spread the initial frequencies over the whole allowed band (before squashing).
-                bound = torch.tensor(self.max_frequency).view(1, data_dim, *(1,) * data_dim)
+                bound = torch.tensor(self.max_frequency, **fp32).view(1, data_dim, *(1,) * data_dim)
                 self.linear.weight.uniform_(-1.0, 1.0).mul_(bound)
             self.linear.bias.zero_()
 
@@ -148,8 +157,9 @@ class MAGNet(nn.Module):
     ) -> None:
         super().__init__()
         # Creation order follows the official code so a seeded init draws the same numbers.
-        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels) for _ in range(no_layers))
-        self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels)
+        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE)
+                                     for _ in range(no_layers))
+        self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels, dtype=GENERATOR_DTYPE)
         per_layer = None if max_frequency is None else [f / (no_layers + 1) for f in max_frequency]
         self.filters = nn.ModuleList(
             GaborFilter(data_dim, hidden_channels, omega_0, alpha / (layer + 1), beta, init_spatial_value, causal,
@@ -190,9 +200,10 @@ class SIREN(nn.Module):
         self.data_dim = data_dim
         self.omega_0 = float(omega_0)
         self.max_frequency = None if max_frequency is None else tuple(float(f) for f in max_frequency)
-        self.first = pointwise_conv(data_dim, data_dim, hidden_channels)
-        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels) for _ in range(no_layers - 1))
-        self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels)
+        self.first = pointwise_conv(data_dim, data_dim, hidden_channels, dtype=GENERATOR_DTYPE)
+        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE)
+                                     for _ in range(no_layers - 1))
+        self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels, dtype=GENERATOR_DTYPE)
         with torch.no_grad():
             self.first.weight.uniform_(-1.0 / data_dim, 1.0 / data_dim)
             for lin in self.linears:

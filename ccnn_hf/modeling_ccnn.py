@@ -14,19 +14,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPoolingAndNoAttention,
     ImageClassifierOutputWithNoAttention,
     SequenceClassifierOutput,
 )
 
-from .ccnn import CCNN
+from .ccnn import CCNN, CCNNBlock
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
 from .validation import dtype_problems, key_problems, refuse_checkpoint
 
 __all__ = [
     "CCNNPreTrainedModel",
+    "CCNNLayer",
     "CCNNModel",
     "CCNNForImageClassification",
     "CCNNForSequenceClassification",
@@ -50,7 +52,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CCNNBlock"]
+    _no_split_modules = ["CCNNLayer"]
     # Generator weights hold sine frequencies of up to ~1e5 rad per unit: bf16 would ruin them.
     _keep_in_fp32_modules_strict = ["kernel_net"]
     # Modules outside the backbone: a checkpoint may lack the whole head (a backbone checkpoint gets
@@ -90,13 +92,13 @@ class CCNNPreTrainedModel(PreTrainedModel):
         if config.modality == "image" and config.data_dim == 2:
             from .image_processing_ccnn import CCNNImageProcessor
 
-            return CCNNImageProcessor(image_mean=config.input_mean, image_std=config.input_std,
+            return CCNNImageProcessor(image_mean=config.mean, image_std=config.std,
                                       num_channels=config.num_channels)
         if config.modality == "audio":
             from .feature_extraction_ccnn import CCNNFeatureExtractor
 
             return CCNNFeatureExtractor(sampling_rate=int(config.base_sampling_rate or 16000),
-                                        mean=config.input_mean[0], std=config.input_std[0])
+                                        mean=config.mean[0], std=config.std[0])
         return None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -183,14 +185,23 @@ def _mark_initialized(module: nn.Module) -> None:
             m._is_hf_initialized = True
 
 
+class CCNNLayer(CCNNBlock, GradientCheckpointingLayer):
+    """A CCNN block that transformers' activation checkpointing checkpoints (same weights and keys)."""
+
+
+class CCNNEncoder(CCNN):
+    """The plain-PyTorch :class:`CCNN` backbone with :class:`CCNNLayer` blocks."""
+
+    block_class = CCNNLayer
+
+
 class CCNNModel(CCNNPreTrainedModel):
     """The CCNN backbone: returns the final features, their global mean and every block's output."""
 
     def __init__(self, config: CCNNConfig) -> None:
         super().__init__(config)
-        self.encoder = CCNN(**config.ccnn_kwargs())
+        self.encoder = CCNNEncoder(**config.ccnn_kwargs())
         _mark_initialized(self.encoder)
-        self.gradient_checkpointing = False
         self.post_init()
 
     def forward(
@@ -212,8 +223,9 @@ class CCNNModel(CCNNPreTrainedModel):
         x = pixel_values if pixel_values is not None else input_values
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
-        checkpoint_fn = self._gradient_checkpointing_func if self.gradient_checkpointing and self.training else None
-        features, hidden = self.encoder.encode(x, resolution, sampling_rate, checkpoint_fn=checkpoint_fn)
+        if isinstance(sampling_rate, torch.Tensor):
+            sampling_rate = float(sampling_rate.flatten()[0])
+        features, hidden = self.encoder.encode(x, resolution, sampling_rate)
         pooled = self.encoder.head.pool(features)
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         hidden_states = tuple(hidden) if output_hidden_states else None

@@ -59,7 +59,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+from contextlib import nullcontext
 from typing import Any
+
+import torch
 
 from .ccnn import CCNN, CCNNHead, resolve_input_scale
 from .configuration_ccnn import (
@@ -70,6 +74,8 @@ from .factory import ALIASES, preset_model_kwargs
 from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input, dtype_problems, key_problems, refuse_checkpoint
+
+_logger = logging.getLogger(__name__)
 
 try:
     from timm.layers import register_notrace_function, register_notrace_module
@@ -138,11 +144,14 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     Accepts timm / CCNN state dicts as they are, transformers ``CCNNForImageClassification``
     (``ccnn.encoder.*``, ``classifier.*``) and ``CCNNModel`` (``encoder.*``) state dicts, and
     training checkpoints wrapping one (``state_dict`` / ``model`` entries, ``module.`` prefixes).
-    CCNN weights cannot be adapted to another number of input channels (each channel has its
-    own kernel generator outputs): that raises a ValueError naming both counts. A checkpoint with
-    missing, unexpected or wrongly typed tensors (an int32 weight for a float parameter) is refused
-    with a ValueError naming them; only the classifier ``head.fc`` may be absent, extra or
-    resized (timm replaces it for another ``num_classes``).
+    CCNN's stem cannot be adapted to another number of input channels (each channel has its own
+    kernel generator outputs, so timm's channel summing does not apply): as timm does with input
+    convs it cannot convert, the stem conv's channel-dependent tensors keep the model's own
+    (random) initialisation, with a warning; everything else loads. A model without a state dict
+    to take them from gets a ValueError naming both counts. A checkpoint with missing, unexpected
+    or wrongly typed tensors (an int32 weight for a float parameter) is refused with a ValueError
+    naming them; only the classifier ``head.fc`` may be absent, extra or resized (timm replaces it
+    for another ``num_classes``).
     """
     for wrapper in ("state_dict", "model"):
         if isinstance(state_dict.get(wrapper), dict):
@@ -158,8 +167,14 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     bias = out.get("stem.conv.bias")
     in_chans = getattr(model, "in_chans", None)
     if bias is not None and in_chans is not None and bias.shape[0] != in_chans:
-        raise ValueError(f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
-                         "CCNN weights cannot be adapted to another number of input channels")
+        message = (f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
+                   "CCNN weights cannot be adapted to another number of input channels")
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(message)
+        own = model.state_dict()
+        for key in [k for k in out if k.startswith("stem.conv.") and k in own and out[k].shape != own[k].shape]:
+            out[key] = own[key]
+        _logger.warning(f"{message}; the stem conv's channel-dependent weights keep their random initialisation")
     if isinstance(model, CCNN):
         expected = model.state_dict()
         problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
@@ -207,12 +222,16 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
         overlay = dict(input_size=(channels, *size), pool_size=size)
         kwargs["pretrained_cfg_overlay"] = {**overlay, **(kwargs.get("pretrained_cfg_overlay") or {})}
     num_blocks = model_kwargs["num_blocks"]
-    model = build_model_with_cfg(
-        CCNN, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(num_blocks + 1))),
-        **model_kwargs, **kwargs,
-    )
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)  # timm's factory kwargs
+    with torch.device(device) if device is not None else nullcontext():
+        model = build_model_with_cfg(
+            CCNN, variant, pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(num_blocks + 1))),
+            **model_kwargs, **kwargs,
+        )
+    if dtype is not None:
+        model.to(dtype=dtype)
     # Record what differs from the architecture's defaults (e.g. a tag's preset), so that timm's
     # save_for_hf / push_to_hf_hub write model_args that rebuild this exact network.
     base = preset_model_kwargs(TIMM_ARCHITECTURES[variant])

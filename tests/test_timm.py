@@ -311,7 +311,7 @@ def test_transformers_config_carries_timm_fields_and_still_round_trips(saved_hf)
     assert CCNNConfig.from_preset("smnist_4_140").timm_fields() == {}  # timm models are 2D images
 
 
-def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path):
+def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path, caplog):
     model, folder = saved_hf
     timm_model = create(f"local-dir:{folder}", pretrained=True).eval()  # transformers folder, read by timm
     assert isinstance(timm_model, CCNN) and timm_model.in_chans == 1 and timm_model.num_classes == 4
@@ -346,6 +346,15 @@ def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path):
         torch.testing.assert_close(timm_backbone(x), backbone(pixel_values=x).pooler_output, rtol=0, atol=0)
     with pytest.raises(ValueError, match="1 input channel.* model has 3: CCNN weights cannot be adapted"):
         checkpoint_filter_fn(model.state_dict(), SimpleNamespace(in_chans=3))
+    rgb = create("ccnn_2d", seed=8, **{**model_args, "in_chans": 3})
+    with caplog.at_level("WARNING", logger="ccnn_hf.timm_models"):
+        adapted = checkpoint_filter_fn(model.state_dict(), rgb)
+    assert "keep their random initialisation" in caplog.text
+    rgb.load_state_dict(adapted)  # strict: every key, the right shapes
+    own, converted = rgb.state_dict(), checkpoint_filter_fn(model.state_dict(), timm_model)
+    for key, value in adapted.items():  # the channel-dependent stem tensors are the model's, the rest the checkpoint's
+        expected = own[key] if key.startswith("stem.conv.") and value.shape != converted[key].shape else converted[key]
+        assert torch.equal(value, expected), key
 
 
 def test_hub_round_trip_both_ways(local_hub, tmp_path):
@@ -376,3 +385,16 @@ def test_hub_round_trip_both_ways(local_hub, tmp_path):
     small = torch.randn(2, 3, 32, 32)  # any size: read as a coarse view of a 256 x 256 field
     with torch.no_grad():
         torch.testing.assert_close(reloaded(small), tagged(small), rtol=0, atol=0)
+
+
+def test_factory_device_and_dtype_and_shapes_on_the_meta_device():
+    """timm's factory kwargs: ``device=`` / ``dtype=``; on the meta device (no values, so no mask
+    crop and nothing to time) a forward still gives every shape."""
+    model = create("ccnn_2d", device="meta", dtype=torch.float64, **TINY).eval()
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    x = torch.randn(1, 3, 20, 24, device="meta", dtype=torch.float64)
+    assert model.forward_features(x).shape == (1, 12, 20, 24) and model(x).shape == (1, 10)
+    model.reset_classifier(5)
+    head = model.get_classifier()
+    assert (head.weight.device.type, head.weight.dtype, head.training) == ("meta", torch.float64, False)

@@ -22,6 +22,7 @@ from transformers import (
     pipeline,
 )
 
+import ccnn_hf
 from ccnn_hf import (
     CCNN,
     CCNNConfig,
@@ -216,16 +217,34 @@ def test_init_weights_leaves_the_kernel_generators_alone():
         torch.testing.assert_close(ours[key], value, msg=key)
 
 
-def test_gradient_checkpointing_matches(image_model):
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentrant):
+    """transformers 5's way: the blocks are GradientCheckpointingLayers that checkpoint themselves."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     torch.manual_seed(0)
     model = CCNNForImageClassification(image_config(dropout=0.0)).train()
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert len(layers) == model.config.num_blocks and all(isinstance(m, ccnn_hf.CCNNBlock) for m in layers)
     x = torch.randn(2, 3, 16, 16)
     ref = model(pixel_values=x).logits
-    model.gradient_checkpointing_enable()
+    ref.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    assert model.is_activation_checkpointing and all(m.gradient_checkpointing for m in layers)
+    calls = []
+    for layer in layers:
+        checkpoint = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, _f=checkpoint, **k: calls.append(1) or _f(*a, **k)
     out = model(pixel_values=x).logits
     out.sum().backward()
+    assert len(calls) == len(layers)
     torch.testing.assert_close(out, ref)
-    assert all(p.grad is not None for p in model.parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], msg=name, rtol=1e-4, atol=1e-6)
+    model.activation_checkpointing_disable()
+    assert not any(m.gradient_checkpointing for m in layers)
 
 
 def test_image_processor_keeps_size_and_normalises():
@@ -375,3 +394,42 @@ def test_config_defaults_are_the_core_models_defaults():
     assert kwargs.pop("num_classes") == 0  # the backbone; heads add the classifier
     assert set(kwargs) <= set(core)
     assert kwargs == {k: core[k] for k in kwargs}
+
+
+def test_normalisation_fields_and_their_old_names(tmp_path):
+    """``mean`` / ``std`` (timm's names); configs of earlier versions (``input_mean`` / ``input_std``,
+    e.g. the released folders) still load, and the old names are not written back."""
+    config = image_config(mean=[0.1, 0.2, 0.3], std=[0.5, 0.5, 0.5])
+    assert config.mean == [0.1, 0.2, 0.3] and config.std == [0.5] * 3
+    assert not [key for key in config.to_dict() if "_std" in key or "_mean" in key]
+    saved = config.to_dict()
+    saved["input_mean"], saved["input_std"] = saved.pop("mean"), saved.pop("std")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    old = AutoConfig.from_pretrained(tmp_path)
+    assert old.mean == [0.1, 0.2, 0.3] and old.std == [0.5] * 3
+    assert "input_mean" not in old.to_dict() and "input_std" not in old.to_dict()
+    from ccnn_hf import released_weights
+
+    mnist = AutoConfig.from_pretrained(released_weights("mnist2d"))
+    assert mnist.mean == [0.1307] and mnist.std == [0.3081]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_built_under_a_half_precision_default_dtype(dtype):
+    """Generators (``_keep_in_fp32_modules_strict``) are created in float32 whatever the default
+    dtype; the rest follows the default, and the unit-variance initialisation still measures."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)
+        model = CCNNForImageClassification(image_config()).eval()
+        core = build_ccnn("smnist_4_140", hidden=8, blocks=1, kernel_width=8)
+    finally:
+        torch.set_default_dtype(previous)
+    for name, tensor in [*model.state_dict().items(), *core.state_dict().items()]:
+        if tensor.is_floating_point():
+            assert tensor.dtype == (torch.float32 if "kernel_net" in name else dtype), name
+    assert all(torch.isfinite(p.float()).all() for p in model.parameters())
+    if dtype == torch.bfloat16:
+        with torch.no_grad():
+            assert torch.isfinite(model(pixel_values=torch.randn(2, 3, 16, 16, dtype=dtype)).logits).all()

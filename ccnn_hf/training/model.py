@@ -77,8 +77,8 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
         base_sampling_rate=task.sampling_rate if task.modality == "audio" else preset.model["base_sampling_rate"],
         kernel_size=_kernel_size(args.preset, task, args.kernel_size),
         modality=task.modality,
-        input_mean=list(task.mean),
-        input_std=list(task.std),
+        mean=list(task.mean),
+        std=list(task.std),
         **_label_fields(task, is_binary(args.preset, task)),
         **overrides,
     )
