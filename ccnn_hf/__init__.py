@@ -7,6 +7,7 @@ from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem
 from .continuous_conv import SeparableContinuousConv
 from .factory import build_ccnn, preset_model_kwargs
 from .kernel_nets import MAGNet, SIREN
+from .kernel_plots import plot_kernels
 from .original import convert_original_state_dict, load_original_state_dict
 from .presets import PRESETS, Preset, get_preset, list_presets
 from .released import RELEASES, available_releases, released_weights
@@ -29,7 +30,7 @@ __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
     "build_ccnn", "preset_model_kwargs", "load_original_state_dict", "convert_original_state_dict",
     "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
-    "released_weights",
+    "released_weights", "plot_kernels",
     "CCNNConfig", "CCNNModel", "CCNNPreTrainedModel", "CCNNForImageClassification", "CCNNForSequenceClassification",
     "CCNNForAudioClassification", "CCNNImageProcessor", "CCNNFeatureExtractor",
 ]
