@@ -9,7 +9,9 @@ Examples::
 
 The output folder holds ``model.safetensors`` + config + processor config (loadable with
 ``AutoModelFor...from_pretrained`` and, for images, timm), ``results.json``, a model card
-``README.md``, ``accuracy_vs_resolution.png``, ``logs/metrics.jsonl`` and ``checkpoints/``.
+``README.md``, ``accuracy_vs_resolution.png``, ``logs/metrics.jsonl`` and ``checkpoints/``, plus
+the run's marker ``.ccnn-run.json`` and lock ``.ccnn-run.lock`` (``training/output.py``). Bad input
+raises :class:`~ccnn_hf.training.errors.UserError`; ``main`` prints it as one line and exits with 2.
 """
 from __future__ import annotations
 
@@ -37,9 +39,8 @@ from .training.checkpoints import latest_checkpoint, load_checkpoint, save_check
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
-from .training.model import adapt_batch_norm, build_model, check_finite_state, is_binary, l2_norm_penalty
+from .training.model import adapt_batch_norm, build_model, check_finite_state, l2_norm_penalty
 from .training.output import (
-    MARKER,
     acquire_lock,
     check_output_dir,
     check_resume_options,

@@ -618,3 +618,11 @@ def test_spoken_digits_without_espeak_is_one_clear_error(tmp_path, monkeypatch):
         run(["--dataset", "spoken_digits", "--preset", "sc_raw_4_140", *TINY, "--max_steps", "1",
              "--dataset_option", f"n_train=10", "--output_dir", str(tmp_path / "out")])
     spoken.espeak_version.cache_clear()
+
+
+def test_a_config_may_give_dataset_options_as_a_mapping(tmp_path):
+    from ccnn_hf.training.args import dataset_options, parse_args
+
+    config = write(tmp_path / "run.yaml", "dataset: mnist1d\ndataset_option: {n_train: 200, length: 40}\n")
+    args = parse_args(["--config", str(config)])
+    assert dataset_options(args.dataset_option) == {"n_train": 200, "length": 40}
