@@ -207,10 +207,12 @@ def _evaluate_epoch(accelerator: Accelerator, model, task: TaskData, binary: boo
         accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
 
 
-def _non_finite_samples(logits: torch.Tensor, index: torch.Tensor) -> list[int]:
-    """Dataset indices of the samples of a batch whose logits are not finite."""
-    bad = ~torch.isfinite(logits.detach().float().reshape(len(index), -1)).all(dim=1)
-    return index[bad].tolist()
+def _non_finite_samples(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
+    """Dataset indices of the samples whose logits are not finite, from (logits, indices) per micro-batch."""
+    bad = []
+    for logits, index in outputs:
+        bad += index[~torch.isfinite(logits.float().reshape(len(index), -1)).all(dim=1)].tolist()
+    return bad
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -294,14 +296,14 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
         model.train()
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         batches.set_epoch(epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
-        done_in_epoch, epoch_start, bad_samples = skip, time.perf_counter(), []
+        done_in_epoch, epoch_start, step_outputs = skip, time.perf_counter(), []
         for x, y, index in batches:
             if sampler.started_epoch != epoch:
                 raise RuntimeError(f"the sampler runs epoch {sampler.started_epoch}, the trainer epoch {epoch}")
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
                 output = model(**{main_input: x}, labels=target)
-                bad_samples += _non_finite_samples(output.logits, index)
+                step_outputs.append((output.logits.detach(), index))  # kept to name bad samples, no sync
                 loss = output.loss
                 if regularise:
                     loss = loss + weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
@@ -319,8 +321,8 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
             record = {"step": step, "epoch": epoch, "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
                       "lr": scheduler.get_last_lr()[0]}
             if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
-                _diverged(out, step, epoch, record["loss"], bad_samples, task.name)
-            bad_samples = []
+                _diverged(out, step, epoch, record["loss"], _non_finite_samples(step_outputs), task.name)
+            step_outputs = []
             accelerator.log(record, step=step)
             if accelerator.is_main_process:
                 _log(metrics_file, record)
