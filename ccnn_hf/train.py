@@ -374,20 +374,23 @@ def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int],
                     "check those samples, or lower --lr / set --grad_clip")
 
 
-def _save_model(model, out: Path) -> list[str]:
+def _save_model(args, model, out: Path) -> None:
     """Save the model folder files into ``out`` so that no half-written model ever looks complete:
-    everything is written into a hidden folder first, and each finished file is renamed into place
-    (``results.json``, written after this, marks the folder complete). Returns the file names."""
+    everything is written into a hidden folder first, recorded in the run marker as the run's own
+    files, and each finished file renamed into place (``results.json``, written after this, marks
+    the folder complete)."""
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
     (out / "results.json").unlink(missing_ok=True)  # the folder is incomplete until the new results land
     with disk_errors(out, "the trained model"):
         model.save_pretrained(tmp)
         names = sorted(item.name for item in tmp.iterdir())
+        marker = read_marker(out) or {}
+        final = ["results.json", "accuracy_vs_resolution.png"] + ([] if args.timm_model else ["README.md"])
+        write_marker(out, args, "saving", marker.get("files", []) + names + final)
         for name in names:
             os.replace(tmp / name, out / name)
         tmp.rmdir()
-    return names
 
 
 def _finish(args, model, task: TaskData, points, skipped: list[str], binary: bool, out: Path, init_info: dict,
@@ -397,7 +400,7 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
     check_finite_state(model)  # a model with non-finite weights or statistics is never saved
     evaluation = evaluate_points(model, task, points, binary, batch_size=128)
     base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
-    written = _save_model(model, out)
+    _save_model(args, model, out)
     params = sum(p.numel() for p in model.parameters())
     per_epoch = sum(epoch_times) / len(epoch_times) if epoch_times else train_time
     results = {
@@ -428,8 +431,7 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
             tmp_card.replace(out / "README.md")
     with disk_errors(out, "results.json"):
         write_json_atomic(out / "results.json", results)
-    marker = read_marker(out) or {}
-    write_marker(out, args, "complete", marker.get("files", []) + written)
+    write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []))
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:

@@ -626,3 +626,10 @@ def test_a_config_may_give_dataset_options_as_a_mapping(tmp_path):
     config = write(tmp_path / "run.yaml", "dataset: mnist1d\ndataset_option: {n_train: 200, length: 40}\n")
     args = parse_args(["--config", str(config)])
     assert dataset_options(args.dataset_option) == {"n_train": 200, "length": 40}
+
+
+def test_a_lock_left_by_a_run_that_failed_at_once_does_not_block_the_folder(tmp_path):
+    out = tmp_path / "out"
+    write(out / ".ccnn-run.lock", "pid 12345\n")  # no marker: the run failed before it wrote anything
+    results = run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out)])
+    assert results["steps"] == 1
