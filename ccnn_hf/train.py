@@ -9,7 +9,9 @@ Examples::
 
 The output folder holds ``model.safetensors`` + config + processor config (loadable with
 ``AutoModelFor...from_pretrained`` and, for images, timm), ``results.json``, a model card
-``README.md``, ``accuracy_vs_resolution.png``, ``logs/metrics.jsonl`` and ``checkpoints/``.
+``README.md``, ``accuracy_vs_resolution.png``, ``logs/metrics.jsonl`` and ``checkpoints/``, plus
+the run's marker ``.ccnn-run.json`` and lock ``.ccnn-run.lock`` (``training/output.py``). Bad input
+raises :class:`~ccnn_hf.training.errors.UserError`; ``main`` prints it as one line and exits with 2.
 """
 from __future__ import annotations
 
@@ -37,9 +39,8 @@ from .training.checkpoints import latest_checkpoint, load_checkpoint, save_check
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
-from .training.model import adapt_batch_norm, build_model, check_finite_state, is_binary, l2_norm_penalty
+from .training.model import adapt_batch_norm, build_model, check_finite_state, l2_norm_penalty
 from .training.output import (
-    MARKER,
     acquire_lock,
     check_output_dir,
     check_resume_options,
@@ -206,10 +207,12 @@ def _evaluate_epoch(accelerator: Accelerator, model, task: TaskData, binary: boo
         accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
 
 
-def _non_finite_samples(logits: torch.Tensor, index: torch.Tensor) -> list[int]:
-    """Dataset indices of the samples of a batch whose logits are not finite."""
-    bad = ~torch.isfinite(logits.detach().float().reshape(len(index), -1)).all(dim=1)
-    return index[bad].tolist()
+def _non_finite_samples(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
+    """Dataset indices of the samples whose logits are not finite, from (logits, indices) per micro-batch."""
+    bad = []
+    for logits, index in outputs:
+        bad += index[~torch.isfinite(logits.float().reshape(len(index), -1)).all(dim=1)].tolist()
+    return bad
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -293,14 +296,14 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
         model.train()
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         batches.set_epoch(epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
-        done_in_epoch, epoch_start, bad_samples = skip, time.perf_counter(), []
+        done_in_epoch, epoch_start, step_outputs = skip, time.perf_counter(), []
         for x, y, index in batches:
             if sampler.started_epoch != epoch:
                 raise RuntimeError(f"the sampler runs epoch {sampler.started_epoch}, the trainer epoch {epoch}")
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
                 output = model(**{main_input: x}, labels=target)
-                bad_samples += _non_finite_samples(output.logits, index)
+                step_outputs.append((output.logits.detach(), index))  # kept to name bad samples, no sync
                 loss = output.loss
                 if regularise:
                     loss = loss + weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
@@ -318,8 +321,8 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
             record = {"step": step, "epoch": epoch, "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
                       "lr": scheduler.get_last_lr()[0]}
             if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
-                _diverged(out, step, epoch, record["loss"], bad_samples, task.name)
-            bad_samples = []
+                _diverged(out, step, epoch, record["loss"], _non_finite_samples(step_outputs), task.name)
+            step_outputs = []
             accelerator.log(record, step=step)
             if accelerator.is_main_process:
                 _log(metrics_file, record)
@@ -371,20 +374,23 @@ def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int],
                     "check those samples, or lower --lr / set --grad_clip")
 
 
-def _save_model(model, out: Path) -> list[str]:
+def _save_model(args, model, out: Path) -> None:
     """Save the model folder files into ``out`` so that no half-written model ever looks complete:
-    everything is written into a hidden folder first, and each finished file is renamed into place
-    (``results.json``, written after this, marks the folder complete). Returns the file names."""
+    everything is written into a hidden folder first, recorded in the run marker as the run's own
+    files, and each finished file renamed into place (``results.json``, written after this, marks
+    the folder complete)."""
     tmp = out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
     (out / "results.json").unlink(missing_ok=True)  # the folder is incomplete until the new results land
     with disk_errors(out, "the trained model"):
         model.save_pretrained(tmp)
         names = sorted(item.name for item in tmp.iterdir())
+        marker = read_marker(out) or {}
+        final = ["results.json", "accuracy_vs_resolution.png"] + ([] if args.timm_model else ["README.md"])
+        write_marker(out, args, "saving", marker.get("files", []) + names + final)
         for name in names:
             os.replace(tmp / name, out / name)
         tmp.rmdir()
-    return names
 
 
 def _finish(args, model, task: TaskData, points, skipped: list[str], binary: bool, out: Path, init_info: dict,
@@ -394,7 +400,7 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
     check_finite_state(model)  # a model with non-finite weights or statistics is never saved
     evaluation = evaluate_points(model, task, points, binary, batch_size=128)
     base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
-    written = _save_model(model, out)
+    _save_model(args, model, out)
     params = sum(p.numel() for p in model.parameters())
     per_epoch = sum(epoch_times) / len(epoch_times) if epoch_times else train_time
     results = {
@@ -425,8 +431,7 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
             tmp_card.replace(out / "README.md")
     with disk_errors(out, "results.json"):
         write_json_atomic(out / "results.json", results)
-    marker = read_marker(out) or {}
-    write_marker(out, args, "complete", marker.get("files", []) + written)
+    write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []))
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:

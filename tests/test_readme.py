@@ -9,8 +9,9 @@ What the test adds, and nothing else:
 * small sizes: every ``ccnn-train`` command gets :data:`TRAIN_FLAGS` (and :data:`ARCH_FLAGS`
   unless it fine-tunes ``--init_from`` a checkpoint) appended; set ``CCNN_README_TRAIN_FLAGS``
   (e.g. ``"--max_steps 5"``) to append other flags, or to ``""`` to run the commands at full size;
-* ``ccnn-train`` is run as ``python -m ccnn_hf.train`` (the quickstart's ``--config`` spelled out
-  when it has no argument), ``accelerate launch`` as ``python -m accelerate.commands.launch``;
+* ``ccnn-train`` is run in this process through its entry point ``ccnn_hf.train.main`` (the
+  quickstart's ``--config`` spelled out when it has no argument), ``accelerate launch`` as
+  ``python -m accelerate.commands.launch``, python blocks in their own interpreter;
   ``pip install`` and ``python -m pytest`` (this suite) are not run.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -121,7 +123,23 @@ def bash_commands(code: str) -> list[list[str]]:
     return commands
 
 
-def test_every_readme_block_runs_in_order(tmp_path, local_hub):
+def run_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
+    """``ccnn-train ARGS`` through :func:`ccnn_hf.train.main` in ``cwd`` (a fresh Accelerator state, as a new process)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    from ccnn_hf.train import main
+
+    monkeypatch.chdir(cwd)
+    try:
+        main(args)
+    except SystemExit as exit_info:
+        pytest.fail(f"README: ccnn-train {' '.join(args)} exited with {exit_info.code}")
+    finally:
+        AcceleratorState._reset_state(True)
+        PartialState._reset_state()
+
+
+def test_every_readme_block_runs_in_order(tmp_path, local_hub, monkeypatch):
     from huggingface_hub import HfApi
 
     cwd = tmp_path / "reader"
@@ -144,9 +162,14 @@ def test_every_readme_block_runs_in_order(tmp_path, local_hub):
         else:
             commands = [c for c in map(command_for, bash_commands(code)) if c is not None]
         for command in commands:
-            result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
             shown = " ".join(command[1:])[:300]
-            assert result.returncode == 0, f"README: {shown}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}"
+            started = time.perf_counter()
+            if command[1:3] == ["-m", "ccnn_hf.train"]:
+                run_in_process(command[3:], cwd, monkeypatch)  # the console script's own entry point, no start-up cost
+            else:
+                result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+                assert result.returncode == 0, f"README: {shown}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}"
             ran.append(shown)
+            print(f"{time.perf_counter() - started:6.1f} s  {shown}")
     assert any("ccnn_hf.train --init_from runs/quickstart" in r for r in ran)  # the fine-tuning example
     assert (cwd / "runs" / "finetune" / "results.json").exists() and (cwd / "out" / "config.json").exists()

@@ -137,9 +137,10 @@ def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise UserError(f"{name} must be true or false, got {value!r}")
         return value
-    if isinstance(action, argparse._AppendAction):
-        values = value if isinstance(value, list) else [value]
-        return [str(v) for v in values]
+    if isinstance(action, argparse._AppendAction):  # a list of KEY=VALUE strings, or a mapping
+        if isinstance(value, dict):
+            return [f"{k}={json.dumps(v)}" for k, v in value.items()]
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
     if isinstance(value, (dict, list)):
         raise UserError(f"{name} must be a single value, got {value!r}")
     if action.type is not None:

@@ -331,14 +331,19 @@ def _hf_task(name: str, source: str, train_split: str, test_split: str, image_co
         raise UserError(f"--dataset {source}: reading Hugging Face datasets needs `pip install datasets`") from None
 
     path = Path(source)
-    try:
-        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        try:
             data = datasets.load_from_disk(str(path))
-        else:
+        except (OSError, ValueError, KeyError, IndexError) as error:  # datasets fails on an empty split with IndexError
+            raise UserError(f"--dataset {source}: datasets could not read this saved dataset ({type(error).__name__}: "
+                            f"{_short(error)}){'; an empty split causes this' if isinstance(error, IndexError) else ''}"
+                            ) from None
+    else:
+        try:
             data = datasets.load_dataset(source, dataset_config)
-    except (OSError, ValueError, ConnectionError) as error:  # not found, offline, no access, unreadable files
-        raise UserError(f"--dataset {source}: no local folder by that name, and it could not be loaded as a "
-                        f"Hugging Face dataset ({_short(error)})") from None
+        except (OSError, ValueError, ConnectionError) as error:  # not found, offline, no access, unreadable files
+            raise UserError(f"--dataset {source}: no local folder by that name, and it could not be loaded as a "
+                            f"Hugging Face dataset ({_short(error)})") from None
     if not isinstance(data, datasets.DatasetDict):
         raise UserError(f"--dataset {source} holds a single split; save a DatasetDict with "
                         f"{train_split!r} and {test_split!r} splits")

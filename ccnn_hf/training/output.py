@@ -23,9 +23,9 @@ __all__ = ["MARKER", "LOCK", "check_output_dir", "clear_run_files", "acquire_loc
 
 MARKER = ".ccnn-run.json"
 LOCK = ".ccnn-run.lock"
-# Everything a run may write at the top of its folder (save_pretrained's extra files are recorded in the marker).
-RUN_FILES = ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "results.json",
-             "accuracy_vs_resolution.png", "logs", "checkpoints", "ccnn", ".tmp-model", ".README.md.tmp")
+# What every run writes at the top of its folder; the rest (the model's files, results, plot, card,
+# the TensorBoard folder) is recorded in the marker before it is written.
+RUN_FILES = ("logs", "checkpoints", ".tmp-model", ".README.md.tmp")
 # Options that may differ between a run and its --resume: where it goes and how it reports, not what it computes.
 RESUME_MAY_CHANGE = {"config", "output_dir", "overwrite", "resume", "report_to", "push_to_hub", "hub_model_id",
                      "hub_private", "save_total_limit", "eval_resolutions"}
@@ -61,7 +61,7 @@ def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
                             "instead of --resume to start this run afresh")
         return marker
     if marker is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(not p.name.startswith(".ccnn-run") for p in out.iterdir()):  # a lock left alone is no run
             raise UserError(f"--output_dir {out} is not empty and holds no ccnn-train run (no {MARKER}); "
                             "nothing there is deleted or overwritten: choose a new or empty folder")
         return None
