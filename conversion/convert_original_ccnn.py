@@ -96,7 +96,7 @@ def convert(checkpoint: str | Path, preset: str, output: str | Path, legacy_odd_
     try:
         results = _convert_into(checkpoint, preset, staging, legacy_odd_fft)
         timm_name = json.loads((staging / "config.json").read_text()).get("architecture")
-        card = make_model_card(results, hub_model_id or f"local/{output.name}", timm_name=timm_name)
+        card = make_model_card(results, hub_model_id or str(output), timm_name=timm_name)  # loads as written
         card.save(staging / "README.md")
         _replace(staging, output)
     finally:

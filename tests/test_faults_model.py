@@ -466,6 +466,7 @@ def test_overwrite_replaces_a_converted_folder(tmp_path):
     (tmp_path / "out" / "stale.txt").write_text("from the last conversion")
     converter.convert(weights, "smnist_4_140", tmp_path / "out", overwrite=True)
     assert json.loads((tmp_path / "out" / "results.json").read_text())["source_checkpoint"] == "model.safetensors"
-    assert not (tmp_path / "out" / "stale.txt").exists() and (tmp_path / "out" / "README.md").exists()
+    assert not (tmp_path / "out" / "stale.txt").exists()
+    assert f'from_pretrained("{tmp_path / "out"}")' in (tmp_path / "out" / "README.md").read_text()  # the real folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
