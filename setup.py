@@ -33,7 +33,8 @@ setup(
         "mlxtend",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6", "pytest-timeout", "scipy", "soundfile", "tensorboard", "datasets"],
+        "dev": ["pytest>=8", "hypothesis>=6", "pytest-timeout", "scipy", "soundfile", "tensorboard", "datasets",
+                "parameterized", "onnx", "onnxruntime", "onnxscript"],
         "data": ["soundfile", "scipy", "datasets"],
     },
     entry_points={"console_scripts": ["ccnn-train=ccnn_hf.train:main"]},

@@ -51,7 +51,9 @@ class CCNNConfig(PretrainedConfig):
     ``base_sampling_rate`` say where the weights are native; override them at load time
     (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
     embedding in front of sequence models; the official LRA models instead read raw token ids
-    as floats in one channel (``use_token_embedding=False``).
+    as floats in one channel (``use_token_embedding=False``). ``initializer_factor`` scales the
+    initial weights of the heads' classifier and token embedding (keep it at 1; transformers' own
+    tests set it near zero to tell initialised weights from loaded ones, as for T5).
 
     Example:
         >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)
@@ -91,6 +93,7 @@ class CCNNConfig(PretrainedConfig):
         preset: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        initializer_factor: float = 1.0,
         **kwargs: Any,
     ) -> None:
         check_settings(locals(), "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
@@ -124,6 +127,7 @@ class CCNNConfig(PretrainedConfig):
         mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
         self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
         self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
+        self.initializer_factor = float(initializer_factor)
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):

@@ -124,9 +124,10 @@ class CCNNPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
         elif isinstance(module, nn.Linear):
             nn.init.kaiming_normal_(module.weight)
+            module.weight.mul_(self.config.initializer_factor)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight)
+            nn.init.normal_(module.weight, std=self.config.initializer_factor)
         elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.kernel_size == (1,) * (module.weight.ndim - 2):
             nn.init.kaiming_normal_(module.weight)
             nn.init.zeros_(module.bias)
@@ -283,6 +284,8 @@ class _CCNNClassifier(CCNNPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_channels, config.num_labels) if config.num_labels > 0 else nn.Identity()
         if config.num_labels > 0:
             self.ccnn.encoder.init_classifier(self.classifier)
+            with torch.no_grad():
+                self.classifier.weight.mul_(config.initializer_factor)
             _mark_initialized(self.classifier)
         self.post_init()
 
