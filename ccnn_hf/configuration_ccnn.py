@@ -96,6 +96,7 @@ class CCNNConfig(PretrainedConfig):
         initializer_factor: float = 1.0,
         **kwargs: Any,
     ) -> None:
+        mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
         check_settings(locals(), "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
         self.data_dim = int(data_dim)
         self.num_channels = int(num_channels)
@@ -124,7 +125,6 @@ class CCNNConfig(PretrainedConfig):
         self.vocab_size = int(vocab_size)
         self.use_token_embedding = bool(use_token_embedding)
         self.preset = preset
-        mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
         self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
         self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
         self.initializer_factor = float(initializer_factor)
@@ -144,7 +144,7 @@ class CCNNConfig(PretrainedConfig):
     def from_preset(cls, preset: str, **overrides: Any) -> "CCNNConfig":
         """Configuration of a named preset (``ccnn_hf.PRESETS``) with overrides.
 
-        ``num_labels`` defaults to the preset's classes; ``input_mean`` / ``input_std`` to the
+        ``num_labels`` defaults to the preset's classes; ``mean`` / ``std`` to the
         preset's data statistics, or, for another ``num_channels``, to none (0 / 1) unless given.
         Binary presets (one logit) use ``problem_type="multi_label_classification"`` (a single
         sigmoid output, trained with BCE as the official code did).
@@ -164,12 +164,13 @@ class CCNNConfig(PretrainedConfig):
         if model["num_classes"] == 1:
             fields["problem_type"] = "multi_label_classification"
         aliases = {"in_chans": "num_channels", "in_channels": "num_channels", "num_classes": "num_labels",
-                   "hidden": "hidden_channels", "blocks": "num_blocks", "kernel_width": "kernel_hidden"}
+                   "hidden": "hidden_channels", "blocks": "num_blocks", "kernel_width": "kernel_hidden",
+                   "input_mean": "mean", "input_std": "std"}  # the last two: names of earlier versions
         for key, value in overrides.items():
             fields[aliases.get(key, key)] = value
         if fields["num_channels"] != model["in_chans"]:  # the preset's statistics describe its own channels
             given = {aliases.get(key, key) for key in overrides}
-            fields.update({name: None for name in ("input_mean", "input_std") if name not in given})
+            fields.update({name: None for name in ("mean", "std") if name not in given})
         return cls(**fields)
 
     def ccnn_kwargs(self) -> dict[str, Any]:

@@ -224,8 +224,6 @@ class CCNNModel(CCNNPreTrainedModel):
         x = pixel_values if pixel_values is not None else input_values
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
-        if isinstance(sampling_rate, torch.Tensor):
-            sampling_rate = float(sampling_rate.flatten()[0])
         features, hidden = self.encoder.encode(x, resolution, sampling_rate)
         pooled = self.encoder.head.pool(features)
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states

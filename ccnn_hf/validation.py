@@ -118,7 +118,7 @@ _RULES: dict[str, Callable[[str, Any], str | None]] = {
     "kernel_layers": _integer(1), "fft_threshold": _integer(0), "vocab_size": _integer(0),
     "omega_0": _real(0.0, None, low_open=True), "mask_init": _real(0.0, None, low_open=True),
     "mask_threshold": _real(0.0, 1.0, low_open=True), "dropout": _real(0.0, 1.0, low_open=False),
-    "dropout_in": _real(0.0, 1.0, low_open=False), "base_sampling_rate": _real(0.0, None, True, optional=True),
+    "dropout_in": _real(0.0, 1.0, low_open=False), "initializer_factor": _real(0.0, None, low_open=True), "base_sampling_rate": _real(0.0, None, True, optional=True),
     "kernel_net": _one_of("magnet", "siren"), "mode": _one_of("continuous", "reference"),
     "conv_impl": _one_of("auto", "fft", "direct"), "init_scheme": _one_of("unit_variance", "official"),
     "dropout_type": _one_of("channel", "element"), "global_pool": _one_of("avg", "max", ""),
@@ -144,7 +144,7 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
         problems.append("use_token_embedding needs vocab_size >= 1")
     channels = settings.get("num_channels", settings.get("in_chans"))
-    for name, low in (("input_mean", None), ("input_std", 0.0)):
+    for name, low in (("mean", None), ("std", 0.0)):
         values = settings.get(name)
         if values is None:
             continue

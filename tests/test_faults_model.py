@@ -87,14 +87,14 @@ def test_config_settings_are_checked(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    pytest.param(dict(input_std=[0, 0, 0]), r"input_std must be a list of finite numbers > 0, one per input channel, "
+    pytest.param(dict(std=[0, 0, 0]), r"std must be a list of finite numbers > 0, one per input channel, "
                  r"got \[0, 0, 0\]", id="input_std_zero"),
-    pytest.param(dict(input_std=[1.0, NAN, 1.0]), r"input_std must be a list of finite numbers > 0.*got \[1\.0, nan, 1\.0\]",
+    pytest.param(dict(std=[1.0, NAN, 1.0]), r"std must be a list of finite numbers > 0.*got \[1\.0, nan, 1\.0\]",
                  id="input_std_nan"),
-    pytest.param(dict(input_std="0.5"), r"input_std must be a list of finite numbers > 0.*got '0\.5'", id="input_std_string"),
-    pytest.param(dict(input_mean=[0.5] * 5), r"input_mean must have one entry per input channel \(3\), got 5",
+    pytest.param(dict(std="0.5"), r"std must be a list of finite numbers > 0.*got '0\.5'", id="input_std_string"),
+    pytest.param(dict(mean=[0.5] * 5), r"mean must have one entry per input channel \(3\), got 5",
                  id="input_mean_five_of_three"),
-    pytest.param(dict(input_mean=[0.5, INF, 0.5]), r"input_mean must be a list of finite numbers, one per input channel",
+    pytest.param(dict(mean=[0.5, INF, 0.5]), r"mean must be a list of finite numbers, one per input channel",
                  id="input_mean_inf"),
     pytest.param(dict(modality="video"), r"modality must be one of \('image', 'sequence', 'audio', 'tokens'\), got 'video'",
                  id="modality"),
@@ -106,8 +106,8 @@ def test_config_only_fields_are_checked(overrides, message):
 
 
 def test_every_problem_is_listed_at_once():
-    with pytest.raises(ValueError, match=r"hidden_channels must be .*; mask_init must be .*; input_std must be"):
-        CCNNConfig.from_preset("cifar10_4_140", hidden=2.7, mask_init=NAN, input_std=[0, 1, 1])
+    with pytest.raises(ValueError, match=r"hidden_channels must be .*; mask_init must be .*; std must be"):
+        CCNNConfig.from_preset("cifar10_4_140", hidden=2.7, mask_init=NAN, std=[0, 1, 1])
 
 
 def test_fields_changed_after_construction_are_checked_by_the_model():
@@ -124,11 +124,11 @@ def test_from_pretrained_overrides_are_checked(saved):
 
 def test_preset_statistics_are_dropped_for_another_channel_count():
     grey = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, **TINY)
-    assert grey.input_mean == [0.0] and grey.input_std == [1.0]
-    stated = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, input_mean=[0.5], input_std=[0.25], **TINY)
-    assert stated.input_mean == [0.5] and stated.input_std == [0.25]
-    with pytest.raises(ValueError, match=r"input_std must have one entry per input channel \(1\), got 3"):
-        CCNNConfig.from_preset("cifar10_4_140", num_channels=1, input_std=[0.2, 0.2, 0.2], **TINY)
+    assert grey.mean == [0.0] and grey.std == [1.0]
+    stated = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, mean=[0.5], std=[0.25], **TINY)
+    assert stated.mean == [0.5] and stated.std == [0.25]
+    with pytest.raises(ValueError, match=r"std must have one entry per input channel \(1\), got 3"):
+        CCNNConfig.from_preset("cifar10_4_140", num_channels=1, std=[0.2, 0.2, 0.2], **TINY)
 
 
 # -- models shared by the call / input / loading cases -----------------------------------------------
