@@ -62,7 +62,7 @@ def test_pretrained_cfgs_hold_real_fields(name):
     if name in RELEASED:  # shipped weights: the cfg describes the data they were trained on
         config = RELEASED[name]
         size = tuple(config["base_resolution"])
-        in_chans, num_classes, mean, std = config["num_channels"], config["num_classes"], config["mean"], config["std"]
+        in_chans, num_classes, mean, std = config["num_channels"], config["num_classes"], config["input_mean"], config["input_std"]
         assert cfg["file"] == config["_file"] and cfg["file"].endswith("model.safetensors")
     else:
         blocks, hidden = (6, 380) if "6_380" in model_name else (4, 140)
