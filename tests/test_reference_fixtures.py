@@ -14,6 +14,13 @@ FIXTURES = {
     "cifar10_ccnn_4_140": ("cifar10_4_140", 2e-4),
     "cifar10_ccnn_4_140_perturbed": ("cifar10_4_140", 2e-4),
 }
+# Masked kernels, relative to their peak. MAGNet's sine arguments W x + b reach |omega_0 x| ~ 3e3
+# for sMNIST (omega_0 = 2976), where float32's spacing is 2.4e-4 rad. With zero filter biases
+# (the unperturbed fixtures) W x + b is rounded the same by every BLAS kernel and the kernels agree
+# to 1e-6; with the perturbed fixture's non-zero biases the rounding depends on whether the CPU's
+# GEMM fuses the bias, and the four multiplied filters agree to ~1.6e-3 of the peak on an Intel
+# Xeon (exactly on the machine that made the fixture). The logits still agree to 1e-3.
+KERNEL_TOLERANCE = {"smnist_ccnn_4_140_perturbed": 3e-3}
 DEBUG_NAMES = {"conv1": "stem.conv", **{f"blocks.{i}.conv1": f"blocks.{i}.conv" for i in range(4)}}
 
 
@@ -33,6 +40,7 @@ def converted(request):
     state, io = _load(request.param)
     preset, tol = FIXTURES[request.param]
     model = load_original_state_dict(build_ccnn(preset, mode="reference"), state).eval()
+    model.fixture = request.param
     return model, state, io, tol
 
 
@@ -57,7 +65,8 @@ def test_masked_kernels_match_layer_by_layer(converted):
         if key.startswith("debug.masked_kernel."):
             kernel = model.get_submodule(DEBUG_NAMES[key.removeprefix("debug.masked_kernel.")]).kernel()
             assert kernel.shape == ref.shape[1:]
-            torch.testing.assert_close(kernel, ref[0], rtol=0, atol=1e-6 * ref.abs().max().item())
+            tol = KERNEL_TOLERANCE.get(model.fixture, 1e-6)
+            torch.testing.assert_close(kernel, ref[0], rtol=0, atol=tol * ref.abs().max().item())
 
 
 def test_lightning_prefix_and_pre_2025_checkpoints_load_identically(converted):
