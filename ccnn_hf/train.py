@@ -143,7 +143,7 @@ def _trackers(report_to: str) -> list[str]:
         import tensorboard  # noqa: F401
     except ImportError:
         if report_to == "tensorboard":
-            raise SystemExit("--report_to tensorboard needs `pip install tensorboard`")
+            raise UserError("--report_to tensorboard needs `pip install tensorboard`")
         return []
     return ["tensorboard"]
 
@@ -435,15 +435,26 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
-        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
-                          commit_message=f"ccnn-train: {args.preset} on {task.name}")
-        print(f"pushed to {args.hub_model_id}")
+        _push(args, out, f"ccnn-train: {args.preset} on {task.name}")
     print(f"saved to {out.resolve()} (model, results.json, README.md model card, accuracy_vs_resolution.png)")
     return results
+
+
+def _push(args, out: Path, message: str) -> None:
+    """Upload the output folder (no checkpoints, logs or hidden files) to ``--hub_model_id``."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
+        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
+                          commit_message=message)
+    except Exception as error:  # no token, no access, offline (the transport's own error types): the run is safe
+        text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise UserError(f"the run is saved in {out.resolve()}, but pushing it to {args.hub_model_id} failed "
+                        f"({type(error).__name__}: {text}); log in with `hf auth login` and run again with "
+                        "--resume --push_to_hub, or upload the folder yourself") from error
+    print(f"pushed to {args.hub_model_id}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
