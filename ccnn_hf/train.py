@@ -284,8 +284,9 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
         step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
         plan["total"] = state["total_steps"]
         accelerator.print(f"resumed from {ckpt} (step {step})")
-        if accelerator.is_main_process and not _truncate_log(metrics_file, step) and epoch and not skip:
-            # killed between the epoch's last checkpoint and its test: the restored weights are the ones to test
+        tested = _truncate_log(metrics_file, step) if accelerator.is_main_process else True
+        if not tested and epoch and not skip and step < plan["total"]:
+            # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
             _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
     save_every = args.save_steps or steps_per_epoch
     main_input = accelerator.unwrap_model(model).main_input_name
