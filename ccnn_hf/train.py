@@ -143,7 +143,7 @@ def _trackers(report_to: str) -> list[str]:
         import tensorboard  # noqa: F401
     except ImportError:
         if report_to == "tensorboard":
-            raise SystemExit("--report_to tensorboard needs `pip install tensorboard`")
+            raise UserError("--report_to tensorboard needs `pip install tensorboard`")
         return []
     return ["tensorboard"]
 
@@ -284,8 +284,9 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
         step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
         plan["total"] = state["total_steps"]
         accelerator.print(f"resumed from {ckpt} (step {step})")
-        if accelerator.is_main_process and not _truncate_log(metrics_file, step) and epoch and not skip:
-            # killed between the epoch's last checkpoint and its test: the restored weights are the ones to test
+        tested = _truncate_log(metrics_file, step) if accelerator.is_main_process else True
+        if not tested and epoch and not skip and step < plan["total"]:
+            # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
             _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
     save_every = args.save_steps or steps_per_epoch
     main_input = accelerator.unwrap_model(model).main_input_name
@@ -435,15 +436,26 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
     for row in evaluation:
         print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
-        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
-                          commit_message=f"ccnn-train: {args.preset} on {task.name}")
-        print(f"pushed to {args.hub_model_id}")
+        _push(args, out, f"ccnn-train: {args.preset} on {task.name}")
     print(f"saved to {out.resolve()} (model, results.json, README.md model card, accuracy_vs_resolution.png)")
     return results
+
+
+def _push(args, out: Path, message: str) -> None:
+    """Upload the output folder (no checkpoints, logs or hidden files) to ``--hub_model_id``."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
+        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
+                          commit_message=message)
+    except Exception as error:  # no token, no access, offline (the transport's own error types): the run is safe
+        text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise UserError(f"the run is saved in {out.resolve()}, but pushing it to {args.hub_model_id} failed "
+                        f"({type(error).__name__}: {text}); log in with `hf auth login` and run again with "
+                        "--resume --push_to_hub, or upload the folder yourself") from error
+    print(f"pushed to {args.hub_model_id}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

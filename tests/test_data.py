@@ -51,6 +51,12 @@ def test_unknown_option_is_rejected() -> None:
         load_builtin("mnist1d", n_trian=10)
 
 
+@pytest.mark.parametrize("value", ["abc", 1.5, -5, 0, True, None])
+def test_option_values_must_be_positive_integers(value) -> None:
+    with pytest.raises(ValueError, match=f"mnist1d option length must be a positive integer, got {value!r}"):
+        load_builtin("mnist1d", length=value)
+
+
 @pytest.mark.parametrize("name", BUILTIN_DATASETS)
 def test_shapes_dtypes_and_labels(name: str, tmp_path) -> None:
     ds = _load(name, tmp_path)

@@ -162,6 +162,12 @@ CASES = [
     Case("image_size_zero", digits("--image_size", "0"), "usage", "argument --image_size"),
     Case("sampling_rate_negative", digits("--sampling_rate", "-8000"), "usage", "argument --sampling_rate"),
     Case("time_limit_zero", digits("--time_limit", "0"), "usage", "argument --time_limit"),
+    Case("seed_negative", digits("--seed", "-1"), "usage", "argument --seed: expected an integer >= 0 and < 4.29497e+09"),
+    Case("seed_too_large", digits("--seed", str(2**32)), "usage", "argument --seed"),
+    Case("report_to_unknown", digits("--report_to", "wandb"), "usage", "argument --report_to: invalid choice: 'wandb'"),
+    Case("kernel_size_word", digits("--kernel_size", "big"), "usage", "argument --kernel_size: expected an integer"),
+    Case("hub_model_id_invalid", digits("--push_to_hub", "--hub_model_id", "my org/my model"), "usage",
+         "--hub_model_id 'my org/my model'"),
     Case("resume_and_overwrite", digits("--resume", "--overwrite"), "usage", "--resume and --overwrite exclude"),
     Case("push_without_repo", digits("--push_to_hub"), "usage", "--push_to_hub needs --hub_model_id"),
     # labels
@@ -193,7 +199,14 @@ CASES = [
     Case("dataset_option_unknown", digits("--dataset_option", "n_trian=3"), "user",
          r"--dataset_option: digits does not take option\(s\) \['n_trian'\]"),
     Case("dataset_option_no_value", digits("--dataset_option", "n_test"), "user", "--dataset_option expects KEY=VALUE"),
-    Case("dataset_option_bad_value", digits("--dataset_option", "n_test=0"), "user", "--dataset digits: n_test must be"),
+    Case("dataset_option_too_large", digits("--dataset_option", "n_test=5000"), "user",
+         "--dataset_option: n_test must be between 1 and 1796, got 5000"),
+    Case("dataset_option_word", digits("--dataset_option", "n_test=abc"), "user",
+         "--dataset_option: digits option n_test must be a positive integer, got 'abc'"),
+    Case("dataset_option_fraction", digits("--dataset_option", "n_test=1.5"), "user",
+         "--dataset_option: digits option n_test must be a positive integer, got 1.5"),
+    Case("dataset_option_negative", digits("--dataset", "mnist1d", "--preset", "smnist_4_140", "--dataset_option",
+                                           "n_train=-5"), "user", "mnist1d option n_train must be a positive integer"),
     Case("dataset_option_on_folder", on(lambda t: image_folder(t / "imgs"), "--dataset_option", "n_test=3"), "user",
          "--dataset_option applies to the built-in datasets"),
     Case("image_corrupt", on(lambda t: image_folder(t / "imgs", broken={"train/dark/3.png": b"not an image"})), "user",
@@ -633,3 +646,12 @@ def test_a_lock_left_by_a_run_that_failed_at_once_does_not_block_the_folder(tmp_
     write(out / ".ccnn-run.lock", "pid 12345\n")  # no marker: the run failed before it wrote anything
     results = run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out)])
     assert results["steps"] == 1
+
+
+def test_a_failed_push_says_the_run_is_saved(tmp_path):
+    out = tmp_path / "out"  # tests/conftest.py points the Hub at a closed port
+    with pytest.raises(UserError, match=r"the run is saved in .*out, but pushing it to org/model failed"):
+        run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out), "--push_to_hub",
+             "--hub_model_id", "org/model"])
+    assert json.loads((out / ".ccnn-run.json").read_text())["status"] == "complete"
+    assert (out / "results.json").exists()

@@ -10,6 +10,7 @@ or ``~/.cache/ccnn_hf/datasets``). ``spoken_digits`` needs the ``espeak-ng`` pro
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,8 @@ def load_builtin(
             (listops); see the dataset's ``load_*`` function.
 
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name, or an option value that is not a positive integer (every
+            option is a count or a size).
         TypeError: for an option the dataset does not take.
     """
     if name not in BUILTIN_DATASETS:
@@ -79,6 +81,9 @@ def load_builtin(
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{name} does not take option(s) {unknown}; it takes {sorted(accepted)}")
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} option {key} must be a positive integer, got {value!r}")
     if name in _GENERATED:
         options["cache_dir"] = cache_dir
     return loader(seed=seed, **options)

@@ -18,16 +18,18 @@ MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
     "init_scheme")}
 
 
-def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], int | float]:
-    """An argparse ``type``: a finite ``kind`` above ``low`` (or at least ``low`` when ``inclusive``)."""
+def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) -> Callable[[str], int | float]:
+    """An argparse ``type``: a finite ``kind`` above ``low`` (or at least ``low`` when ``inclusive``)
+    and below ``below``."""
     bound = f">= {low:g}" if inclusive else (f">= {low + 1:g}" if kind is int else f"> {low:g}")
+    bound += f" and < {below:g}" if below < math.inf else ""
 
     def convert(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
-        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        if not math.isfinite(value) or value < low or (value == low and not inclusive) or value >= below:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {bound}, "
                                              f"got {text!r}")
         return value
@@ -38,6 +40,15 @@ def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], int | fl
 
 POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = _number(int, 0, False), _number(float, 0, False), \
     _number(float, 0, True), _number(int, 0, True)
+SEED = _number(int, 0, True, below=2**32)  # what numpy accepts
+
+
+def kernel_size(text: str) -> str:
+    """An argparse ``type``: ``same`` or a positive number of taps (kept as text, as the model options take it)."""
+    return text if text == "same" else str(POSITIVE_INT(text))
+
+
+kernel_size.__name__ = "'same' or int >= 1"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hidden", type=int)
     g.add_argument("--blocks", type=int)
     g.add_argument("--kernel_hidden", type=int)
-    g.add_argument("--kernel_size", help="taps at the base resolution, or 'same'")
+    g.add_argument("--kernel_size", type=kernel_size, help="taps at the base resolution, or 'same'")
     g.add_argument("--omega_0", type=float)
     g.add_argument("--mask_init", type=float)
     g.add_argument("--dropout", type=float)
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "shortened to the epochs that fit (the schedule follows)")
     g.add_argument("--grad_accum", type=POSITIVE_INT)
     g.add_argument("--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (0: off, as official)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=SEED, default=0)
     g.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"],
                    help="default: as `accelerate launch` says, else no")
     g.add_argument("--cpu", action="store_true", help="force the CPU (also for multi-process CPU runs)")
@@ -102,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
     g.add_argument("--eval_resolutions", help="comma-separated: multiples ('0.5x,1x,2x') or sizes / Hz "
                    "(default 0.5x,1x,2x; audio 1x,2x)")
-    g.add_argument("--report_to", default="auto", help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'")
+    g.add_argument("--report_to", default="auto", choices=["auto", "tensorboard", "none"],
+                   help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'")
     g.add_argument("--push_to_hub", action="store_true")
     g.add_argument("--hub_model_id", help="org/name of the Hub repo to push to")
     g.add_argument("--hub_private", action="store_true")
@@ -178,6 +190,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, key, _config_value(actions[key], value, f"--config {args.config}"))
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id org/name")
+    if args.hub_model_id:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(args.hub_model_id)
+        except HFValidationError as error:
+            parser.error(f"--hub_model_id {args.hub_model_id!r}: {str(error).splitlines()[0]}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
     return args

@@ -120,9 +120,9 @@ class IndexedDataset(torch.utils.data.Dataset):
 def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
     try:
         ds = load_builtin(name, seed=seed, **options)
-    except TypeError as error:  # an option the dataset does not take
+    except (TypeError, ValueError) as error:  # an option the dataset does not take, or a bad value
         raise UserError(f"--dataset_option: {error}") from None
-    except (ValueError, RuntimeError) as error:  # a bad option value, or a missing program (espeak-ng)
+    except RuntimeError as error:  # a missing program (espeak-ng)
         raise UserError(f"--dataset {name}: {error}") from None
     modality = "tokens" if name == "listops" else ds.modality
 
@@ -440,7 +440,9 @@ def load_task_data(
     if dataset in BUILTIN_DATASETS:
         task = _from_builtin(dataset, seed, options)
         if sampling_rate is not None and task.modality == "audio" and sampling_rate != task.sampling_rate:
-            task = _from_builtin(dataset, seed, {**options, "sampling_rate": sampling_rate})
+            if sampling_rate != int(sampling_rate):
+                raise UserError(f"--sampling_rate {sampling_rate:g}: {dataset} is rendered at a whole number of Hz")
+            task = _from_builtin(dataset, seed, {**options, "sampling_rate": int(sampling_rate)})
         if image_size is not None:
             task = _resize_task(task, image_size)
     elif options:

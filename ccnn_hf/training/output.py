@@ -26,9 +26,9 @@ LOCK = ".ccnn-run.lock"
 # What every run writes at the top of its folder; the rest (the model's files, results, plot, card,
 # the TensorBoard folder) is recorded in the marker before it is written.
 RUN_FILES = ("logs", "checkpoints", ".tmp-model", ".README.md.tmp")
-# Options that may differ between a run and its --resume: where it goes and how it reports, not what it computes.
+# Options that may differ between a run and its --resume: where it runs, goes and reports, not what it computes.
 RESUME_MAY_CHANGE = {"config", "output_dir", "overwrite", "resume", "report_to", "push_to_hub", "hub_model_id",
-                     "hub_private", "save_total_limit", "eval_resolutions"}
+                     "hub_private", "save_total_limit", "eval_resolutions", "cpu"}
 
 
 def read_marker(out: Path) -> dict | None:
