@@ -397,7 +397,7 @@ class CCNN(nn.Module):
         runs each block; by default blocks run directly, or under
         ``torch.utils.checkpoint`` after :meth:`set_grad_checkpointing` in training.
         """
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        check_input(x, self.data_dim, self.in_chans, self.check_finite, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
         if checkpoint_fn is None and self.grad_checkpointing and self.training and not torch.jit.is_scripting():
             checkpoint_fn = partial(checkpoint, use_reentrant=False)
@@ -477,7 +477,7 @@ class CCNN(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
         take, max_index = self._feature_indices(indices)
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        check_input(x, self.data_dim, self.in_chans, self.check_finite, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
         checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         last = len(self.blocks)

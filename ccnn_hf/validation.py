@@ -13,8 +13,13 @@ __all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_set
 _AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
 
 
-def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False) -> None:
-    """Raise a ValueError/TypeError describing what is wrong with a model input, if anything."""
+def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False,
+                dtype: torch.dtype | None = None) -> None:
+    """Raise a ValueError/TypeError describing what is wrong with a model input, if anything.
+
+    ``dtype``: the model's floating point type; another input precision is refused outside
+    autocast (float64 images for a float32 model), where it would fail deep inside a layer.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim != data_dim + 2:
@@ -25,6 +30,9 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
         )
     if x.is_complex() or not x.is_floating_point():
         raise TypeError(f"expected a floating point input, got dtype {x.dtype} (convert with x.float())")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"the input is {x.dtype} and the model {dtype}: convert one of them "
+                        f"(x.to({dtype}) or model.to({x.dtype})), or run under torch.autocast")
     if x.shape[1] != in_chans:
         raise ValueError(f"expected {in_chans} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})")
     if x.shape[0] == 0 or any(n < 1 for n in x.shape[2:]):

@@ -226,6 +226,9 @@ INPUTS = [
     ("core", torch.randn(1, 1, 16, 16), ValueError, r"expected 3 input channel\(s\), got 1"),
     ("core", torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, r"expected a floating point input, got dtype torch\.uint8"),
     ("core", torch.zeros(1, 3, 16, 16, dtype=torch.complex64), TypeError, r"floating point input, got dtype torch\.complex64"),
+    ("core", torch.randn(1, 3, 16, 16, dtype=torch.float64), TypeError,
+     r"the input is torch\.float64 and the model torch\.float32: convert one of them"),
+    ("image_head", torch.randn(1, 3, 16, 16).half(), TypeError, r"the input is torch\.float16 and the model torch\.float32"),
     ("core", torch.randn(0, 3, 16, 16), ValueError, r"input is empty: shape \(0, 3, 16, 16\)"),
     ("core", torch.randn(1, 3, 0, 16), ValueError, r"input is empty: shape \(1, 3, 0, 16\)"),
     ("timm", torch.randn(2, 3, 16), ValueError, r"expected a 4-D input"),
@@ -250,6 +253,14 @@ def test_token_ids_must_be_integer_tensors(models):
         models["sequence_head"](input_ids=torch.randn(2, 50))
     with pytest.raises(TypeError, match=r"input_ids must be a torch\.Tensor of integer token ids, got list"):
         models["sequence_head"](input_ids=[[1, 2, 3]])
+
+
+def test_other_precisions_run_under_autocast(models):
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = models["core"](x.bfloat16())
+    high = call(models, "core", x)
+    assert low.dtype == torch.bfloat16 and (low.float() - high).abs().max() < 0.1 * high.abs().max() + 0.05
 
 
 def test_non_finite_inputs_raise_when_asked():
