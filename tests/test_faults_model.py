@@ -197,6 +197,18 @@ def test_bad_resolution_and_sampling_rate_are_named(models, target, kwargs, erro
         call(models, target, **kwargs)
 
 
+@pytest.mark.parametrize("args, message", [
+    pytest.param((2.5,), r"invalid reset_classifier arguments: num_classes must be an integer >= 0, got 2\.5", id="fraction"),
+    pytest.param((-1,), r"num_classes must be an integer >= 0, got -1", id="negative"),
+    pytest.param((3, "mean"), r"global_pool must be one of \('avg', 'max', ''\), got 'mean'", id="pool"),
+])
+def test_reset_classifier_arguments_are_checked(args, message):
+    model = build_ccnn("cifar10_4_140", **TINY)
+    with pytest.raises(ValueError, match=message):
+        model.reset_classifier(*args)
+    assert model.num_classes == 10 and model.head.fc.out_features == 10  # untouched
+
+
 def test_good_call_arguments_still_work(models):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
