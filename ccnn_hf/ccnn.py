@@ -375,11 +375,11 @@ class CCNN(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier (``num_classes=0``: none) and optionally the pooling."""
-        check_settings({"num_classes": num_classes, "global_pool": self.global_pool if global_pool is None else global_pool},
-                       "reset_classifier arguments")
+        pool = self.head.pool_type if global_pool is None else global_pool
+        check_settings({"num_classes": num_classes, "global_pool": pool}, "reset_classifier arguments")
         device = self.norm.weight.device
         self.num_classes = num_classes
-        self.head = CCNNHead(self.num_features, num_classes, self.head.pool_type if global_pool is None else global_pool)
+        self.head = CCNNHead(self.num_features, num_classes, pool)
         self.head.to(device)
 
     @property

@@ -163,7 +163,7 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     if isinstance(model, CCNN):
         expected = model.state_dict()
         problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
-                                heads=("head.fc",))
+                                new_heads=("head.fc",), extra_heads=("head.fc",))
         problems += dtype_problems({k: v.dtype for k, v in out.items()}, {k: v.dtype for k, v in expected.items()})
         refuse_checkpoint("the checkpoint", problems)
     return out

@@ -262,18 +262,21 @@ def dtype_problems(stored: Mapping[str, torch.dtype | str], expected: Mapping[st
 
 
 def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: Sequence[str],
-                 heads: Sequence[str]) -> list[str]:
-    """Missing and unexpected tensors, except a whole classifier (a module prefix in ``heads``):
-    the model's whole head may be missing (a backbone checkpoint: a new head), and a head the
-    model lacks may be extra (a classifier checkpoint loaded as a backbone)."""
-    def head(key: str) -> str | None:
-        return next((h for h in heads if key.startswith(h + ".")), None)
+                 new_heads: Sequence[str], extra_heads: Sequence[str]) -> list[str]:
+    """Missing and unexpected tensors, with two exceptions for modules outside the backbone
+    (module prefixes): a module of ``new_heads`` may be missing as a whole (a backbone checkpoint
+    gets a new classifier), and a module of ``extra_heads`` that the model lacks may be extra (a
+    classifier checkpoint loaded as a backbone)."""
+    def module(key: str, prefixes: Sequence[str]) -> str | None:
+        return next((p for p in prefixes if key.startswith(p + ".")), None)
 
-    model_heads = {head(k) for k in model_keys} - {None}
-    missing_heads = {h: {k for k in missing if head(k) == h} for h in model_heads}
-    new_heads = {h for h in model_heads if missing_heads[h] == {k for k in model_keys if head(k) == h}}
-    bad_missing = sorted(k for k in missing if head(k) not in new_heads)
-    bad_unexpected = sorted(k for k in unexpected if head(k) is None or head(k) in model_heads)
+    def whole(prefix: str) -> bool:
+        keys = {k for k in model_keys if module(k, [prefix])}
+        return bool(keys) and keys <= set(missing)
+
+    owned = {module(k, extra_heads) for k in model_keys} - {None}
+    bad_missing = sorted(k for k in missing if not (module(k, new_heads) and whole(module(k, new_heads))))
+    bad_unexpected = sorted(k for k in unexpected if module(k, extra_heads) is None or module(k, extra_heads) in owned)
     return ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
         [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else [])
 
@@ -281,4 +284,5 @@ def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: 
 def refuse_checkpoint(source: str, problems: Sequence[str]) -> None:
     """Raise a ValueError listing ``problems`` of the checkpoint ``source``, if any."""
     if problems:
-        raise ValueError(f"{source} does not match the model (refusing to load it): " + "; ".join(problems))
+        raise ValueError(f"{source} does not match the model (refusing to load it): " + "; ".join(problems)
+                         + " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))")
