@@ -7,7 +7,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "call_scale", "MAX_SCALE",
+__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "normalisation_problems",
+           "call_scale", "MAX_SCALE",
            "dtype_problems", "key_problems", "refuse_checkpoint"]
 
 _AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
@@ -152,8 +153,15 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
         problems.append("use_token_embedding needs vocab_size >= 1")
     channels = settings.get("num_channels", settings.get("in_chans"))
-    for name, low in (("input_mean", None), ("input_std", 0.0)):
-        values = settings.get(name)
+    return problems + normalisation_problems(settings.get("input_mean"), settings.get("input_std"), channels)
+
+
+def normalisation_problems(mean: Any, std: Any, channels: Any,
+                           names: tuple[str, str] = ("input_mean", "input_std")) -> list[str]:
+    """Problems of per-channel normalisation statistics (None: not given): finite means, finite
+    standard deviations > 0, one entry per channel."""
+    problems = []
+    for name, values, low in ((names[0], mean, None), (names[1], std, 0.0)):
         if values is None:
             continue
         allowed = "finite numbers" if low is None else "finite numbers > 0"

@@ -17,13 +17,16 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageClassification
 from transformers import logging as transformers_logging
 
 from ccnn_hf import (
     CCNNConfig,
+    CCNNFeatureExtractor,
     CCNNForAudioClassification,
     CCNNForImageClassification,
     CCNNForSequenceClassification,
+    CCNNImageProcessor,
     CCNNModel,
     build_ccnn,
 )
@@ -121,6 +124,32 @@ def test_fields_changed_after_construction_are_checked_by_the_model():
 def test_from_pretrained_overrides_are_checked(saved):
     with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 2\.5"):
         CCNNForImageClassification.from_pretrained(saved, hidden_channels=2.5)
+
+
+def test_a_tampered_config_json_is_refused(saved, tmp_path):
+    folder = tmp_path / "tampered"
+    shutil.copytree(saved, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_channels": 8.5, "input_std": [0.2, 0.0, 0.2]}))
+    with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 8\.5; .*input_std must be a list"):
+        AutoModelForImageClassification.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    pytest.param(dict(image_std=[0, 0, 0]), r"image_std must be a list of finite numbers > 0.*got \[0, 0, 0\]", id="std_zero"),
+    pytest.param(dict(image_std=0.0), r"image_std must be .*got \[0\.0, 0\.0, 0\.0\]", id="scalar_std_zero"),
+    pytest.param(dict(image_mean=[NAN, 0.5, 0.5]), r"image_mean must be a list of finite numbers", id="mean_nan"),
+    pytest.param(dict(image_mean=[0.5] * 5), r"image_mean must have one entry per input channel \(3\), got 5", id="mean_five"),
+])
+def test_image_processor_statistics_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=r"^invalid CCNNImageProcessor: .*" + message):
+        CCNNImageProcessor(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(std=NAN), dict(std=0.0), dict(mean=INF)], ids=["std_nan", "std_zero", "mean_inf"])
+def test_feature_extractor_statistics_are_checked(kwargs):
+    with pytest.raises(ValueError, match=r"mean must be finite and std finite and > 0, got mean="):
+        CCNNFeatureExtractor(**kwargs)
 
 
 def test_preset_statistics_are_dropped_for_another_channel_count():
