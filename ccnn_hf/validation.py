@@ -1,4 +1,5 @@
-"""Input and configuration checks with messages that name the problem."""
+"""Checks with messages that name the problem: model inputs, settings (shared by CCNN and
+CCNNConfig), ``resolution=`` / ``sampling_rate=`` at call time, and checkpoints before loading."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 __all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "normalisation_problems",
-           "call_scale", "MAX_SCALE",
-           "dtype_problems", "key_problems", "refuse_checkpoint"]
+           "call_scale", "MAX_SCALE", "dtype_problems", "key_problems", "refuse_checkpoint"]
 
 _AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
 
