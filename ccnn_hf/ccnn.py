@@ -31,7 +31,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv
 from .kernel_nets import pointwise_conv
-from .validation import call_scale, check_input, check_settings, resolve_kernel_size
+from .validation import (
+    call_scale, check_input, check_settings, dtype_problems, refuse_checkpoint, resolve_kernel_size,
+)
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
 
@@ -381,6 +383,15 @@ class CCNN(nn.Module):
         self.num_classes = num_classes
         self.head = CCNNHead(self.num_features, num_classes, pool)
         self.head.to(device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` after refusing tensors of another kind than the model's
+        (an int32 weight for a float parameter would be cast without a word), by name; every
+        loading path of the core and of timm (``pretrained=True``, ``checkpoint_path=``) ends here."""
+        stored = {key: value.dtype for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
+        expected = {key: value.dtype for key, value in self.state_dict().items()}
+        refuse_checkpoint("the state dict", dtype_problems(stored, expected))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def global_pool(self) -> str:

@@ -69,7 +69,7 @@ from .continuous_conv import SeparableContinuousConv
 from .factory import ALIASES, preset_model_kwargs
 from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
-from .validation import check_input, dtype_problems, key_problems, refuse_checkpoint
+from .validation import check_input, key_problems, refuse_checkpoint
 
 try:
     from timm.layers import register_notrace_function, register_notrace_module
@@ -140,9 +140,9 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     training checkpoints wrapping one (``state_dict`` / ``model`` entries, ``module.`` prefixes).
     CCNN weights cannot be adapted to another number of input channels (each channel has its
     own kernel generator outputs): that raises a ValueError naming both counts. A checkpoint with
-    missing, unexpected or wrongly typed tensors (an int32 weight for a float parameter) is refused
-    with a ValueError naming them; only the classifier ``head.fc`` may be absent, extra or
-    resized (timm replaces it for another ``num_classes``).
+    missing or unexpected tensors is refused with a ValueError naming them; only the classifier
+    ``head.fc`` may be absent, extra or resized (timm replaces it for another ``num_classes``).
+    Wrongly typed tensors (an int32 weight) are refused by :meth:`ccnn_hf.CCNN.load_state_dict`.
     """
     for wrapper in ("state_dict", "model"):
         if isinstance(state_dict.get(wrapper), dict):
@@ -164,8 +164,7 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
         expected = model.state_dict()
         problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
                                 new_heads=("head.fc",), extra_heads=("head.fc",))
-        problems += dtype_problems({k: v.dtype for k, v in out.items()}, {k: v.dtype for k, v in expected.items()})
-        refuse_checkpoint("the checkpoint", problems)
+        refuse_checkpoint("the checkpoint", problems)  # dtypes: CCNN.load_state_dict
     return out
 
 

@@ -285,12 +285,14 @@ def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: 
     owned = {module(k, extra_heads) for k in model_keys} - {None}
     bad_missing = sorted(k for k in missing if not (module(k, new_heads) and whole(module(k, new_heads))))
     bad_unexpected = sorted(k for k in unexpected if module(k, extra_heads) is None or module(k, extra_heads) in owned)
-    return ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
+    problems = ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
         [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else [])
+    if problems:
+        problems[-1] += " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))"
+    return problems
 
 
 def refuse_checkpoint(source: str, problems: Sequence[str]) -> None:
     """Raise a ValueError listing ``problems`` of the checkpoint ``source``, if any."""
     if problems:
-        raise ValueError(f"{source} does not match the model (refusing to load it): " + "; ".join(problems)
-                         + " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))")
+        raise ValueError(f"{source} does not match the model (refusing to load it): " + "; ".join(problems))

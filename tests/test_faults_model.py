@@ -464,13 +464,28 @@ def timm_load(models, tmp_path: Path, change, **kwargs):
                  id="missing_with_new_head"),  # timm loads non-strictly for a new head
     pytest.param(lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)}, {},
                  r"unexpected tensors: blocks\.9\.norm\.weight" + PARTIAL, id="unexpected"),
-    pytest.param(lambda s: {**s, "norm.weight": s["norm.weight"].to(torch.int32)}, {},
-                 r"norm\.weight is stored as torch\.int32 but the model holds floating point", id="int32"),
     pytest.param(without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight" + PARTIAL, id="half_classifier"),
 ])
 def test_timm_refuses_damaged_checkpoints(models, tmp_path, change, kwargs, message):
     with pytest.raises(ValueError, match=r"the checkpoint does not match the model \(refusing to load it\): .*" + message):
         timm_load(models, tmp_path, change, **kwargs)
+
+
+def int32_norm(state):
+    return {**state, "norm.weight": state["norm.weight"].to(torch.int32)}
+
+
+@pytest.mark.parametrize("how", ["timm_pretrained", "timm_checkpoint_path", "core_load_state_dict"])
+def test_an_int32_weight_is_refused_on_every_core_path(models, tmp_path, how):
+    message = r"^the state dict does not match the model \(refusing to load it\): norm\.weight is stored as torch\.int32"
+    with pytest.raises(ValueError, match=message + r" but the model holds floating point \(torch\.float32\)$"):
+        if how == "timm_pretrained":
+            timm_load(models, tmp_path, int32_norm)
+        elif how == "timm_checkpoint_path":
+            save_file(int32_norm(dict(models["timm"].state_dict())), tmp_path / "timm.safetensors")
+            timm.create_model("ccnn_2d", **TINY, num_classes=4, checkpoint_path=str(tmp_path / "timm.safetensors"))
+        else:
+            build_ccnn("cifar10_4_140", **TINY).load_state_dict(int32_norm(models["core"].state_dict()))
 
 
 def test_timm_new_head_keeps_the_backbone(models, tmp_path):
