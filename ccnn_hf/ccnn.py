@@ -31,7 +31,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv
 from .kernel_nets import pointwise_conv
-from .validation import call_scale, check_input, check_settings, resolve_kernel_size
+from .validation import (
+    call_scale, check_input, check_settings, dtype_problems, refuse_checkpoint, resolve_kernel_size,
+)
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
 
@@ -400,10 +402,21 @@ class CCNN(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier (``num_classes=0``: none) and optionally the pooling; the new head
         takes the device, dtype and train / eval mode of the model."""
+        pool = self.head.pool_type if global_pool is None else global_pool
+        check_settings({"num_classes": num_classes, "global_pool": pool}, "reset_classifier arguments")
         reference = self.stem.norm.weight
         self.num_classes = num_classes
-        self.head = CCNNHead(self.num_features, num_classes, self.head.pool_type if global_pool is None else global_pool)
+        self.head = CCNNHead(self.num_features, num_classes, pool)
         self.head.to(device=reference.device, dtype=reference.dtype).train(self.training)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` after refusing tensors of another kind than the model's
+        (an int32 weight for a float parameter would be cast without a word), by name; every
+        loading path of the core and of timm (``pretrained=True``, ``checkpoint_path=``) ends here."""
+        stored = {key: value.dtype for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
+        expected = {key: value.dtype for key, value in self.state_dict().items()}
+        refuse_checkpoint("the state dict", dtype_problems(stored, expected))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def global_pool(self) -> str:
@@ -487,7 +500,7 @@ class CCNN(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
         take, max_index = self._feature_indices(indices)
-        check_input(x, self.data_dim, self.in_chans, self.check_finite)
+        check_input(x, self.data_dim, self.in_chans, self.check_finite, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
         checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         last = len(self.blocks)

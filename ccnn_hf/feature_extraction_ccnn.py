@@ -1,6 +1,8 @@
 """Feature extractor of CCNN audio models: raw waveforms at their own sampling rate."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
@@ -31,8 +33,8 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
     def __init__(self, feature_size: int = 1, sampling_rate: int = 16000, padding_value: float = 0.0,
                  mean: float = 0.0, std: float = 1.0, do_normalize: bool = True, **kwargs) -> None:
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
-        if std <= 0:
-            raise ValueError(f"std must be positive, got {std}")
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # NaN fails every comparison
+            raise ValueError(f"mean must be finite and std finite and > 0, got mean={mean!r}, std={std!r}")
         self.mean, self.std, self.do_normalize = float(mean), float(std), do_normalize
         self.return_attention_mask = False
 

@@ -1,12 +1,16 @@
 """Image processor of CCNN models: rescale and normalise, no forced resize (any resolution works)."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torchvision.transforms.v2 import functional as tvF
 from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling
 from transformers.processing_utils import ImagesKwargs, Unpack
+
+from .validation import normalisation_problems
 
 __all__ = ["CCNNImageProcessor"]
 
@@ -40,6 +44,16 @@ class CCNNImageProcessor(TorchvisionBackend):
 
     def __init__(self, **kwargs: Unpack[CCNNImageProcessorKwargs]) -> None:
         super().__init__(**kwargs)
+        mean, std = (self._per_channel(v) for v in (self.image_mean, self.image_std))
+        problems = normalisation_problems(mean, std, self.num_channels, ("image_mean", "image_std"))
+        if problems:  # a zero or NaN std would turn every pixel into inf / NaN
+            raise ValueError("invalid CCNNImageProcessor: " + "; ".join(problems))
+
+    def _per_channel(self, value):
+        """A mean / std as a list (one number stands for every channel)."""
+        if isinstance(value, numbers.Real):
+            return [value] * self.num_channels
+        return list(value) if isinstance(value, tuple) else value
 
     def _standardize_kwargs(self, **kwargs):
         # A processor without resizing has no size; only validate one when resizing is asked for.

@@ -55,9 +55,11 @@ class CCNNPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["CCNNLayer"]
     # Generator weights hold sine frequencies of up to ~1e5 rad per unit: bf16 would ruin them.
     _keep_in_fp32_modules_strict = ["kernel_net"]
-    # Modules outside the backbone: a checkpoint may lack the whole head (a backbone checkpoint gets
-    # a new head) or bring one this model has not (a classifier checkpoint loaded as a backbone).
-    _head_modules = ("classifier", "embed_tokens")
+    # Modules outside the backbone that a checkpoint may lack as a whole (a backbone checkpoint gets
+    # new ones), and the one it may bring when this model has none (a classifier loaded as a backbone;
+    # a token embedding is never dropped: the model would read raw ids instead).
+    _new_modules_allowed = ("classifier", "embed_tokens")
+    _extra_modules_allowed = ("classifier",)
 
     def __init__(self, config: CCNNConfig, *inputs, **kwargs) -> None:
         config.validate_ccnn()  # also fields set after construction: from_pretrained(path, hidden_channels=...)
@@ -69,7 +71,8 @@ class CCNNPreTrainedModel(PreTrainedModel):
         weight would be cast to float without a word), named with their files."""
         expected = {key: tensor.dtype for key, tensor in model.state_dict().items()}
         for source, stored in _stored_dtypes(state_dict, checkpoint_files):
-            refuse_checkpoint(source, dtype_problems(_to_model_keys(stored, expected, model.base_model_prefix), expected))
+            stored = _to_model_keys(stored, expected, model.base_model_prefix)
+            refuse_checkpoint(source, dtype_problems(stored, expected))
         return PreTrainedModel._load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys)
 
     @staticmethod
@@ -79,7 +82,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
         a CCNN never runs on weights the checkpoint did not hold."""
         loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
         problems = key_problems(loading_info.missing_keys, loading_info.unexpected_keys, list(model.state_dict()),
-                                model._head_modules)
+                                model._new_modules_allowed, model._extra_modules_allowed)
         problems += [f"{key}: {error}" for key, error in loading_info.conversion_errors.items()]
         problems += list(loading_info.error_msgs)
         refuse_checkpoint(f"the checkpoint of {load_config.pretrained_model_name_or_path}", problems)

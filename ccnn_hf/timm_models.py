@@ -73,7 +73,7 @@ from .continuous_conv import SeparableContinuousConv
 from .factory import ALIASES, preset_model_kwargs
 from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
-from .validation import check_input, dtype_problems, key_problems, refuse_checkpoint
+from .validation import check_input, key_problems, refuse_checkpoint
 
 _logger = logging.getLogger(__name__)
 
@@ -148,10 +148,10 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     kernel generator outputs, so timm's channel summing does not apply): as timm does with input
     convs it cannot convert, the stem conv's channel-dependent tensors keep the model's own
     (random) initialisation, with a warning; everything else loads. A model without a state dict
-    to take them from gets a ValueError naming both counts. A checkpoint with missing, unexpected
-    or wrongly typed tensors (an int32 weight for a float parameter) is refused with a ValueError
-    naming them; only the classifier ``head.fc`` may be absent, extra or resized (timm replaces it
-    for another ``num_classes``).
+    to take them from gets a ValueError naming both counts. A checkpoint with missing or
+    unexpected tensors is refused with a ValueError naming them; only the classifier ``head.fc``
+    may be absent, extra or resized (timm replaces it for another ``num_classes``). Wrongly typed
+    tensors (an int32 weight) are refused by :meth:`ccnn_hf.CCNN.load_state_dict`.
     """
     for wrapper in ("state_dict", "model"):
         if isinstance(state_dict.get(wrapper), dict):
@@ -178,9 +178,8 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     if isinstance(model, CCNN):
         expected = model.state_dict()
         problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
-                                heads=("head.fc",))
-        problems += dtype_problems({k: v.dtype for k, v in out.items()}, {k: v.dtype for k, v in expected.items()})
-        refuse_checkpoint("the checkpoint", problems)
+                                new_heads=("head.fc",), extra_heads=("head.fc",))
+        refuse_checkpoint("the checkpoint", problems)  # dtypes: CCNN.load_state_dict
     return out
 
 

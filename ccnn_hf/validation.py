@@ -1,4 +1,5 @@
-"""Input and configuration checks with messages that name the problem."""
+"""Checks with messages that name the problem: model inputs, settings (shared by CCNN and
+CCNNConfig), ``resolution=`` / ``sampling_rate=`` at call time, and checkpoints before loading."""
 from __future__ import annotations
 
 import math
@@ -7,14 +8,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "call_scale", "MAX_SCALE",
-           "dtype_problems", "key_problems", "refuse_checkpoint"]
+__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "normalisation_problems",
+           "call_scale", "MAX_SCALE", "dtype_problems", "key_problems", "refuse_checkpoint"]
 
 _AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
 
 
-def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False) -> None:
-    """Raise a ValueError/TypeError describing what is wrong with a model input, if anything."""
+def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False,
+                dtype: torch.dtype | None = None) -> None:
+    """Raise a ValueError/TypeError describing what is wrong with a model input, if anything.
+
+    ``dtype``: the model's floating point type; another input precision is refused outside
+    autocast (float64 images for a float32 model), where it would fail deep inside a layer.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim != data_dim + 2:
@@ -25,6 +31,9 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
         )
     if x.is_complex() or not x.is_floating_point():
         raise TypeError(f"expected a floating point input, got dtype {x.dtype} (convert with x.float())")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"the input is {x.dtype} and the model {dtype}: convert one of them "
+                        f"(x.to({dtype}) or model.to({x.dtype})), or run under torch.autocast")
     if x.shape[1] != in_chans:
         raise ValueError(f"expected {in_chans} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})")
     if x.shape[0] == 0 or any(n < 1 for n in x.shape[2:]):
@@ -144,8 +153,15 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
     if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
         problems.append("use_token_embedding needs vocab_size >= 1")
     channels = settings.get("num_channels", settings.get("in_chans"))
-    for name, low in (("mean", None), ("std", 0.0)):
-        values = settings.get(name)
+    return problems + normalisation_problems(settings.get("mean"), settings.get("std"), channels)
+
+
+def normalisation_problems(mean: Any, std: Any, channels: Any,
+                           names: tuple[str, str] = ("mean", "std")) -> list[str]:
+    """Problems of per-channel normalisation statistics (None: not given): finite means, finite
+    standard deviations > 0, one entry per channel."""
+    problems = []
+    for name, values, low in ((names[0], mean, None), (names[1], std, 0.0)):
         if values is None:
             continue
         allowed = "finite numbers" if low is None else "finite numbers > 0"
@@ -254,20 +270,26 @@ def dtype_problems(stored: Mapping[str, torch.dtype | str], expected: Mapping[st
 
 
 def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: Sequence[str],
-                 heads: Sequence[str]) -> list[str]:
-    """Missing and unexpected tensors, except a whole classifier (a module prefix in ``heads``):
-    the model's whole head may be missing (a backbone checkpoint: a new head), and a head the
-    model lacks may be extra (a classifier checkpoint loaded as a backbone)."""
-    def head(key: str) -> str | None:
-        return next((h for h in heads if key.startswith(h + ".")), None)
+                 new_heads: Sequence[str], extra_heads: Sequence[str]) -> list[str]:
+    """Missing and unexpected tensors, with two exceptions for modules outside the backbone
+    (module prefixes): a module of ``new_heads`` may be missing as a whole (a backbone checkpoint
+    gets a new classifier), and a module of ``extra_heads`` that the model lacks may be extra (a
+    classifier checkpoint loaded as a backbone)."""
+    def module(key: str, prefixes: Sequence[str]) -> str | None:
+        return next((p for p in prefixes if key.startswith(p + ".")), None)
 
-    model_heads = {head(k) for k in model_keys} - {None}
-    missing_heads = {h: {k for k in missing if head(k) == h} for h in model_heads}
-    new_heads = {h for h in model_heads if missing_heads[h] == {k for k in model_keys if head(k) == h}}
-    bad_missing = sorted(k for k in missing if head(k) not in new_heads)
-    bad_unexpected = sorted(k for k in unexpected if head(k) is None or head(k) in model_heads)
-    return ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
+    def whole(prefix: str) -> bool:
+        keys = {k for k in model_keys if module(k, [prefix])}
+        return bool(keys) and keys <= set(missing)
+
+    owned = {module(k, extra_heads) for k in model_keys} - {None}
+    bad_missing = sorted(k for k in missing if not (module(k, new_heads) and whole(module(k, new_heads))))
+    bad_unexpected = sorted(k for k in unexpected if module(k, extra_heads) is None or module(k, extra_heads) in owned)
+    problems = ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
         [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else [])
+    if problems:
+        problems[-1] += " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))"
+    return problems
 
 
 def refuse_checkpoint(source: str, problems: Sequence[str]) -> None:

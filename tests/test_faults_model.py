@@ -17,13 +17,16 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageClassification
 from transformers import logging as transformers_logging
 
 from ccnn_hf import (
     CCNNConfig,
+    CCNNFeatureExtractor,
     CCNNForAudioClassification,
     CCNNForImageClassification,
     CCNNForSequenceClassification,
+    CCNNImageProcessor,
     CCNNModel,
     build_ccnn,
 )
@@ -31,6 +34,7 @@ from ccnn_hf.original import read_original_checkpoint
 from helpers import REPO, require_shared
 
 NAN, INF = float("nan"), float("inf")
+PARTIAL = r" \(to load part of a checkpoint on purpose, use model\.load_state_dict\(state, strict=False\)\)$"
 TINY = dict(hidden=8, blocks=1, kernel_width=8)
 TINY_HF = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
 
@@ -122,6 +126,32 @@ def test_from_pretrained_overrides_are_checked(saved):
         CCNNForImageClassification.from_pretrained(saved, hidden_channels=2.5)
 
 
+def test_a_tampered_config_json_is_refused(saved, tmp_path):
+    folder = tmp_path / "tampered"
+    shutil.copytree(saved, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_channels": 8.5, "input_std": [0.2, 0.0, 0.2]}))
+    with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 8\.5; .*input_std must be a list"):
+        AutoModelForImageClassification.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    pytest.param(dict(image_std=[0, 0, 0]), r"image_std must be a list of finite numbers > 0.*got \[0, 0, 0\]", id="std_zero"),
+    pytest.param(dict(image_std=0.0), r"image_std must be .*got \[0\.0, 0\.0, 0\.0\]", id="scalar_std_zero"),
+    pytest.param(dict(image_mean=[NAN, 0.5, 0.5]), r"image_mean must be a list of finite numbers", id="mean_nan"),
+    pytest.param(dict(image_mean=[0.5] * 5), r"image_mean must have one entry per input channel \(3\), got 5", id="mean_five"),
+])
+def test_image_processor_statistics_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=r"^invalid CCNNImageProcessor: .*" + message):
+        CCNNImageProcessor(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(std=NAN), dict(std=0.0), dict(mean=INF)], ids=["std_nan", "std_zero", "mean_inf"])
+def test_feature_extractor_statistics_are_checked(kwargs):
+    with pytest.raises(ValueError, match=r"mean must be finite and std finite and > 0, got mean="):
+        CCNNFeatureExtractor(**kwargs)
+
+
 def test_preset_statistics_are_dropped_for_another_channel_count():
     grey = CCNNConfig.from_preset("cifar10_4_140", num_channels=1, **TINY)
     assert grey.mean == [0.0] and grey.std == [1.0]
@@ -197,6 +227,18 @@ def test_bad_resolution_and_sampling_rate_are_named(models, target, kwargs, erro
         call(models, target, **kwargs)
 
 
+@pytest.mark.parametrize("args, message", [
+    pytest.param((2.5,), r"invalid reset_classifier arguments: num_classes must be an integer >= 0, got 2\.5", id="fraction"),
+    pytest.param((-1,), r"num_classes must be an integer >= 0, got -1", id="negative"),
+    pytest.param((3, "mean"), r"global_pool must be one of \('avg', 'max', ''\), got 'mean'", id="pool"),
+])
+def test_reset_classifier_arguments_are_checked(args, message):
+    model = build_ccnn("cifar10_4_140", **TINY)
+    with pytest.raises(ValueError, match=message):
+        model.reset_classifier(*args)
+    assert model.num_classes == 10 and model.head.fc.out_features == 10  # untouched
+
+
 def test_good_call_arguments_still_work(models):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -226,6 +268,9 @@ INPUTS = [
     ("core", torch.randn(1, 1, 16, 16), ValueError, r"expected 3 input channel\(s\), got 1"),
     ("core", torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, r"expected a floating point input, got dtype torch\.uint8"),
     ("core", torch.zeros(1, 3, 16, 16, dtype=torch.complex64), TypeError, r"floating point input, got dtype torch\.complex64"),
+    ("core", torch.randn(1, 3, 16, 16, dtype=torch.float64), TypeError,
+     r"the input is torch\.float64 and the model torch\.float32: convert one of them"),
+    ("image_head", torch.randn(1, 3, 16, 16).half(), TypeError, r"the input is torch\.float16 and the model torch\.float32"),
     ("core", torch.randn(0, 3, 16, 16), ValueError, r"input is empty: shape \(0, 3, 16, 16\)"),
     ("core", torch.randn(1, 3, 0, 16), ValueError, r"input is empty: shape \(1, 3, 0, 16\)"),
     ("timm", torch.randn(2, 3, 16), ValueError, r"expected a 4-D input"),
@@ -250,6 +295,14 @@ def test_token_ids_must_be_integer_tensors(models):
         models["sequence_head"](input_ids=torch.randn(2, 50))
     with pytest.raises(TypeError, match=r"input_ids must be a torch\.Tensor of integer token ids, got list"):
         models["sequence_head"](input_ids=[[1, 2, 3]])
+
+
+def test_other_precisions_run_under_autocast(models):
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = models["core"](x.bfloat16())
+    high = call(models, "core", x)
+    assert low.dtype == torch.bfloat16 and (low.float() - high).abs().max() < 0.1 * high.abs().max() + 0.05
 
 
 def test_non_finite_inputs_raise_when_asked():
@@ -303,9 +356,9 @@ LOADING = [
     ("float_counter", lambda s: {**s, "ccnn.encoder.norm.num_batches_tracked": torch.tensor(1.0)},
      r"ccnn\.encoder\.norm\.num_batches_tracked is stored as F32 but the model holds integer"),
     ("missing_tensor", without("ccnn.encoder.blocks.0.conv.mask_width"),
-     r"does not match the model \(refusing to load it\): missing tensors: ccnn\.encoder\.blocks\.0\.conv\.mask_width$"),
-    ("missing_half_classifier", without("classifier.weight"), r"missing tensors: classifier\.weight$"),
-    ("unexpected_tensor", lambda s: {**s, "extra.weight": torch.zeros(2)}, r"unexpected tensors: extra\.weight$"),
+     r"does not match the model \(refusing to load it\): missing tensors: ccnn\.encoder\.blocks\.0\.conv\.mask_width" + PARTIAL),
+    ("missing_half_classifier", without("classifier.weight"), r"missing tensors: classifier\.weight" + PARTIAL),
+    ("unexpected_tensor", lambda s: {**s, "extra.weight": torch.zeros(2)}, r"unexpected tensors: extra\.weight" + PARTIAL),
 ]
 
 
@@ -386,6 +439,13 @@ def test_backbone_and_classifier_checkpoints_load_into_each_other(models, saved,
     assert new_head.classifier.out_features == 3 and torch.isfinite(new_head.classifier.weight).all()
 
 
+def test_a_token_embedding_is_never_dropped_silently(tmp_path):
+    config = CCNNConfig.from_preset("listops_4_140", vocab_size=16, use_token_embedding=True, num_channels=8, **TINY)
+    CCNNForSequenceClassification(config).save_pretrained(tmp_path / "embedded")
+    with pytest.raises(ValueError, match=r"unexpected tensors: embed_tokens\.weight"):  # would read raw ids instead
+        CCNNForSequenceClassification.from_pretrained(tmp_path / "embedded", use_token_embedding=False)
+
+
 # -- loading: timm ---------------------------------------------------------------------------------
 
 def timm_load(models, tmp_path: Path, change, **kwargs):
@@ -397,18 +457,35 @@ def timm_load(models, tmp_path: Path, change, **kwargs):
 
 
 @pytest.mark.parametrize("change, kwargs, message", [
-    pytest.param(without("blocks.0.conv.mask_width"), {}, r"missing tensors: blocks\.0\.conv\.mask_width$", id="missing"),
-    pytest.param(without("blocks.0.conv.mask_width"), dict(num_classes=3), r"missing tensors: blocks\.0\.conv\.mask_width$",
+    pytest.param(without("blocks.0.conv.mask_width"), {}, r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
+                 id="missing"),
+    pytest.param(without("blocks.0.conv.mask_width"), dict(num_classes=3),
+                 r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
                  id="missing_with_new_head"),  # timm loads non-strictly for a new head
-    pytest.param(lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)}, {}, r"unexpected tensors: blocks\.9\.norm\.weight$",
-                 id="unexpected"),
-    pytest.param(lambda s: {**s, "norm.weight": s["norm.weight"].to(torch.int32)}, {},
-                 r"norm\.weight is stored as torch\.int32 but the model holds floating point", id="int32"),
-    pytest.param(without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight$", id="half_classifier"),
+    pytest.param(lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)}, {},
+                 r"unexpected tensors: blocks\.9\.norm\.weight" + PARTIAL, id="unexpected"),
+    pytest.param(without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight" + PARTIAL, id="half_classifier"),
 ])
 def test_timm_refuses_damaged_checkpoints(models, tmp_path, change, kwargs, message):
     with pytest.raises(ValueError, match=r"the checkpoint does not match the model \(refusing to load it\): .*" + message):
         timm_load(models, tmp_path, change, **kwargs)
+
+
+def int32_norm(state):
+    return {**state, "norm.weight": state["norm.weight"].to(torch.int32)}
+
+
+@pytest.mark.parametrize("how", ["timm_pretrained", "timm_checkpoint_path", "core_load_state_dict"])
+def test_an_int32_weight_is_refused_on_every_core_path(models, tmp_path, how):
+    message = r"^the state dict does not match the model \(refusing to load it\): norm\.weight is stored as torch\.int32"
+    with pytest.raises(ValueError, match=message + r" but the model holds floating point \(torch\.float32\)$"):
+        if how == "timm_pretrained":
+            timm_load(models, tmp_path, int32_norm)
+        elif how == "timm_checkpoint_path":
+            save_file(int32_norm(dict(models["timm"].state_dict())), tmp_path / "timm.safetensors")
+            timm.create_model("ccnn_2d", **TINY, num_classes=4, checkpoint_path=str(tmp_path / "timm.safetensors"))
+        else:
+            build_ccnn("cifar10_4_140", **TINY).load_state_dict(int32_norm(models["core"].state_dict()))
 
 
 def test_timm_new_head_keeps_the_backbone(models, tmp_path):
