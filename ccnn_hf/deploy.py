@@ -101,7 +101,9 @@ def freeze(
     Args:
         model: the model; classifier heads return logits, ``CCNNModel`` / ``num_classes=0`` features
             as the model does (pooled when the CCNN pools).
-        input_shape: ``[B, C, *spatial]`` of the inputs to serve (the batch size is not fixed).
+        input_shape: ``[B, C, *spatial]`` of the inputs to serve (the batch size is not fixed): the
+            values the backbone reads (``pixel_values``, or ``input_values`` as ``[B, C, L]``; a
+            sequence model with a token embedding takes the embedded tokens).
         resolution, sampling_rate: as in the model's forward, when the input size alone does not say it.
     """
     network, classifier, output = _parts(model)
