@@ -5,6 +5,7 @@ package also registers the CCNN family with transformers' Auto classes and timm'
 """
 from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem
 from .continuous_conv import SeparableContinuousConv
+from .deploy import FrozenCCNN, freeze
 from .factory import build_ccnn, preset_model_kwargs
 from .kernel_nets import MAGNet, SIREN
 from .kernel_plots import plot_kernels
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
-    "build_ccnn", "preset_model_kwargs", "load_original_state_dict", "convert_original_state_dict",
+    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict", "convert_original_state_dict",
     "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
     "released_weights", "plot_kernels",
     "CCNNConfig", "CCNNModel", "CCNNPreTrainedModel", "CCNNForImageClassification", "CCNNForSequenceClassification",

@@ -32,6 +32,17 @@ TIMM_PAPER_NAME = ("Towards a General Purpose CNN for Long Range Dependencies in
 TIMM_ORIGIN_URL = "https://github.com/david-knigge/ccnn"
 
 
+def _check_model_type(model_type: str | None) -> None:
+    """Refuse a config dict of another model type; name the usual cause (a ``config.json``
+    without ``model_type``, which transformers takes for a timm checkpoint: ``timm_wrapper``)."""
+    if model_type in (None, CCNNConfig.model_type):
+        return
+    hint = (" config.json has no \"model_type\", so transformers took the folder for a timm checkpoint (its "
+            "\"pretrained_cfg\"); add \"model_type\": \"ccnn\" to config.json, or load it with "
+            "timm.create_model(\"local-dir:<folder>\") after import ccnn_hf") if model_type == "timm_wrapper" else ""
+    raise ValueError(f"a CCNN config needs model_type 'ccnn', got {model_type!r}.{hint}")
+
+
 def _renamed(kwargs: dict[str, Any], old: str, value: Any) -> Any:
     """A field under its deprecated name (``input_mean`` / ``input_std``, in configs written by
     earlier versions) when the new name is not given; the old name never stays in the config."""
@@ -128,6 +139,7 @@ class CCNNConfig(PretrainedConfig):
         self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
         self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
         self.initializer_factor = float(initializer_factor)
+        _check_model_type(kwargs.pop("model_type", None))
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):

@@ -116,8 +116,8 @@ class CCNNPreTrainedModel(PreTrainedModel):
             import json
 
             saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            (folder / "config.json").write_text(json.dumps({**saved, **timm_fields}, indent=2, sort_keys=True) + "\n",
-                                                encoding="utf-8")
+            fields = {**saved, **timm_fields, **_processor_pointer(processor, saved.get("auto_map", {}))}
+            (folder / "config.json").write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if processor is not None and kwargs.get("is_main_process", True) and not (folder / "preprocessor_config.json").exists():
             processor.save_pretrained(folder)
 
@@ -176,6 +176,21 @@ def _to_model_keys(stored: dict, expected: dict, prefix: str) -> dict:
         return key[len(prefix) + 1:] if key.startswith(prefix + ".") else f"{prefix}.{key}"
 
     return {rename(key): dtype for key, dtype in stored.items()}
+
+
+def _processor_pointer(processor, auto_map: dict[str, str]) -> dict:
+    """``config.json`` keys naming the image processor (``image_processor_type``, ``auto_map``).
+
+    timm's ``pretrained_cfg`` in a local folder's ``config.json`` makes transformers read the image
+    processor's settings from ``config.json`` instead of ``preprocessor_config.json``; these keys
+    send it on to the processor class, which then reads ``preprocessor_config.json`` (the class is
+    registered in-process, or comes as remote code where ccnn_hf is not installed).
+    """
+    if processor is None:
+        return {}
+    name = type(processor).__name__
+    return {"image_processor_type": name,
+            "auto_map": {**auto_map, "AutoImageProcessor": f"{type(processor).__module__.rsplit('.', 1)[-1]}.{name}"}}
 
 
 def _mark_initialized(module: nn.Module) -> None:

@@ -47,9 +47,9 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
 * ``torch.jit.script`` does NOT work: TorchScript rejects the kernel generators' Python
   (``kernel_nets.py``: "cannot statically infer the expected size of a list" for a tuple built by
   star-unpacking a shape), and the convs' data-dependent kernel sizes would follow.
-* ``torch.export`` does NOT work: the number of kernel taps depends on parameter values, a
-  data-dependent shape that export refuses (``GuardOnDataDependentSymNode`` in
-  ``kernel_grid._crop_centered``), strict or not.
+* ``torch.export`` of the live model does NOT work: the number of kernel taps depends on parameter
+  values, a data-dependent shape that export refuses, strict or not. Export a model frozen at one
+  input size instead (:func:`ccnn_hf.freeze`: kernels as buffers; ``torch.export`` and ONNX work).
 * FX (torchvision's ``create_feature_extractor``, timm's ``FeatureGraphNet`` /
   ``feature_cls="fx"``) works: the continuous convs and the head are registered as leaf modules
   (``register_notrace_module``), the input checks and :func:`ccnn_hf.ccnn.resolve_input_scale`
