@@ -648,8 +648,14 @@ def test_a_lock_left_by_a_run_that_failed_at_once_does_not_block_the_folder(tmp_
     assert results["steps"] == 1
 
 
-def test_a_failed_push_says_the_run_is_saved(tmp_path):
-    out = tmp_path / "out"  # tests/conftest.py points the Hub at a closed port
+def test_a_failed_push_says_the_run_is_saved(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(HfApi, "create_repo", offline)
+    out = tmp_path / "out"
     with pytest.raises(UserError, match=r"the run is saved in .*out, but pushing it to org/model failed"):
         run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out), "--push_to_hub",
              "--hub_model_id", "org/model"])
