@@ -47,6 +47,10 @@ def _renamed(kwargs: dict[str, Any], old: str, value: Any) -> Any:
     """A field under its deprecated name (``input_mean`` / ``input_std``, in configs written by
     earlier versions) when the new name is not given; the old name never stays in the config."""
     legacy = kwargs.pop(old, None)
+    if legacy is not None and value is not None and list(legacy) != list(value):
+        new = old.removeprefix("input_")
+        raise ValueError(f"invalid CCNNConfig: {new}={list(value)!r} and its former name {old}={list(legacy)!r} "
+                         f"disagree; keep {new} only")
     return legacy if value is None else value
 
 

@@ -130,8 +130,8 @@ def test_a_tampered_config_json_is_refused(saved, tmp_path):
     folder = tmp_path / "tampered"
     shutil.copytree(saved, folder)
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "hidden_channels": 8.5, "input_std": [0.2, 0.0, 0.2]}))
-    with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 8\.5; .*input_std must be a list"):
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_channels": 8.5, "std": [0.2, 0.0, 0.2]}))
+    with pytest.raises(ValueError, match=r"hidden_channels must be an integer >= 1, got 8\.5; .*std must be a list"):
         AutoModelForImageClassification.from_pretrained(folder)
 
 

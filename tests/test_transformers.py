@@ -433,3 +433,11 @@ def test_built_under_a_half_precision_default_dtype(dtype):
     if dtype == torch.bfloat16:
         with torch.no_grad():
             assert torch.isfinite(model(pixel_values=torch.randn(2, 3, 16, 16, dtype=dtype)).logits).all()
+
+
+def test_old_and_new_normalisation_names_that_disagree_are_refused():
+    """A config.json holding both ``std`` and the former ``input_std`` with other values is
+    ambiguous: one of them would be dropped without a word."""
+    with pytest.raises(ValueError, match=r"std=\[0\.5, 0\.5, 0\.5\] and its former name input_std=\[0\.2, 0\.2, 0\.2\] disagree"):
+        CCNNConfig(num_channels=3, std=[0.5] * 3, input_std=[0.2] * 3)
+    assert CCNNConfig(num_channels=3, mean=[0.1] * 3, input_mean=[0.1] * 3).mean == [0.1] * 3  # the same values: fine
