@@ -129,4 +129,9 @@ def test_bad_kernels_are_refused():
         depthwise_conv_fft(torch.zeros(1, 2, 9, 9), torch.zeros(2, 3, 3), None, causal=True)
     with pytest.raises(ValueError, match="channels"):
         depthwise_conv_fft(torch.zeros(1, 2, 9), torch.zeros(3, 3), None, causal=False)
-    assert math.isfinite(float(fast_fft_length(10**6)))
+    n = fast_fft_length(10**6 + 1)  # large and odd: found quickly, even, 5-smooth, not much longer
+    rest = n
+    for prime in (2, 3, 5):
+        while rest % prime == 0:
+            rest //= prime
+    assert rest == 1 and n % 2 == 0 and 10**6 + 1 <= n <= 1.1 * (10**6 + 1)

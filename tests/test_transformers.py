@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import (
     AutoConfig,
@@ -100,16 +101,21 @@ def test_heads_and_losses():
     assert out.logits.shape == (3, 4) and out.loss.ndim == 0 and model.config.problem_type == "single_label_classification"
     out.loss.backward()
 
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 3, 1])))
+
     multi = CCNNForImageClassification(image_config(problem_type="multi_label_classification"))
-    loss = multi(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0]])).loss
-    assert torch.isfinite(loss)
+    targets = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0]])
+    out = multi(pixel_values=torch.randn(2, 3, 8, 8), labels=targets)
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets))
 
     binary = CCNNForImageClassification(CCNNConfig.from_preset("pathfinder2d_4_140", **TINY))
     out = binary(pixel_values=torch.randn(2, 1, 16, 16), labels=torch.tensor([1, 0]))
-    assert out.logits.shape == (2, 1) and torch.isfinite(out.loss)
+    assert out.logits.shape == (2, 1)
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, torch.tensor([[1.0], [0.0]])))
 
     regression = CCNNForImageClassification(image_config(num_labels=1, problem_type="regression"))
-    assert torch.isfinite(regression(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0.5, -1.0])).loss)
+    out = regression(pixel_values=torch.randn(2, 3, 8, 8), labels=torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.view(-1), torch.tensor([0.5, -1.0])))
 
 
 def test_volumes_sequences_tokens_and_audio():
