@@ -1,7 +1,6 @@
 """The FFT path computes the same convolution as the direct path in every dimension."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 from hypothesis import given, settings
