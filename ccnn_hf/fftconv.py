@@ -13,7 +13,6 @@ and always runs in float32, also under autocast.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
@@ -34,9 +33,9 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def fast_fft_length(n: int) -> int:
-    """Smallest even 5-smooth integer (2^a 3^b 5^c, a >= 1) that is >= n."""
+    """Smallest even 5-smooth integer (2^a 3^b 5^c, a >= 1) that is >= n (a few dozen integer
+    steps; not memoised, so that torch.compile traces it without a cache wrapper)."""
     best = None
     p2 = 2
     while True:

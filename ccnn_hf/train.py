@@ -36,6 +36,7 @@ from .training.args import dataset_options, parse_args
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
 from .training.data import TaskData, check_labels, load_task_data
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
+from .training.speed import compile_for_training
 from .training.model import adapt_batch_norm, build_model, is_binary, l2_norm_penalty
 
 __all__ = ["main", "run"]
@@ -128,6 +129,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     set_seed(args.seed)
     model, init_info = build_model(args, task)
     binary = model.config.num_labels == 1
+    if args.compile:
+        accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
     out = _prepare_output(args, accelerator)  # only once the data and the model are known to be valid
     accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
                       f"in_channels={task.in_channels}, labels={task.num_classes}, base "
