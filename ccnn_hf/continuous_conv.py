@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .fftconv import (
     choose_conv_path,
@@ -260,8 +261,13 @@ class SeparableContinuousConv(nn.Module):
         """
         scale = tuple(float(s) for s in (scale or (1.0,) * self.data_dim))
         plan = self.kernel_plan(scale)
-        if (self.training or torch.compiler.is_compiling()
-                or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
+        if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
+            return self._sample_kernel(plan)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            # The generator's intermediates (hidden x taps, per layer) are recomputed in the
+            # backward instead of kept: cheap next to the convolution, large at fine resolutions.
+            return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
+        if self.training:
             return self._sample_kernel(plan)
         key = (scale, self.mask_width.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
         cached = self._kernel_cache.get(key)
