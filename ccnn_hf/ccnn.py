@@ -394,14 +394,16 @@ class CCNN(nn.Module):
 
         Eager forwards do this by themselves when a mask width has changed (its parameter's
         version counter moved). A compiled or exported forward cannot read parameters on the
-        host: call this after every optimizer step (``ccnn-train --compile`` does), and once at
-        each input size before compiling or exporting.
+        host: call this after every optimizer step, and once at each input size before compiling or
+        exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
+        method's caller, :meth:`encode`, eager, so plans follow by themselves).
         """
         refresh_kernel_plans(self.continuous_convs(), None if scale is None else [tuple(float(s) for s in scale)])
 
     def _prepare_kernel_plans(self, x: torch.Tensor, scale: Sequence[float] | None) -> None:
-        """Eager mode: bring stale kernel plans for this input up to date with one host read."""
-        if torch.compiler.is_compiling():
+        """Eager mode: bring stale kernel plans for this input up to date with one host read.
+        (Compiled and FX-traced graphs skip this; under FX the convs are leaves and plan for themselves.)"""
+        if torch.compiler.is_compiling() or isinstance(x, torch.fx.Proxy):
             return
         convs = self.continuous_convs()
         layer_scale = tuple(scale) if scale is not None else convs[0].input_scale(x)
