@@ -243,11 +243,13 @@ class SeparableContinuousConv(nn.Module):
         scale = tuple(float(s) for s in scale)
         entry = self._plans.get(self._plan_key(scale))
         if torch.compiler.is_compiling():
-            if entry is None:
+            if entry is not None:
+                return entry[1]
+            if torch.compiler.is_exporting():
                 raise RuntimeError(
                     f"no kernel plan for input scale {scale}: run the model once in eager mode at this input "
-                    "size, or call model.refresh_kernel_plan(scale), before compiling or exporting it")
-            return entry[1]
+                    "size, or call model.refresh_kernel_plan(scale), before exporting it")
+            return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
         if entry is None or entry[0] != self._mask_state():
             refresh_kernel_plans([self], [scale])
         return self._plans[self._plan_key(scale)][1]
@@ -349,6 +351,14 @@ class SeparableContinuousConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
                 f"causal={self.causal}, mode={self.mode!r}")
+
+
+@torch.compiler.disable(reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+                               "input size, or call model.refresh_kernel_plan(scale), before compiling it")
+def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...]) -> KernelPlan:
+    """Decide a missing kernel plan eagerly, outside a graph being compiled."""
+    refresh_kernel_plans([conv], [scale])
+    return conv._plans[conv._plan_key(scale)][1]
 
 
 def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None) -> None:

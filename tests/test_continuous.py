@@ -412,3 +412,18 @@ def test_compiled_training_step_is_one_graph_and_matches_eager():
                 for conv in model.continuous_convs():
                     conv.mask_width.mul_(2.0)  # new crops: the compiled graph must follow
             model.refresh_kernel_plan()
+
+
+def test_compiling_a_model_that_never_ran_names_the_missing_kernel_plan():
+    """Without fullgraph the missing plan is decided eagerly at a graph break; with fullgraph=True
+    compilation stops with the way out."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_ccnn("cifar10_4_140", **TINY).eval()
+    with pytest.raises(Exception, match="refresh_kernel_plan"):
+        torch.compile(model, fullgraph=True, backend="eager")(torch.randn(1, 3, 11, 11))
+    torch._dynamo.reset()
+    x = torch.randn(1, 3, 13, 13)
+    with torch.no_grad():
+        compiled = torch.compile(model, backend="eager")(x)
+        torch.testing.assert_close(compiled, model(x))
