@@ -51,6 +51,7 @@ CONV_IMPLS = ("auto", "fft", "direct")
 SINE_BUDGET = 0.6
 ENVELOPE_BUDGET = 0.1
 MASK_BUDGET = 0.3
+RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenerate in the backward
 _MAX_PLANS = 16  # kernel plans kept per conv (input scales x devices)
 
 
@@ -265,9 +266,10 @@ class SeparableContinuousConv(nn.Module):
         plan = self.kernel_plan(scale)
         if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
             return self._sample_kernel(plan)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            # The generator's intermediates (hidden x taps, per layer) are recomputed in the
-            # backward instead of kept: cheap next to the convolution, large at fine resolutions.
+        if (torch.is_grad_enabled() and plan.positions[0, 0].numel() >= RECOMPUTE_TAPS
+                and any(p.requires_grad for p in self.parameters())):
+            # Many taps (fine resolutions): the generator's intermediates (hidden x taps, per
+            # layer) are recomputed in the backward instead of kept.
             return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
         if self.training:
             return self._sample_kernel(plan)
