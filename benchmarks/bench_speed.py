@@ -404,7 +404,9 @@ def run_job(job: dict, args: argparse.Namespace) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job), "--device", args.device]
     command += ["--quick"] if args.quick else []
     command += ["--threads", str(args.threads)] if args.threads else []
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    # Sleeping, not spinning, OpenMP threads unless the user chose (README: shared CPU machines).
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

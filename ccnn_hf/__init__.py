@@ -3,6 +3,10 @@
 The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`) is plain PyTorch. Importing the
 package also registers the CCNN family with transformers' Auto classes and timm's registry.
 """
+from .cli_env import prefer_passive_openmp
+
+prefer_passive_openmp()  # ccnn-train: before torch loads OpenMP (see cli_env)
+
 from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem
 from .continuous_conv import SeparableContinuousConv
 from .deploy import FrozenCCNN, freeze

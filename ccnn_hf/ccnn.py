@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .continuous_conv import SeparableContinuousConv
+from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
 from .validation import (
     call_scale, check_input, check_settings, dtype_problems, refuse_checkpoint, resolve_kernel_size,
@@ -392,6 +392,30 @@ class CCNN(nn.Module):
         return resolve_input_scale(self.mode, self.data_dim, self.base_resolution, self.base_sampling_rate,
                                    resolution, sampling_rate)
 
+    # -- kernel plans ----------------------------------------------------------------------
+    def refresh_kernel_plan(self, scale: Sequence[float] | None = None) -> None:
+        """Re-decide every conv's kernel grid (mask crop, taps) from the current mask widths, with
+        one host read for all layers: for ``scale`` or, by default, for every input scale seen so far.
+
+        Eager forwards do this by themselves when a mask width has changed (its parameter's
+        version counter moved). A compiled or exported forward cannot read parameters on the
+        host: call this after every optimizer step, and once at each input size before compiling or
+        exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
+        method's caller, :meth:`encode`, eager, so plans follow by themselves).
+        """
+        refresh_kernel_plans(self.continuous_convs(), None if scale is None else [tuple(float(s) for s in scale)])
+
+    def _prepare_kernel_plans(self, x: torch.Tensor, scale: Sequence[float] | None) -> None:
+        """Eager mode: bring stale kernel plans for this input up to date with one host read.
+        (Compiled and FX-traced graphs skip this; under FX the convs are leaves and plan for themselves.)"""
+        if torch.compiler.is_compiling() or isinstance(x, torch.fx.Proxy):
+            return
+        convs = self.continuous_convs()
+        layer_scale = tuple(scale) if scale is not None else convs[0].input_scale(x)
+        stale = [conv for conv in convs if not conv.plan_is_current(layer_scale)]
+        if stale:
+            refresh_kernel_plans(stale, [layer_scale])
+
     # -- timm-style API ------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
@@ -502,6 +526,7 @@ class CCNN(nn.Module):
         take, max_index = self._feature_indices(indices)
         check_input(x, self.data_dim, self.in_chans, self.check_finite, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
+        self._prepare_kernel_plans(x, scale)
         checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         last = len(self.blocks)
         h = self.stem(self.drop_in(x), scale)

@@ -32,6 +32,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .fftconv import (
     choose_conv_path,
@@ -41,16 +42,18 @@ from .fftconv import (
     fft_sizes,
     kernel_spectrum,
 )
-from .kernel_grid import AxisGrid, axis_grid, crop_roots, gaussian_mask
+from .kernel_grid import AxisGrid, KernelPlan, axis_grid, crop_roots, gaussian_mask, kernel_plan
 from .kernel_nets import build_kernel_net, pointwise_conv
 
-__all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS"]
+__all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
 MODES = ("continuous", "reference")
 CONV_IMPLS = ("auto", "fft", "direct")
 SINE_BUDGET = 0.6
 ENVELOPE_BUDGET = 0.1
 MASK_BUDGET = 0.3
+RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenerate in the backward
+_MAX_PLANS = 16  # kernel plans kept per conv (input scales x devices)
 
 
 class SeparableContinuousConv(nn.Module):
@@ -145,6 +148,7 @@ class SeparableContinuousConv(nn.Module):
         nn.init.kaiming_normal_(self.channel_mixer.weight)
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
+        self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, device) -> (mask state, plan)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -158,6 +162,7 @@ class SeparableContinuousConv(nn.Module):
         nn.init.kaiming_normal_(self.channel_mixer.weight)
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache.clear()
+        self._plans.clear()
 
     # -- kernel ------------------------------------------------------------------------
     @property
@@ -180,61 +185,126 @@ class SeparableContinuousConv(nn.Module):
             return mask
         return torch.clamp(mask - self.mask_threshold, min=0.0) / (1.0 - self.mask_threshold)
 
-    def sampling_plan(self, scale: Sequence[float]) -> list[AxisGrid]:
-        """Per-axis grids for an input ``scale`` x the base resolution (crop included)."""
+    def sampling_plan(self, scale: Sequence[float], width: torch.Tensor | None = None) -> list[AxisGrid]:
+        """Per-axis grids for an input ``scale`` x the base resolution (crop included).
+
+        ``width``: a host (CPU) copy of :meth:`effective_mask_width`; read from the parameters
+        when None. The crop uses the official float32 arithmetic on that copy.
+        """
         reference = self.mode == "reference"
         if self.mask_width.is_meta:  # shapes only (a model on the meta device has no values to crop by)
             return [axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
                     for k, s in zip(self.kernel_size, scale)]
-        roots = crop_roots(self.mask_mean, self.effective_mask_width(), self.mask_threshold, self.causal)
+        if width is None:
+            with torch.no_grad():
+                width = self.effective_mask_width().detach().float().cpu()
+        mean = torch.full((self.data_dim,), 1.0 if self.causal else 0.0)
+        roots = crop_roots(mean, width, self.mask_threshold, self.causal)
         return [
             axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
             for d, (k, s) in enumerate(zip(self.kernel_size, scale))
         ]
+
+    # -- kernel plans: the grid decisions, made on the host outside the forward ----------------
+    def _plan_key(self, scale: tuple[float, ...]) -> tuple:
+        return (scale, self.mask_width.device)
+
+    def _mask_state(self) -> tuple:
+        """Host-side identity of the mask parameter's current value (no device read): the
+        parameter object, its storage and its in-place version counter."""
+        return (id(self.mask_width), self.mask_width.data_ptr(), self.mask_width._version)
+
+    def plan_is_current(self, scale: Sequence[float]) -> bool:
+        """Whether the stored plan for ``scale`` was made from the mask width as it is now."""
+        entry = self._plans.get(self._plan_key(tuple(float(s) for s in scale)))
+        return entry is not None and entry[0] == self._mask_state()
+
+    def planned_scales(self) -> list[tuple[float, ...]]:
+        """The scales this conv holds a kernel plan for (on its current device)."""
+        device = self.mask_width.device
+        return [key[0] for key in self._plans if key[1] == device]
+
+    def store_plan(self, scale: Sequence[float], width: torch.Tensor) -> KernelPlan:
+        """Decide and store the kernel plan for ``scale`` from ``width``, a host copy of
+        :meth:`effective_mask_width`. An unchanged grid keeps its plan object (a compiled
+        graph that guards on it stays valid)."""
+        scale = tuple(float(s) for s in scale)
+        key = self._plan_key(scale)
+        plan = kernel_plan(self.sampling_plan(scale, width), self.mask_width.device)
+        previous = self._plans.get(key)
+        if previous is None:
+            while len(self._plans) >= _MAX_PLANS:
+                self._plans.pop(next(iter(self._plans)))
+        elif previous[1].signature == plan.signature:
+            plan = previous[1]
+        self._plans[key] = (self._mask_state(), plan)  # (an existing key keeps its place: compiled guards)
+        return plan
+
+    def kernel_plan(self, scale: Sequence[float]) -> KernelPlan:
+        """The kernel plan for ``scale``, re-decided first if the mask width changed since it was
+        made (eager mode). While compiling or exporting, the stored plan is used as it is (a
+        graph cannot read parameter values on the host): call :func:`refresh_kernel_plans` (or
+        ``CCNN.refresh_kernel_plan``) after every optimizer step of a compiled model."""
+        scale = tuple(float(s) for s in scale)
+        entry = self._plans.get(self._plan_key(scale))
+        if torch.compiler.is_compiling():
+            if entry is not None:
+                return entry[1]
+            if torch.compiler.is_exporting():
+                raise RuntimeError(
+                    f"no kernel plan for input scale {scale}: run the model once in eager mode at this input "
+                    "size, or call model.refresh_kernel_plan(scale), before exporting it")
+            return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
+        if entry is None or entry[0] != self._mask_state():
+            refresh_kernel_plans([self], [scale])
+        return self._plans[self._plan_key(scale)][1]
 
     def kernel(self, scale: Sequence[float] | None = None) -> torch.Tensor:
         """The masked depthwise kernel ``[C, *K]`` (float32) for an input at ``scale``.
 
         In eval mode the result is cached per scale and device, and dropped when any
         parameter changes (in-place updates bump their version counters) or on ``train()``.
+        The cache is bypassed while compiling or exporting (the kernel is part of the graph).
         """
         scale = tuple(float(s) for s in (scale or (1.0,) * self.data_dim))
-        if self.training or torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            return self._sample_kernel(scale)
+        plan = self.kernel_plan(scale)
+        if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
+            return self._sample_kernel(plan)
+        if (torch.is_grad_enabled() and plan.positions[0, 0].numel() >= RECOMPUTE_TAPS
+                and any(p.requires_grad for p in self.parameters())):
+            # Many taps (fine resolutions): the generator's intermediates (hidden x taps, per
+            # layer) are recomputed in the backward instead of kept.
+            return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
+        if self.training:
+            return self._sample_kernel(plan)
         key = (scale, self.mask_width.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
         cached = self._kernel_cache.get(key)
         if cached is None:
             self._kernel_cache.clear()
-            cached = self._kernel_cache[key] = self._sample_kernel(scale)
+            cached = self._kernel_cache[key] = self._sample_kernel(plan)
         return cached
 
-    def _positions(self, plan: list[AxisGrid]) -> torch.Tensor:
-        """Meshgrid ``[1, D, *K]`` of the evaluation positions of a sampling plan."""
-        axes = [g.positions.to(self.mask_width.device) for g in plan]
-        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
-
-    def _sample_kernel(self, scale: tuple[float, ...]) -> torch.Tensor:
-        plan = self.sampling_plan(scale)
+    def _sample_kernel(self, plan: KernelPlan) -> torch.Tensor:
         device = self.mask_width.device
         no_autocast = torch.autocast(device_type=device.type, enabled=False) if device.type != "meta" else nullcontext()
         with no_autocast:  # (the meta device has no autocast)
             dtype = next(self.kernel_net.parameters()).dtype
-            positions = self._positions(plan).to(dtype)  # [1, D, *K]
+            positions = plan.positions.to(dtype)  # [1, D, *K]
             kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
             kernel = (self.mask(positions) * kernel)[0].float()
             if self.causal and self.mode == "continuous":
                 # Trapezoid rule at the present sample, where a causal kernel is cut off:
                 # half weight keeps Riemann sums on grids of any step consistent (O(h^2)).
                 kernel = torch.cat([kernel[..., :-1], 0.5 * kernel[..., -1:]], dim=-1)
-            for axis, grid in enumerate(plan):
-                if grid.resample is not None:  # tent-integrate onto the coarse axis
-                    kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ grid.resample.to(device).T, -1, axis + 1)
-            riemann = math.prod(g.riemann for g in plan)
-            return kernel * riemann if riemann != 1.0 else kernel
+            for axis, resample in enumerate(plan.resample):
+                if resample is not None:  # tent-integrate onto the coarse axis
+                    kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ resample.T, -1, axis + 1)
+            return kernel * plan.riemann if plan.riemann != 1.0 else kernel
 
     def _cached_spectrum(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The kernel's FFT for this input size, cached next to a cached kernel (eval, no grad)."""
-        if self.training or kernel.requires_grad or not any(v is kernel for v in self._kernel_cache.values()):
+        if (self.training or kernel.requires_grad or torch.compiler.is_compiling()
+                or not any(v is kernel for v in self._kernel_cache.values())):
             return None
         sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], self.causal))
         key = ("spectrum", id(kernel), sizes)
@@ -291,3 +361,25 @@ class SeparableContinuousConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
                 f"causal={self.causal}, mode={self.mode!r}")
+
+
+@torch.compiler.disable(reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+                               "input size, or call model.refresh_kernel_plan(scale), before compiling it")
+def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...]) -> KernelPlan:
+    """Decide a missing kernel plan eagerly, outside a graph being compiled."""
+    refresh_kernel_plans([conv], [scale])
+    return conv._plans[conv._plan_key(scale)][1]
+
+
+def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None) -> None:
+    """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
+    for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
+    convs = list(convs)
+    if not convs:
+        return
+    device = convs[0].mask_width.device
+    with torch.no_grad():
+        widths = torch.cat([c.effective_mask_width().detach().float().to(device) for c in convs]).cpu()
+    for conv, width in zip(convs, widths.split([c.data_dim for c in convs])):
+        for scale in (conv.planned_scales() if scales is None else scales):
+            conv.store_plan(scale, width)

@@ -13,7 +13,6 @@ and always runs in float32, also under autocast.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
@@ -34,9 +33,9 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def fast_fft_length(n: int) -> int:
-    """Smallest even 5-smooth integer (2^a 3^b 5^c, a >= 1) that is >= n."""
+    """Smallest even 5-smooth integer (2^a 3^b 5^c, a >= 1) that is >= n (a few dozen integer
+    steps; not memoised, so that torch.compile traces it without a cache wrapper)."""
     best = None
     p2 = 2
     while True:
@@ -99,22 +98,69 @@ def kernel_spectrum(kernel: torch.Tensor, sizes: Sequence[int], causal: bool) ->
         return torch.conj(torch.fft.rfftn(k, dim=dims))
 
 
+def _correlate(x: torch.Tensor, spectrum: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """``irfftn(rfftn(x, sizes) * spectrum)`` cut back to ``x``'s size: the circular correlation
+    that the kernel's spectrum describes, on zero-padded float32 data."""
+    dims = tuple(range(-len(sizes), 0))
+    out = torch.fft.irfftn(torch.fft.rfftn(x.float(), s=sizes, dim=dims) * spectrum, s=sizes, dim=dims)
+    return out[(..., *(slice(0, n) for n in x.shape[2:]))]
+
+
+class _FFTCorrelation(torch.autograd.Function):
+    """Depthwise FFT correlation with a hand-written backward that keeps only the input and the
+    kernel's spectrum (``[C, *N]``, no batch axis) for it, and recomputes the input's spectrum:
+    autograd through the FFTs would keep the batch's padded complex spectrum (about 4x the
+    input's memory) per layer. Gradients, with ``G = rfftn(grad)`` and ``S`` the kernel spectrum:
+    input ``irfftn(G conj(S))``; kernel taps ``roll(irfftn(sum_batch conj(G) rfftn(x)), P)[:K]``."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, kernel: torch.Tensor, sizes: tuple[int, ...], causal: bool) -> torch.Tensor:
+        return _correlate(x, kernel_spectrum(kernel, sizes, causal), sizes)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, kernel, sizes, causal = inputs
+        ctx.sizes, ctx.causal, ctx.kernel_size = sizes, causal, tuple(kernel.shape[1:])
+        ctx.save_for_backward(x, kernel)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, kernel = ctx.saved_tensors
+        sizes, dims = ctx.sizes, tuple(range(-len(ctx.sizes), 0))
+        spectrum = kernel_spectrum(kernel, sizes, ctx.causal)  # cheap: no batch axis
+        grad_spectrum = torch.fft.rfftn(grad.float(), s=sizes, dim=dims)
+        grad_x = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.fft.irfftn(grad_spectrum * spectrum.conj(), s=sizes, dim=dims)
+            grad_x = grad_x[(..., *(slice(0, n) for n in x.shape[2:]))].to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            cross = (grad_spectrum.conj() * torch.fft.rfftn(x.float(), s=sizes, dim=dims)).sum(0)
+            lags = torch.roll(torch.fft.irfftn(cross, s=sizes, dim=dims), shifts=_left_padding(ctx.kernel_size, ctx.causal),
+                              dims=dims)
+            lags = lags[(..., *(slice(0, k) for k in ctx.kernel_size))]
+            # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
+            lags = F.pad(lags, [q for k, n in zip(reversed(ctx.kernel_size), reversed(lags.shape[1:])) for q in (0, k - n)])
+            grad_kernel = lags.to(kernel.dtype)
+        return grad_x, grad_kernel, None, None
+
+
 def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
                        spectrum: torch.Tensor | None = None) -> torch.Tensor:
     """Depthwise convolution through real N-D FFTs of fast lengths, in float32.
 
     ``spectrum``: the kernel's :func:`kernel_spectrum` for this input size, if already known.
+    When gradients are needed the backward recomputes the input's spectrum instead of keeping it.
     """
     _check_kernel(x, kernel, causal)
     data_dim = kernel.ndim - 1
-    dims = tuple(range(-data_dim, 0))
-    lengths = x.shape[2:]
-    sizes = fft_sizes(lengths, kernel.shape[1:], causal)
-    if spectrum is None:
-        spectrum = kernel_spectrum(kernel, sizes, causal)
+    sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], causal))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        out = torch.fft.irfftn(torch.fft.rfftn(x.float(), s=sizes, dim=dims) * spectrum, s=sizes, dim=dims)
-        out = out[(..., *(slice(0, n) for n in lengths))]
+        if spectrum is not None:
+            out = _correlate(x, spectrum, sizes)
+        elif torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+            out = _FFTCorrelation.apply(x, kernel.float(), sizes, causal)
+        else:
+            out = _correlate(x, kernel_spectrum(kernel, sizes, causal), sizes)
         if bias is not None:
             out = out + bias.float().view(1, -1, *(1,) * data_dim)
     return out if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type) else out.to(x.dtype)

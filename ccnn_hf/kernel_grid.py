@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AxisGrid", "axis_grid", "crop_roots", "gaussian_mask", "threshold_radius"]
+__all__ = ["AxisGrid", "KernelPlan", "axis_grid", "crop_roots", "gaussian_mask", "kernel_plan", "threshold_radius"]
 
 
 def threshold_radius(threshold: float) -> torch.Tensor:
@@ -71,6 +71,39 @@ class AxisGrid:
     @property
     def taps(self) -> int:
         return self.positions.numel() if self.resample is None else self.resample.shape[0]
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Everything a kernel's shape depends on, decided on the host, ready on the device.
+
+    Attributes:
+        positions: ``[1, D, *K]`` meshgrid of the evaluation positions (float32, on the device).
+        resample: per axis, the ``[n_out, n_eval]`` fold onto a coarse axis (on the device), or None.
+        riemann: factor the kernel is multiplied by (``prod 1 / s`` over finer axes).
+        signature: per axis ``(evaluated taps, first position, output taps)``: equal signatures
+            mean equal grids (the plan can be kept, and a compiled graph stays valid).
+    """
+
+    positions: torch.Tensor
+    resample: tuple[torch.Tensor | None, ...]
+    riemann: float
+    signature: tuple
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape of the kernel this plan produces."""
+        return tuple(s[2] for s in self.signature)
+
+
+def kernel_plan(grids: list[AxisGrid], device: torch.device) -> KernelPlan:
+    """Bundle host-side axis grids into a :class:`KernelPlan` on ``device``."""
+    axes = [g.positions.to(device) for g in grids]
+    positions = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
+    resample = tuple(None if g.resample is None else g.resample.to(device) for g in grids)
+    riemann = math.prod(g.riemann for g in grids)
+    signature = tuple((g.positions.numel(), float(g.positions[0]), g.taps) for g in grids)
+    return KernelPlan(positions, resample, riemann, signature)
 
 
 def _crop_centered(n: int, step: torch.Tensor, root: torch.Tensor) -> slice:

@@ -48,6 +48,7 @@ from .training.output import (
     read_marker,
     write_marker,
 )
+from .training.speed import compile_for_training
 
 __all__ = ["main", "run"]
 
@@ -240,6 +241,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     set_seed(args.seed)
     model, init_info = build_model(args, task)
     binary = model.config.num_labels == 1
+    if args.compile:
+        accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
 
     sampler = EpochPermutation(len(task.train), args.seed)
     # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from ccnn_hf import CCNN, build_ccnn
+from ccnn_hf.kernel_grid import axis_grid, crop_roots
 
 TINY = dict(hidden=16, blocks=3, kernel_width=16)
 
@@ -297,3 +298,132 @@ def test_two_runs_with_the_same_seed_give_bit_identical_weights():
     first, second = _train_a_few_steps(3), _train_a_few_steps(3)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+# -- kernel plans: grid decisions made outside the forward -------------------------------------
+
+def _per_forward_grids(conv, scale):
+    """The grids as the forward decided them before plans existed: crop roots from the live
+    parameters, host reads inside ``axis_grid``."""
+    roots = crop_roots(conv.mask_mean, conv.effective_mask_width(), conv.mask_threshold, conv.causal)
+    reference = conv.mode == "reference"
+    return [axis_grid(k, 1.0 if reference else float(s), conv.causal, roots[0] if conv.causal else roots[d], reference)
+            for d, (k, s) in enumerate(zip(conv.kernel_size, scale))]
+
+
+@pytest.mark.parametrize("mode", ["continuous", "reference"])
+@pytest.mark.parametrize("preset, scales", [("smnist_4_140", [(0.5,), (1.0,), (2.5,)]),
+                                            ("cifar10_4_140", [(0.5, 0.5), (1.0, 1.0), (2.0, 1.5)])])
+def test_kernel_plans_equal_the_per_forward_decision_on_random_mask_widths(mode, preset, scales):
+    torch.manual_seed(0)
+    conv = build_ccnn(preset, mode=mode, **TINY).blocks[0].conv
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(12):
+        with torch.no_grad():  # in place, as an optimizer step does
+            conv.mask_width.copy_(torch.rand(conv.data_dim, generator=generator) ** 2 * 1.5 + 1e-3)
+        for scale in scales:
+            plan = conv.kernel_plan(scale)
+            grids = _per_forward_grids(conv, scale if mode == "continuous" else (1.0,) * conv.data_dim)
+            assert plan.shape == tuple(g.taps for g in grids)
+            for axis, grid in enumerate(grids):
+                positions = plan.positions[0, axis].movedim(axis, 0).reshape(grid.positions.numel(), -1)[:, 0]
+                assert torch.equal(positions, grid.positions)
+                assert (plan.resample[axis] is None) == (grid.resample is None)
+                assert grid.resample is None or torch.equal(plan.resample[axis], grid.resample)
+
+
+def test_a_forward_reads_no_parameter_on_the_host(monkeypatch):
+    """With its plans current, a training forward+backward has no host sync and no data-dependent
+    branch: every Tensor-to-Python conversion fails inside it."""
+    torch.manual_seed(0)
+    for preset, shape in (("smnist_4_140", (2, 1, 100)), ("cifar10_4_140", (2, 3, 12, 12))):
+        model = build_ccnn(preset, **TINY).train()
+        x = torch.randn(shape)
+        model(x)  # decides the plans
+        with monkeypatch.context() as patch:
+            for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+                patch.setattr(torch.Tensor, name, lambda *a, _name=name: pytest.fail(f"host read: Tensor.{_name}"))
+            model(x).sum().backward()
+
+
+def test_plans_follow_optimizer_steps_with_one_host_read_for_all_layers(monkeypatch):
+    import ccnn_hf.ccnn as ccnn_module
+
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", **TINY).train()
+    x = torch.randn(2, 1, 100)
+    model(x)
+    calls = []
+    real = ccnn_module.refresh_kernel_plans
+    monkeypatch.setattr(ccnn_module, "refresh_kernel_plans", lambda convs, scales=None: calls.append(len(convs)) or real(convs, scales))
+    model(x)
+    assert calls == []  # nothing changed: no host read
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(x).sum().backward()
+    optimizer.step()
+    model(x)
+    assert calls == [len(model.continuous_convs())]  # one read for every layer together
+    before = model.blocks[0].conv.kernel_plan((100 / 784,)).shape
+    with torch.no_grad():
+        model.blocks[0].conv.mask_width.mul_(3.0)
+    model(x)
+    assert model.blocks[0].conv.kernel_plan((100 / 784,)).shape != before
+
+
+def test_export_after_the_plans_are_decided():
+    torch.manual_seed(0)
+    for preset, shape in (("smnist_4_140", (2, 1, 100)), ("cifar10_4_140", (2, 3, 12, 12))):
+        model = build_ccnn(preset, **TINY).eval()
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected = model(x)
+        exported = torch.export.export(model, (x,))
+        torch.testing.assert_close(exported.module()(x), expected)
+        fresh = build_ccnn(preset, **TINY).eval()  # never run: no plan, a clear error
+        with pytest.raises(Exception, match="refresh_kernel_plan"):
+            torch.export.export(fresh, (torch.randn(shape[0], shape[1], *(s + 2 for s in shape[2:])),))
+
+
+@pytest.mark.slow
+def test_compiled_training_step_is_one_graph_and_matches_eager():
+    """torch.compile(fullgraph=True) of a training forward+backward, 1D and 2D; after an update of
+    the mask, refresh_kernel_plan() brings the compiled model along."""
+    import copy
+
+    torch._dynamo.reset()
+    for preset, shape in (("smnist_4_140", (4, 1, 100)), ("cifar10_4_140", (4, 3, 12, 12))):
+        torch.manual_seed(0)
+        model = build_ccnn(preset, dropout=0.0, **TINY).train()  # (inductor draws its own random numbers)
+        x, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
+        model(x)
+        compiled = torch.compile(model, fullgraph=True, dynamic=False)
+        for step in range(2):
+            eager = copy.deepcopy(model)
+            expected = F.cross_entropy(eager(x), y)
+            expected.backward()
+            loss = F.cross_entropy(compiled(x), y)
+            loss.backward()
+            torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+            for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+                if q.grad.norm() > 1e-6:  # (the stem's biases feed a BatchNorm that cancels them)
+                    assert (p.grad - q.grad).norm() <= 1e-2 * q.grad.norm(), name
+            model.zero_grad()
+            with torch.no_grad():
+                for conv in model.continuous_convs():
+                    conv.mask_width.mul_(2.0)  # new crops: the compiled graph must follow
+            model.refresh_kernel_plan()
+
+
+def test_compiling_a_model_that_never_ran_names_the_missing_kernel_plan():
+    """Without fullgraph the missing plan is decided eagerly at a graph break; with fullgraph=True
+    compilation stops with the way out."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_ccnn("cifar10_4_140", **TINY).eval()
+    with pytest.raises(Exception, match="refresh_kernel_plan"):
+        torch.compile(model, fullgraph=True, backend="eager")(torch.randn(1, 3, 11, 11))
+    torch._dynamo.reset()
+    x = torch.randn(1, 3, 13, 13)
+    with torch.no_grad():
+        compiled = torch.compile(model, backend="eager")(x)
+        torch.testing.assert_close(compiled, model(x))

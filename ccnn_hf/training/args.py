@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"],
                    help="default: as `accelerate launch` says, else no")
     g.add_argument("--cpu", action="store_true", help="force the CPU (also for multi-process CPU runs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the training step (CCNN: stem and blocks, "
+                   "one graph each; CUDA graphs on GPU); the first steps pay for the compilation")
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", default="runs/ccnn")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")

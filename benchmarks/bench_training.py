@@ -1,0 +1,137 @@
+"""CPU training speed of CCNN against timm's resnet18, as ratios measured within one process.
+
+Usage::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py [--rounds 8] [--threads N] [--out DIR]
+
+Two comparisons, each a full training step (AdamW; forward, cross-entropy, backward, step) at
+batch 64 on the same fixed input, models built with ``torch.manual_seed(0)``:
+
+* 14x14 MNIST: ``cifar10_4_140`` with one input channel (what ``ccnn-train --preset cifar10_4_140
+  --dataset mnist --image_size 14`` trains) vs resnet18 (timm, one input channel, 10 classes).
+  Goal: CCNN at most 2x resnet18's step time (an epoch is the same number of steps for both).
+* sMNIST-784: ``smnist_4_140`` on ``[64, 1, 784]`` vs resnet18 on the same data as ``ccnn-train
+  --timm_model resnet18`` feeds it, a ``[64, 1, 1, 784]`` image. Goal: CCNN no slower.
+
+After one warm-up step each, the models are timed interleaved, round by round (so load changes
+hit both); the ratio is of the medians. Writes ``OUT/training.json`` and ``OUT/training.md``
+(default OUT: ``benchmarks/results``) with the load average before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from statistics import median
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+BATCH = 64
+# name: (CCNN preset, CCNN input shape, resnet18 input shape, target ratio CCNN / resnet18)
+COMPARISONS = {
+    "14x14 MNIST": ("cifar10_4_140", (1, 14, 14), (1, 14, 14), 2.0),
+    "sMNIST-784": ("smnist_4_140", (1, 784), (1, 1, 784), 1.0),
+}
+
+
+def make_step(model, shape: tuple[int, ...]):
+    """A closure running one AdamW training step of ``model`` on a fixed batch of ``shape``."""
+    import torch
+    from torch.nn import functional as F
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(BATCH, *shape, generator=generator)
+    y = torch.randint(0, 10, (BATCH,), generator=generator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> float:
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    return step
+
+
+def compare(preset: str, ccnn_shape, resnet_shape, rounds: int) -> dict:
+    import timm
+    import torch
+
+    from ccnn_hf import build_ccnn
+
+    torch.manual_seed(0)
+    ccnn = build_ccnn(preset, in_chans=ccnn_shape[0])
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=resnet_shape[0])
+    steps = {"ccnn": make_step(ccnn, ccnn_shape), "resnet18": make_step(resnet, resnet_shape)}
+    warmup = {name: step() for name, step in steps.items()}
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(step())
+    medians = {name: median(t) for name, t in times.items()}
+    return {"preset": preset, "ccnn_input": list(ccnn_shape), "resnet18_input": list(resnet_shape), "batch": BATCH,
+            "warmup_s": warmup, "times_s": times, "median_s": medians, "ratio": medians["ccnn"] / medians["resnet18"],
+            "params": {"ccnn": sum(p.numel() for p in ccnn.parameters()),
+                       "resnet18": sum(p.numel() for p in resnet.parameters())}}
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = ["# CPU training steps: CCNN vs resnet18 (same data and batch size)", "",
+             f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with {m['threads']} threads, "
+             f"`OMP_WAIT_POLICY={m['omp_wait_policy']}`. Load average (1 / 5 / 15 min) before "
+             f"{' / '.join(f'{v:.2f}' for v in m['load_before'])}, after {' / '.join(f'{v:.2f}' for v in m['load_after'])}. "
+             f"Batch {BATCH}, AdamW, medians of {report['rounds']} interleaved rounds after one warm-up step.", "",
+             "| comparison | CCNN step ms | resnet18 step ms | CCNN / resnet18 | target | met |",
+             "|---|---:|---:|---:|---|---|"]
+    for name, r in report["results"].items():
+        target = COMPARISONS[name][3]
+        lines.append(f"| {name} (`{r['preset']}`) | {1e3 * r['median_s']['ccnn']:.0f} | {1e3 * r['median_s']['resnet18']:.0f} | "
+                     f"{r['ratio']:.2f} | <= {target:g} | {'yes' if r['ratio'] <= target else '**NO**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=8, help="timed rounds per comparison")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--only", default=None, help="comma-separated comparison names to run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    import torch
+
+    from ccnn_hf.allocator import keep_large_allocations
+
+    keep_large_allocations()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    names = list(COMPARISONS) if args.only is None else args.only.split(",")
+    results = {}
+    for name in names:
+        preset, ccnn_shape, resnet_shape, _ = COMPARISONS[name]
+        results[name] = compare(preset, ccnn_shape, resnet_shape, args.rounds)
+        print(f"{name}: CCNN / resnet18 = {results[name]['ratio']:.2f}", flush=True)
+    report = {"machine": {"cpu": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
+                          "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+                          "load_before": load_before, "load_after": os.getloadavg()},
+              "rounds": args.rounds, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training.json").write_text(json.dumps(report, indent=1))
+    (args.out / "training.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT))
+    main()

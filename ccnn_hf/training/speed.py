@@ -1,0 +1,29 @@
+"""``ccnn-train --compile``: torch.compile for the training step, CCNN-aware."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ccnn import CCNN
+
+__all__ = ["compile_for_training"]
+
+
+def compile_for_training(model: nn.Module, device_type: str) -> str:
+    """Compile ``model`` in place (its state dict keeps its keys); returns what was compiled.
+
+    A CCNN compiles its stem and each block as one full graph each (``fullgraph=True``, static
+    shapes), while :meth:`CCNN.encode` stays eager: it re-decides the kernel plans (mask crops)
+    with one host read when an optimizer step has changed a mask width, and makes plans for
+    new input sizes (evaluation at other resolutions), which a graph cannot do. Any other model
+    (a timm baseline) is compiled whole. On CUDA, ``mode="reduce-overhead"`` adds CUDA graphs.
+    """
+    mode = "reduce-overhead" if device_type == "cuda" else None
+    backbones = [m for m in model.modules() if isinstance(m, CCNN)]
+    if not backbones:
+        model.compile(dynamic=False, mode=mode)
+        return "whole model"
+    for backbone in backbones:
+        for part in (backbone.stem, *backbone.blocks):
+            part.compile(fullgraph=True, dynamic=False, mode=mode)
+    return f"{sum(1 + len(b.blocks) for b in backbones)} CCNN layers (stem and blocks), one graph each"
