@@ -5,8 +5,8 @@ Usage::
     python benchmarks/bench_quickstart.py                      # idle, then with a load of 2
     python benchmarks/bench_quickstart.py --loads 0,2 --policies default,ACTIVE
 
-Each run is ``python -m ccnn_hf.train --output_dir TMP`` in a fresh process (the quickstart
-configuration) while ``load`` busy-looping processes compete for the CPUs. Policy ``default``
+Each run is ``python -m ccnn_hf.train`` without arguments (the quickstart configuration) in a
+fresh process and a temporary working directory while ``load`` busy-looping processes compete for the CPUs. Policy ``default``
 leaves ``OMP_WAIT_POLICY`` unset, so ``ccnn-train`` applies its own (``PASSIVE``, see
 ``ccnn_hf/cli_env.py``); other values are passed to the run as ``OMP_WAIT_POLICY``. Reports wall
 time, the run's CPU time (user + system, children's rusage) and the load average before and after,
@@ -47,8 +47,8 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
     before = os.getloadavg()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([sys.executable, "-m", "ccnn_hf.train", "--output_dir", out], env=env,
+    with tempfile.TemporaryDirectory() as workdir:  # no arguments: the quickstart writes to ./runs/quickstart
+        done = subprocess.run([sys.executable, "-m", "ccnn_hf.train"], env=env, cwd=workdir,
                               capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start
     after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
