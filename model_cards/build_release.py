@@ -88,10 +88,15 @@ def comparison_table(ccnn: dict, baseline: dict) -> str:
     for s in settings:
         cells = [accuracy(results, s, mode) for results, mode, _ in columns]
         rows.append(f"| {s} | " + " | ".join("-" if v is None else f"{100 * v:.2f} %" for v in cells) + " |")
-    gap = " |" * (len(columns) - 2)
-    rows.append(f"| parameters | {ccnn['params']:,} |{gap} {baseline['params']:,} |")
-    rows.append(f"| time per epoch | {seconds(ccnn['time_per_epoch_s'])} |{gap} {seconds(baseline['time_per_epoch_s'])} |")
-    rows.append(f"| optimiser steps | {steps(ccnn)} |{gap} {steps(baseline)} |")
+    first = [results is baseline for results, _, _ in columns].index(True)  # the baseline's first column
+
+    def facts(name: str, of_ccnn: str, of_baseline: str) -> str:
+        cells = [of_ccnn] + [""] * (first - 1) + [of_baseline] + [""] * (len(columns) - first - 1)
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    rows.append(facts("parameters", f"{ccnn['params']:,}", f"{baseline['params']:,}"))
+    rows.append(facts("time per epoch", seconds(ccnn["time_per_epoch_s"]), seconds(baseline["time_per_epoch_s"])))
+    rows.append(facts("optimiser steps", steps(ccnn), steps(baseline)))
     note = f"\n\nBaseline note: {baseline['note']}." if baseline.get("note") else ""
     return ("### Against a timm resnet18 trained by the same command\n\nSame data, recipe and time budget "
             f"(`ccnn-train ... --timm_model resnet18`), on {ccnn['hardware']}:\n\n" + "\n".join(rows) + note)

@@ -115,3 +115,32 @@ def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkey
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     run([*MULTI, "--output_dir", str(tmp_path / "resumed"), "--resume"])
     _assert_same_weights(expected, tmp_path / "resumed")
+
+
+def _tones(root):
+    """An audiofolder of 1 s tones at 8 kHz: "low" ones and "high" ones."""
+    import soundfile
+
+    t = np.arange(8000) / 8000
+    for split, count in (("train", 6), ("test", 2)):
+        for label, freq in (("low", 300), ("high", 1500)):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
+                soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
+    return root
+
+
+def test_audio_trains_at_several_sampling_rates_and_is_resampled_for_the_baseline(tmp_path):
+    root = _tones(tmp_path / "speech")
+    task = load_task_data(str(root), sampling_rate=4000)
+    resampled = to_base(task, task.render_test(None, 8000), 8000)
+    assert resampled.inputs.shape == task.test.inputs.shape
+    torch.testing.assert_close(resampled.inputs[..., 50:-50], task.test.inputs[..., 50:-50], atol=0.05, rtol=0)
+    assert task.render_train(2000, torch.tensor([1, 3])).shape == (2, 1, 2000)
+    results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
+                   "--train_resolutions", "2000,4000,8000", "--max_steps", "3", "--batch_size", "4",
+                   "--output_dir", str(tmp_path / "out")])
+    assert results["train_resolutions"] == [2000, 4000, 8000]
+    assert {(r["setting"], r["mode"]) for r in results["evaluation"]} == {
+        (s, m) for s in ("4 kHz", "8 kHz") for m in ("continuous", "reference", "resize")}
