@@ -15,15 +15,18 @@ AUTO_CLASSES = {"image": "AutoModelForImageClassification", "audio": "AutoModelF
 
 
 def results_table(rows: list[dict]) -> str:
-    """Markdown table of accuracy per evaluation setting and mode."""
+    """Markdown table of accuracy per evaluation setting and mode (the "resize" column only when
+    measured: results of older runs lack it)."""
     if not rows:
         return "No accuracy was measured for these weights."
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    lines = ["| evaluated at | continuous mode | reference mode |", "|---|---|---|"]
+    modes = ["continuous", "reference"] + (["resize"] if any(r["mode"] == "resize" for r in rows) else [])
+    names = {"continuous": "continuous mode", "reference": "reference mode", "resize": "resized to the base"}
+    lines = ["| evaluated at | " + " | ".join(names[m] for m in modes) + " |", "|---" * (len(modes) + 1) + "|"]
     for setting in settings:
         acc = {r["mode"]: r["accuracy"] for r in rows if r["setting"] == setting}
-        lines.append(f"| {setting} | {100 * acc.get('continuous', float('nan')):.2f} % | "
-                     f"{100 * acc.get('reference', float('nan')):.2f} % |")
+        lines.append(f"| {setting} | " + " | ".join("-" if m not in acc else f"{100 * acc[m]:.2f} %" for m in modes)
+                     + " |")
     return "\n".join(lines)
 
 

@@ -48,6 +48,7 @@ from .training.output import (
     read_marker,
     write_marker,
 )
+from .training.resolutions import ResolutionSchedule, parse_train_resolutions
 from .training.speed import compile_for_training
 
 __all__ = ["main", "run"]
@@ -238,6 +239,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
     for note in skipped:
         accelerator.print(f"evaluation {note}")
+    schedule = (ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
+                if args.train_resolutions else None)
     set_seed(args.seed)
     model, init_info = build_model(args, task)
     binary = model.config.num_labels == 1
@@ -258,7 +261,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     try:
         results = _train(args, accelerator, task, points, skipped, model, init_info, binary, sampler, loader, out,
                          dict(lr=lr, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum,
-                              steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps))
+                              steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps,
+                              schedule=schedule))
     finally:
         if lock is not None:
             lock.close()
@@ -306,7 +310,8 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
                 raise RuntimeError(f"the sampler runs epoch {sampler.started_epoch}, the trainer epoch {epoch}")
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
-                output = model(**{main_input: x}, labels=target)
+                x, setting = setup["schedule"].batch(task, step, x, index) if setup["schedule"] else (x, {})
+                output = model(**{main_input: x}, **setting, labels=target)
                 step_outputs.append((output.logits.detach(), index))  # kept to name bad samples, no sync
                 loss = output.loss
                 if regularise:
@@ -362,6 +367,7 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
         args, accelerator.unwrap_model(model), task, points, skipped, binary, out, init_info,
         dict(lr=setup["lr"], weight_decay=weight_decay, warmup_epochs=round(warmup_epochs, 4),
              batch_size=setup["batch_size"], grad_accum=setup["grad_accum"], epochs=round(epochs, 4),
+             train_settings=setup["schedule"].settings if setup["schedule"] else None,
              steps=plan["total"], processes=accelerator.num_processes, mixed_precision=accelerator.mixed_precision),
         epoch_times, train_time)) or {}
     accelerator.end_training()
@@ -425,7 +431,10 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
     results["steps"] = recipe["steps"]
     results["recipe"] = (f"lr {recipe['lr']}, weight decay (official L2-norm penalty) {recipe['weight_decay']}, "
                          f"{recipe['steps']} steps of batch {recipe['batch_size']} x {recipe['processes']} processes, "
-                         f"warm-up {recipe['warmup_epochs']:g} epochs, precision {recipe['mixed_precision']}")
+                         f"warm-up {recipe['warmup_epochs']:g} epochs, precision {recipe['mixed_precision']}"
+                         + (f", each step at a setting drawn from {recipe['train_settings']}" if recipe["train_settings"]
+                            else ""))
+    results["train_resolutions"] = recipe["train_settings"]
     with disk_errors(out, "the plot and the model card"):
         plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
         if not args.timm_model:  # the card points at where the model really is

@@ -33,8 +33,8 @@ LICENCES = {
 LIMITATIONS = {
     "mnist2d": "Trained for 420 s on 2 CPU cores on 4 000 digits. At 7x7 (half the base resolution) the digits "
                "themselves lose their shape.",
-    "smnist": "Other lengths are the digits resized and then read row by row: 784 steps (28x28) is not a finer "
-              "sampling of the 196-step sequence (rows change length and count), so accuracy drops there.",
+    "smnist": "No transfer to other lengths is reported: a digit at another size read row by row (784 steps "
+              "for 28x28) is not a finer sampling of the 196-step sequence (rows change length and count).",
     "fsdd": "Six speakers only, 2 700 short recordings, minutes of CPU training: a demonstration of sampling-rate "
             "transfer, not a speech recogniser.",
     "cifar10": "About two epochs (200 s on one H200, bf16) on 40 000 JPEG-compressed images: far below the CIFAR-10 "
@@ -73,15 +73,30 @@ def seconds(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.1f} s"
 
 
+def has_resize(*results: dict) -> bool:
+    """Whether the runs measured the resize baseline (results.json of older runs lack it)."""
+    return all(any(r["mode"] == "resize" for r in res["evaluation"]) for res in results)
+
+
 def comparison_table(ccnn: dict, baseline: dict) -> str:
     settings = list(dict.fromkeys(r["setting"] for r in ccnn["evaluation"]))
-    rows = ["| evaluated at | CCNN continuous | CCNN reference | resnet18 (timm) |", "|---|---|---|---|"]
+    columns = [(ccnn, "continuous", "CCNN continuous"), (ccnn, "reference", "CCNN reference")]
+    columns += [(ccnn, "resize", "CCNN, input resized to the base")] if has_resize(ccnn) else []
+    columns += [(baseline, "timm", "resnet18 (timm), input as it is")]
+    columns += [(baseline, "resize", "resnet18, input resized to the base")] if has_resize(baseline) else []
+    rows = ["| evaluated at | " + " | ".join(name for _, _, name in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for s in settings:
-        cells = [accuracy(ccnn, s, "continuous"), accuracy(ccnn, s, "reference"), accuracy(baseline, s, "timm")]
+        cells = [accuracy(results, s, mode) for results, mode, _ in columns]
         rows.append(f"| {s} | " + " | ".join("-" if v is None else f"{100 * v:.2f} %" for v in cells) + " |")
-    rows.append(f"| parameters | {ccnn['params']:,} | | {baseline['params']:,} |")
-    rows.append(f"| time per epoch | {seconds(ccnn['time_per_epoch_s'])} | | {seconds(baseline['time_per_epoch_s'])} |")
-    rows.append(f"| optimiser steps | {steps(ccnn)} | | {steps(baseline)} |")
+    first = [results is baseline for results, _, _ in columns].index(True)  # the baseline's first column
+
+    def facts(name: str, of_ccnn: str, of_baseline: str) -> str:
+        cells = [of_ccnn] + [""] * (first - 1) + [of_baseline] + [""] * (len(columns) - first - 1)
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    rows.append(facts("parameters", f"{ccnn['params']:,}", f"{baseline['params']:,}"))
+    rows.append(facts("time per epoch", seconds(ccnn["time_per_epoch_s"]), seconds(baseline["time_per_epoch_s"])))
+    rows.append(facts("optimiser steps", steps(ccnn), steps(baseline)))
     note = f"\n\nBaseline note: {baseline['note']}." if baseline.get("note") else ""
     return ("### Against a timm resnet18 trained by the same command\n\nSame data, recipe and time budget "
             f"(`ccnn-train ... --timm_model resnet18`), on {ccnn['hardware']}:\n\n" + "\n".join(rows) + note)
@@ -97,8 +112,12 @@ def plot(ccnn: dict, baseline: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     for results, mode, style, label in ((ccnn, "continuous", "o-", "CCNN, continuous mode"),
                                         (ccnn, "reference", "s--", "CCNN, reference mode"),
-                                        (baseline, "timm", "^:", "timm resnet18")):
+                                        (ccnn, "resize", "d-.", "CCNN, input resized to the base"),
+                                        (baseline, "timm", "^:", "timm resnet18"),
+                                        (baseline, "resize", "v-.", "timm resnet18, input resized to the base")):
         values = [accuracy(results, s, mode) for s in settings]
+        if all(v is None for v in values):  # a mode older runs did not measure
+            continue
         ax.plot([i for i, v in enumerate(values) if v is not None], [100 * v for v in values if v is not None],
                 style, label=label)
     ax.set_xticks(range(len(settings)), settings)
@@ -114,8 +133,9 @@ def plot(ccnn: dict, baseline: dict, path: Path, title: str) -> None:
 
 
 def build(runs: Path, org: str) -> list[str]:
-    lines = ["| release | data | CCNN at base | CCNN at other resolutions (continuous / reference) | "
-             "resnet18 at base | resnet18 elsewhere | time per epoch CCNN / resnet18 | hardware |",
+    lines = ["| release | data | CCNN at base | CCNN at other resolutions (continuous / reference / resized to the base) | "
+             "resnet18 at base | resnet18 elsewhere (as it is / resized to the base) | time per epoch CCNN / resnet18 | "
+             "hardware |",
              "|---|---|---|---|---|---|---|---|"]
     built = []
     for name, release in RELEASES.items():
@@ -142,9 +162,11 @@ def build(runs: Path, org: str) -> list[str]:
         fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
         lines.append(
             f"| [{release.repo}]({name}.md) | {ccnn['dataset']} @ {base} | {fmt(accuracy(ccnn, base, 'continuous'))} % | "
-            + ", ".join(f"{s}: {fmt(accuracy(ccnn, s, 'continuous'))} / {fmt(accuracy(ccnn, s, 'reference'))}" for s in others)
+            + (", ".join(f"{s}: {fmt(accuracy(ccnn, s, 'continuous'))} / {fmt(accuracy(ccnn, s, 'reference'))} / "
+                         f"{fmt(accuracy(ccnn, s, 'resize'))}" for s in others) or "none measured")
             + f" | {fmt(accuracy(baseline, base, 'timm'))} % | "
-            + ", ".join(f"{s}: {fmt(accuracy(baseline, s, 'timm'))}" for s in others)
+            + (", ".join(f"{s}: {fmt(accuracy(baseline, s, 'timm'))} / {fmt(accuracy(baseline, s, 'resize'))}"
+                         for s in others) or "none measured")
             + f" | {seconds(ccnn['time_per_epoch_s'])} / {seconds(baseline['time_per_epoch_s'])} | {ccnn['hardware']} |")
         built.append(name)
     update_readme(lines, built)

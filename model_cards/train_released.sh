@@ -10,7 +10,7 @@ OUT="${OUT:-release_runs}"
 common=(--epochs 1000 --warmup 1 --time_limit "$BUDGET" --report_to none --save_steps 1000000 --overwrite)
 declare -A ARGS=(
   [mnist2d]="--dataset mnist --dataset_option resolution=14 --preset cifar10_4_140 --batch_size 64 --eval_resolutions 0.5x,1x,2x,4x"
-  [smnist]="--dataset smnist --dataset_option resolution=14 --preset smnist_4_140 --batch_size 50 --eval_resolutions 49,196,784"
+  [smnist]="--dataset smnist --dataset_option resolution=14 --preset smnist_4_140 --batch_size 50 --eval_resolutions 1x"
   [fsdd]="--dataset $SHARED/data/fsdd/fsdd_audiofolder.zip --preset sc_raw_4_140 --hidden 32 --sampling_rate 4000 --batch_size 32 --eval_resolutions 1x,2x"
   [pathfinder2d]="--dataset pathfinder --preset pathfinder2d_4_140 --hidden 64 --batch_size 50 --eval_resolutions 1x,2x"
 )

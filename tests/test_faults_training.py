@@ -250,6 +250,9 @@ CASES = [
     Case("eval_resolution_impossible", digits("--dataset", "digits_seq", "--preset", "smnist_4_140",
                                               "--eval_resolutions", "50"), "user",
          "--eval_resolutions 50: digits_seq: sequence length 50 is not the square"),
+    Case("eval_resolution_not_a_resampling", digits("--dataset", "digits_seq", "--preset", "smnist_4_140",
+                                                    "--eval_resolutions", "256"), "user",
+         "--eval_resolutions 256: digits_seq: length 256 would be a 16x16 image read row by row, which is not a resampling"),
     # fine-tuning sources
     Case("init_from_mistyped_folder", init("./my-cnn"), "user", "--init_from ./my-cnn: no such folder"),
     Case("init_from_bare_name", init("my-cnn"), "user", "--init_from my-cnn: no such folder"),

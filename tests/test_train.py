@@ -322,5 +322,5 @@ def test_a_timm_baseline_is_trained_by_the_same_command(tmp_path):
     results = run(["--dataset", "digits_seq", "--preset", "smnist_4_140", "--timm_model", "resnet10t", "--max_steps", "2",
                    "--batch_size", "16", "--output_dir", str(tmp_path / "baseline"), "--report_to", "none",
                    "--eval_resolutions", "1x"])
-    assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm"}
+    assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm", "resize"}
     assert results["time_per_epoch_s"] > 0 and (tmp_path / "baseline" / "model.safetensors").exists()

@@ -10,6 +10,7 @@ import torch
 
 Resolution = tuple[int, ...]
 TestRenderer = Callable[[Resolution | None, float | None], "ArrayDataset"]
+TrainRenderer = Callable[[Resolution, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -63,6 +64,9 @@ class BuiltinDataset:
     std: tuple[float, ...]
     render_test: TestRenderer | None = field(default=None, repr=False, compare=False)
     """Internal hook behind :meth:`test_at`; ``None`` where another resolution makes no sense."""
+    render_train: TrainRenderer | None = field(default=None, repr=False, compare=False)
+    """The training samples at the given indices rendered from the source images at another
+    resolution, normalised like ``train`` (images only; multi-resolution training)."""
 
     def test_at(
         self,
@@ -78,7 +82,8 @@ class BuiltinDataset:
 
         Raises:
             ValueError: for an argument that does not fit the modality, or a dataset without a
-                meaningful other resolution (ListOps tokens, permuted MNIST).
+                meaningful other resolution (ListOps tokens, images read row by row: a flattened
+                28x28 image is no finer sampling of the flattened 14x14 one).
         """
         if sampling_rate is not None and self.modality != "audio":
             raise ValueError(f"{self.name}: sampling_rate only applies to audio datasets; use resolution")

@@ -47,8 +47,9 @@ def image_dataset(
         mean, std: normalisation constants; computed from the training images when omitted.
     """
     originals = torch.as_tensor(test_images, dtype=torch.float32)
+    train_originals = torch.as_tensor(train_images, dtype=torch.float32)
     size = (resolution, resolution) if resolution else tuple(originals.shape[-2:])
-    train = resize_images(torch.as_tensor(train_images, dtype=torch.float32), size)
+    train = resize_images(train_originals, size)
     if mean is None or std is None:
         mean, std = channel_stats(train)
     mean, std = tuple(mean), tuple(std)
@@ -68,8 +69,13 @@ def image_dataset(
             side = math.isqrt(target[0])
             if side * side != target[0]:
                 raise ValueError(f"{name}: sequence length {target[0]} is not the square of an image side")
-            target = (side, side)
+            raise ValueError(f"{name}: length {target[0]} would be a {side}x{side} image read row by row, which is "
+                             f"not a resampling of the {size[0]}x{size[1]} image's {size[0] * size[1]}-step sequence "
+                             "(rows change length and count), so it measures no transfer")
         return make_split(layout(resize_images(originals, target)), test_labels)
+
+    def render_train(target: Resolution, indices: torch.Tensor) -> torch.Tensor:
+        return layout(resize_images(train_originals[indices], target))
 
     train_x, test_x = layout(train), layout(resize_images(originals, size))
     return BuiltinDataset(
@@ -86,4 +92,5 @@ def image_dataset(
         mean=mean,
         std=std,
         render_test=render_test,
+        render_train=None if as_sequence else render_train,
     )

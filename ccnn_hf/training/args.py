@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label_column", default="label")
     g.add_argument("--image_size", type=POSITIVE_INT, help="train on images resized to this size")
     g.add_argument("--sampling_rate", type=POSITIVE, help="train on audio resampled to this rate (Hz)")
+    g.add_argument("--train_resolutions", metavar="SET_OR_RANGE",
+                   help="multi-resolution training: each optimiser step at a setting drawn from this set (14,28) or "
+                   "range (14-28), rendered from the source data: image sides, or sampling rates in Hz for audio "
+                   "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)")
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument("--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)")

@@ -53,6 +53,8 @@ class TaskData:
     train: ArrayDataset
     test: ArrayDataset
     render_test: Callable[[tuple[int, ...] | None, float | None], ArrayDataset] | None = field(default=None, repr=False)
+    # (image side or sampling rate, training indices) -> those samples' normalised inputs at that setting
+    render_train: Callable[[float, torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
@@ -129,9 +131,13 @@ def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
     def render(size, rate):
         return ds.test_at(resolution=size, sampling_rate=rate)
 
+    def render_train(side, indices):
+        return ds.render_train((int(side),) * ds.data_dim, indices)
+
     return TaskData(name, modality, ds.data_dim, ds.in_channels, ds.num_classes, list(ds.label_names),
                     tuple(ds.base_resolution), ds.sampling_rate, tuple(ds.mean), tuple(ds.std), ds.train, ds.test,
-                    render if ds.render_test is not None else None)
+                    render if ds.render_test is not None else None,
+                    render_train if ds.render_train is not None else None)
 
 
 # -- image / audio folders and zips (imagefolder / audiofolder layout) ---------------------------
@@ -214,20 +220,22 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
     chosen = {split: _spread(folder.entries[split], max_samples) for split in (train_split, test_split)}
     mode = "RGB" if any(_is_colour(folder.image(f)) for entries in chosen.values() for _, f in entries) else "L"
 
-    def load(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The split's pictures (resized to --image_size), labels, and pictures as read."""
         entries = chosen[split]
         pics = [np.asarray(_decoded(folder, f).convert(mode)) for _, f in entries]
         sizes = {p.shape[:2] for p in pics}
         if len(sizes) > 1 and image_size is None:
             raise UserError(f"--dataset {folder.path}: {split} images have different sizes {sorted(sizes)[:4]}; "
                             "pass --image_size to resize them all")
-        arrays = torch.stack([torch.from_numpy(p.reshape(*p.shape[:2], -1).copy()).permute(2, 0, 1) for p in pics])
+        originals = torch.stack([torch.from_numpy(p.reshape(*p.shape[:2], -1).copy()).permute(2, 0, 1) for p in pics])
+        arrays = originals
         if image_size is not None:
             arrays = resize_images(arrays.float(), (image_size, image_size)).round().clamp(0, 255).to(torch.uint8)
-        return arrays, torch.tensor([index[label] for label, _ in entries])
+        return arrays, torch.tensor([index[label] for label, _ in entries]), originals
 
-    train_raw, train_y = load(train_split)
-    test_raw, test_y = load(test_split)
+    train_raw, train_y, train_source = load(train_split)
+    test_raw, test_y, _ = load(test_split)
     channels = train_raw.shape[1]
     scaled = train_raw.float() / 255.0
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
@@ -241,8 +249,12 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
     def render(size, rate):
         return ArrayDataset(process(resize_images(test_raw.float(), size).round().clamp(0, 255).to(torch.uint8)), test_y)
 
+    def render_train(side, indices):  # from the pictures as read (before --image_size)
+        return process(resize_images(train_source[indices].float(), (int(side),) * 2).round().clamp(0, 255).to(torch.uint8))
+
     return TaskData(name, "image", 2, channels, len(labels), labels, tuple(train_raw.shape[-2:]), None, mean, std,
-                    ArrayDataset(process(train_raw), train_y), ArrayDataset(process(test_raw), test_y), render)
+                    ArrayDataset(process(train_raw), train_y), ArrayDataset(process(test_raw), test_y), render,
+                    render_train)
 
 
 def _is_colour(image) -> bool:
@@ -294,10 +306,14 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
         clips = _fixed_clips(test_waves, test_native, target_rate, clip_seconds)
         return ArrayDataset(torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"]), test_y)
 
+    def render_train(target_rate, indices):
+        clips = _fixed_clips([train_waves[i] for i in indices.tolist()], native, target_rate, clip_seconds)
+        return torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"])
+
     train = ArrayDataset(torch.from_numpy(extractor(list(train_clips), sampling_rate=int(rate))["input_values"]), train_y)
     test = render(None, rate)
     return TaskData(name, "audio", 1, 1, len(labels), labels, (train.inputs.shape[-1],), rate, (mean,), (std,),
-                    train, test, render)
+                    train, test, render, render_train)
 
 
 def _fixed_clips(waves: list[np.ndarray], native: int, rate: float, seconds: float) -> np.ndarray:
@@ -493,7 +509,7 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
     test = task.render_test(target, None) if task.render_test else ArrayDataset(resize_images(task.test.inputs, target),
                                                                                  task.test.labels)
     return TaskData(task.name, task.modality, task.data_dim, task.in_channels, task.num_classes, task.label_names,
-                    target, task.sampling_rate, task.mean, task.std, train, test, task.render_test)
+                    target, task.sampling_rate, task.mean, task.std, train, test, task.render_test, task.render_train)
 
 
 def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
@@ -509,9 +525,12 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
         return ArrayDataset(split.inputs[mask], new[mask])
 
     render = (lambda res, rate: select(task.render_test(res, rate))) if task.render_test is not None else None
+    kept = torch.nonzero(mapping[task.train.labels] >= 0).flatten()  # subset index -> index in task.train
+    render_train = ((lambda setting, indices: task.render_train(setting, kept[indices]))
+                    if task.render_train is not None else None)
     return TaskData(task.name, task.modality, task.data_dim, task.in_channels, len(keep),
                     [task.label_names[k] for k in keep], task.base_resolution, task.sampling_rate, task.mean, task.std,
-                    select(task.train), select(task.test), render)
+                    select(task.train), select(task.test), render, render_train)
 
 
 def check_task(task: TaskData) -> None:

@@ -1,5 +1,7 @@
-"""Accuracy across resolutions (or sampling rates), in continuous mode and with the kernel grid
-held fixed at the base resolution as the official code does ("reference" behaviour)."""
+"""Accuracy across resolutions (or sampling rates), in continuous mode, with the kernel grid
+held fixed at the base resolution as the official code does ("reference" behaviour), and with the
+input resized or resampled to the base setting first ("resize": what a user of a fixed-resolution
+model does)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .data import EvalPoint, TaskData
+from .resolutions import to_base
 
 __all__ = ["evaluate_points", "accuracy", "plot_accuracy"]
 
@@ -33,24 +36,32 @@ def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
 
 def evaluate_points(model: torch.nn.Module, task: TaskData, points: list[EvalPoint], binary: bool,
                     batch_size: int) -> list[dict]:
-    """Evaluate every point in continuous mode and with the grid fixed at the base ("reference");
-    a timm baseline has one mode of its own ("timm")."""
+    """Evaluate every point in continuous mode, with the grid fixed at the base ("reference") and
+    on the input resized or resampled to the base ("resize"); a timm baseline is fed the point's
+    input as it is ("timm") and resized ("resize"). At the base itself "resize" is the unchanged input."""
+    timm = model.config.mode == "timm"
     base_kwargs = ({"sampling_rate": task.sampling_rate} if task.modality == "audio"
                    else {"resolution": task.base_resolution})
+    resize_kwargs = {"sampling_rate": task.sampling_rate} if task.modality == "audio" and not timm else {}
     rows = []
     for point in points:
         continuous = {"sampling_rate": point.sampling_rate} if point.sampling_rate else {}
-        modes = [("timm", {})] if model.config.mode == "timm" else [("continuous", continuous), ("reference", base_kwargs)]
-        for mode, kwargs in modes:
-            acc, loss = accuracy(model, point.data.inputs, point.data.labels, binary, batch_size, **kwargs)
+        modes = [("timm", point.data, {})] if timm else [("continuous", point.data, continuous),
+                                                          ("reference", point.data, base_kwargs)]
+        if task.modality != "tokens":
+            at_base = point.data is task.test
+            modes.append(("resize", point.data if at_base else to_base(task, point.data, point.sampling_rate),
+                          resize_kwargs))
+        for mode, data, kwargs in modes:
+            acc, loss = accuracy(model, data.inputs, data.labels, binary, batch_size, **kwargs)
             rows.append({"setting": point.label, "resolution": list(point.resolution) if point.resolution else None,
                          "sampling_rate": point.sampling_rate, "mode": mode, "accuracy": acc, "loss": loss,
-                         "samples": len(point.data.labels)})
+                         "samples": len(data.labels)})
     return rows
 
 
 def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
-    """Accuracy against resolution (or sampling rate) for both modes, as a PNG."""
+    """Accuracy against resolution (or sampling rate) for every mode measured, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,11 +69,12 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    for mode, style in (("continuous", "o-"), ("reference", "s--"), ("timm", "^:")):
+    labels = {"timm": "timm model, input as it is", "resize": "input resized to the base"}
+    for mode, style in (("continuous", "o-"), ("reference", "s--"), ("timm", "^:"), ("resize", "d-.")):
         values = [next((r["accuracy"] for r in rows if r["setting"] == s and r["mode"] == mode), None) for s in settings]
         if None in values:
             continue
-        ax.plot(range(len(settings)), [100 * v for v in values], style, label=f"{mode} mode")
+        ax.plot(range(len(settings)), [100 * v for v in values], style, label=labels.get(mode, f"{mode} mode"))
     ax.set_xticks(range(len(settings)), settings)
     ax.set_xlabel("evaluation sampling rate" if rows and rows[0]["sampling_rate"] else "evaluation resolution")
     ax.set_ylabel("test accuracy (%)")
