@@ -49,7 +49,11 @@ def test_shipped_weights_reproduce_their_measured_accuracy(name, dataset, option
         size = row["resolution"]
         if row["mode"] != "continuous" or math.prod(size) > 4 * base:  # keep CPU time modest
             continue
-        test = data.test_at(size[0] if len(size) == 1 else tuple(size))
+        try:
+            test = data.test_at(size[0] if len(size) == 1 else tuple(size))
+        except ValueError as error:  # smnist at 49 / 784, measured before such lengths were refused
+            assert "not a resampling" in str(error), error
+            continue
         with torch.no_grad():
             logits = torch.cat([model(**{model.main_input_name: x}).logits for x in test.inputs.split(250)])
         accuracy = (logits.argmax(-1) == test.labels).float().mean().item()
