@@ -411,6 +411,8 @@ class CCNN(nn.Module):
         if torch.compiler.is_compiling() or isinstance(x, torch.fx.Proxy):
             return
         convs = self.continuous_convs()
+        if not convs:  # e.g. ccnn_hf.freeze replaced them with fixed kernels
+            return
         layer_scale = tuple(scale) if scale is not None else convs[0].input_scale(x)
         stale = [conv for conv in convs if not conv.plan_is_current(layer_scale)]
         if stale:

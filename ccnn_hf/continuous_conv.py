@@ -224,7 +224,7 @@ class SeparableContinuousConv(nn.Module):
         device = self.mask_width.device
         return [key[0] for key in self._plans if key[1] == device]
 
-    def store_plan(self, scale: Sequence[float], width: torch.Tensor) -> KernelPlan:
+    def store_plan(self, scale: Sequence[float], width: torch.Tensor | None) -> KernelPlan:
         """Decide and store the kernel plan for ``scale`` from ``width``, a host copy of
         :meth:`effective_mask_width`. An unchanged grid keeps its plan object (a compiled
         graph that guards on it stays valid)."""
@@ -378,8 +378,12 @@ def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv], scales: Seque
     if not convs:
         return
     device = convs[0].mask_width.device
-    with torch.no_grad():
-        widths = torch.cat([c.effective_mask_width().detach().float().to(device) for c in convs]).cpu()
-    for conv, width in zip(convs, widths.split([c.data_dim for c in convs])):
+    if device.type == "meta":  # shapes only: no widths to read (sampling_plan leaves the kernels uncropped)
+        widths = [None] * len(convs)
+    else:
+        with torch.no_grad():
+            widths = torch.cat([c.effective_mask_width().detach().float().to(device) for c in convs]).cpu()
+        widths = widths.split([c.data_dim for c in convs])
+    for conv, width in zip(convs, widths):
         for scale in (conv.planned_scales() if scales is None else scales):
             conv.store_plan(scale, width)

@@ -404,9 +404,11 @@ def test_compiled_training_step_is_one_graph_and_matches_eager():
             loss = F.cross_entropy(compiled(x), y)
             loss.backward()
             torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+            # Relative to each gradient, with a floor at 1e-4 of the largest one: the stem's biases and
+            # (for one input channel) its channel mixer feed a BatchNorm that all but cancels them.
+            floor = 1e-4 * max(q.grad.norm() for q in eager.parameters())
             for (name, p), q in zip(model.named_parameters(), eager.parameters()):
-                if q.grad.norm() > 1e-6:  # (the stem's biases feed a BatchNorm that cancels them)
-                    assert (p.grad - q.grad).norm() <= 1e-2 * q.grad.norm(), name
+                assert (p.grad - q.grad).norm() <= 1e-2 * q.grad.norm() + floor, name
             model.zero_grad()
             with torch.no_grad():
                 for conv in model.continuous_convs():
