@@ -632,7 +632,7 @@ def test_spoken_digits_without_espeak_is_one_clear_error(tmp_path, monkeypatch):
     spoken.espeak_version.cache_clear()
     with pytest.raises(UserError, match="--dataset spoken_digits: the spoken_digits dataset needs the espeak-ng program"):
         run(["--dataset", "spoken_digits", "--preset", "sc_raw_4_140", *TINY, "--max_steps", "1",
-             "--dataset_option", f"n_train=10", "--output_dir", str(tmp_path / "out")])
+             "--dataset_option", "n_train=10", "--output_dir", str(tmp_path / "out")])
     spoken.espeak_version.cache_clear()
 
 

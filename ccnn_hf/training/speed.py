@@ -1,7 +1,6 @@
 """``ccnn-train --compile``: torch.compile for the training step, CCNN-aware."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..ccnn import CCNN
