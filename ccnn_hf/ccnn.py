@@ -398,7 +398,8 @@ class CCNN(nn.Module):
         one host read for all layers: for ``scale`` or, by default, for every input scale seen so far.
 
         Eager forwards do this by themselves when a mask width has changed (its parameter's
-        version counter moved). A compiled or exported forward cannot read parameters on the
+        version counter moved, or the parameter or its storage was replaced); writes through
+        ``.data`` bypass the version counter, call this after them. A compiled or exported forward cannot read parameters on the
         host: call this after every optimizer step, and once at each input size before compiling or
         exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
         method's caller, :meth:`encode`, eager, so plans follow by themselves).
