@@ -158,12 +158,9 @@ def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypa
 
 def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     """A real SIGKILL of a separate process, resumed in another process, against an uninterrupted
-    run in a third one (same thread count: another one changes the float reduction order).
-
-    conv_impl is pinned to "fft" here only: with "auto" each process times the conv paths itself
-    and may pick another one than the uninterrupted run (last bits differ). The in-process crash
-    tests above run with "auto"; the timed choice is being replaced by a deterministic one (issue 11)."""
-    args = [sys.executable, "-m", "ccnn_hf.train", *RESUME, "--conv_impl", "fft", "--save_steps", "4"]
+    run in a third one (same thread count: another one changes the float reduction order), all with
+    the default conv_impl="auto" (a cost model of the shapes: every process picks the same paths)."""
+    args = [sys.executable, "-m", "ccnn_hf.train", *RESUME, "--save_steps", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = subprocess.run(args + ["--output_dir", str(tmp_path / "whole")], env=env, capture_output=True, timeout=600)
     assert whole.returncode == 0, whole.stderr.decode()[-2000:]
