@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import logging
 import pickle
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +27,10 @@ from .ccnn import CCNN, CCNNBlock
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
 from .validation import dtype_problems, key_problems, refuse_checkpoint
+
+logger = logging.getLogger(__name__)
+# Set while from_pretrained(..., output_loading_info=True) runs: the caller asked for the report.
+_REPORTING_LOADING_INFO: ContextVar[bool] = ContextVar("ccnn_reporting_loading_info", default=False)
 
 __all__ = [
     "CCNNPreTrainedModel",
@@ -75,17 +81,33 @@ class CCNNPreTrainedModel(PreTrainedModel):
             refuse_checkpoint(source, dtype_problems(stored, expected))
         return PreTrainedModel._load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys)
 
+    @classmethod
+    def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
+        """transformers' ``from_pretrained``; a checkpoint that does not match the model is refused
+        (see :meth:`_finalize_model_loading`) unless ``output_loading_info=True`` asks for the report
+        instead: then the model loads, with a warning naming the tensors, and the report is returned."""
+        token = _REPORTING_LOADING_INFO.set(output_loading_info)
+        try:
+            return super().from_pretrained(*args, output_loading_info=output_loading_info, **kwargs)
+        finally:
+            _REPORTING_LOADING_INFO.reset(token)
+
     @staticmethod
     def _finalize_model_loading(model, load_config, loading_info):
         """transformers' finishing steps and report, then a ValueError naming missing or unexpected
         tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
-        a CCNN never runs on weights the checkpoint did not hold."""
+        a CCNN never runs on weights the checkpoint did not hold without being told so."""
         loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
         problems = key_problems(loading_info.missing_keys, loading_info.unexpected_keys, list(model.state_dict()),
                                 model._new_modules_allowed, model._extra_modules_allowed)
         problems += [f"{key}: {error}" for key, error in loading_info.conversion_errors.items()]
         problems += list(loading_info.error_msgs)
-        refuse_checkpoint(f"the checkpoint of {load_config.pretrained_model_name_or_path}", problems)
+        source = f"the checkpoint of {load_config.pretrained_model_name_or_path}"
+        if problems and _REPORTING_LOADING_INFO.get():
+            logger.warning(f"{source} does not match the model (loaded as asked by output_loading_info=True; "
+                           "the tensors below keep their initialisation): " + "; ".join(problems))
+        else:
+            refuse_checkpoint(source, problems)
         return loading_info
 
     def default_processor(self):

@@ -368,6 +368,19 @@ def test_damaged_checkpoints_are_refused_naming_the_tensors(saved, tmp_path, cha
         CCNNForImageClassification.from_pretrained(damaged(saved, tmp_path, change))
 
 
+def test_asking_for_the_loading_report_loads_with_a_warning_instead(saved, tmp_path, caplog):
+    """output_loading_info=True (transformers' own way to inspect a load) returns the report of
+    the missing tensors instead of refusing, and says so loudly; without it the load is refused."""
+    folder = damaged(saved, tmp_path, without("ccnn.encoder.blocks.0.conv.mask_width"))
+    with caplog.at_level("WARNING", logger="ccnn_hf.modeling_ccnn"):
+        model, info = CCNNForImageClassification.from_pretrained(folder, output_loading_info=True)
+    assert set(info["missing_keys"]) == {"ccnn.encoder.blocks.0.conv.mask_width"}
+    assert "missing tensors: ccnn.encoder.blocks.0.conv.mask_width" in caplog.text
+    assert "output_loading_info=True" in caplog.text
+    with pytest.raises(ValueError, match="refusing to load it"):  # the report is asked for each time
+        CCNNForImageClassification.from_pretrained(folder)
+
+
 def test_truncated_safetensors_file_is_named(saved, tmp_path):
     folder = tmp_path / "truncated"
     shutil.copytree(saved, folder)
