@@ -83,7 +83,7 @@ def test_the_output_folder_loads_in_transformers_and_reproduces_the_accuracy(dig
 def test_fine_tuning_at_another_resolution_with_a_label_subset(digits_run, tmp_path, capsys):
     checkpoint, _ = digits_run
     results = run(["--init_from", str(checkpoint), "--dataset", "digits", "--image_size", "16", "--labels", "0,1,2,3,4",
-                   "--epochs", "3", "--warmup", "0.5", "--batch_size", "64", "--lr", "0.005", "--output_dir", str(tmp_path / "ft"),
+                   "--epochs", "5", "--warmup", "0.5", "--batch_size", "64", "--lr", "0.005", "--output_dir", str(tmp_path / "ft"),
                    "--report_to", "none", "--eval_resolutions", "1x"])
     assert "re-initialising the classifier" in capsys.readouterr().out
     assert results["classifier_reinitialised"] and results["num_labels"] == 5
