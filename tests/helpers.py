@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,18 @@ def assert_grad_checkpointing_matches(model: torch.nn.Module, x: torch.Tensor, s
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[n], msg=n, **tolerance)
     return out
+
+
+def write_tone_audiofolder(root: Path) -> Path:
+    """An audiofolder of 1 s, 8 kHz, 16-bit tones under ``root``: "low" (~300 Hz) and "high"
+    (~1500 Hz) classes, 6 train and 2 test recordings each."""
+    import soundfile
+
+    t = np.arange(8000) / 8000
+    for split, count in (("train", 6), ("test", 2)):
+        for label, freq in (("low", 300), ("high", 1500)):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
+                soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
+    return root

@@ -13,6 +13,7 @@ from ccnn_hf.train import run
 from ccnn_hf.training.data import load_task_data
 from ccnn_hf.training.errors import UserError
 from ccnn_hf.training.resolutions import ResolutionSchedule, parse_train_resolutions, resample_audio, to_base
+from helpers import write_tone_audiofolder
 
 
 @pytest.fixture(autouse=True)
@@ -117,22 +118,8 @@ def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkey
     _assert_same_weights(expected, tmp_path / "resumed")
 
 
-def _tones(root):
-    """An audiofolder of 1 s tones at 8 kHz: "low" ones and "high" ones."""
-    import soundfile
-
-    t = np.arange(8000) / 8000
-    for split, count in (("train", 6), ("test", 2)):
-        for label, freq in (("low", 300), ("high", 1500)):
-            (root / split / label).mkdir(parents=True)
-            for i in range(count):
-                wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
-                soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
-    return root
-
-
 def test_audio_trains_at_several_sampling_rates_and_is_resampled_for_the_baseline(tmp_path):
-    root = _tones(tmp_path / "speech")
+    root = write_tone_audiofolder(tmp_path / "speech")
     task = load_task_data(str(root), sampling_rate=4000)
     resampled = to_base(task, task.render_test(None, 8000), 8000)
     assert resampled.inputs.shape == task.test.inputs.shape

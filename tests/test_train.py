@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from ccnn_hf.train import run
 from ccnn_hf.training.checkpoints import latest_checkpoint
+from helpers import write_tone_audiofolder
 
 TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
 
@@ -247,16 +248,7 @@ def test_hf_dataset_with_custom_columns(tmp_path):
 
 
 def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
-    import soundfile
-
-    root = tmp_path / "speech"
-    t = np.arange(8000) / 8000
-    for split, count in (("train", 6), ("test", 2)):
-        for label, freq in (("low", 300), ("high", 1500)):
-            (root / split / label).mkdir(parents=True)
-            for i in range(count):
-                wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
-                soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
+    root = write_tone_audiofolder(tmp_path / "speech")
     results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
                    "--max_steps", "2", "--batch_size", "4", "--output_dir", str(tmp_path / "out")])
     assert results["base_sampling_rate"] == 4000 and results["modality"] == "audio"
