@@ -5,7 +5,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["make_model_card", "results_table"]
+__all__ = ["kernel_section", "make_model_card", "results_table"]
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 PIPELINE_TAGS = {"image": "image-classification", "audio": "audio-classification",
@@ -30,9 +30,26 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def kernel_section(image: str) -> str:
+    """The card's "What the kernels learned" section, showing ``image`` (drawn by
+    :func:`ccnn_hf.plot_kernels`), a path relative to the card."""
+    return (
+        "## What the kernels learned\n\n"
+        f"![masked kernels of every layer at the base resolution]({image})\n\n"
+        "One row per continuous convolution (stem first), one column per channel (the first eight): each "
+        "layer's depthwise kernel as the MAGNet generator draws it on the base grid, times the learned "
+        "Gaussian mask and cropped to where the mask is non-negligible. Redraw them, or those of your own "
+        "fine-tuned model, with `ccnn_hf.plot_kernels(model, \"kernels.png\")`.\n"
+    )
+
+
 def make_model_card(results: dict, repo_id: str, timm_name: str | None = None, comparison: str = "",
-                    data_licence: str = "see the dataset's terms", limitations: str = "") -> ModelCard:
-    """Build the card of a run from its results (as written by ``ccnn-train`` or the converter)."""
+                    data_licence: str = "see the dataset's terms", limitations: str = "",
+                    kernels_image: str | None = None) -> ModelCard:
+    """Build the card of a run from its results (as written by ``ccnn-train`` or the converter).
+
+    ``kernels_image``: a picture of the learned kernels (path relative to the card) to show.
+    """
     modality = results["modality"]
     base = results["base_setting"]
     eval_results = [
@@ -84,5 +101,6 @@ def make_model_card(results: dict, repo_id: str, timm_name: str | None = None, c
         time_per_epoch=f"{results.get('time_per_epoch_s', float('nan')):.1f}",
         results_table=results_table(results["evaluation"]),
         comparison=comparison,
+        kernels=kernel_section(kernels_image) if kernels_image else "",
         data_licence=data_licence,
     )

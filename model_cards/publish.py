@@ -6,7 +6,7 @@
 Each repo gets what ``from_pretrained`` (also with ``trust_remote_code=True`` where ccnn_hf is not
 installed) and ``timm.create_model("hf-hub:...")`` need: the modelling code, ``config.json`` with
 timm's fields, ``model.safetensors``, the processor config, plus the model card (rewritten for
-that organisation), ``results.json`` and the accuracy plot.
+that organisation), ``results.json``, the accuracy plot and the kernel picture.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def publish(org: str, names: list[str] | None = None, private: bool = False) -> 
             for other in RELEASES.values():  # the card names the repo of the org it was built for
                 card.text = card.text.replace(f"ccnn-hf/{other.repo}", f"{org}/{other.repo}")
             card.save(Path(tmp) / "README.md")
-            for extra in ("results.json", "accuracy_vs_resolution.png"):
+            for extra in ("results.json", "accuracy_vs_resolution.png", "kernels.png"):
                 if (folder / extra).exists():
                     (Path(tmp) / extra).write_bytes((folder / extra).read_bytes())
             api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=f"ccnn_hf release: {release.summary}")

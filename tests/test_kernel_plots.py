@@ -48,3 +48,28 @@ def test_a_model_without_continuous_convs_is_refused():
         plot_kernels(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="max_channels must be an integer >= 1, got 0"):
         plot_kernels(build_ccnn("cifar10_4_140", **TINY), max_channels=0)
+
+
+def test_released_cards_show_their_kernel_picture():
+    """Every shipped release has its kernel picture and its card (Hub README) shows it."""
+    from ccnn_hf.released import WEIGHTS_DIR, available_releases
+
+    names = available_releases()
+    if not names:
+        pytest.skip("no released weights in this installation")
+    for name in names:
+        folder = WEIGHTS_DIR / name
+        assert (folder / "kernels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        card = (folder / "README.md").read_text(encoding="utf-8")
+        assert "](kernels.png)" in card and card.index("What the kernels learned") < card.index("## Citation"), name
+
+
+def test_card_has_a_kernel_section_only_when_given_a_picture():
+    from ccnn_hf.model_card import make_model_card
+
+    results = {"modality": "image", "base_setting": "14x14", "dataset": "mnist", "preset": "ccnn_2d_4_140",
+               "params": 1000, "evaluation": [{"setting": "14x14", "mode": "continuous", "accuracy": 0.9}]}
+    with_picture = make_model_card(results, "org/model", kernels_image="kernels.png").text
+    without = make_model_card(results, "org/model").text
+    assert "## What the kernels learned" in with_picture and "](kernels.png)" in with_picture
+    assert "What the kernels learned" not in without
