@@ -57,7 +57,6 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from contextlib import nullcontext
@@ -66,12 +65,12 @@ from typing import Any
 import torch
 
 from .ccnn import CCNN, CCNNHead, resolve_input_scale
-from .configuration_ccnn import (
+from .continuous_conv import SeparableContinuousConv
+from .presets import PRESETS, preset_model_kwargs
+from .settings import canonical, model_settings
+from .timm_config import (
     TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
 )
-from .continuous_conv import SeparableContinuousConv
-from .factory import ALIASES, preset_model_kwargs
-from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input, key_problems, refuse_checkpoint
 
@@ -92,7 +91,7 @@ TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image":
 CHECKPOINTS: dict[str, str] = {}
 
 _SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
-_CCNN_ARGS = frozenset(inspect.signature(CCNN).parameters)
+_SETTINGS = frozenset(s.name for s in model_settings())
 _NOTES = (
     "Continuous kernels: runs at any input size, no downsampling (pool_size = input size).",
     "img_size= sets this config's input_size, not the model's base_resolution.",
@@ -202,7 +201,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
         if kwargs.pop(name, 0.0):
             raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out")
     img_size = kwargs.pop("img_size", None)
-    settings = {k: kwargs.pop(k) for k in list(kwargs) if ALIASES.get(k, k) in _CCNN_ARGS}
+    settings = {k: kwargs.pop(k) for k in list(kwargs) if canonical(k) in _SETTINGS}  # any spelling of a setting
     release = RELEASED.get(f"{variant}.{source.get('tag')}")
     if release is not None:  # a packaged release: rebuild exactly its network (user settings still win)
         settings = {**{k: tuple(v) if isinstance(v, list) else v for k, v in release["model_args"].items()
@@ -211,7 +210,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
     if model_kwargs["data_dim"] != 2:
         raise ValueError("the timm CCNNs are 2D image models (data_dim=2); build 1D / 3D CCNNs with ccnn_hf.build_ccnn")
     for name in ("in_chans", "num_classes"):  # from the pretrained cfg unless given (timm's convention)
-        if ALIASES.get(name, name) not in {ALIASES.get(k, k) for k in settings}:
+        if name not in {canonical(k) for k in settings}:
             model_kwargs.pop(name)
     if img_size is not None:
         size = (int(img_size),) * 2 if isinstance(img_size, (int, float)) else tuple(int(s) for s in img_size)

@@ -19,6 +19,7 @@ from timm.models import FeatureInfo
 
 import ccnn_hf
 from ccnn_hf import CCNN, CCNNConfig, CCNNForImageClassification
+from ccnn_hf.timm_config import timm_fields
 from ccnn_hf.timm_models import RELEASED, TAGS, checkpoint_filter_fn
 from helpers import assert_grad_checkpointing_matches
 
@@ -312,8 +313,8 @@ def test_transformers_config_carries_timm_fields_and_still_round_trips(saved_hf)
     again = json.loads((resaved / "config.json").read_text())
     assert again["num_classes"] == again["model_args"]["num_classes"] == again["pretrained_cfg"]["num_classes"] == 7
     backbone = ccnn_hf.CCNNModel(model.config)
-    assert backbone.config.timm_fields(0)["num_classes"] == 0
-    assert CCNNConfig.from_preset("smnist_4_140").timm_fields() == {}  # timm models are 2D images
+    assert timm_fields(backbone.config, 0)["num_classes"] == 0
+    assert timm_fields(CCNNConfig.from_preset("smnist_4_140")) == {}  # timm models are 2D images
 
 
 def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path, caplog):
