@@ -51,7 +51,7 @@ def _dropout(data_dim: int, rate: float, kind: str) -> nn.Module:
         return _CHANNEL_DROPOUTS[data_dim - 1](rate)
     if kind == "element":
         return nn.Dropout(rate)
-    raise ValueError(f"dropout_type must be 'channel' or 'element', got {kind!r}")
+    raise ValueError(f"dropout_type must be one of {DROPOUT_TYPES}, got {kind!r}")
 
 
 class CCNNStem(nn.Module):

@@ -40,6 +40,7 @@ __all__ = [
     "CCNNForImageClassification",
     "CCNNForSequenceClassification",
     "CCNNForAudioClassification",
+    "MODEL_CLASSES",
 ]
 
 
@@ -420,3 +421,12 @@ class CCNNForAudioClassification(_CCNNClassifier):
             input_values = input_values.unsqueeze(1)
         return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
                               SequenceClassifierOutput)
+
+
+# modality of a CCNNConfig -> the classification model that reads it
+MODEL_CLASSES: dict[str, type[CCNNPreTrainedModel]] = {
+    "image": CCNNForImageClassification,
+    "sequence": CCNNForSequenceClassification,
+    "tokens": CCNNForSequenceClassification,
+    "audio": CCNNForAudioClassification,
+}

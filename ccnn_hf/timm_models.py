@@ -68,6 +68,7 @@ from .ccnn import CCNN, CCNNHead, resolve_input_scale
 from .continuous_conv import SeparableContinuousConv
 from .presets import PRESETS, preset_model_kwargs
 from .settings import canonical, model_settings
+from .state_dict_keys import to_core_keys
 from .timm_config import (
     TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
 )
@@ -152,17 +153,7 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     may be absent, extra or resized (timm replaces it for another ``num_classes``). Wrongly typed
     tensors (an int32 weight) are refused by :meth:`ccnn_hf.CCNN.load_state_dict`.
     """
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    out = {}
-    for key, value in state_dict.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        for prefix, replacement in (("ccnn.encoder.", ""), ("encoder.", ""), ("classifier.", "head.fc.")):
-            if key.startswith(prefix):
-                key = replacement + key[len(prefix):]
-                break
-        out[key] = value
+    out = to_core_keys(state_dict)
     bias = out.get("stem.conv.bias")
     in_chans = getattr(model, "in_chans", None)
     if bias is not None and in_chans is not None and bias.shape[0] != in_chans:

@@ -35,7 +35,8 @@ from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import dataset_options, parse_args, parse_labels
-from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
+from .files import write_json_atomic
+from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy

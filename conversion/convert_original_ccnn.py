@@ -33,16 +33,11 @@ import torch
 from ccnn_hf import CCNNConfig, build_ccnn, get_preset, load_original_state_dict
 from ccnn_hf.model_card import make_model_card
 from ccnn_hf.original import convert_original_state_dict, read_original_checkpoint
-from ccnn_hf.training.checkpoints import write_json_atomic
-from ccnn_hf.training.model import MODEL_CLASSES
+from ccnn_hf.files import write_json_atomic
+from ccnn_hf.modeling_ccnn import MODEL_CLASSES
+from ccnn_hf.state_dict_keys import to_transformers_keys
 
 TOLERANCE = 1e-5  # max |converted - raw| / max |raw| on the check input
-
-
-def to_transformers_keys(core_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """ccnn_hf core keys -> keys of the transformers classification heads."""
-    return {(f"classifier.{k[len('head.fc.'):]}" if k.startswith("head.fc.") else f"ccnn.encoder.{k}"): v
-            for k, v in core_state.items()}
 
 
 def check_output(output: Path, overwrite: bool) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import torch
@@ -11,13 +10,9 @@ from safetensors.torch import load_file
 
 from ..configuration_ccnn import CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
-from ..modeling_ccnn import (
-    CCNNForAudioClassification,
-    CCNNForImageClassification,
-    CCNNForSequenceClassification,
-    CCNNPreTrainedModel,
-)
+from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
+from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from .args import MODEL_OVERRIDES
 from .data import TaskData, looks_like_path
 from .errors import UserError
@@ -28,12 +23,6 @@ __all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary",
 # Options that --init_from may change: they do not alter the checkpoint's tensors.
 FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
 
-MODEL_CLASSES = {
-    "image": CCNNForImageClassification,
-    "sequence": CCNNForSequenceClassification,
-    "tokens": CCNNForSequenceClassification,
-    "audio": CCNNForAudioClassification,
-}
 
 
 def is_binary(preset: str, task: TaskData) -> bool:
@@ -105,14 +94,6 @@ def _resolve_checkpoint(source: str) -> Path:
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         raise UserError(f"--init_from {source}: no local folder by that name, and the Hub model could not be "
                         f"fetched ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
-
-
-def _to_transformers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm-format keys (``stem.*``, ``head.fc.*``) -> transformers keys (``ccnn.encoder.*``, ``classifier.*``)."""
-    if any(k.startswith("ccnn.") for k in state):
-        return state
-    return {re.sub(r"^head\.fc\.", "classifier.", k) if k.startswith("head.fc.") else f"ccnn.encoder.{k}": v
-            for k, v in state.items()}
 
 
 def _config_from_checkpoint(folder: Path) -> CCNNConfig:
@@ -210,15 +191,15 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
     config.modality = task.modality
     model = MODEL_CLASSES[task.modality](config)
     try:
-        state = _to_transformers_keys(load_file(folder / "model.safetensors"))
+        state = to_transformers_keys(load_file(folder / "model.safetensors"))
     except (OSError, SafetensorError) as error:
         raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
     if reinit:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        state = {k: v for k, v in state.items() if not k.startswith(HF_CLASSIFIER)}
         print(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
               f"{labels['num_labels']}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (reinit and k.startswith("classifier."))]
+    missing = [k for k in missing if not (reinit and k.startswith(HF_CLASSIFIER))]
     if missing or unexpected:
         raise UserError(f"--init_from {args.init_from} does not match the model: missing {missing}, "
                         f"unexpected {unexpected}")
