@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -19,6 +21,8 @@ from .errors import UserError
 
 __all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
            "TimmBaseline"]
+
+logger = logging.getLogger(__name__)
 
 # Options that --init_from may change: they do not alter the checkpoint's tensors.
 FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
@@ -93,7 +97,13 @@ def _resolve_checkpoint(source: str) -> Path:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         raise UserError(f"--init_from {source}: no local folder by that name, and the Hub model could not be "
-                        f"fetched ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+                        f"fetched ({_first_line(error)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message (at most 200 characters), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _config_from_checkpoint(folder: Path) -> CCNNConfig:
@@ -131,7 +141,8 @@ class TimmBaseline(torch.nn.Module):
             raise UserError(f"--timm_model {name}: {error}") from None
         self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
                                       base_sampling_rate=task.sampling_rate,
-                                      problem_type="multi_label_classification" if binary else "single_label_classification")
+                                      problem_type="multi_label_classification" if binary
+                                      else "single_label_classification")
         self.name, self.data_dim = name, task.data_dim
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, **_ignored):
@@ -149,8 +160,10 @@ class TimmBaseline(torch.nn.Module):
         save_for_hf(self.model, folder, safe_serialization=True)
 
 
-def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTrainedModel, dict]:
-    """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised)."""
+def build_model(args: argparse.Namespace, task: TaskData,
+                say: Callable[[str], None] = logger.info) -> tuple[CCNNPreTrainedModel, dict]:
+    """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised).
+    ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``)."""
     if args.timm_model:
         return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
@@ -196,7 +209,7 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
         raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
     if reinit:
         state = {k: v for k, v in state.items() if not k.startswith(HF_CLASSIFIER)}
-        print(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
+        say(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
               f"{labels['num_labels']}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (reinit and k.startswith(HF_CLASSIFIER))]
