@@ -22,7 +22,8 @@ EXTRAS = {
 setup(
     name="ccnn_hf",
     version="0.1.0",
-    description="Continuous CNN (CCNN) for any length, resolution and dimension, in the timm and Hugging Face ecosystems",
+    description="Continuous CNN (CCNN) for any length, resolution and dimension, "
+    "in the timm and Hugging Face ecosystems",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",

@@ -68,7 +68,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
-    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict", "convert_original_state_dict",
+    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict",
+    "convert_original_state_dict",
     "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
     "released_weights", "plot_kernels", *_HF_NAMES,
 ]

@@ -264,7 +264,8 @@ class CCNN(nn.Module):
         super().__init__()
         settings = resolve(settings, "CCNN")  # defaults, then every rule of ccnn_hf.settings by name
         self.settings: Mapping[str, Any] = MappingProxyType(settings)
-        data_dim, hidden_channels, num_blocks = settings["data_dim"], settings["hidden_channels"], settings["num_blocks"]
+        data_dim, hidden_channels = settings["data_dim"], settings["hidden_channels"]
+        num_blocks = settings["num_blocks"]
         base_resolution, causal, base_sampling_rate = (settings["base_resolution"], settings["causal"],
                                                        settings["base_sampling_rate"])
 
@@ -309,9 +310,9 @@ class CCNN(nn.Module):
         standard deviations of 0.1-0.5 instead of 1.
         ``"unit_variance"``: after that, a layer-sequential unit-variance pass (LSUV,
         Mishkin & Matas 2016) on a fixed standard-normal probe at the base resolution
-        (white and band-limited noise, see :func:`_probe`) rescales, in order, each conv's kernel channels and channel mixer, each block's 1x1
-        layer and the classifier to unit output RMS, so the logits have unit variance
-        (about zero, as the zero-mean initial weights make it). Measuring rather than
+        (white and band-limited noise, see :func:`_probe`) rescales, in order, each conv's kernel
+        channels and channel mixer, each block's 1x1 layer and the classifier to unit output RMS, so the logits have
+        unit variance (about zero, as the zero-mean initial weights make it). Measuring rather than
         assuming a white input matters for band-limited kernels: smooth kernels applied to
         the smooth outputs of earlier layers have gains far above their white-noise gain.
         """
@@ -378,9 +379,9 @@ class CCNN(nn.Module):
 
         Eager forwards do this by themselves when a mask width has changed (its parameter's
         version counter moved, or the parameter or its storage was replaced); writes through
-        ``.data`` bypass the version counter, call this after them. A compiled or exported forward cannot read parameters on the
-        host: call this after every optimizer step, and once at each input size before compiling or
-        exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
+        ``.data`` bypass the version counter, call this after them. A compiled or exported forward
+        cannot read parameters on the host: call this after every optimizer step, and once at each input size before
+        compiling or exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
         method's caller, :meth:`encode`, eager, so plans follow by themselves).
         """
         refresh_kernel_plans(self.continuous_convs(), None if scale is None else [tuple(float(s) for s in scale)])

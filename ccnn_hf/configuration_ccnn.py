@@ -53,11 +53,12 @@ class CCNNConfig(PretrainedConfig):
     ``input_std``: those names are still read (deprecated; transformers' tooling takes any
     field containing ``_std`` for an initialiser scale). ``base_resolution`` /
     ``base_sampling_rate`` say where the weights are native; override them at load time
-    (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
-    embedding in front of sequence models; the official LRA models instead read raw token ids
-    as floats in one channel (``use_token_embedding=False``). ``initializer_factor`` scales the
-    initial weights of the heads' classifier and token embedding (keep it at 1; transformers' own
-    tests set it near zero to tell initialised weights from loaded ones, as for T5).
+    (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native.
+    ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token embedding in front of
+    sequence models; the official LRA models instead read raw token ids as floats in one channel
+    (``use_token_embedding=False``). ``initializer_factor`` scales the initial weights of the heads' classifier and
+    token embedding (keep it at 1; transformers' own tests set it near zero to tell initialised weights from loaded
+    ones, as for T5).
 
     Example:
         >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)

@@ -21,8 +21,9 @@ and per axis:
 so that every term stays below Nyquist out to two spectral standard deviations. The mask is
 also shifted to reach exactly zero at the crop threshold, ``max(m - t, 0) / (1 - t)``, and
 the upper bound keeps that point inside the domain: the kernel is continuous and vanishes
-before the grid ends, which Riemann sums on grids of different steps need to agree. Causal kernels end abruptly at the present sample; their last tap gets half
-weight (trapezoid rule), so sums over grids of different steps agree to second order.
+before the grid ends, which Riemann sums on grids of different steps need to agree. Causal
+kernels end abruptly at the present sample; their last tap gets half weight (trapezoid rule), so sums over grids of
+different steps agree to second order.
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class SeparableContinuousConv(nn.Module):
             (``hidden_channels``) and ``omega_0``.
         mask_init: initial Gaussian mask width (sigma, in kernel coordinates).
         mask_threshold: mask value below which kernel taps are cropped away.
-        conv_impl: continuous mode: ``"auto"`` (cost model, see :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
+        conv_impl: continuous mode: ``"auto"`` (cost model, see
+            :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
         use_fft: reference mode: the official switch (FFT iff set and every kernel axis is
             longer than ``fft_threshold`` taps).
         fft_threshold: see ``use_fft``.
@@ -373,7 +375,8 @@ def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...])
     return conv._plans[conv._plan_key(scale)][1]
 
 
-def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None) -> None:
+def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv],
+                         scales: Sequence[Sequence[float]] | None = None) -> None:
     """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
     for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
     convs = list(convs)

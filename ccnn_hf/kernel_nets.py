@@ -252,7 +252,8 @@ def build_kernel_net(
     if kind not in _GENERATORS:
         raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
     generator = _GENERATORS[kind]
-    given = dict(data_dim=data_dim, out_channels=out_channels, no_layers=no_layers, init_spatial_value=init_spatial_value,
-                 causal=causal, max_frequency=max_frequency, max_gamma=max_gamma, **options)
+    given = dict(data_dim=data_dim, out_channels=out_channels, no_layers=no_layers,
+                 init_spatial_value=init_spatial_value, causal=causal, max_frequency=max_frequency,
+                 max_gamma=max_gamma, **options)
     accepted = inspect.signature(generator).parameters
     return generator(**{key: value for key, value in given.items() if key in accepted})

@@ -63,34 +63,37 @@ class _Task:
 
 
 _TASKS: dict[str, _Task] = {
-    "smnist": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(784,), base_sampling_rate=None,
-                  stats=MNIST_STATS, description="sequential MNIST (row-major, 784 steps)"),
-    "pmnist": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(784,), base_sampling_rate=None,
-                  stats=MNIST_STATS, description="permuted sequential MNIST"),
-    "scifar10": _Task("sequence", data_dim=1, in_chans=3, num_classes=10, base_resolution=(1024,), base_sampling_rate=None,
-                  stats=CIFAR10_STATS, description="sequential CIFAR-10 (3 channels x 1024 steps)"),
-    "sc_mfcc": _Task("sequence", data_dim=1, in_chans=20, num_classes=10, base_resolution=(161,), base_sampling_rate=None,
-                  stats=UNIT_STATS, description="Speech Commands, 20 MFCCs x 161 frames"),
-    "sc_raw": _Task("audio", data_dim=1, in_chans=1, num_classes=10, base_resolution=(16000,), base_sampling_rate=16000.0,
-                  stats=UNIT_STATS, description="Speech Commands raw waveform, 16 kHz"),
-    "cifar10": _Task("image", data_dim=2, in_chans=3, num_classes=10, base_resolution=(32, 32), base_sampling_rate=None,
-                  stats=CIFAR10_STATS, description="CIFAR-10 images"),
-    "cifar100": _Task("image", data_dim=2, in_chans=3, num_classes=100, base_resolution=(32, 32), base_sampling_rate=None,
-                  stats=CIFAR100_STATS, description="CIFAR-100 images"),
-    "stl10": _Task("image", data_dim=2, in_chans=3, num_classes=10, base_resolution=(256, 256), base_sampling_rate=None,
-                  stats=STL10_STATS, description="STL-10 images resized to 256x256"),
-    "listops": _Task("tokens", data_dim=1, in_chans=1, num_classes=10, base_resolution=(2048,), base_sampling_rate=1.0,
-                  stats=UNIT_STATS, description="LRA ListOps, raw token ids as floats"),
-    "text": _Task("tokens", data_dim=1, in_chans=1, num_classes=1, base_resolution=(4096,), base_sampling_rate=1.0,
-                  stats=UNIT_STATS, description="LRA IMDB byte-level text, raw ids as floats (binary)"),
-    "image": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(1024,), base_sampling_rate=None,
-                  stats=LRA_GRAY_STATS, description="LRA Image: grayscale CIFAR-10 as 1024 steps"),
-    "pathfinder": _Task("sequence", data_dim=1, in_chans=1, num_classes=1, base_resolution=(1024,), base_sampling_rate=None,
-                  stats=UNIT_STATS, description="LRA Pathfinder 32x32 as 1024 steps (binary)"),
-    "image2d": _Task("image", data_dim=2, in_chans=1, num_classes=10, base_resolution=(32, 32), base_sampling_rate=None,
-                  stats=LRA_GRAY_STATS, description="LRA Image as 2D grayscale CIFAR-10"),
-    "pathfinder2d": _Task("image", data_dim=2, in_chans=1, num_classes=1, base_resolution=(32, 32), base_sampling_rate=None,
-                  stats=UNIT_STATS, description="LRA Pathfinder as 32x32 images (binary)"),
+    "smnist": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(784,),
+                 base_sampling_rate=None, stats=MNIST_STATS, description="sequential MNIST (row-major, 784 steps)"),
+    "pmnist": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(784,),
+                 base_sampling_rate=None, stats=MNIST_STATS, description="permuted sequential MNIST"),
+    "scifar10": _Task("sequence", data_dim=1, in_chans=3, num_classes=10, base_resolution=(1024,),
+                 base_sampling_rate=None, stats=CIFAR10_STATS,
+                 description="sequential CIFAR-10 (3 channels x 1024 steps)"),
+    "sc_mfcc": _Task("sequence", data_dim=1, in_chans=20, num_classes=10, base_resolution=(161,),
+                 base_sampling_rate=None, stats=UNIT_STATS, description="Speech Commands, 20 MFCCs x 161 frames"),
+    "sc_raw": _Task("audio", data_dim=1, in_chans=1, num_classes=10, base_resolution=(16000,),
+                 base_sampling_rate=16000.0, stats=UNIT_STATS, description="Speech Commands raw waveform, 16 kHz"),
+    "cifar10": _Task("image", data_dim=2, in_chans=3, num_classes=10, base_resolution=(32, 32),
+                 base_sampling_rate=None, stats=CIFAR10_STATS, description="CIFAR-10 images"),
+    "cifar100": _Task("image", data_dim=2, in_chans=3, num_classes=100, base_resolution=(32, 32),
+                 base_sampling_rate=None, stats=CIFAR100_STATS, description="CIFAR-100 images"),
+    "stl10": _Task("image", data_dim=2, in_chans=3, num_classes=10, base_resolution=(256, 256),
+                 base_sampling_rate=None, stats=STL10_STATS, description="STL-10 images resized to 256x256"),
+    "listops": _Task("tokens", data_dim=1, in_chans=1, num_classes=10, base_resolution=(2048,),
+                 base_sampling_rate=1.0, stats=UNIT_STATS, description="LRA ListOps, raw token ids as floats"),
+    "text": _Task("tokens", data_dim=1, in_chans=1, num_classes=1, base_resolution=(4096,),
+                 base_sampling_rate=1.0, stats=UNIT_STATS,
+                 description="LRA IMDB byte-level text, raw ids as floats (binary)"),
+    "image": _Task("sequence", data_dim=1, in_chans=1, num_classes=10, base_resolution=(1024,),
+                 base_sampling_rate=None, stats=LRA_GRAY_STATS,
+                 description="LRA Image: grayscale CIFAR-10 as 1024 steps"),
+    "pathfinder": _Task("sequence", data_dim=1, in_chans=1, num_classes=1, base_resolution=(1024,),
+                 base_sampling_rate=None, stats=UNIT_STATS, description="LRA Pathfinder 32x32 as 1024 steps (binary)"),
+    "image2d": _Task("image", data_dim=2, in_chans=1, num_classes=10, base_resolution=(32, 32),
+                 base_sampling_rate=None, stats=LRA_GRAY_STATS, description="LRA Image as 2D grayscale CIFAR-10"),
+    "pathfinder2d": _Task("image", data_dim=2, in_chans=1, num_classes=1, base_resolution=(32, 32),
+                 base_sampling_rate=None, stats=UNIT_STATS, description="LRA Pathfinder as 32x32 images (binary)"),
 }
 TASKS = tuple(_TASKS)
 
@@ -108,8 +111,8 @@ def _row(task: str, *, blocks: int, hidden: int, params: int, recipe: Mapping[st
     causal = t.data_dim == 1  # every official 1D task is causal with FFT; every 2D task centred and direct
     settings = dict(
         data_dim=t.data_dim, in_chans=t.in_chans, num_classes=t.num_classes, hidden_channels=hidden, num_blocks=blocks,
-        kernel_net="magnet", kernel_layers=3, base_resolution=t.base_resolution, base_sampling_rate=t.base_sampling_rate,
-        causal=causal, mask_threshold=0.1, use_fft=causal, **model,
+        kernel_net="magnet", kernel_layers=3, base_resolution=t.base_resolution,
+        base_sampling_rate=t.base_sampling_rate, causal=causal, mask_threshold=0.1, use_fft=causal, **model,
     )
     mean, std = t.stats
     return Preset(f"{task}_{blocks}_{hidden}", task, t.modality, MappingProxyType(settings), recipe, mean, std, params,
@@ -226,7 +229,8 @@ def preset_model_kwargs(preset: str, **overrides: Any) -> dict[str, Any]:
     if len(base) != kwargs["data_dim"] and "base_resolution" not in given:
         kwargs["base_resolution"] = (base[0],) * kwargs["data_dim"]
         if not isinstance(kwargs["kernel_size"], str) and "kernel_size" not in given:
-            kwargs["kernel_size"] = kwargs["kernel_size"] if isinstance(kwargs["kernel_size"], int) else kwargs["kernel_size"][0]
+            size = kwargs["kernel_size"]
+            kwargs["kernel_size"] = size if isinstance(size, int) else size[0]
     if "causal" not in given and kwargs["data_dim"] != 1:
         kwargs["causal"] = False
     return kwargs

@@ -46,5 +46,7 @@ def to_transformers_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     already in transformers' keys is returned as it is)."""
     if any(key.startswith(HF_BACKBONE) for key in state_dict):
         return dict(state_dict)
-    return {(HF_CLASSIFIER + key[len(CORE_CLASSIFIER):] if key.startswith(CORE_CLASSIFIER) else HF_BACKBONE + key): value
-            for key, value in state_dict.items()}
+    def renamed(key: str) -> str:
+        return HF_CLASSIFIER + key[len(CORE_CLASSIFIER):] if key.startswith(CORE_CLASSIFIER) else HF_BACKBONE + key
+
+    return {renamed(key): value for key, value in state_dict.items()}

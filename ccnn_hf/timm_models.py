@@ -15,8 +15,7 @@ architecture settings (input channels, classes, base resolution, kernel size, om
 width, dropout) and its data config (input size, mean / std). Any :class:`ccnn_hf.CCNN` setting
 can be overridden as a keyword of ``timm.create_model`` (also ``hidden``, ``blocks``,
 ``kernel_width``); timm's ``drop_rate`` is the blocks' ``dropout``. Released weights ship inside
-the package (:data:`RELEASED`; loaded offline with ``pretrained=True``); :data:`CHECKPOINTS` maps
-``"<model>.<tag>"`` to a Hub repo for weights that live only on the Hub.
+the package (:data:`RELEASED`; loaded offline with ``pretrained=True``).
 
 Input size. CCNN never downsamples and its kernels are continuous functions sampled on the
 input's grid, so a model takes images of any size: an input twice the base resolution is read as
@@ -84,12 +83,11 @@ try:
 except ImportError:  # timm is optional: without it nothing is registered
     build_model_with_cfg = None
 
-__all__ = ["TAGS", "CHECKPOINTS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
+__all__ = ["TAGS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
 
 # pretrained tag -> task of ccnn_hf.presets (the 2D image tasks)
-TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d", "pathfinder": "pathfinder2d"}
-# "<model>.<tag>" -> Hub repo id of published weights (none yet).
-CHECKPOINTS: dict[str, str] = {}
+TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d",
+        "pathfinder": "pathfinder2d"}
 
 _SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
 _SETTINGS = frozenset(s.name for s in model_settings())
@@ -99,12 +97,13 @@ _NOTES = (
 )
 
 
-def _cfg(preset_name: str, name: str) -> dict[str, Any]:
+def _cfg(preset_name: str) -> dict[str, Any]:
+    """timm's pretrained cfg of a preset (no weights: data config and metadata)."""
     preset = PRESETS[preset_name]
     model = preset.model
     size = tuple(int(r) for r in model["base_resolution"])
     return dict(
-        hf_hub_id=CHECKPOINTS.get(name), num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
+        num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
         pool_size=size, crop_pct=1.0, interpolation="bicubic", mean=tuple(preset.mean), std=tuple(preset.std),
         first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit", description=preset.description,
         origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=TIMM_PAPER_IDS, notes=_NOTES,
@@ -190,7 +189,8 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
         kwargs.setdefault("dropout", kwargs.pop("drop_rate"))
     for name in ("drop_path_rate", "drop_block_rate"):
         if kwargs.pop(name, 0.0):
-            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out")
+            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; "
+                             f"pass {name}=0 or leave it out")
     img_size = kwargs.pop("img_size", None)
     settings = {k: kwargs.pop(k) for k in list(kwargs) if canonical(k) in _SETTINGS}  # any spelling of a setting
     release = RELEASED.get(f"{variant}.{source.get('tag')}")
@@ -237,8 +237,8 @@ if build_model_with_cfg is not None:
         register_notrace_function(_function)
 
     default_cfgs = generate_default_cfgs({
-        "ccnn_2d": _cfg("cifar10_4_140", "ccnn_2d"),
-        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}", f"ccnn_2d_{blocks}_{hidden}.{tag}")
+        "ccnn_2d": _cfg("cifar10_4_140"),
+        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
            for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
         **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
     })

@@ -9,11 +9,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size", "Rule", "is_integer", "integer_rule", "real_rule", "one_of", "flag_rule",
-           "kernel_size_rule", "normalisation_problems", "call_scale", "MAX_SCALE", "dtype_problems", "key_problems",
+__all__ = ["check_input", "resolve_kernel_size", "Rule", "is_integer", "integer_rule", "real_rule", "one_of",
+           "flag_rule", "kernel_size_rule", "normalisation_problems", "call_scale", "MAX_SCALE", "dtype_problems",
+           "key_problems",
            "refuse_checkpoint"]
 
-_AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
+_AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]",
+         3: "[batch, channels, depth, height, width]"}
 
 
 def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False,
@@ -44,7 +46,8 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
         raise ValueError("input contains NaN or infinite values")
 
 
-def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution: Sequence[int], causal: bool) -> tuple[int, ...]:
+def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution: Sequence[int],
+                        causal: bool) -> tuple[int, ...]:
     """Turn ``"same"`` / an int / a per-axis sequence into kernel taps per axis.
 
     ``"same"``: as long as the base input along each axis; centred kernels need an odd

@@ -123,10 +123,12 @@ def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_
           f"{tuple(x.shape)} input")
     if relative > TOLERANCE:
         raise RuntimeError(f"converted model disagrees with the raw state dict: relative difference {relative:.3e}")
-    base = "x".join(map(str, config.base_resolution)) if p.modality != "audio" else f"{config.base_sampling_rate / 1000:g} kHz"
+    base = ("x".join(map(str, config.base_resolution)) if p.modality != "audio"
+            else f"{config.base_sampling_rate / 1000:g} kHz")
     results = {
         "preset": preset, "dataset": p.task, "modality": p.modality, "mode": "reference", "base_setting": base,
-        "params": sum(t.numel() for t in model.parameters()), "evaluation": [], "source_checkpoint": Path(checkpoint).name,
+        "params": sum(t.numel() for t in model.parameters()), "evaluation": [],
+        "source_checkpoint": Path(checkpoint).name,
         "verification_max_abs_diff": difference, "legacy_odd_fft": legacy_odd_fft,
         "description": f"official CCNN weights (`{preset}`) converted from the original code's checkpoint; "
                        "reference mode reproduces the official outputs.",

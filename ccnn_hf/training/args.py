@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)")
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
-    g.add_argument("--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)")
+    g.add_argument("--max_samples", type=POSITIVE_INT,
+                   help="use at most this many samples per split (folders, HF datasets)")
     g = p.add_argument_group("model (overrides of the preset)")
     for flag, setting in override_flags().items():
         g.add_argument(f"--{flag}", **_flag_options(setting))
