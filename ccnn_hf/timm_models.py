@@ -30,7 +30,7 @@ classifier). :func:`checkpoint_filter_fn` also reads transformers checkpoints
 (``ccnn.encoder.*`` + ``classifier.*``, or ``encoder.*`` of a bare ``CCNNModel``), so one
 ``model.safetensors`` and one Hub repo serve both libraries: ``save_pretrained`` /
 ``push_to_hub`` of a 2D image model writes timm's ``architecture``, ``model_args`` and
-``pretrained_cfg`` into its ``config.json`` (see :meth:`ccnn_hf.CCNNConfig.timm_fields`), and
+``pretrained_cfg`` into its ``config.json`` (see :func:`ccnn_hf.timm_config.timm_fields`), and
 ``timm.create_model("hf-hub:<repo>", pretrained=True)`` (or ``"local-dir:<folder>"``) rebuilds the
 same network. Local files: ``create_model(name, pretrained=True, pretrained_cfg_overlay=dict(
 file="model.safetensors", num_classes=N), **model_args)`` reads either format (give the file's
