@@ -24,8 +24,7 @@ from __future__ import annotations
 import inspect
 import math
 from contextlib import contextmanager
-from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -263,7 +262,7 @@ class CCNN(nn.Module):
     def __init__(self, **settings: Any) -> None:
         super().__init__()
         settings = resolve(settings, "CCNN")  # defaults, then every rule of ccnn_hf.settings by name
-        self.settings: Mapping[str, Any] = MappingProxyType(settings)
+        self.settings: dict[str, Any] = settings  # a record of the arguments (a plain dict: models pickle and deepcopy)
         data_dim, hidden_channels = settings["data_dim"], settings["hidden_channels"]
         num_blocks = settings["num_blocks"]
         base_resolution, causal, base_sampling_rate = (settings["base_resolution"], settings["causal"],

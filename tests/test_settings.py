@@ -1,7 +1,9 @@
 """The settings table (ccnn_hf.settings) and what derives from it agree with each other."""
 from __future__ import annotations
 
+import copy
 import inspect
+import pickle
 
 import pytest
 import torch
@@ -33,6 +35,12 @@ def test_ccnn_signature_and_defaults_come_from_the_table():
     model = CCNN(**TINY)
     assert dict(model.settings) == resolve(TINY)
     assert model.settings["omega_0"] == BY_NAME["omega_0"].default
+
+
+def test_a_model_with_its_settings_record_copies_and_pickles():
+    model = CCNN(**TINY)
+    assert copy.deepcopy(model).settings == model.settings
+    assert pickle.loads(pickle.dumps(model)).settings == model.settings
 
 
 def test_ccnn_takes_canonical_names_only_and_names_the_unknown_ones():
