@@ -262,7 +262,7 @@ class CCNN(nn.Module):
     def __init__(self, **settings: Any) -> None:
         super().__init__()
         settings = resolve(settings, "CCNN")  # defaults, then every rule of ccnn_hf.settings by name
-        self.settings: dict[str, Any] = settings  # a record of the arguments (a plain dict: models pickle and deepcopy)
+        self.settings = settings  # every argument as resolved (a plain dict: models pickle and deepcopy)
         data_dim, hidden_channels = settings["data_dim"], settings["hidden_channels"]
         num_blocks = settings["num_blocks"]
         base_resolution, causal, base_sampling_rate = (settings["base_resolution"], settings["causal"],
