@@ -21,7 +21,6 @@ without importing timm.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -32,7 +31,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
-from .settings import DROPOUT_TYPES, GLOBAL_POOLS, INIT_SCHEMES, check_settings, kernel_options, model_settings, resolve
+from .settings import (
+    DROPOUT_TYPES, GLOBAL_POOLS, INIT_SCHEMES, check_settings, kernel_options, model_settings, resolve, signature,
+)
 from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
@@ -545,12 +546,5 @@ class CCNN(nn.Module):
         return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
 
-def _signature() -> inspect.Signature:
-    """``CCNN(*, data_dim=2, in_chans=3, ...)``: the keyword-only signature of the settings table."""
-    annotations = {"ints": Sequence[int], "kernel_size": "int | str | Sequence[int]", "float?": "float | None"}
-    return inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
-        inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
-                          annotation=annotations.get(s.type, s.type)) for s in model_settings()])
 
-
-CCNN.__init__.__signature__ = _signature()  # help(CCNN) and inspect show every setting with its default
+CCNN.__init__.__signature__ = signature(model_settings())  # help(CCNN) and inspect show every setting

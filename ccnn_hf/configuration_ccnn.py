@@ -6,7 +6,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from .presets import get_preset, preset_model_kwargs
-from .settings import BY_NAME, canonical, check_settings, config_settings
+from .settings import BY_NAME, canonical, check_settings, config_settings, signature
 
 __all__ = ["CCNNConfig"]
 
@@ -128,3 +128,7 @@ class CCNNConfig(PretrainedConfig):
         """Keyword arguments of the plain-PyTorch :class:`ccnn_hf.CCNN` backbone (no classifier)."""
         held = {s.name: s.for_model(getattr(self, s.field)) for s in config_settings() if s.owner == "both"}
         return {**held, "num_classes": 0}
+
+
+# help(CCNNConfig) and inspect show every field with its default (then PretrainedConfig's **kwargs)
+CCNNConfig.__init__.__signature__ = signature(config_settings(), var_keyword=True, field_names=True)

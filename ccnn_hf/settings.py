@@ -19,8 +19,9 @@ Plain Python and torch-free, so this module also travels as transformers remote 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .validation import (
     Rule, flag_rule, integer_rule, is_integer, kernel_size_rule, normalisation_problems, one_of, real_rule,
@@ -28,8 +29,8 @@ from .validation import (
 
 __all__ = ["Setting", "SETTINGS", "BY_NAME", "ALIASES", "KERNEL_NETS", "MODES", "CONV_IMPLS", "INIT_SCHEMES",
            "DROPOUT_TYPES", "GLOBAL_POOLS", "MODALITIES", "DATA_DIMS", "canonical", "resolve", "defaults",
-           "model_settings", "config_settings", "override_flags", "kernel_options", "settings_problems",
-           "check_settings"]
+           "model_settings", "config_settings", "override_flags", "kernel_options", "signature",
+           "settings_problems", "check_settings"]
 
 # Allowed values, defined once.
 DATA_DIMS = (1, 2, 3)
@@ -233,6 +234,19 @@ def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False
 def kernel_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings addressed to the kernel generator, under the generator's keywords."""
     return {s.kernel_name or s.name: settings[s.name] for s in SETTINGS if s.target == "kernel_net"}
+
+
+def signature(settings: Iterable[Setting], var_keyword: bool = False, field_names: bool = False) -> inspect.Signature:
+    """``(self, *, data_dim=2, in_chans=3, ...)``: the keyword-only signature of ``settings`` (with
+    ``**kwargs`` when ``var_keyword``; under the CCNNConfig names when ``field_names``)."""
+    annotations = {"ints": Sequence[int], "kernel_size": "int | str | Sequence[int]", "float?": "float | None",
+                   "str?": "str | None", "floats?": "Sequence[float] | None"}
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(s.field if field_names else s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
+                          annotation=annotations.get(s.type, s.type)) for s in settings]
+    if var_keyword:
+        parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD, annotation=Any))
+    return inspect.Signature(parameters)
 
 
 # -- validation: each setting's rule, then the rules that relate settings ------------------------
