@@ -118,7 +118,7 @@ class CCNNConfig(PretrainedConfig):
         fields = {s.field: model[s.name] for s in config_settings() if s.name in model}
         fields.update(modality=p.modality, preset=preset, num_labels=model["num_classes"],
                       mean=list(p.mean), std=list(p.std))
-        if model["num_classes"] == 1:
+        if p.model["num_classes"] == 1:  # a binary preset (as before any override)
             fields["problem_type"] = "multi_label_classification"
         if model["in_chans"] != p.model["in_chans"]:  # the preset's statistics describe its own channels
             fields.update(mean=None, std=None)
