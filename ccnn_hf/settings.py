@@ -15,7 +15,8 @@ From :data:`SETTINGS` come:
 
 Adding a setting is one entry here plus its implementation. A kernel-generator setting needs
 no plumbing at all: give it ``target="kernel_net"`` and accept the keyword in the generator.
-Plain Python and torch-free, so this module also travels as transformers remote code.
+No transformers or timm import (only the core's validation rules), so it also travels as
+transformers remote code next to ``configuration_ccnn.py``.
 """
 from __future__ import annotations
 
