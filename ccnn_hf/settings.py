@@ -215,15 +215,15 @@ def canonical(name: str) -> str:
 
 
 def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False) -> dict[str, Any]:
-    """Every :class:`ccnn_hf.CCNN` argument: ``given`` over the defaults, checked; an unknown name,
-    a name given twice or an invalid value raises one ValueError. ``aliases``: accept the other
+    """Every :class:`ccnn_hf.CCNN` argument: ``given`` over the defaults, checked; an unknown name
+    raises a TypeError, a name given twice or an invalid value one ValueError. ``aliases``: accept the other
     spellings of :data:`ALIASES` too (CCNN itself takes the canonical names only)."""
     valid = {s.name for s in model_settings()}
     values: dict[str, Any] = {}
     for key, value in given.items():
         name = canonical(key) if aliases else key
-        if name not in valid:
-            raise ValueError(f"unknown {owner} setting {key!r}; valid settings: {', '.join(sorted(valid))}")
+        if name not in valid:  # a TypeError, as Python raises for an unexpected keyword argument
+            raise TypeError(f"unknown {owner} setting {key!r}; valid settings: {', '.join(sorted(valid))}")
         if name in values:
             raise ValueError(f"{owner} setting {name!r} is given twice (as {key!r} and another spelling)")
         values[name] = value

@@ -44,7 +44,7 @@ def test_a_model_with_its_settings_record_copies_and_pickles():
 
 
 def test_ccnn_takes_canonical_names_only_and_names_the_unknown_ones():
-    with pytest.raises(ValueError, match="unknown CCNN setting 'width'"):
+    with pytest.raises(TypeError, match="unknown CCNN setting 'width'"):
         CCNN(width=8)
     with pytest.raises(ValueError, match="kernel_net must be one of \\('magnet', 'siren'\\), got 'gabor'"):
         CCNN(kernel_net="gabor", **TINY)
