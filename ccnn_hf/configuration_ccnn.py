@@ -1,13 +1,12 @@
 """transformers configuration of CCNN models (``model_type="ccnn"``)."""
 from __future__ import annotations
 
-import inspect
-from typing import Any, Sequence
+from typing import Any
 
 from transformers import PretrainedConfig
 
-from .presets import get_preset
-from .validation import check_settings
+from .presets import get_preset, preset_model_kwargs
+from .settings import BY_NAME, canonical, check_settings, config_settings, signature
 
 __all__ = ["CCNNConfig"]
 
@@ -18,18 +17,6 @@ _AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_ccnn.CCNNForSequenceClassification",
     "AutoModelForAudioClassification": "modeling_ccnn.CCNNForAudioClassification",
 }
-
-
-# timm architectures of 2D image CCNNs (registered by ccnn_hf.timm_models): name -> the preset
-# whose settings are the architecture's defaults. Kept here, in plain Python, because this file
-# also travels as remote code (transformers and torch only).
-TIMM_ARCHITECTURES = {"ccnn_2d": "cifar10_4_140", "ccnn_2d_4_140": "cifar10_4_140", "ccnn_2d_6_380": "cifar10_6_380"}
-TIMM_FIRST_CONV = "stem.conv.channel_mixer"
-TIMM_CLASSIFIER = "head.fc"
-TIMM_PAPER_IDS = ("arXiv:2206.03398", "arXiv:2301.10540")
-TIMM_PAPER_NAME = ("Towards a General Purpose CNN for Long Range Dependencies in ND; "
-                   "Modelling Long Range Dependencies in ND: From Task-Specific to a General Purpose CNN")
-TIMM_ORIGIN_URL = "https://github.com/david-knigge/ccnn"
 
 
 def _check_model_type(model_type: str | None) -> None:
@@ -57,18 +44,21 @@ def _renamed(kwargs: dict[str, Any], old: str, value: Any) -> Any:
 class CCNNConfig(PretrainedConfig):
     """Configuration of a Continuous CNN.
 
-    Every argument of :class:`ccnn_hf.CCNN` is a field, with transformers' names where they
+    The fields are the settings of :data:`ccnn_hf.settings.SETTINGS` that a config holds (every
+    :class:`ccnn_hf.CCNN` argument but ``num_classes``, ``global_pool`` and ``check_finite``, plus the
+    data and head fields below), with their defaults and rules, under transformers' names where they
     exist (``num_channels`` for the input channels, ``num_labels`` for the classes).
     ``mean`` / ``std`` are the per-channel normalisation the data pipeline applies (timm's
     names; the processors read them). Earlier versions called them ``input_mean`` /
     ``input_std``: those names are still read (deprecated; transformers' tooling takes any
     field containing ``_std`` for an initialiser scale). ``base_resolution`` /
     ``base_sampling_rate`` say where the weights are native; override them at load time
-    (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native. ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token
-    embedding in front of sequence models; the official LRA models instead read raw token ids
-    as floats in one channel (``use_token_embedding=False``). ``initializer_factor`` scales the
-    initial weights of the heads' classifier and token embedding (keep it at 1; transformers' own
-    tests set it near zero to tell initialised weights from loaded ones, as for T5).
+    (``from_pretrained(path, base_resolution=[64, 64])``) to declare another resolution as native.
+    ``vocab_size`` > 0 with ``use_token_embedding=True`` adds a token embedding in front of
+    sequence models; the official LRA models instead read raw token ids as floats in one channel
+    (``use_token_embedding=False``). ``initializer_factor`` scales the initial weights of the heads' classifier and
+    token embedding (keep it at 1; transformers' own tests set it near zero to tell initialised weights from loaded
+    ones, as for T5).
 
     Example:
         >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)
@@ -77,72 +67,16 @@ class CCNNConfig(PretrainedConfig):
 
     model_type = "ccnn"
 
-    def __init__(
-        self,
-        data_dim: int = 2,
-        num_channels: int = 3,
-        hidden_channels: int = 140,
-        num_blocks: int = 4,
-        kernel_net: str = "magnet",
-        kernel_hidden: int = 32,
-        kernel_layers: int = 3,
-        omega_0: float = 976.781,
-        kernel_size: int | str | Sequence[int] = 33,
-        base_resolution: Sequence[int] = (32, 32),
-        base_sampling_rate: float | None = None,
-        causal: bool = False,
-        mode: str = "continuous",
-        mask_init: float = 0.075,
-        mask_threshold: float = 0.1,
-        dropout: float = 0.0,
-        dropout_type: str = "channel",
-        dropout_in: float = 0.0,
-        conv_impl: str = "auto",
-        use_fft: bool = False,
-        fft_threshold: int = 50,
-        legacy_odd_fft: bool = False,
-        init_scheme: str = "unit_variance",
-        modality: str = "image",
-        vocab_size: int = 0,
-        use_token_embedding: bool = False,
-        preset: str | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        initializer_factor: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
-        check_settings(locals(), "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
-        self.data_dim = int(data_dim)
-        self.num_channels = int(num_channels)
-        self.hidden_channels = int(hidden_channels)
-        self.num_blocks = int(num_blocks)
-        self.kernel_net = kernel_net
-        self.kernel_hidden = int(kernel_hidden)
-        self.kernel_layers = int(kernel_layers)
-        self.omega_0 = float(omega_0)
-        self.kernel_size = kernel_size if isinstance(kernel_size, (int, str)) else list(kernel_size)
-        self.base_resolution = [int(r) for r in base_resolution]
-        self.base_sampling_rate = None if base_sampling_rate is None else float(base_sampling_rate)
-        self.causal = bool(causal)
-        self.mode = mode
-        self.mask_init = float(mask_init)
-        self.mask_threshold = float(mask_threshold)
-        self.dropout = float(dropout)
-        self.dropout_type = dropout_type
-        self.dropout_in = float(dropout_in)
-        self.conv_impl = conv_impl
-        self.use_fft = bool(use_fft)
-        self.fft_threshold = int(fft_threshold)
-        self.legacy_odd_fft = bool(legacy_odd_fft)
-        self.init_scheme = init_scheme
-        self.modality = modality
-        self.vocab_size = int(vocab_size)
-        self.use_token_embedding = bool(use_token_embedding)
-        self.preset = preset
-        self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
-        self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
-        self.initializer_factor = float(initializer_factor)
+    def __init__(self, **kwargs: Any) -> None:
+        for old in ("input_mean", "input_std"):
+            new = old.removeprefix("input_")
+            kwargs[new] = _renamed(kwargs, old, kwargs.get(new))
+        fields = {s.field: kwargs.pop(s.field, s.default) for s in config_settings()}
+        check_settings(fields, "CCNNConfig")  # as given: int() / float() below would hide 2.7 or a string
+        for setting in config_settings():
+            setattr(self, setting.field, setting.for_config(fields[setting.field]))
+        self.mean = [0.0] * self.num_channels if self.mean is None else self.mean
+        self.std = [1.0] * self.num_channels if self.std is None else self.std
         _check_model_type(kwargs.pop("model_type", None))
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
@@ -151,96 +85,50 @@ class CCNNConfig(PretrainedConfig):
 
     def validate_ccnn(self) -> None:
         """Raise a ValueError naming every invalid field, its value and the allowed values
-        (the rules of :class:`ccnn_hf.CCNN`, see :mod:`ccnn_hf.validation`); the models call it,
+        (the rules of :mod:`ccnn_hf.settings`, shared with :class:`ccnn_hf.CCNN`); the models call it,
         so fields changed after construction are checked too."""
-        fields = [name for name in inspect.signature(CCNNConfig.__init__).parameters if name not in ("self", "kwargs")]
-        check_settings({name: getattr(self, name) for name in fields}, "CCNNConfig")
+        check_settings({s.field: getattr(self, s.field) for s in config_settings()}, "CCNNConfig")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "CCNNConfig":
         """Configuration of a named preset (``ccnn_hf.PRESETS``) with overrides.
 
+        An override is a CCNN setting under any spelling :func:`ccnn_hf.build_ccnn` takes
+        (``width`` / ``hidden``, ``depth`` / ``blocks``, ``in_chans`` / ``in_channels`` /
+        ``num_channels``, ``num_classes`` / ``num_labels``...), applied exactly as ``build_ccnn``
+        applies it, a config field (``modality``, ``mean``...) or a ``PretrainedConfig`` argument.
         ``num_labels`` defaults to the preset's classes; ``mean`` / ``std`` to the
         preset's data statistics, or, for another ``num_channels``, to none (0 / 1) unless given.
         Binary presets (one logit) use ``problem_type="multi_label_classification"`` (a single
         sigmoid output, trained with BCE as the official code did).
         """
         p = get_preset(preset)
-        model = dict(p.model)
-        fields = dict(
-            data_dim=model["data_dim"], num_channels=model["in_chans"], hidden_channels=model["hidden_channels"],
-            num_blocks=model["num_blocks"], kernel_net=model["kernel_net"], kernel_hidden=model["kernel_hidden"],
-            kernel_layers=model["kernel_layers"], omega_0=model["omega_0"], kernel_size=model["kernel_size"],
-            base_resolution=list(model["base_resolution"]), base_sampling_rate=model["base_sampling_rate"],
-            causal=model["causal"], mask_init=model["mask_init"], mask_threshold=model["mask_threshold"],
-            dropout=model["dropout"], dropout_type=model["dropout_type"], dropout_in=model["dropout_in"],
-            use_fft=model["use_fft"], modality=p.modality, preset=preset, num_labels=model["num_classes"],
-            mean=list(p.mean), std=list(p.std),
-        )
-        if model["num_classes"] == 1:
-            fields["problem_type"] = "multi_label_classification"
-        aliases = {"in_chans": "num_channels", "in_channels": "num_channels", "num_classes": "num_labels",
-                   "hidden": "hidden_channels", "blocks": "num_blocks", "kernel_width": "kernel_hidden",
-                   "input_mean": "mean", "input_std": "std"}  # the last two: names of earlier versions
+        model_overrides: dict[str, Any] = {}
+        others: dict[str, Any] = {}
         for key, value in overrides.items():
-            fields[aliases.get(key, key)] = value
-        if fields["num_channels"] != model["in_chans"]:  # the preset's statistics describe its own channels
-            given = {aliases.get(key, key) for key in overrides}
-            fields.update({name: None for name in ("mean", "std") if name not in given})
-        return cls(**fields)
+            setting = BY_NAME.get(canonical(key))
+            if setting is None or setting.owner == "config":
+                others[setting.field if setting else key] = value
+            elif setting.owner == "model" and setting.name != "num_classes":
+                raise ValueError(f"{key!r} is a CCNN argument that CCNNConfig does not hold (the transformers "
+                                 "models fix it); pass it to ccnn_hf.CCNN or build_ccnn instead")
+            else:
+                model_overrides[key] = value
+        model = preset_model_kwargs(preset, **model_overrides)
+        fields = {s.field: model[s.name] for s in config_settings() if s.name in model}
+        fields.update(modality=p.modality, preset=preset, num_labels=model["num_classes"],
+                      mean=list(p.mean), std=list(p.std))
+        if p.model["num_classes"] == 1:  # a binary preset (as before any override)
+            fields["problem_type"] = "multi_label_classification"
+        if model["in_chans"] != p.model["in_chans"]:  # the preset's statistics describe its own channels
+            fields.update(mean=None, std=None)
+        return cls(**{**fields, **others})
 
     def ccnn_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the plain-PyTorch :class:`ccnn_hf.CCNN` backbone (no classifier)."""
-        return dict(
-            data_dim=self.data_dim, in_chans=self.num_channels, num_classes=0, hidden_channels=self.hidden_channels,
-            num_blocks=self.num_blocks, kernel_net=self.kernel_net, kernel_hidden=self.kernel_hidden,
-            kernel_layers=self.kernel_layers, omega_0=self.omega_0,
-            kernel_size=self.kernel_size if isinstance(self.kernel_size, (int, str)) else tuple(self.kernel_size),
-            base_resolution=tuple(self.base_resolution), base_sampling_rate=self.base_sampling_rate,
-            causal=self.causal, mode=self.mode, mask_init=self.mask_init, mask_threshold=self.mask_threshold,
-            dropout=self.dropout, dropout_type=self.dropout_type, dropout_in=self.dropout_in,
-            conv_impl=self.conv_impl, use_fft=self.use_fft, fft_threshold=self.fft_threshold,
-            legacy_odd_fft=self.legacy_odd_fft, init_scheme=self.init_scheme,
-        )
+        held = {s.name: s.for_model(getattr(self, s.field)) for s in config_settings() if s.owner == "both"}
+        return {**held, "num_classes": 0}
 
-    def timm_fields(self, num_classes: int | None = None) -> dict[str, Any]:
-        """timm's keys for a ``config.json`` shared with transformers (empty unless a 2D image model).
 
-        ``architecture`` is a registered ``ccnn_2d*`` name; ``model_args`` holds ``in_chans``,
-        ``num_classes`` and every :class:`ccnn_hf.CCNN` setting that differs from the preset
-        behind that architecture (:data:`TIMM_ARCHITECTURES`), so that
-        ``timm.create_model("hf-hub:<repo>", pretrained=True)`` rebuilds exactly this network.
-        ``pretrained_cfg`` describes the data: input size = ``base_resolution``, ``mean`` /
-        ``std``, no crop. ``num_classes`` overrides ``num_labels`` (0 for a backbone).
-        Plain Python: no timm import.
-        """
-        if self.data_dim != 2 or self.modality != "image":
-            return {}
-        num_classes = self.num_labels if num_classes is None else int(num_classes)
-        sized = f"ccnn_2d_{self.num_blocks}_{self.hidden_channels}"
-        architecture = sized if sized in TIMM_ARCHITECTURES else "ccnn_2d"
-
-        def plain(value: Any) -> Any:
-            return list(value) if isinstance(value, (tuple, list)) else value
-
-        base = type(self).from_preset(TIMM_ARCHITECTURES[architecture]).ccnn_kwargs()
-        model_args: dict[str, Any] = dict(in_chans=self.num_channels, num_classes=num_classes)
-        for key, value in self.ccnn_kwargs().items():
-            if key not in ("in_chans", "num_classes") and plain(value) != plain(base[key]):
-                model_args[key] = plain(value)
-        size = [int(r) for r in self.base_resolution]
-        id2label = self.id2label or {}
-        label_names = [id2label.get(i, f"LABEL_{i}") for i in range(num_classes)] if id2label else None
-        pretrained_cfg = dict(
-            custom_load=False, input_size=[self.num_channels, *size], fixed_input_size=False,
-            interpolation="bicubic", crop_pct=1.0, crop_mode="center",
-            mean=list(self.mean), std=list(self.std), num_classes=num_classes,
-            pool_size=size, first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit",
-            description=f"CCNN_{{{self.num_blocks},{self.hidden_channels}}}" + (f" ({self.preset})" if self.preset else ""),
-            origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=list(TIMM_PAPER_IDS),
-        )
-        fields = dict(architecture=architecture, num_classes=num_classes, num_features=self.hidden_channels,
-                      global_pool="avg", model_args=model_args, pretrained_cfg=pretrained_cfg)
-        if label_names:
-            fields["label_names"] = label_names
-        return fields
+# help(CCNNConfig) and inspect show every field with its default (then PretrainedConfig's **kwargs)
+CCNNConfig.__init__.__signature__ = signature(config_settings(), var_keyword=True, field_names=True)

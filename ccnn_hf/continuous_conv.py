@@ -21,14 +21,15 @@ and per axis:
 so that every term stays below Nyquist out to two spectral standard deviations. The mask is
 also shifted to reach exactly zero at the crop threshold, ``max(m - t, 0) / (1 - t)``, and
 the upper bound keeps that point inside the domain: the kernel is continuous and vanishes
-before the grid ends, which Riemann sums on grids of different steps need to agree. Causal kernels end abruptly at the present sample; their last tap gets half
-weight (trapezoid rule), so sums over grids of different steps agree to second order.
+before the grid ends, which Riemann sums on grids of different steps need to agree. Causal
+kernels end abruptly at the present sample; their last tap gets half weight (trapezoid rule), so sums over grids of
+different steps agree to second order.
 """
 from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -44,11 +45,10 @@ from .fftconv import (
 )
 from .kernel_grid import AxisGrid, KernelPlan, axis_grid, crop_roots, gaussian_mask, kernel_plan
 from .kernel_nets import build_kernel_net, pointwise_conv
+from .settings import CONV_IMPLS, MODES
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
-MODES = ("continuous", "reference")
-CONV_IMPLS = ("auto", "fft", "direct")
 SINE_BUDGET = 0.6
 ENVELOPE_BUDGET = 0.1
 MASK_BUDGET = 0.3
@@ -74,9 +74,13 @@ class SeparableContinuousConv(nn.Module):
         kernel_hidden: width of the generator.
         kernel_layers: hidden layers of the generator.
         omega_0: frequency scale of the generator's official initialisation.
+        kernel_options: further generator keywords (the settings of :mod:`ccnn_hf.settings` with
+            ``target="kernel_net"``, under the generator's names); they win over ``kernel_hidden``
+            (``hidden_channels``) and ``omega_0``.
         mask_init: initial Gaussian mask width (sigma, in kernel coordinates).
         mask_threshold: mask value below which kernel taps are cropped away.
-        conv_impl: continuous mode: ``"auto"`` (cost model, see :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
+        conv_impl: continuous mode: ``"auto"`` (cost model, see
+            :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
         use_fft: reference mode: the official switch (FFT iff set and every kernel axis is
             longer than ``fft_threshold`` taps).
         fft_threshold: see ``use_fft``.
@@ -103,6 +107,7 @@ class SeparableContinuousConv(nn.Module):
         use_fft: bool = False,
         fft_threshold: int = 50,
         legacy_odd_fft: bool = False,
+        kernel_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -133,13 +138,12 @@ class SeparableContinuousConv(nn.Module):
             kind=kernel_net,
             data_dim=data_dim,
             out_channels=in_channels,
-            hidden_channels=kernel_hidden,
             no_layers=kernel_layers,
-            omega_0=omega_0,
             init_spatial_value=mask_init * 1.667,
             causal=causal,
             max_frequency=[SINE_BUDGET * n for n in nyquist] if continuous else None,
             max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
+            **{"hidden_channels": kernel_hidden, "omega_0": omega_0, **(kernel_options or {})},
         )
         self.kernel_net = build_kernel_net(**self._kernel_net_args)
         self.bias = nn.Parameter(torch.zeros(in_channels))
@@ -371,7 +375,8 @@ def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...])
     return conv._plans[conv._plan_key(scale)][1]
 
 
-def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None) -> None:
+def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv],
+                         scales: Sequence[Sequence[float]] | None = None) -> None:
     """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
     for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
     convs = list(convs)

@@ -27,9 +27,6 @@ from .fftconv import depthwise_conv_direct, depthwise_conv_fft_official_1d
 
 __all__ = ["freeze", "FrozenCCNN", "FrozenConv"]
 
-DEPLOY_PATHS = ("direct", "official_fft")
-
-
 class FrozenConv(nn.Module):
     """A :class:`SeparableContinuousConv` with its kernel sampled once: depthwise conv + 1x1 mixer."""
 
@@ -64,7 +61,8 @@ class FrozenCCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.input_shape[1:]:
-            raise ValueError(f"this model was frozen for inputs of shape [B, {', '.join(map(str, self.input_shape[1:]))}], "
+            frozen = ", ".join(map(str, self.input_shape[1:]))
+            raise ValueError(f"this model was frozen for inputs of shape [B, {frozen}], "
                              f"got {tuple(x.shape)}; freeze it again for this size")
         features = self.network.forward_features(x)
         if self.output == "features":

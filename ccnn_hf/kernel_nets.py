@@ -24,12 +24,15 @@ precision would ruin (and the Gamma sampling of the envelopes has no half-precis
 """
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .settings import KERNEL_NETS
 
 __all__ = ["GaborFilter", "MAGNet", "SIREN", "build_kernel_net", "KERNEL_NETS", "GENERATOR_DTYPE"]
 
@@ -224,7 +227,7 @@ class SIREN(nn.Module):
         return self.output_linear(out)
 
 
-KERNEL_NETS = ("magnet", "siren")
+_GENERATORS: dict[str, type[nn.Module]] = {"magnet": MAGNet, "siren": SIREN}  # keys: settings.KERNEL_NETS
 
 
 def build_kernel_net(
@@ -232,19 +235,25 @@ def build_kernel_net(
     *,
     data_dim: int,
     out_channels: int,
-    hidden_channels: int,
     no_layers: int,
-    omega_0: float,
     init_spatial_value: float,
     causal: bool,
     max_frequency: Sequence[float] | None,
     max_gamma: Sequence[float] | None,
+    **options: Any,
 ) -> nn.Module:
-    """Instantiate a kernel generator by name (``"magnet"`` or ``"siren"``)."""
-    common = dict(data_dim=data_dim, out_channels=out_channels, hidden_channels=hidden_channels,
-                  no_layers=no_layers, omega_0=omega_0, max_frequency=max_frequency)
-    if kind == "magnet":
-        return MAGNet(init_spatial_value=init_spatial_value, causal=causal, max_gamma=max_gamma, **common)
-    if kind == "siren":
-        return SIREN(**common)
-    raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
+    """Instantiate a kernel generator by name (see :data:`KERNEL_NETS`).
+
+    ``options``: the generator settings of :mod:`ccnn_hf.settings` (``target="kernel_net"``, e.g.
+    ``hidden_channels``, ``omega_0``). Each generator takes the keywords its constructor names,
+    of these and of the conv-derived ones (SIREN has no envelopes: no ``init_spatial_value``,
+    ``causal`` or ``max_gamma``).
+    """
+    if kind not in _GENERATORS:
+        raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
+    generator = _GENERATORS[kind]
+    given = dict(data_dim=data_dim, out_channels=out_channels, no_layers=no_layers,
+                 init_spatial_value=init_spatial_value, causal=causal, max_frequency=max_frequency,
+                 max_gamma=max_gamma, **options)
+    accepted = inspect.signature(generator).parameters
+    return generator(**{key: value for key, value in given.items() if key in accepted})

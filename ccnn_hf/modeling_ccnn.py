@@ -26,6 +26,7 @@ from transformers.modeling_outputs import (
 from .ccnn import CCNN, CCNNBlock
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
+from .timm_config import timm_fields
 from .validation import dtype_problems, key_problems, refuse_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ __all__ = [
     "CCNNForImageClassification",
     "CCNNForSequenceClassification",
     "CCNNForAudioClassification",
+    "MODEL_CLASSES",
 ]
 
 
@@ -133,12 +135,12 @@ class CCNNPreTrainedModel(PreTrainedModel):
         folder = Path(save_directory)
         # One folder / Hub repo for transformers and timm: 2D image configs also carry timm's keys
         # (transformers keeps them as extra attributes; timm.create_model("hf-hub:...") reads them).
-        timm_fields = self.config.timm_fields(None if hasattr(self, "classifier") else 0)
-        if timm_fields and kwargs.get("is_main_process", True) and (folder / "config.json").is_file():
+        timm_keys = timm_fields(self.config, None if hasattr(self, "classifier") else 0)
+        if timm_keys and kwargs.get("is_main_process", True) and (folder / "config.json").is_file():
             import json
 
             saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            fields = {**saved, **timm_fields, **_processor_pointer(processor, saved.get("auto_map", {}))}
+            fields = {**saved, **timm_keys, **_processor_pointer(processor, saved.get("auto_map", {}))}
             (folder / "config.json").write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if processor is not None and kwargs.get("is_main_process", True) and not (folder / "preprocessor_config.json").exists():
             processor.save_pretrained(folder)
@@ -419,3 +421,12 @@ class CCNNForAudioClassification(_CCNNClassifier):
             input_values = input_values.unsqueeze(1)
         return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
                               SequenceClassifierOutput)
+
+
+# modality of a CCNNConfig -> the classification model that reads it
+MODEL_CLASSES: dict[str, type[CCNNPreTrainedModel]] = {
+    "image": CCNNForImageClassification,
+    "sequence": CCNNForSequenceClassification,
+    "tokens": CCNNForSequenceClassification,
+    "audio": CCNNForAudioClassification,
+}

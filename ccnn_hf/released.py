@@ -15,7 +15,6 @@ processor config, ``results.json``, model card) trained with ``ccnn-train`` (see
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +68,3 @@ def released_weights(name: str) -> Path:
         raise FileNotFoundError(f"the weights of {name!r} are not in this installation ({folder})")
     return folder
 
-
-def released_config(name: str) -> dict:
-    """The ``config.json`` of a release (transformers and timm fields)."""
-    return json.loads((released_weights(name) / "config.json").read_text(encoding="utf-8"))

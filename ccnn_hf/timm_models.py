@@ -15,8 +15,7 @@ architecture settings (input channels, classes, base resolution, kernel size, om
 width, dropout) and its data config (input size, mean / std). Any :class:`ccnn_hf.CCNN` setting
 can be overridden as a keyword of ``timm.create_model`` (also ``hidden``, ``blocks``,
 ``kernel_width``); timm's ``drop_rate`` is the blocks' ``dropout``. Released weights ship inside
-the package (:data:`RELEASED`; loaded offline with ``pretrained=True``); :data:`CHECKPOINTS` maps
-``"<model>.<tag>"`` to a Hub repo for weights that live only on the Hub.
+the package (:data:`RELEASED`; loaded offline with ``pretrained=True``).
 
 Input size. CCNN never downsamples and its kernels are continuous functions sampled on the
 input's grid, so a model takes images of any size: an input twice the base resolution is read as
@@ -31,7 +30,7 @@ classifier). :func:`checkpoint_filter_fn` also reads transformers checkpoints
 (``ccnn.encoder.*`` + ``classifier.*``, or ``encoder.*`` of a bare ``CCNNModel``), so one
 ``model.safetensors`` and one Hub repo serve both libraries: ``save_pretrained`` /
 ``push_to_hub`` of a 2D image model writes timm's ``architecture``, ``model_args`` and
-``pretrained_cfg`` into its ``config.json`` (see :meth:`ccnn_hf.CCNNConfig.timm_fields`), and
+``pretrained_cfg`` into its ``config.json`` (see :func:`ccnn_hf.timm_config.timm_fields`), and
 ``timm.create_model("hf-hub:<repo>", pretrained=True)`` (or ``"local-dir:<folder>"``) rebuilds the
 same network. Local files: ``create_model(name, pretrained=True, pretrained_cfg_overlay=dict(
 file="model.safetensors", num_classes=N), **model_args)`` reads either format (give the file's
@@ -57,7 +56,6 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from contextlib import nullcontext
@@ -66,12 +64,13 @@ from typing import Any
 import torch
 
 from .ccnn import CCNN, CCNNHead, resolve_input_scale
-from .configuration_ccnn import (
+from .continuous_conv import SeparableContinuousConv
+from .presets import PRESETS, preset_model_kwargs
+from .settings import canonical, model_settings
+from .state_dict_keys import to_core_keys
+from .timm_config import (
     TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
 )
-from .continuous_conv import SeparableContinuousConv
-from .factory import ALIASES, preset_model_kwargs
-from .presets import PRESETS
 from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input, key_problems, refuse_checkpoint
 
@@ -84,27 +83,27 @@ try:
 except ImportError:  # timm is optional: without it nothing is registered
     build_model_with_cfg = None
 
-__all__ = ["TAGS", "CHECKPOINTS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
+__all__ = ["TAGS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
 
 # pretrained tag -> task of ccnn_hf.presets (the 2D image tasks)
-TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d", "pathfinder": "pathfinder2d"}
-# "<model>.<tag>" -> Hub repo id of published weights (none yet).
-CHECKPOINTS: dict[str, str] = {}
+TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d",
+        "pathfinder": "pathfinder2d"}
 
 _SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
-_CCNN_ARGS = frozenset(inspect.signature(CCNN).parameters)
+_SETTINGS = frozenset(s.name for s in model_settings())
 _NOTES = (
     "Continuous kernels: runs at any input size, no downsampling (pool_size = input size).",
     "img_size= sets this config's input_size, not the model's base_resolution.",
 )
 
 
-def _cfg(preset_name: str, name: str) -> dict[str, Any]:
+def _cfg(preset_name: str) -> dict[str, Any]:
+    """timm's pretrained cfg of a preset (no weights: data config and metadata)."""
     preset = PRESETS[preset_name]
     model = preset.model
     size = tuple(int(r) for r in model["base_resolution"])
     return dict(
-        hf_hub_id=CHECKPOINTS.get(name), num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
+        num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
         pool_size=size, crop_pct=1.0, interpolation="bicubic", mean=tuple(preset.mean), std=tuple(preset.std),
         first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit", description=preset.description,
         origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=TIMM_PAPER_IDS, notes=_NOTES,
@@ -153,17 +152,7 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     may be absent, extra or resized (timm replaces it for another ``num_classes``). Wrongly typed
     tensors (an int32 weight) are refused by :meth:`ccnn_hf.CCNN.load_state_dict`.
     """
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    out = {}
-    for key, value in state_dict.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        for prefix, replacement in (("ccnn.encoder.", ""), ("encoder.", ""), ("classifier.", "head.fc.")):
-            if key.startswith(prefix):
-                key = replacement + key[len(prefix):]
-                break
-        out[key] = value
+    out = to_core_keys(state_dict)
     bias = out.get("stem.conv.bias")
     in_chans = getattr(model, "in_chans", None)
     if bias is not None and in_chans is not None and bias.shape[0] != in_chans:
@@ -200,9 +189,10 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
         kwargs.setdefault("dropout", kwargs.pop("drop_rate"))
     for name in ("drop_path_rate", "drop_block_rate"):
         if kwargs.pop(name, 0.0):
-            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out")
+            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; "
+                             f"pass {name}=0 or leave it out")
     img_size = kwargs.pop("img_size", None)
-    settings = {k: kwargs.pop(k) for k in list(kwargs) if ALIASES.get(k, k) in _CCNN_ARGS}
+    settings = {k: kwargs.pop(k) for k in list(kwargs) if canonical(k) in _SETTINGS}  # any spelling of a setting
     release = RELEASED.get(f"{variant}.{source.get('tag')}")
     if release is not None:  # a packaged release: rebuild exactly its network (user settings still win)
         settings = {**{k: tuple(v) if isinstance(v, list) else v for k, v in release["model_args"].items()
@@ -211,7 +201,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
     if model_kwargs["data_dim"] != 2:
         raise ValueError("the timm CCNNs are 2D image models (data_dim=2); build 1D / 3D CCNNs with ccnn_hf.build_ccnn")
     for name in ("in_chans", "num_classes"):  # from the pretrained cfg unless given (timm's convention)
-        if ALIASES.get(name, name) not in {ALIASES.get(k, k) for k in settings}:
+        if name not in {canonical(k) for k in settings}:
             model_kwargs.pop(name)
     if img_size is not None:
         size = (int(img_size),) * 2 if isinstance(img_size, (int, float)) else tuple(int(s) for s in img_size)
@@ -247,8 +237,8 @@ if build_model_with_cfg is not None:
         register_notrace_function(_function)
 
     default_cfgs = generate_default_cfgs({
-        "ccnn_2d": _cfg("cifar10_4_140", "ccnn_2d"),
-        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}", f"ccnn_2d_{blocks}_{hidden}.{tag}")
+        "ccnn_2d": _cfg("cifar10_4_140"),
+        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
            for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
         **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
     })

@@ -22,6 +22,7 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -34,8 +35,9 @@ from tqdm.auto import tqdm
 from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
-from .training.args import dataset_options, parse_args, parse_labels
-from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
+from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels
+from .files import write_json_atomic
+from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
@@ -52,6 +54,8 @@ from .training.resolutions import ResolutionSchedule, parse_train_resolutions
 from .training.speed import compile_for_training
 
 __all__ = ["main", "run"]
+
+_RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
 
 
 class EpochPermutation(Sampler[int]):
@@ -76,15 +80,19 @@ class EpochPermutation(Sampler[int]):
         return self.size
 
 
-def warmup_cosine(warmup_steps: int, plan: dict):
-    """Linear warm-up from 1e-8 x lr, then cosine decay to 0 over ``plan["total"]`` steps (the
-    official schedule), per step."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return 1e-8 + (1 - 1e-8) * step / max(1, warmup_steps)
-        progress = (step - warmup_steps) / max(1, plan["total"] - warmup_steps)
+class WarmupCosine:
+    """Learning-rate factor per step: linear warm-up from 1e-8, then cosine decay to 0 at
+    ``total_steps`` (the official schedule). The trainer shortens ``total_steps`` for a time
+    budget or a resumed run; a LambdaLR saves and restores both attributes in its state."""
+
+    def __init__(self, warmup_steps: int, total_steps: int) -> None:
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return 1e-8 + (1 - 1e-8) * step / max(1, self.warmup_steps)
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return factor
 
 
 def _on_main(accelerator: Accelerator, action):
@@ -155,24 +163,25 @@ def _log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _run_length(args, recipe: dict, steps_per_epoch: int) -> tuple[int, int, str]:
+def _run_length(args, recipe: Recipe, steps_per_epoch: int) -> tuple[int, int, str]:
     """Total optimiser steps, warm-up steps and a note on how the warm-up was chosen.
 
     Without ``--warmup`` the preset's warm-up keeps its share of the preset's run: a run shorter
     than the official one gets a proportionally shorter warm-up (the learning rate still peaks).
     An explicit ``--warmup`` as long as the whole run is kept, with a warning."""
-    epochs = args.epochs if args.epochs is not None else recipe["epochs"]
+    epochs = args.epochs if args.epochs is not None else recipe.epochs
     total = args.max_steps if args.max_steps is not None else max(1, round(epochs * steps_per_epoch))
     if args.warmup is not None:
         warmup = round(args.warmup * steps_per_epoch)
-        note = (f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} steps): "
-                "the learning rate never reaches --lr (pass a shorter --warmup)") if warmup >= total > 0 and warmup else ""
+        note = (f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} "
+                "steps): the learning rate never reaches --lr (pass a shorter --warmup)"
+                ) if warmup >= total > 0 and warmup else ""
         return total, warmup, note
-    official = round(recipe["warmup_epochs"] * steps_per_epoch)
-    share = round(total * recipe["warmup_epochs"] / recipe["epochs"]) if recipe["epochs"] else official
+    official = round(recipe.warmup_epochs * steps_per_epoch)
+    share = round(total * recipe.warmup_epochs / recipe.epochs) if recipe.epochs else official
     if share < official:
-        return total, share, (f"warm-up: {share} steps, the preset's {recipe['warmup_epochs']:g} of "
-                              f"{recipe['epochs']:g} epochs scaled to this run's {total} steps (--warmup sets it)")
+        return total, share, (f"warm-up: {share} steps, the preset's {recipe.warmup_epochs:g} of "
+                              f"{recipe.epochs:g} epochs scaled to this run's {total} steps (--warmup sets it)")
     return total, official, ""
 
 
@@ -200,15 +209,6 @@ def _truncate_log(path: Path, step: int) -> bool:
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
 
 
-def _evaluate_epoch(accelerator: Accelerator, model, task: TaskData, binary: bool, batch_size: int, metrics_file: Path,
-                    step: int, epoch: int) -> None:
-    """Test accuracy after an epoch, logged (main process)."""
-    if accelerator.is_main_process:
-        acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary, batch_size)
-        _log(metrics_file, {"step": step, "epoch": epoch, "test_accuracy": acc, "test_loss": test_loss})
-        accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
-
-
 def _non_finite_samples(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
     """Dataset indices of the samples whose logits are not finite, from (logits, indices) per micro-batch."""
     bad = []
@@ -217,22 +217,82 @@ def _non_finite_samples(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> lis
     return bad
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The optimisation settings of a run: the preset's official recipe, with the flags' overrides."""
+
+    lr: float
+    weight_decay: float  # weight of the official L2-norm penalty
+    batch_size: int  # per process
+    grad_accum: int
+    epochs: float  # the preset's run and warm-up (the warm-up's share of the run carries over)
+    warmup_epochs: float
+
+
+@dataclass
+class Job:
+    """Everything a run trains and evaluates, built and checked before the output folder is touched."""
+
+    task: TaskData
+    points: list
+    skipped: list[str]
+    model: torch.nn.Module
+    init_info: dict
+    binary: bool
+    sampler: "EpochPermutation"
+    loader: DataLoader
+    schedule: ResolutionSchedule | None
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+@dataclass
+class Trained:
+    """What the loop hands to evaluation: the model and how the run went."""
+
+    model: torch.nn.Module
+    total_steps: int
+    epoch_times: list[float]
+    train_time: float
+
+
 def run(argv: Sequence[str] | None = None) -> dict:
     """Train and evaluate as the command line says; returns the results (also written to results.json).
     Raises :class:`UserError` for bad input (flags, data, output folder, checkpoints, disk)."""
     args = parse_args(argv)
+    recipe = _recipe(args)
+    accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
+                              gradient_accumulation_steps=recipe.grad_accum,
+                              log_with=_trackers(args.report_to) or None, project_dir=args.output_dir)
+    job = _build(args, recipe, accelerator)
+    out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
     try:
-        recipe = dict(get_preset(args.preset).train)
+        trained = Trainer(args, accelerator, recipe, job, out).train()
+        accelerator.wait_for_everyone()
+        results = _on_main(accelerator, lambda: _evaluate_and_save(args, accelerator, recipe, job, trained, out)) or {}
+        accelerator.end_training()
+    finally:
+        if lock is not None:
+            lock.close()
+    return results
+
+
+def _recipe(args) -> Recipe:
+    """Step 1: the preset's official recipe, with what the flags override."""
+    try:
+        official = get_preset(args.preset).train
     except ValueError as error:
         raise UserError(f"--preset: {error}") from None
-    batch_size = args.batch_size or recipe["batch_size"]
-    lr = args.lr if args.lr is not None else recipe["lr"]
-    weight_decay = args.weight_decay if args.weight_decay is not None else recipe["weight_decay"]
-    grad_accum = args.grad_accum or recipe["grad_accum"]
+    return Recipe(lr=args.lr if args.lr is not None else official["lr"],
+                  weight_decay=args.weight_decay if args.weight_decay is not None else official["weight_decay"],
+                  batch_size=args.batch_size or official["batch_size"],
+                  grad_accum=args.grad_accum or official["grad_accum"],
+                  epochs=official["epochs"], warmup_epochs=official["warmup_epochs"])
 
-    accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
-                              gradient_accumulation_steps=grad_accum, log_with=_trackers(args.report_to) or None,
-                              project_dir=args.output_dir)
+
+def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
+    """Step 2: the data, the evaluation points, the model, the loader and the run's length."""
     set_seed(args.seed)
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
         task = _load_task(args)
@@ -242,136 +302,164 @@ def run(argv: Sequence[str] | None = None) -> dict:
     schedule = (ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
                 if args.train_resolutions else None)
     set_seed(args.seed)
-    model, init_info = build_model(args, task)
-    binary = model.config.num_labels == 1
+    model, init_info = build_model(args, task, say=accelerator.print)
     if args.compile:
         accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
-
     sampler = EpochPermutation(len(task.train), args.seed)
     # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,
     # or a resumed run would see other dropout masks than an uninterrupted one.
-    loader = DataLoader(IndexedDataset(task.train), batch_size=batch_size, sampler=sampler,
-                        drop_last=len(task.train) >= batch_size, generator=torch.Generator().manual_seed(args.seed))
-    steps_per_epoch = max(1, math.ceil(len(loader) / (accelerator.num_processes * grad_accum)))
+    loader = DataLoader(IndexedDataset(task.train), batch_size=recipe.batch_size, sampler=sampler,
+                        drop_last=len(task.train) >= recipe.batch_size,
+                        generator=torch.Generator().manual_seed(args.seed))
+    steps_per_epoch = max(1, math.ceil(len(loader) / (accelerator.num_processes * recipe.grad_accum)))
     total_steps, warmup_steps, warmup_note = _run_length(args, recipe, steps_per_epoch)
     if warmup_note:
         accelerator.print(warmup_note)
-    # only once the data, the model and the schedule are known to be valid
-    out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
-    try:
-        results = _train(args, accelerator, task, points, skipped, model, init_info, binary, sampler, loader, out,
-                         dict(lr=lr, weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum,
-                              steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps,
-                              schedule=schedule))
-    finally:
-        if lock is not None:
-            lock.close()
-    return results
+    return Job(task, points, skipped, model, init_info, model.config.num_labels == 1, sampler, loader, schedule,
+               steps_per_epoch, total_steps, warmup_steps)
 
 
-def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list[str], model, init_info: dict,
-           binary: bool, sampler: EpochPermutation, loader: DataLoader, out: Path, setup: dict) -> dict:
-    """The training loop (resumable at any step), then evaluation and the output folder."""
-    accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
-                      f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-                      f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
-                      f"{sum(p.numel() for p in model.parameters()):,} parameters; output: {out}")
-    steps_per_epoch, weight_decay = setup["steps_per_epoch"], setup["weight_decay"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=setup["lr"], weight_decay=0.0)
-    plan = {"total": setup["total_steps"]}  # the schedule reads it, so a time budget can shorten the run
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(setup["warmup_steps"], plan))
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    accelerator.init_trackers("ccnn", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+class Trainer:
+    """Step 3: the training loop, resumable at any optimiser step.
 
-    step, epoch, skip = 0, 0, 0
-    metrics_file = out / "logs" / "metrics.jsonl"
-    if args.resume:
-        ckpt = latest_checkpoint(out / "checkpoints")
-        state = load_checkpoint(accelerator, ckpt)
-        step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
-        plan["total"] = state["total_steps"]
-        accelerator.print(f"resumed from {ckpt} (step {step})")
-        tested = _truncate_log(metrics_file, step) if accelerator.is_main_process else True
-        if not tested and epoch and not skip and step < plan["total"]:
+    One epoch is :meth:`_epoch`; each batch goes through :meth:`_batch` (the model's one call) and
+    each optimiser step ends in :meth:`_after_step` (log, divergence check, checkpoint); a finished
+    epoch ends in :meth:`_end_epoch` (time budget, test accuracy).
+    """
+
+    def __init__(self, args, accelerator: Accelerator, recipe: Recipe, job: Job, out: Path) -> None:
+        self.args, self.accelerator, self.recipe, self.job, self.out = args, accelerator, recipe, job, out
+        self.metrics_file = out / "logs" / "metrics.jsonl"
+        self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
+        self.epoch_times: list[float] = []
+        self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
+        optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
+            job.model, optimizer, job.loader, scheduler)
+        self.main_input = accelerator.unwrap_model(self.model).main_input_name
+        self.regularise = recipe.weight_decay and not args.timm_model  # the official penalty is CCNN-specific
+
+    @property
+    def total_steps(self) -> int:
+        return self.lr_schedule.total_steps
+
+    def train(self) -> Trained:
+        args, accelerator, task = self.args, self.accelerator, self.job.task
+        accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
+                          f"in_channels={task.in_channels}, labels={task.num_classes}, base "
+                          f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
+                          f"{sum(p.numel() for p in self.model.parameters()):,} parameters; output: {self.out}")
+        accelerator.init_trackers("ccnn", config={k: v for k, v in vars(args).items()
+                                                  if isinstance(v, (int, float, str, bool))})
+        if args.resume:
+            self._resume()
+        self.bar = tqdm(total=self.total_steps, initial=self.step, desc="training",
+                        disable=not accelerator.is_local_main_process)
+        started = time.perf_counter()
+        while self.step < self.total_steps:
+            if self._epoch():
+                self._end_epoch()
+        self.bar.close()
+        return Trained(accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times,
+                       time.perf_counter() - started)
+
+    def _resume(self) -> None:
+        """Continue from the newest checkpoint; test its weights if the run was killed before the test."""
+        ckpt = latest_checkpoint(self.out / "checkpoints")
+        state = load_checkpoint(self.accelerator, ckpt)
+        self.step, self.epoch, self.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
+        self.lr_schedule.total_steps = state["total_steps"]
+        self.accelerator.print(f"resumed from {ckpt} (step {self.step})")
+        tested = _truncate_log(self.metrics_file, self.step) if self.accelerator.is_main_process else True
+        if not tested and self.epoch and not self.batches_in_epoch and self.step < self.total_steps:
             # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
-            _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
-    save_every = args.save_steps or steps_per_epoch
-    main_input = accelerator.unwrap_model(model).main_input_name
-    regularise = weight_decay and not args.timm_model  # the official penalty is CCNN-specific
-    bar = tqdm(total=plan["total"], initial=step, desc="training", disable=not accelerator.is_local_main_process)
-    epoch_times, started = [], time.perf_counter()
-    while step < plan["total"]:
-        model.train()
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        batches.set_epoch(epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
-        done_in_epoch, epoch_start, step_outputs = skip, time.perf_counter(), []
+            self._test()
+
+    def _epoch(self) -> bool:
+        """Train through one epoch (the rest of it, after a resume); False when the run ended inside it."""
+        self.model.train()
+        skip = self.batches_in_epoch
+        batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+        batches.set_epoch(self.epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
+        started, outputs = time.perf_counter(), []
         for x, y, index in batches:
-            if sampler.started_epoch != epoch:
-                raise RuntimeError(f"the sampler runs epoch {sampler.started_epoch}, the trainer epoch {epoch}")
-            with accelerator.accumulate(model):
-                target = y.float() if binary else y
-                x, setting = setup["schedule"].batch(task, step, x, index) if setup["schedule"] else (x, {})
-                output = model(**{main_input: x}, **setting, labels=target)
-                step_outputs.append((output.logits.detach(), index))  # kept to name bad samples, no sync
-                loss = output.loss
-                if regularise:
-                    loss = loss + weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            done_in_epoch += 1
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            bar.update(1)
-            record = {"step": step, "epoch": epoch, "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
-                      "lr": scheduler.get_last_lr()[0]}
-            if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
-                _diverged(out, step, epoch, record["loss"], _non_finite_samples(step_outputs), task.name)
-            step_outputs = []
-            accelerator.log(record, step=step)
-            if accelerator.is_main_process:
-                _log(metrics_file, record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if step % save_every == 0 or step == plan["total"]:
-                end_of_epoch = done_in_epoch == len(loader)
-                with disk_errors(out / "checkpoints", f"the checkpoint of step {step}"):
-                    save_checkpoint(accelerator, out / "checkpoints", step,
-                                    {"epoch": epoch + 1 if end_of_epoch else epoch,
-                                     "batches_in_epoch": 0 if end_of_epoch else done_in_epoch,
-                                     "total_steps": plan["total"]}, args.save_total_limit)
-            if step >= plan["total"]:
-                break
-        else:
-            epoch_times.append(time.perf_counter() - epoch_start)
-            epoch += 1
-            skip = 0
-            if args.time_limit and epoch == 1:  # the epochs that fit the budget, agreed by every process
-                fit = torch.tensor(max(1, int(args.time_limit // epoch_times[0])), device=accelerator.device)
-                epochs_fit = int(accelerator.reduce(fit, reduction="min"))
-                plan["total"] = min(plan["total"], epochs_fit * steps_per_epoch)
-                bar.total = plan["total"]
-                accelerator.print(f"time budget: {epochs_fit} epochs ({plan['total']} steps) fit in {args.time_limit:g} s")
-            _evaluate_epoch(accelerator, model, task, binary, 2 * setup["batch_size"], metrics_file, step, epoch)
-            continue
-        break
-    bar.close()
-    train_time = time.perf_counter() - started
-    accelerator.wait_for_everyone()
-    warmup_epochs = setup["warmup_steps"] / steps_per_epoch
-    epochs = plan["total"] / steps_per_epoch
-    results = _on_main(accelerator, lambda: _finish(
-        args, accelerator.unwrap_model(model), task, points, skipped, binary, out, init_info,
-        dict(lr=setup["lr"], weight_decay=weight_decay, warmup_epochs=round(warmup_epochs, 4),
-             batch_size=setup["batch_size"], grad_accum=setup["grad_accum"], epochs=round(epochs, 4),
-             train_settings=setup["schedule"].settings if setup["schedule"] else None,
-             steps=plan["total"], processes=accelerator.num_processes, mixed_precision=accelerator.mixed_precision),
-        epoch_times, train_time)) or {}
-    accelerator.end_training()
-    return results
+            if self.job.sampler.started_epoch != self.epoch:
+                raise RuntimeError(f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch "
+                                   f"{self.epoch}")
+            loss, logits = self._batch(x, y, index)
+            outputs.append((logits, index))  # kept to name bad samples, no sync
+            self.batches_in_epoch += 1
+            if self.accelerator.sync_gradients:  # an optimiser step was taken
+                self._after_step(loss, outputs)
+                outputs = []
+                if self.step >= self.total_steps:
+                    return False
+        self.epoch_times.append(time.perf_counter() - started)
+        return True
+
+    def _batch(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of one micro-batch (the optimiser steps when accumulation says so)."""
+        accelerator, model = self.accelerator, self.model
+        with accelerator.accumulate(model):
+            target = y.float() if self.job.binary else y
+            x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
+            output = model(**{self.main_input: x}, **setting, labels=target)
+            loss = output.loss
+            if self.regularise:
+                loss = loss + self.recipe.weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.args.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), self.args.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        return loss, output.logits.detach()
+
+    def _after_step(self, loss: torch.Tensor, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Log the step, stop on a non-finite loss, checkpoint when due."""
+        accelerator = self.accelerator
+        self.step += 1
+        self.bar.update(1)
+        record = {"step": self.step, "epoch": self.epoch,
+                  "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
+                  "lr": self.scheduler.get_last_lr()[0]}
+        if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
+            _diverged(self.out, self.step, self.epoch, record["loss"], _non_finite_samples(outputs), self.job.task.name)
+        accelerator.log(record, step=self.step)
+        if accelerator.is_main_process:
+            _log(self.metrics_file, record)
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps:
+            end_of_epoch = self.batches_in_epoch == len(self.loader)
+            with disk_errors(self.out / "checkpoints", f"the checkpoint of step {self.step}"):
+                save_checkpoint(accelerator, self.out / "checkpoints", self.step,
+                                {"epoch": self.epoch + 1 if end_of_epoch else self.epoch,
+                                 "batches_in_epoch": 0 if end_of_epoch else self.batches_in_epoch,
+                                 "total_steps": self.total_steps}, self.args.save_total_limit)
+
+    def _end_epoch(self) -> None:
+        """Count the epoch, fit the run to a time budget after the first one, test the model."""
+        self.epoch += 1
+        self.batches_in_epoch = 0
+        if self.args.time_limit and self.epoch == 1:  # the epochs that fit the budget, agreed by every process
+            fit = torch.tensor(max(1, int(self.args.time_limit // self.epoch_times[0])), device=self.accelerator.device)
+            epochs_fit = int(self.accelerator.reduce(fit, reduction="min"))
+            self.lr_schedule.total_steps = min(self.total_steps, epochs_fit * self.job.steps_per_epoch)
+            self.bar.total = self.total_steps
+            self.accelerator.print(f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in "
+                                   f"{self.args.time_limit:g} s")
+        self._test()
+
+    def _test(self) -> None:
+        """Test accuracy of the current weights, logged (main process)."""
+        accelerator, task = self.accelerator, self.job.task
+        if accelerator.is_main_process:
+            acc, test_loss = accuracy(accelerator.unwrap_model(self.model), task.test.inputs, task.test.labels,
+                                      self.job.binary, 2 * self.recipe.batch_size)
+            _log(self.metrics_file,
+                 {"step": self.step, "epoch": self.epoch, "test_accuracy": acc, "test_loss": test_loss})
+            accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=self.step)
 
 
 def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int], dataset: str):
@@ -403,38 +491,15 @@ def _save_model(args, model, out: Path) -> None:
         tmp.rmdir()
 
 
-def _finish(args, model, task: TaskData, points, skipped: list[str], binary: bool, out: Path, init_info: dict,
-            recipe: dict, epoch_times: list[float], train_time: float) -> dict:
-    """Evaluate across resolutions, save the model folder, results, plot and card (main process)."""
+def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job, trained: Trained, out: Path) -> dict:
+    """Steps 4 and 5 (main process): evaluate the final weights across resolutions, then save the
+    model folder, the results, the plot and the card (and push them when asked)."""
+    model, task = trained.model, job.task
     bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
     check_finite_state(model)  # a model with non-finite weights or statistics is never saved
-    evaluation = evaluate_points(model, task, points, binary, batch_size=128)
-    base_setting = f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio" else "x".join(map(str, task.base_resolution))
+    evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
+    results = _results(args, accelerator, recipe, job, trained, evaluation, bn_samples)
     _save_model(args, model, out)
-    params = sum(p.numel() for p in model.parameters())
-    per_epoch = sum(epoch_times) / len(epoch_times) if epoch_times else train_time
-    results = {
-        "preset": args.preset, "dataset": task.name, "modality": task.modality, "mode": model.config.mode,
-        "base_setting": base_setting, "base_resolution": list(task.base_resolution),
-        "base_sampling_rate": task.sampling_rate, "model_base_resolution": list(model.config.base_resolution),
-        "model_base_sampling_rate": model.config.base_sampling_rate, "num_labels": model.config.num_labels,
-        "labels": task.label_names, "train_samples": len(task.train), "test_samples": len(task.test), "params": params,
-        "overrides": {k: v for k, v in vars(args).items() if k in ("hidden", "blocks", "kernel_hidden", "kernel_size",
-                      "omega_0", "mask_init", "dropout", "dropout_in") and v is not None},
-        "recipe": recipe, "time_per_epoch_s": per_epoch, "train_time_s": train_time,
-        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
-        else torch.cuda.get_device_name(), "evaluation": evaluation, "skipped_evaluations": skipped,
-        "batch_norm_statistics_samples": bn_samples, **init_info,
-        "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
-        else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
-    }
-    results["steps"] = recipe["steps"]
-    results["recipe"] = (f"lr {recipe['lr']}, weight decay (official L2-norm penalty) {recipe['weight_decay']}, "
-                         f"{recipe['steps']} steps of batch {recipe['batch_size']} x {recipe['processes']} processes, "
-                         f"warm-up {recipe['warmup_epochs']:g} epochs, precision {recipe['mixed_precision']}"
-                         + (f", each step at a setting drawn from {recipe['train_settings']}" if recipe["train_settings"]
-                            else ""))
-    results["train_resolutions"] = recipe["train_settings"]
     with disk_errors(out, "the plot and the model card"):
         plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
         if not args.timm_model:  # the card points at where the model really is
@@ -446,11 +511,45 @@ def _finish(args, model, task: TaskData, points, skipped: list[str], binary: boo
         write_json_atomic(out / "results.json", results)
     write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []))
     for row in evaluation:
-        print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
+        accelerator.print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:
         _push(args, out, f"ccnn-train: {args.preset} on {task.name}")
-    print(f"saved to {out.resolve()} (model, results.json, README.md model card, accuracy_vs_resolution.png)")
+        accelerator.print(f"pushed to {args.hub_model_id}")
+    accelerator.print(f"saved to {out.resolve()} (model, results.json, README.md model card, "
+                      "accuracy_vs_resolution.png)")
     return results
+
+
+def _results(args, accelerator: Accelerator, recipe: Recipe, job: Job, trained: Trained, evaluation: list[dict],
+             bn_samples: int) -> dict:
+    """The run's ``results.json``: data, model, recipe as run, timings, hardware and the evaluation."""
+    model, task = trained.model, job.task
+    settings = job.schedule.settings if job.schedule else None
+    warmup_epochs = round(job.warmup_steps / job.steps_per_epoch, 4)
+    recipe_text = (f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
+                   f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
+                   f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
+                   + (f", each step at a setting drawn from {settings}" if settings else ""))
+    epoch_times = trained.epoch_times
+    return {
+        "preset": args.preset, "dataset": task.name, "modality": task.modality, "mode": model.config.mode,
+        "base_setting": f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio"
+        else "x".join(map(str, task.base_resolution)),
+        "base_resolution": list(task.base_resolution),
+        "base_sampling_rate": task.sampling_rate, "model_base_resolution": list(model.config.base_resolution),
+        "model_base_sampling_rate": model.config.base_sampling_rate, "num_labels": model.config.num_labels,
+        "labels": task.label_names, "train_samples": len(task.train), "test_samples": len(task.test),
+        "params": sum(p.numel() for p in model.parameters()),
+        "overrides": {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None},
+        "recipe": recipe_text, "steps": trained.total_steps, "train_resolutions": settings,
+        "time_per_epoch_s": sum(epoch_times) / len(epoch_times) if epoch_times else trained.train_time,
+        "train_time_s": trained.train_time,
+        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(), "evaluation": evaluation, "skipped_evaluations": job.skipped,
+        "batch_norm_statistics_samples": bn_samples, **job.init_info,
+        "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
+        else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
+    }
 
 
 def _push(args, out: Path, message: str) -> None:
@@ -460,14 +559,13 @@ def _push(args, out: Path, message: str) -> None:
     api = HfApi()
     try:
         api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
-        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out), ignore_patterns=["checkpoints/*", "logs/*", ".*"],
-                          commit_message=message)
+        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out),
+                          ignore_patterns=["checkpoints/*", "logs/*", ".*"], commit_message=message)
     except Exception as error:  # no token, no access, offline (the transport's own error types): the run is safe
         text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         raise UserError(f"the run is saved in {out.resolve()}, but pushing it to {args.hub_model_id} failed "
                         f"({type(error).__name__}: {text}); log in with `hf auth login` and run again with "
                         "--resume --push_to_hub, or upload the folder yourself") from error
-    print(f"pushed to {args.hub_model_id}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

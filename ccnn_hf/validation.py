@@ -1,5 +1,6 @@
-"""Checks with messages that name the problem: model inputs, settings (shared by CCNN and
-CCNNConfig), ``resolution=`` / ``sampling_rate=`` at call time, and checkpoints before loading."""
+"""Checks with messages that name the problem: model inputs, the rules of single settings (the
+table that uses them is :mod:`ccnn_hf.settings`), ``resolution=`` / ``sampling_rate=`` at call
+time, and checkpoints before loading."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size", "settings_problems", "check_settings", "normalisation_problems",
-           "call_scale", "MAX_SCALE", "dtype_problems", "key_problems", "refuse_checkpoint"]
+__all__ = ["check_input", "resolve_kernel_size", "Rule", "is_integer", "integer_rule", "real_rule", "one_of",
+           "flag_rule", "kernel_size_rule", "normalisation_problems", "call_scale", "MAX_SCALE", "dtype_problems",
+           "key_problems",
+           "refuse_checkpoint"]
 
-_AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]", 3: "[batch, channels, depth, height, width]"}
+_AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]",
+         3: "[batch, channels, depth, height, width]"}
 
 
 def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False,
@@ -42,20 +46,21 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
         raise ValueError("input contains NaN or infinite values")
 
 
-def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution: Sequence[int], causal: bool) -> tuple[int, ...]:
+def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution: Sequence[int],
+                        causal: bool) -> tuple[int, ...]:
     """Turn ``"same"`` / an int / a per-axis sequence into kernel taps per axis.
 
     ``"same"``: as long as the base input along each axis; centred kernels need an odd
     size, so an even length is rounded up by one.
     """
     data_dim = len(base_resolution)
-    problem = _kernel_size("kernel_size", kernel_size)
+    problem = kernel_size_rule("kernel_size", kernel_size)
     if problem:
         raise ValueError(problem)
     if isinstance(kernel_size, str):  # "same"
         sizes = tuple(int(r) if causal or r % 2 else int(r) + 1 for r in base_resolution)
     else:
-        sizes = (int(kernel_size),) * data_dim if _is_integer(kernel_size) else tuple(int(k) for k in kernel_size)
+        sizes = (int(kernel_size),) * data_dim if is_integer(kernel_size) else tuple(int(k) for k in kernel_size)
     if len(sizes) != data_dim:
         raise ValueError(f"kernel_size must give one size per axis ({data_dim}), got {kernel_size!r}")
     if not causal and any(k % 2 == 0 for k in sizes):
@@ -63,9 +68,12 @@ def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution:
     return sizes
 
 
-# -- settings of CCNN (core) and CCNNConfig (transformers): one table of rules ---------------------
+# -- rules of single settings (the table of settings is ccnn_hf.settings) --------------------------
 
-def _is_integer(value: Any) -> bool:
+Rule = Callable[[str, Any], "str | None"]  # rule(name, value) -> a problem naming both, or None
+
+
+def is_integer(value: Any) -> bool:
     """An int (numpy ints too; bools, floats such as 2.7 or 32.0, and strings are refused)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -74,17 +82,17 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _integer(minimum: int) -> Callable[[str, Any], str | None]:
+def integer_rule(minimum: int) -> Rule:
+    """An integer >= ``minimum``."""
     def rule(name: str, value: Any) -> str | None:
-        if not _is_integer(value) or value < minimum:
+        if not is_integer(value) or value < minimum:
             return f"{name} must be an integer >= {minimum}, got {value!r}"
         return None
     return rule
 
 
-def _real(low: float, high: float | None, low_open: bool, high_open: bool = True,
-          optional: bool = False) -> Callable[[str, Any], str | None]:
-    """A finite number in an interval (NaN and inf always fail)."""
+def real_rule(low: float, high: float | None, low_open: bool, high_open: bool = True, optional: bool = False) -> Rule:
+    """A finite number in an interval (NaN and inf always fail); None too when ``optional``."""
     span = f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else f'{high:g}'}{')' if high_open else ']'}"
 
     def rule(name: str, value: Any) -> str | None:
@@ -99,7 +107,8 @@ def _real(low: float, high: float | None, low_open: bool, high_open: bool = True
     return rule
 
 
-def _one_of(*allowed: Any) -> Callable[[str, Any], str | None]:
+def one_of(*allowed: Any) -> Rule:
+    """One of ``allowed`` (bools never pass for 0 / 1)."""
     def rule(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or value not in allowed:
             return f"{name} must be one of {allowed}, got {value!r}"
@@ -107,53 +116,19 @@ def _one_of(*allowed: Any) -> Callable[[str, Any], str | None]:
     return rule
 
 
-def _flag(name: str, value: Any) -> str | None:
+def flag_rule(name: str, value: Any) -> str | None:
+    """True or False."""
     if not isinstance(value, bool):
         return f"{name} must be True or False, got {value!r}"
     return None
 
 
-def _kernel_size(name: str, value: Any) -> str | None:
+def kernel_size_rule(name: str, value: Any) -> str | None:
+    """``"same"``, an integer >= 1 or one such integer per axis."""
     sizes = value if isinstance(value, (list, tuple)) else [value]
-    if value != "same" and (not sizes or not all(_is_integer(k) and k >= 1 for k in sizes)):
+    if value != "same" and (not sizes or not all(is_integer(k) and k >= 1 for k in sizes)):
         return f"{name} must be 'same', an integer >= 1 or one such integer per axis, got {value!r}"
     return None
-
-
-_RULES: dict[str, Callable[[str, Any], str | None]] = {
-    "data_dim": _one_of(1, 2, 3),
-    "in_chans": _integer(1), "num_channels": _integer(1), "num_classes": _integer(0),
-    "hidden_channels": _integer(1), "num_blocks": _integer(0), "kernel_hidden": _integer(1),
-    "kernel_layers": _integer(1), "fft_threshold": _integer(0), "vocab_size": _integer(0),
-    "omega_0": _real(0.0, None, low_open=True), "mask_init": _real(0.0, None, low_open=True),
-    "mask_threshold": _real(0.0, 1.0, low_open=True), "dropout": _real(0.0, 1.0, low_open=False),
-    "dropout_in": _real(0.0, 1.0, low_open=False), "initializer_factor": _real(0.0, None, low_open=True), "base_sampling_rate": _real(0.0, None, True, optional=True),
-    "kernel_net": _one_of("magnet", "siren"), "mode": _one_of("continuous", "reference"),
-    "conv_impl": _one_of("auto", "fft", "direct"), "init_scheme": _one_of("unit_variance", "official"),
-    "dropout_type": _one_of("channel", "element"), "global_pool": _one_of("avg", "max", ""),
-    "modality": _one_of("image", "sequence", "audio", "tokens"),
-    "causal": _flag, "use_fft": _flag, "legacy_odd_fft": _flag, "check_finite": _flag, "use_token_embedding": _flag,
-    "kernel_size": _kernel_size,
-}
-
-
-def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
-    """Rules that relate fields: base_resolution per axis, causal 1D only, normalisation per channel."""
-    problems = []
-    data_dim = settings.get("data_dim")
-    axes = data_dim if data_dim in (1, 2, 3) else None
-    if "base_resolution" in settings:
-        base = settings["base_resolution"]
-        if (not isinstance(base, (list, tuple)) or (axes is not None and len(base) != axes)
-                or not all(_is_integer(r) and r >= 1 for r in base)):
-            problems.append(f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), "
-                            f"got {base!r}")
-    if settings.get("causal") is True and axes is not None and axes != 1:
-        problems.append(f"causal kernels are only defined for data_dim=1, got data_dim={data_dim}")
-    if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
-        problems.append("use_token_embedding needs vocab_size >= 1")
-    channels = settings.get("num_channels", settings.get("in_chans"))
-    return problems + normalisation_problems(settings.get("mean"), settings.get("std"), channels)
 
 
 def normalisation_problems(mean: Any, std: Any, channels: Any,
@@ -168,24 +143,9 @@ def normalisation_problems(mean: Any, std: Any, channels: Any,
         if (not isinstance(values, (list, tuple)) or not all(_is_real(v) and math.isfinite(v) for v in values)
                 or (low is not None and not all(v > low for v in values))):
             problems.append(f"{name} must be a list of {allowed}, one per input channel, got {values!r}")
-        elif _is_integer(channels) and len(values) != channels:
+        elif is_integer(channels) and len(values) != channels:
             problems.append(f"{name} must have one entry per input channel ({channels}), got {len(values)}: {values!r}")
     return problems
-
-
-def settings_problems(settings: Mapping[str, Any]) -> list[str]:
-    """Every problem with ``settings`` (CCNN arguments or CCNNConfig fields; unknown names are
-    ignored), each naming the field, its value and what is allowed."""
-    problems = [problem for name, value in settings.items() if name in _RULES
-                for problem in [_RULES[name](name, value)] if problem is not None]
-    return problems + _relation_problems(settings)
-
-
-def check_settings(settings: Mapping[str, Any], owner: str) -> None:
-    """Raise one ValueError listing every problem of ``settings`` (see :func:`settings_problems`)."""
-    problems = settings_problems(settings)
-    if problems:
-        raise ValueError(f"invalid {owner}: " + "; ".join(problems))
 
 
 # -- resolution= / sampling_rate= at call time --------------------------------------------------

@@ -33,16 +33,11 @@ import torch
 from ccnn_hf import CCNNConfig, build_ccnn, get_preset, load_original_state_dict
 from ccnn_hf.model_card import make_model_card
 from ccnn_hf.original import convert_original_state_dict, read_original_checkpoint
-from ccnn_hf.training.checkpoints import write_json_atomic
-from ccnn_hf.training.model import MODEL_CLASSES
+from ccnn_hf.files import write_json_atomic
+from ccnn_hf.modeling_ccnn import MODEL_CLASSES
+from ccnn_hf.state_dict_keys import to_transformers_keys
 
 TOLERANCE = 1e-5  # max |converted - raw| / max |raw| on the check input
-
-
-def to_transformers_keys(core_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """ccnn_hf core keys -> keys of the transformers classification heads."""
-    return {(f"classifier.{k[len('head.fc.'):]}" if k.startswith("head.fc.") else f"ccnn.encoder.{k}"): v
-            for k, v in core_state.items()}
 
 
 def check_output(output: Path, overwrite: bool) -> None:
@@ -128,10 +123,12 @@ def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_
           f"{tuple(x.shape)} input")
     if relative > TOLERANCE:
         raise RuntimeError(f"converted model disagrees with the raw state dict: relative difference {relative:.3e}")
-    base = "x".join(map(str, config.base_resolution)) if p.modality != "audio" else f"{config.base_sampling_rate / 1000:g} kHz"
+    base = ("x".join(map(str, config.base_resolution)) if p.modality != "audio"
+            else f"{config.base_sampling_rate / 1000:g} kHz")
     results = {
         "preset": preset, "dataset": p.task, "modality": p.modality, "mode": "reference", "base_setting": base,
-        "params": sum(t.numel() for t in model.parameters()), "evaluation": [], "source_checkpoint": Path(checkpoint).name,
+        "params": sum(t.numel() for t in model.parameters()), "evaluation": [],
+        "source_checkpoint": Path(checkpoint).name,
         "verification_max_abs_diff": difference, "legacy_odd_fft": legacy_odd_fft,
         "description": f"official CCNN weights (`{preset}`) converted from the original code's checkpoint; "
                        "reference mode reproduces the official outputs.",

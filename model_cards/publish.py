@@ -18,7 +18,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard
 
 from ccnn_hf.released import RELEASES, available_releases, released_weights
-from ccnn_hf.training.model import MODEL_CLASSES
+from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 
 
 def publish(org: str, names: list[str] | None = None, private: bool = False) -> list[str]:

@@ -14,7 +14,7 @@ from transformers import (
 )
 
 from ccnn_hf import RELEASES, available_releases, released_weights
-from ccnn_hf.training.model import MODEL_CLASSES
+from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 from helpers import REPO
 
 AVAILABLE = available_releases()

@@ -7,15 +7,13 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..factory import ALIASES
+from ..settings import Setting, override_flags
 from .errors import UserError
 
 __all__ = ["build_parser", "parse_args", "parse_labels", "MODEL_OVERRIDES"]
 
-# CLI flag -> CCNNConfig field, for overriding the preset (short flags spelled as build_ccnn's aliases).
-MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
-    "hidden", "blocks", "kernel_hidden", "kernel_size", "omega_0", "mask_init", "dropout", "dropout_in", "conv_impl",
-    "init_scheme")}
+# CLI flag -> CCNNConfig field, for overriding the preset: the settings with a ``flag`` in ccnn_hf.settings.
+MODEL_OVERRIDES = {flag: setting.field for flag, setting in override_flags().items()}
 
 
 def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) -> Callable[[str], int | float]:
@@ -51,6 +49,15 @@ def kernel_size(text: str) -> str:
 kernel_size.__name__ = "'same' or int >= 1"
 
 
+def _flag_options(setting: Setting) -> dict[str, Any]:
+    """argparse options of a model override flag (values are checked by the settings' rules later)."""
+    if setting.choices is not None:
+        return dict(choices=list(setting.choices), help=setting.help)
+    if setting.type == "kernel_size":
+        return dict(type=kernel_size, help=setting.help)
+    return dict(type=setting.type, help=setting.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ccnn-train",
@@ -79,18 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)")
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
-    g.add_argument("--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)")
+    g.add_argument("--max_samples", type=POSITIVE_INT,
+                   help="use at most this many samples per split (folders, HF datasets)")
     g = p.add_argument_group("model (overrides of the preset)")
-    g.add_argument("--hidden", type=int)
-    g.add_argument("--blocks", type=int)
-    g.add_argument("--kernel_hidden", type=int)
-    g.add_argument("--kernel_size", type=kernel_size, help="taps at the base resolution, or 'same'")
-    g.add_argument("--omega_0", type=float)
-    g.add_argument("--mask_init", type=float)
-    g.add_argument("--dropout", type=float)
-    g.add_argument("--dropout_in", type=float)
-    g.add_argument("--conv_impl", choices=["auto", "fft", "direct"])
-    g.add_argument("--init_scheme", choices=["unit_variance", "official"])
+    for flag, setting in override_flags().items():
+        g.add_argument(f"--{flag}", **_flag_options(setting))
     g.add_argument("--init_from", help="fine-tune from this folder or Hub id (transformers or timm format)")
     g.add_argument("--timm_model", help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
                    "data, recipe and budget (the preset still supplies the recipe)")

@@ -16,19 +16,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import load
 
+from ..files import write_json_atomic
 from .errors import UserError
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "write_json_atomic"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
 
 STATE_FILE = "trainer_state.json"
 STATE_KEYS = ("step", "epoch", "batches_in_epoch", "total_steps")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_checkpoint(accelerator: Accelerator, root: Path, step: int, state: dict, keep: int) -> Path:

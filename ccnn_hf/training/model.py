@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import re
+import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -11,13 +12,9 @@ from safetensors.torch import load_file
 
 from ..configuration_ccnn import CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
-from ..modeling_ccnn import (
-    CCNNForAudioClassification,
-    CCNNForImageClassification,
-    CCNNForSequenceClassification,
-    CCNNPreTrainedModel,
-)
+from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
+from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from .args import MODEL_OVERRIDES
 from .data import TaskData, looks_like_path
 from .errors import UserError
@@ -25,15 +22,11 @@ from .errors import UserError
 __all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
            "TimmBaseline"]
 
+logger = logging.getLogger(__name__)
+
 # Options that --init_from may change: they do not alter the checkpoint's tensors.
 FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
 
-MODEL_CLASSES = {
-    "image": CCNNForImageClassification,
-    "sequence": CCNNForSequenceClassification,
-    "tokens": CCNNForSequenceClassification,
-    "audio": CCNNForAudioClassification,
-}
 
 
 def is_binary(preset: str, task: TaskData) -> bool:
@@ -104,15 +97,13 @@ def _resolve_checkpoint(source: str) -> Path:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         raise UserError(f"--init_from {source}: no local folder by that name, and the Hub model could not be "
-                        f"fetched ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+                        f"fetched ({_first_line(error)})") from None
 
 
-def _to_transformers_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm-format keys (``stem.*``, ``head.fc.*``) -> transformers keys (``ccnn.encoder.*``, ``classifier.*``)."""
-    if any(k.startswith("ccnn.") for k in state):
-        return state
-    return {re.sub(r"^head\.fc\.", "classifier.", k) if k.startswith("head.fc.") else f"ccnn.encoder.{k}": v
-            for k, v in state.items()}
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message (at most 200 characters), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _config_from_checkpoint(folder: Path) -> CCNNConfig:
@@ -150,7 +141,8 @@ class TimmBaseline(torch.nn.Module):
             raise UserError(f"--timm_model {name}: {error}") from None
         self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
                                       base_sampling_rate=task.sampling_rate,
-                                      problem_type="multi_label_classification" if binary else "single_label_classification")
+                                      problem_type="multi_label_classification" if binary
+                                      else "single_label_classification")
         self.name, self.data_dim = name, task.data_dim
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, **_ignored):
@@ -168,8 +160,10 @@ class TimmBaseline(torch.nn.Module):
         save_for_hf(self.model, folder, safe_serialization=True)
 
 
-def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTrainedModel, dict]:
-    """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised)."""
+def build_model(args: argparse.Namespace, task: TaskData,
+                say: Callable[[str], None] = logger.info) -> tuple[CCNNPreTrainedModel, dict]:
+    """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised).
+    ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``)."""
     if args.timm_model:
         return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
@@ -210,15 +204,15 @@ def build_model(args: argparse.Namespace, task: TaskData) -> tuple[CCNNPreTraine
     config.modality = task.modality
     model = MODEL_CLASSES[task.modality](config)
     try:
-        state = _to_transformers_keys(load_file(folder / "model.safetensors"))
+        state = to_transformers_keys(load_file(folder / "model.safetensors"))
     except (OSError, SafetensorError) as error:
         raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
     if reinit:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        print(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
+        state = {k: v for k, v in state.items() if not k.startswith(HF_CLASSIFIER)}
+        say(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
               f"{labels['num_labels']}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (reinit and k.startswith("classifier."))]
+    missing = [k for k in missing if not (reinit and k.startswith(HF_CLASSIFIER))]
     if missing or unexpected:
         raise UserError(f"--init_from {args.init_from} does not match the model: missing {missing}, "
                         f"unexpected {unexpected}")

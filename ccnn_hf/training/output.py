@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from .checkpoints import latest_checkpoint, write_json_atomic
+from ..files import write_json_atomic
+from .checkpoints import latest_checkpoint
 from .errors import UserError, disk_errors
 
 __all__ = ["MARKER", "LOCK", "check_output_dir", "clear_run_files", "acquire_lock", "read_marker",

@@ -1,0 +1,15 @@
+"""Writing result files safely (ccnn-train, the conversion script, the release tooling)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["write_json_atomic"]
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,98 @@
+"""The settings table (ccnn_hf.settings) and what derives from it agree with each other."""
+from __future__ import annotations
+
+import copy
+import inspect
+import pickle
+
+import pytest
+import torch
+
+from ccnn_hf import CCNN, CCNNConfig, build_ccnn
+from ccnn_hf.kernel_nets import build_kernel_net
+from ccnn_hf.presets import PRESETS, preset_model_kwargs
+from ccnn_hf.settings import (
+    ALIASES, BY_NAME, KERNEL_NETS, SETTINGS, config_settings, defaults, model_settings, override_flags, resolve,
+    settings_problems,
+)
+from ccnn_hf.training.args import MODEL_OVERRIDES, build_parser
+
+TINY = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
+
+
+def test_every_default_passes_its_own_rule_and_names_are_unique():
+    names = [s.name for s in SETTINGS] + list(ALIASES)
+    assert len(names) == len(set(names)), "a name is used twice (setting or alias)"
+    problems = [p for s in SETTINGS for p in [s.problem(s.default)] if p]
+    assert not problems
+    assert not settings_problems({s.name: s.default for s in SETTINGS})
+
+
+def test_ccnn_signature_and_defaults_come_from_the_table():
+    parameters = dict(inspect.signature(CCNN).parameters)
+    assert list(parameters) == [s.name for s in model_settings()]
+    assert {name: p.default for name, p in parameters.items()} == defaults()
+    model = CCNN(**TINY)
+    assert dict(model.settings) == resolve(TINY)
+    assert model.settings["omega_0"] == BY_NAME["omega_0"].default
+
+
+def test_a_model_with_its_settings_record_copies_and_pickles():
+    model = CCNN(**TINY)
+    assert copy.deepcopy(model).settings == model.settings
+    assert pickle.loads(pickle.dumps(model)).settings == model.settings
+
+
+def test_ccnn_takes_canonical_names_only_and_names_the_unknown_ones():
+    with pytest.raises(TypeError, match="unknown CCNN setting 'width'"):
+        CCNN(width=8)
+    with pytest.raises(ValueError, match="kernel_net must be one of \\('magnet', 'siren'\\), got 'gabor'"):
+        CCNN(kernel_net="gabor", **TINY)
+
+
+def test_config_from_preset_honours_every_spelling_like_build_ccnn():
+    config = CCNNConfig.from_preset("cifar10_4_140", width=64, depth=2, in_channels=1)
+    assert (config.hidden_channels, config.num_blocks, config.num_channels) == (64, 2, 1)
+    assert not hasattr(config, "width") and not hasattr(config, "depth")
+    assert config.mean == [0.0] and config.std == [1.0]  # the preset's statistics are for 3 channels
+    model = build_ccnn("cifar10_4_140", width=64, depth=2, in_channels=1)
+    kwargs = config.ccnn_kwargs()
+    assert {k: v for k, v in kwargs.items() if k != "num_classes"} == {
+        k: v for k, v in dict(model.settings).items() if k in kwargs and k != "num_classes"}
+    with pytest.raises(ValueError, match="given twice"):
+        CCNNConfig.from_preset("cifar10_4_140", width=64, hidden_channels=32)
+    with pytest.raises(ValueError, match="'global_pool' is a CCNN argument that CCNNConfig does not hold"):
+        CCNNConfig.from_preset("cifar10_4_140", global_pool="max")
+
+
+def test_config_fields_are_the_config_settings_and_round_trip(tmp_path):
+    config = CCNNConfig.from_preset("smnist_4_140", hidden=16, kernel_size=9)
+    for setting in config_settings():
+        assert hasattr(config, setting.field), setting.field
+    config.save_pretrained(tmp_path)
+    loaded = CCNNConfig.from_pretrained(tmp_path)
+    assert {s.field: getattr(loaded, s.field) for s in config_settings()} == {
+        s.field: getattr(config, s.field) for s in config_settings()}
+
+
+def test_presets_are_named_settings():
+    for preset in PRESETS.values():
+        assert set(preset.model) <= {s.name for s in model_settings()}, preset.name
+        assert not settings_problems(dict(preset.model)), preset.name
+    assert preset_model_kwargs("cifar10_4_140", depth=2)["num_blocks"] == 2
+
+
+def test_cli_flags_are_the_settings_with_a_flag():
+    assert MODEL_OVERRIDES == {flag: s.field for flag, s in override_flags().items()}
+    actions = {a.dest: a for a in build_parser()._actions}
+    for flag, setting in override_flags().items():
+        assert flag in actions, flag
+        if setting.choices is not None:
+            assert list(actions[flag].choices) == list(setting.choices)
+
+
+def test_every_allowed_kernel_net_can_be_built():
+    for kind in KERNEL_NETS:
+        net = build_kernel_net(kind, data_dim=1, out_channels=2, no_layers=2, init_spatial_value=0.1, causal=False,
+                               max_frequency=None, max_gamma=None, hidden_channels=4, omega_0=10.0)
+        assert net(torch.zeros(1, 1, 5)).shape == (1, 2, 5)
