@@ -367,3 +367,16 @@ def test_zero_fill_models_save_and_load(tmp_path):
         expected = model(input_values=x, attention_mask=lengths_mask([64, 40], 64)).logits
         assert torch.equal(loaded(input_values=x, attention_mask=lengths_mask([64, 40], 64)).logits, expected)
         assert torch.isfinite(expected).all()
+
+
+def test_fx_traced_graphs_refuse_masks_instead_of_ignoring_them():
+    timm_layers = pytest.importorskip("timm.layers")
+    import ccnn_hf.timm_models  # noqa: F401  (registers the leaf modules and functions)
+
+    model = small(data_dim=2)
+    extractor = timm_layers.create_feature_extractor(model, ["head"])
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x)["head"], model(x))
+        with pytest.raises(ValueError, match="traced without masks and cannot take observed_mask"):
+            extractor(x, observed_mask=torch.ones(1, 16, 16))
