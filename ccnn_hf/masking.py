@@ -11,11 +11,12 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     paths), whichever side it is padded on. Rate-defined models (``base_sampling_rate``) keep
     their kernels whatever the padded length; a grid-defined model reads its input scale from
     the padded length as from any input, so pass ``resolution=`` when rows share one step.
+    A 0 between 1s is a hole of zeros, not a missing value: use ``observed_mask`` for those.
 ``observed_mask`` ``[B, *spatial]`` or ``[B, C, *spatial]`` (1 = observed)
     A position that exists but whose value is missing (per channel or for all channels). Its
     value never enters any computation (``torch.where``, so NaN or garbage there gives
     bit-identical outputs). With ``nan_is_missing=True`` (a model setting) NaN input values are
-    unobserved as well.
+    unobserved as well. A channel without any observation in a row reads as zero.
 ``timestamps`` ``[B, L]`` (1D only; float, in samples of the base rate)
     When each observation was taken; strictly increasing over a row's real positions. The
     observations are binned onto a regular grid of step ``1 / r`` base samples starting at each
@@ -28,6 +29,7 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     ``r x span + 1`` points per row (``span`` = last - first timestamp in base samples), so
     time and memory grow with the span and ``r``, not with the number of observations; a
     larger ``r`` keeps more timing precision (rounding error <= ``1 / (2 r)`` base samples).
+    Reference-mode models (fixed kernel grid) always bin at ``r = 1``.
 
 Mask-aware convolution (``missing_values="normalized"``, the default). Normalised convolution
 (Knutsson & Westin, 1993) divides a filter's response to the observed points by the filter's
@@ -78,7 +80,8 @@ a per-channel affine map and needs no mask.
 
 With none of the three arguments given (and no NaN when ``nan_is_missing``), the model runs
 exactly the computation it runs without this module; so it does when the masks mark every
-position real and observed.
+position real and observed. FX-traced graphs hold that mask-free computation and refuse masks
+at run time (:func:`ccnn_hf.ccnn.refuse_masks_in_graph`).
 """
 from __future__ import annotations
 
@@ -367,11 +370,12 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
     if valid is None or not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not (
             norm.training or norm.running_mean is None):
         return norm(x)
+    x = x.float()  # statistics in float32, as BatchNorm under autocast
     dims = (0, *range(2, x.ndim))
     count = valid.sum(dtype=torch.float32)
     if float(count) < 2:
         raise ValueError("BatchNorm in train mode needs at least 2 real positions in the batch")
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    zero = torch.zeros((), device=x.device)
     mean = torch.where(valid, x, zero).sum(dims) / count
     var = torch.where(valid, x - mean.view(1, -1, *(1,) * (x.ndim - 2)), zero).pow(2).sum(dims) / count
     if norm.training and norm.track_running_stats and norm.running_mean is not None:
