@@ -375,9 +375,9 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
     count = valid.sum(dtype=torch.float32)
     if float(count) < 2:
         raise ValueError("BatchNorm in train mode needs at least 2 real positions in the batch")
-    zero = torch.zeros((), device=x.device)
-    mean = torch.where(valid, x, zero).sum(dims) / count
-    var = torch.where(valid, x - mean.view(1, -1, *(1,) * (x.ndim - 2)), zero).pow(2).sum(dims) / count
+    real = torch.where(valid, x, torch.zeros((), device=x.device))
+    mean = real.sum(dims) / count
+    var = (real.pow(2).sum(dims) / count - mean.pow(2)).clamp_min(0.0)  # one pass over the data
     if norm.training and norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
@@ -385,8 +385,9 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
             norm.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
             norm.running_var.mul_(1 - momentum).add_(var.detach() * (count / (count - 1)) * momentum)
     shape = (1, -1, *(1,) * (x.ndim - 2))
-    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
-    return out * norm.weight.view(shape) + norm.bias.view(shape) if norm.affine else out
+    scale = torch.rsqrt(var + norm.eps) * (norm.weight if norm.affine else 1.0)
+    shift = (norm.bias if norm.affine else 0.0) - mean * scale
+    return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
 def masked_pool(x: torch.Tensor, valid: torch.Tensor | None, pool_type: str) -> torch.Tensor:
