@@ -95,11 +95,10 @@ from torch import nn
 from .fftconv import choose_conv_path, depthwise_conv_direct, depthwise_conv_fft
 
 __all__ = [
-    "MISSING_VALUES", "APPLICABILITY_RADIUS", "MIN_SUPPORT", "WELL_POSED", "MAX_GRID_POINTS", "MaskState", "prepare_masks",
+    "APPLICABILITY_RADIUS", "MIN_SUPPORT", "WELL_POSED", "MAX_GRID_POINTS", "MaskState", "prepare_masks",
     "bin_timestamps", "applicability", "complete", "masked_batch_norm", "masked_pool", "zero_fill_input",
 ]
 
-MISSING_VALUES = ("normalized", "zero_fill")
 APPLICABILITY_RADIUS = {1: 16.0, 2: 4.0, 3: 2.0}  # base samples, per number of spatial axes
 MIN_SUPPORT = 1e-5  # |k|-weighted defined fraction below which a layer output is undefined; certainty floor
 WELL_POSED = 0.1  # local linear fit used where det(Gram) > this x the product of its diagonal

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ccnn_hf import CCNN
-from ccnn_hf.masking import APPLICABILITY_RADIUS, MaskState, masked_batch_norm, prepare_masks
+from ccnn_hf.masking import APPLICABILITY_RADIUS, MaskState, bin_timestamps, masked_batch_norm, prepare_masks
 
 
 def small(causal: bool = True, conv_impl: str = "auto", data_dim: int = 1, **overrides) -> CCNN:
@@ -247,6 +247,18 @@ def test_timestamps_put_the_observations_where_they_were_taken():
     observed[:, ::2] = True
     with torch.no_grad():
         assert torch.equal(model(x, timestamps=times), model(spread, observed_mask=observed))
+
+
+def test_binning_averages_observations_that_share_a_bin_and_pads_short_rows():
+    x = torch.tensor([[[1.0, 3.0, 5.0, 7.0]], [[2.0, 4.0, 6.0, 8.0]]])
+    times = torch.tensor([[0.0, 0.3, 2.0, 3.4], [10.0, 11.0, 12.0, 99.0]])
+    valid = torch.tensor([[True, True, True, True], [True, True, True, False]]).unsqueeze(1)
+    values, grid_valid, observed = bin_timestamps(x, valid, None, times, rate=1.0)
+    assert values.tolist() == [[[2.0, 0.0, 5.0, 7.0]], [[2.0, 4.0, 6.0, 0.0]]]
+    assert grid_valid[:, 0].tolist() == [[True] * 4, [True, True, True, False]]
+    assert observed[:, 0].tolist() == [[True, False, True, True], [True, True, True, False]]
+    fine = bin_timestamps(x[:1], None, None, times[:1], rate=2.0)[0]
+    assert fine[0, 0].tolist() == [1.0, 3.0, 0.0, 0.0, 5.0, 0.0, 0.0, 7.0]
 
 
 # -- errors -------------------------------------------------------------------------------------------
