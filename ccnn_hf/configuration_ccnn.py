@@ -59,6 +59,9 @@ class CCNNConfig(PretrainedConfig):
     (``use_token_embedding=False``). ``initializer_factor`` scales the initial weights of the heads' classifier and
     token embedding (keep it at 1; transformers' own tests set it near zero to tell initialised weights from loaded
     ones, as for T5).
+    ``missing_values`` (``"normalized"`` or the ``"zero_fill"`` baseline, which adds one input
+    channel to the stem) and ``nan_is_missing`` say how unobserved values are handled (see
+    :mod:`ccnn_hf.masking`).
 
     Example:
         >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)

@@ -41,6 +41,7 @@ CONV_IMPLS = ("auto", "fft", "direct")
 INIT_SCHEMES = ("unit_variance", "official")
 DROPOUT_TYPES = ("channel", "element")
 GLOBAL_POOLS = ("avg", "max", "")
+MISSING_VALUES = ("normalized", "zero_fill")
 MODALITIES = ("image", "sequence", "audio", "tokens")
 
 
@@ -165,6 +166,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("init_scheme", str, "unit_variance", "'unit_variance' (LSUV on a probe) or 'official'",
             choices=INIT_SCHEMES, flag="init_scheme"),
     Setting("check_finite", bool, False, "raise on NaN/inf inputs", flag_rule, owner="model"),
+    # -- missing values (see ccnn_hf.masking) ----------------------------------------------------
+    Setting("missing_values", str, "normalized",
+            "unobserved values: 'normalized' (mask-aware normalised convolution) or 'zero_fill' (zeros plus the "
+            "observed fraction as one extra input channel)", choices=MISSING_VALUES, flag="missing_values"),
+    Setting("nan_is_missing", bool, False, "treat NaN input values as unobserved", flag_rule),
     # -- transformers layer: data and heads ------------------------------------------------------
     Setting("modality", str, "image", "which transformers head and processor apply", choices=MODALITIES,
             owner="config"),
