@@ -43,8 +43,8 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
   graph where kernel sizes are computed from parameter values (``.item()`` / ``bool`` on the
   learned mask width, which crops the kernel), so each conv's kernel sampling runs eagerly.
   Compiling takes tens of seconds on CPU.
-* ``torch.jit.script`` does NOT work: TorchScript rejects the kernel generators' Python
-  (``kernel_nets.py``: "cannot statically infer the expected size of a list" for a tuple built by
+* ``torch.jit.script`` does NOT work: TorchScript rejects the forward's keyword-only mask
+  arguments, then the kernel generators' Python (``kernel_nets.py``: a tuple built by
   star-unpacking a shape), and the convs' data-dependent kernel sizes would follow.
 * ``torch.export`` of the live model does NOT work: the number of kernel taps depends on parameter
   values, a data-dependent shape that export refuses, strict or not. Export a model frozen at one

@@ -252,8 +252,8 @@ def test_good_call_arguments_still_work(models):
 # -- unknown keyword arguments ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("target, name", [
-    ("image_head", "attention_mask"), ("image_head", "bogus_arg"), ("backbone", "attention_mask"),
-    ("audio_head", "attention_mask"), ("sequence_head", "observed_mask"), ("sequence_head", "bogus_arg"),
+    ("image_head", "input_ids"), ("image_head", "bogus_arg"), ("backbone", "head_mask"),
+    ("audio_head", "past_observed_mask"), ("sequence_head", "observed_masks"), ("sequence_head", "bogus_arg"),
 ])
 def test_unknown_keyword_arguments_raise(models, target, name):
     with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}'"):
