@@ -9,7 +9,8 @@ All functions compute a cross-correlation (PyTorch's convention, no kernel flip)
 
 The FFT path works in any dimension, pads to fast (5-smooth) lengths, needs only
 ``L + max(P, K - 1 - P)`` points per axis (the kernel is rolled instead of the input padded)
-and always runs in float32, also under autocast.
+and always runs in float32, also under autocast. On CPU it transforms blocks of samples and
+channels (:data:`CPU_BLOCK_BYTES`), so that no padded copy of the whole batch is ever held.
 """
 from __future__ import annotations
 
