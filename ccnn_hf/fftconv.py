@@ -9,7 +9,8 @@ All functions compute a cross-correlation (PyTorch's convention, no kernel flip)
 
 The FFT path works in any dimension, pads to fast (5-smooth) lengths, needs only
 ``L + max(P, K - 1 - P)`` points per axis (the kernel is rolled instead of the input padded)
-and always runs in float32, also under autocast.
+and always runs in float32, also under autocast. On CPU it transforms blocks of samples and
+channels (:data:`CPU_BLOCK_BYTES`), so that no padded copy of the whole batch is ever held.
 """
 from __future__ import annotations
 
@@ -98,50 +99,98 @@ def kernel_spectrum(kernel: torch.Tensor, sizes: Sequence[int], causal: bool) ->
         return torch.conj(torch.fft.rfftn(k, dim=dims))
 
 
-def _correlate(x: torch.Tensor, spectrum: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """``irfftn(rfftn(x, sizes) * spectrum)`` cut back to ``x``'s size: the circular correlation
-    that the kernel's spectrum describes, on zero-padded float32 data."""
+# Working set of the FFT path: (batch, channel) blocks ----------------------------------
+
+# On CPU the FFT path transforms at most about this many bytes of padded complex spectrum at a
+# time. Whole-tensor transforms of a 2D 128x128 batch hold several padded copies (40 MB each at
+# 140 channels and batch 2) next to the activations kept for the backward, and the holes they
+# leave behind fragment the heap; blocks of a few MB cost no speed on CPU. Other devices (and
+# compiled graphs, whose compiler plans memory itself) transform the whole tensor at once.
+CPU_BLOCK_BYTES = 4 << 20
+
+
+def _blocks(x: torch.Tensor, sizes: Sequence[int]) -> list[tuple[slice, slice]]:
+    """``(batch slice, channel slice)`` blocks covering ``x [B, C, *L]``, channel blocks outer
+    (each kernel spectrum block is computed once), each block's padded spectrum within
+    :data:`CPU_BLOCK_BYTES` where possible (at least one channel of one sample)."""
+    batch, channels = x.shape[0], x.shape[1]
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return [(slice(0, batch), slice(0, channels))]
+    per_channel = 8 * math.prod(sizes[:-1]) * (sizes[-1] // 2 + 1)  # complex64 half spectrum
+    if channels * per_channel <= CPU_BLOCK_BYTES:
+        step = max(CPU_BLOCK_BYTES // (channels * per_channel), 1)
+        return [(slice(b, min(b + step, batch)), slice(0, channels)) for b in range(0, batch, step)]
+    step = max(CPU_BLOCK_BYTES // per_channel, 1)
+    return [(slice(b, b + 1), slice(c, min(c + step, channels))) for c in range(0, channels, step) for b in range(batch)]
+
+
+def _crop(t: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """The leading ``lengths`` points of ``t``'s trailing axes."""
+    return t[(..., *(slice(0, n) for n in lengths))]
+
+
+def _correlate_into(out: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor | None, spectrum: torch.Tensor | None,
+                    sizes: Sequence[int], causal: bool) -> torch.Tensor:
+    """Write ``irfftn(rfftn(x, sizes) * S)``, cut back to ``x``'s size, into ``out`` (float32,
+    shaped like ``x``) block by block, ``S`` being ``spectrum`` or the kernel's spectrum: the
+    circular correlation that ``S`` describes, on zero-padded float32 data."""
     dims = tuple(range(-len(sizes), 0))
-    out = torch.fft.irfftn(torch.fft.rfftn(x.float(), s=sizes, dim=dims) * spectrum, s=sizes, dim=dims)
-    return out[(..., *(slice(0, n) for n in x.shape[2:]))]
+    cached = None
+    for b, c in _blocks(x, sizes):
+        if spectrum is None and (cached is None or cached[0] != c):  # (channel blocks are outer)
+            cached = (c, kernel_spectrum(kernel[c], sizes, causal))
+        block_spectrum = spectrum[c] if spectrum is not None else cached[1]
+        product = torch.fft.rfftn(x[b, c].float(), s=sizes, dim=dims).mul_(block_spectrum)
+        out[b, c] = _crop(torch.fft.irfftn(product, s=sizes, dim=dims), x.shape[2:])
+    return out
 
 
 class _FFTCorrelation(torch.autograd.Function):
     """Depthwise FFT correlation with a hand-written backward that keeps only the input and the
-    kernel's spectrum (``[C, *N]``, no batch axis) for it, and recomputes the input's spectrum:
-    autograd through the FFTs would keep the batch's padded complex spectrum (about 4x the
-    input's memory) per layer. Gradients, with ``G = rfftn(grad)`` and ``S`` the kernel spectrum:
-    input ``irfftn(G conj(S))``; kernel taps ``roll(irfftn(sum_batch conj(G) rfftn(x)), P)[:K]``."""
+    kernel for it (no spectra) and recomputes both spectra block by block: autograd through
+    the FFTs would keep the batch's padded complex spectrum (about 4x the input's memory) per
+    layer. Gradients, with ``G = rfftn(grad)`` and ``S`` the kernel spectrum: input
+    ``irfftn(G conj(S))``; kernel taps ``roll(irfftn(sum_batch conj(G) rfftn(x)), P)[:K]``."""
 
     @staticmethod
     def forward(x: torch.Tensor, kernel: torch.Tensor, sizes: tuple[int, ...], causal: bool) -> torch.Tensor:
-        return _correlate(x, kernel_spectrum(kernel, sizes, causal), sizes)
+        return _correlate_into(torch.empty(x.shape, dtype=torch.float32, device=x.device), x, kernel, None, sizes, causal)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         x, kernel, sizes, causal = inputs
-        ctx.sizes, ctx.causal, ctx.kernel_size = sizes, causal, tuple(kernel.shape[1:])
+        ctx.sizes, ctx.causal = sizes, causal
         ctx.save_for_backward(x, kernel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, kernel = ctx.saved_tensors
-        sizes, dims = ctx.sizes, tuple(range(-len(ctx.sizes), 0))
-        spectrum = kernel_spectrum(kernel, sizes, ctx.causal)  # cheap: no batch axis
-        grad_spectrum = torch.fft.rfftn(grad.float(), s=sizes, dim=dims)
-        grad_x = grad_kernel = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.fft.irfftn(grad_spectrum * spectrum.conj(), s=sizes, dim=dims)
-            grad_x = grad_x[(..., *(slice(0, n) for n in x.shape[2:]))].to(x.dtype)
-        if ctx.needs_input_grad[1]:
-            cross = (grad_spectrum.conj() * torch.fft.rfftn(x.float(), s=sizes, dim=dims)).sum(0)
-            lags = torch.roll(torch.fft.irfftn(cross, s=sizes, dim=dims), shifts=_left_padding(ctx.kernel_size, ctx.causal),
-                              dims=dims)
-            lags = lags[(..., *(slice(0, k) for k in ctx.kernel_size))]
-            # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
-            lags = F.pad(lags, [q for k, n in zip(reversed(ctx.kernel_size), reversed(lags.shape[1:])) for q in (0, k - n)])
-            grad_kernel = lags.to(kernel.dtype)
-        return grad_x, grad_kernel, None, None
+        sizes, causal, dims = ctx.sizes, ctx.causal, tuple(range(-len(ctx.sizes), 0))
+        need_x, need_kernel = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = torch.empty(x.shape, dtype=torch.float32, device=x.device) if need_x else None
+        grad_kernel = torch.zeros(kernel.shape, dtype=torch.float32, device=kernel.device) if need_kernel else None
+        cached = None
+        blocks = _blocks(x, sizes)
+        for i, (b, c) in enumerate(blocks):
+            if cached is None or cached[0] != c:
+                cached = (c, kernel_spectrum(kernel[c], sizes, causal), None)
+            c, spectrum, cross = cached
+            grad_spectrum = torch.fft.rfftn(grad[b, c].float(), s=sizes, dim=dims)
+            if need_kernel:
+                term = torch.fft.rfftn(x[b, c].float(), s=sizes, dim=dims).mul_(grad_spectrum.conj()).sum(0)
+                cross = term if cross is None else cross.add_(term)
+                cached = (c, spectrum, cross)
+            if need_x:
+                grad_spectrum.mul_(spectrum.conj())
+                grad_x[b, c] = _crop(torch.fft.irfftn(grad_spectrum, s=sizes, dim=dims), x.shape[2:])
+            if need_kernel and (i + 1 == len(blocks) or blocks[i + 1][1] != c):  # last block of these channels
+                lags = torch.roll(torch.fft.irfftn(cross, s=sizes, dim=dims),
+                                  shifts=_left_padding(kernel.shape[1:], causal), dims=dims)
+                # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
+                lags = _crop(lags, kernel.shape[1:])
+                grad_kernel[(c, *(slice(0, n) for n in lags.shape[1:]))] = lags
+        return (None if grad_x is None else grad_x.to(x.dtype),
+                None if grad_kernel is None else grad_kernel.to(kernel.dtype), None, None)
 
 
 def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
@@ -149,20 +198,20 @@ def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor
     """Depthwise convolution through real N-D FFTs of fast lengths, in float32.
 
     ``spectrum``: the kernel's :func:`kernel_spectrum` for this input size, if already known.
-    When gradients are needed the backward recomputes the input's spectrum instead of keeping it.
+    When gradients are needed the backward recomputes the spectra instead of keeping them. On
+    CPU the transforms run in blocks of batch elements and channels (:data:`CPU_BLOCK_BYTES`).
     """
     _check_kernel(x, kernel, causal)
     data_dim = kernel.ndim - 1
     sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], causal))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        if spectrum is not None:
-            out = _correlate(x, spectrum, sizes)
-        elif torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+        if spectrum is None and torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
             out = _FFTCorrelation.apply(x, kernel.float(), sizes, causal)
         else:
-            out = _correlate(x, kernel_spectrum(kernel, sizes, causal), sizes)
-        if bias is not None:
-            out = out + bias.float().view(1, -1, *(1,) * data_dim)
+            out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+            _correlate_into(out, x, kernel, spectrum, sizes, causal)
+        if bias is not None:  # in place: the correlation's output is not needed by any backward
+            out = out.add_(bias.float().view(1, -1, *(1,) * data_dim))
     return out if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type) else out.to(x.dtype)
 
 

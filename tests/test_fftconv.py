@@ -1,17 +1,21 @@
 """The FFT path computes the same convolution as the direct path in every dimension."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ccnn_hf import fftconv
 from ccnn_hf.fftconv import (
     choose_conv_path,
     depthwise_conv_direct,
     depthwise_conv_fft,
     depthwise_conv_fft_official_1d,
     fast_fft_length,
+    fft_sizes,
 )
 
 
@@ -64,6 +68,81 @@ def test_fft_gradients_match_direct(x_shape, k_shape, causal):
     for name, a, e in zip(("input", "kernel", "bias"), got, expected):
         assert a.shape == e.shape, name
         torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-5 * e.abs().max().item(), msg=name)
+
+
+def _fft_outputs_and_grads(x, k, b, causal, upstream):
+    leaves = [t.clone().requires_grad_() for t in (x, k, b)]
+    out = depthwise_conv_fft(*leaves, causal)
+    return [out.detach(), *torch.autograd.grad((out * upstream).sum(), leaves)]
+
+
+@pytest.mark.parametrize("x_shape, k_shape, causal", CASES)
+@pytest.mark.parametrize("channels_per_block", [1, 2])
+def test_blocked_fft_matches_whole_tensor_transforms(monkeypatch, x_shape, k_shape, causal, channels_per_block):
+    """Blocks of one channel of one sample, or of two channels (two samples where a sample has
+    fewer), give the output and the gradients of a single whole-tensor transform."""
+    g = torch.Generator().manual_seed(2)
+    x, k, b, upstream = (torch.randn(s, generator=g) for s in (x_shape, k_shape, k_shape[:1], x_shape))
+    whole = _fft_outputs_and_grads(x, k, b, causal, upstream)
+    sizes = fft_sizes(x_shape[2:], k_shape[1:], causal)
+    per_channel = 8 * math.prod(sizes[:-1]) * (sizes[-1] // 2 + 1)
+    monkeypatch.setattr(fftconv, "CPU_BLOCK_BYTES", channels_per_block * per_channel)
+    blocks = fftconv._blocks(x, sizes)
+    assert len(blocks) == (x_shape[0] * x_shape[1] if channels_per_block == 1 else len(blocks)) > 0
+    for name, got, expected in zip(("output", "input", "kernel", "bias"), _fft_outputs_and_grads(x, k, b, causal, upstream), whole):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), msg=name)
+
+
+@pytest.mark.parametrize("shape, per_channel_blocks, expected", [
+    ((3, 4), 1, [(slice(b, b + 1), slice(c, c + 1)) for c in range(4) for b in range(3)]),
+    ((3, 4), 3, [(slice(b, b + 1), slice(c, min(c + 3, 4))) for c in (0, 3) for b in range(3)]),
+    ((3, 4), 8, [(slice(0, 2), slice(0, 4)), (slice(2, 3), slice(0, 4))]),
+    ((3, 4), 100, [(slice(0, 3), slice(0, 4))]),
+])
+def test_blocks_cover_every_sample_and_channel_once_channel_blocks_outer(monkeypatch, shape, per_channel_blocks, expected):
+    sizes = (6, 10)  # 6 x 6 complex half-spectrum points: 288 bytes per channel
+    monkeypatch.setattr(fftconv, "CPU_BLOCK_BYTES", 288 * per_channel_blocks)
+    assert fftconv._blocks(torch.zeros(*shape, 5, 5), sizes) == expected
+
+
+def test_fft_backward_keeps_only_the_input_and_the_kernel():
+    """What the FFT path saves for its backward is the input and the float32 kernel themselves:
+    no padded copies, no spectra (which would be about 4x the input per layer)."""
+    x = torch.randn(2, 3, 20, 24, requires_grad=True)
+    k = torch.randn(3, 9, 7, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        depthwise_conv_fft(x, k, torch.zeros(3, requires_grad=True), causal=False)
+    assert len(saved) == 2
+    assert saved[0].data_ptr() == x.data_ptr() and saved[0].shape == x.shape
+    assert saved[1].data_ptr() == k.data_ptr() and saved[1].shape == k.shape
+
+
+def test_fft_transforms_never_hold_a_whole_padded_spectrum(monkeypatch):
+    """With blocks, no operation of the forward or the backward makes a tensor larger than the
+    input (the output and the input's gradient are input-sized), whereas one transform of the
+    whole zero-padded input is 1.8x its size here."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestOutput(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    LargestOutput.largest = max(LargestOutput.largest, t.numel() * t.element_size())
+            return out
+
+    x = torch.randn(2, 8, 48, 48, requires_grad=True)
+    k = torch.randn(8, 33, 33, requires_grad=True)
+    sizes = fft_sizes(x.shape[2:], k.shape[1:], causal=False)
+    whole_spectrum = 2 * 8 * sizes[0] * (sizes[1] // 2 + 1) * 8
+    assert whole_spectrum > 1.5 * x.numel() * 4
+    monkeypatch.setattr(fftconv, "CPU_BLOCK_BYTES", 64 * 1024)
+    with LargestOutput():
+        depthwise_conv_fft(x, k, None, causal=False).square().sum().backward()
+    assert LargestOutput.largest == x.numel() * 4
 
 
 def test_direct_path_is_a_plain_correlation():
