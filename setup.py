@@ -35,7 +35,7 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6", "pytest-timeout", "scipy", "soundfile", "tensorboard", "datasets",
                 "parameterized", "onnx", "onnxruntime", "onnxscript"],
-        "data": ["soundfile", "scipy", "datasets"],
+        "data": ["soundfile", "scipy", "datasets", "aeon>=1.6,<1.7"],
     },
     entry_points={"console_scripts": ["ccnn-train=ccnn_hf.train:main"]},
     classifiers=[

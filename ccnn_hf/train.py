@@ -39,6 +39,7 @@ from .training.checkpoints import latest_checkpoint, load_checkpoint, save_check
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
+from .training.masks import batch_masks
 from .training.model import adapt_batch_norm, build_model, check_finite_state, l2_norm_penalty
 from .training.output import (
     acquire_lock,
@@ -182,7 +183,7 @@ def _load_task(args) -> TaskData:
         train_split=args.train_split, test_split=args.test_split, image_column=args.image_column,
         audio_column=args.audio_column, label_column=args.label_column, dataset_config=args.dataset_config,
         image_size=args.image_size, sampling_rate=args.sampling_rate, clip_seconds=args.clip_seconds,
-        labels=parse_labels(args.labels), max_samples=args.max_samples)
+        labels=parse_labels(args.labels), max_samples=args.max_samples, drop_rate=args.drop_rate, drop_seed=args.drop_seed)
     check_task(task)
     return task
 
@@ -204,7 +205,8 @@ def _evaluate_epoch(accelerator: Accelerator, model, task: TaskData, binary: boo
                     step: int, epoch: int) -> None:
     """Test accuracy after an epoch, logged (main process)."""
     if accelerator.is_main_process:
-        acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary, batch_size)
+        acc, test_loss = accuracy(accelerator.unwrap_model(model), task.test.inputs, task.test.labels, binary, batch_size,
+                                  masks=task.test)
         _log(metrics_file, {"step": step, "epoch": epoch, "test_accuracy": acc, "test_loss": test_loss})
         accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=step)
 
@@ -311,7 +313,7 @@ def _train(args, accelerator: Accelerator, task: TaskData, points, skipped: list
             with accelerator.accumulate(model):
                 target = y.float() if binary else y
                 x, setting = setup["schedule"].batch(task, step, x, index) if setup["schedule"] else (x, {})
-                output = model(**{main_input: x}, **setting, labels=target)
+                output = model(**{main_input: x}, **setting, **batch_masks(task.train, index, x.device), labels=target)
                 step_outputs.append((output.logits.detach(), index))  # kept to name bad samples, no sync
                 loss = output.loss
                 if regularise:

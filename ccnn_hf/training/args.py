@@ -15,7 +15,7 @@ __all__ = ["build_parser", "parse_args", "parse_labels", "MODEL_OVERRIDES"]
 # CLI flag -> CCNNConfig field, for overriding the preset (short flags spelled as build_ccnn's aliases).
 MODEL_OVERRIDES = {flag: ALIASES.get(flag, flag) for flag in (
     "hidden", "blocks", "kernel_hidden", "kernel_size", "omega_0", "mask_init", "dropout", "dropout_in", "conv_impl",
-    "init_scheme")}
+    "init_scheme", "missing_values")}
 
 
 def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) -> Callable[[str], int | float]:
@@ -41,6 +41,7 @@ def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) ->
 POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = _number(int, 0, False), _number(float, 0, False), \
     _number(float, 0, True), _number(int, 0, True)
 SEED = _number(int, 0, True, below=2**32)  # what numpy accepts
+DROP_RATE = _number(float, 0, True, below=1)
 
 
 def kernel_size(text: str) -> str:
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument("--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)")
+    g.add_argument("--drop_rate", type=DROP_RATE, default=0.0, help="aeon:NAME archives: every series, train and test, "
+                   "independently loses this fraction of its time points (the irregular-sampling protocol; default 0)")
+    g.add_argument("--drop_seed", type=SEED, default=0, help="seed of the dropped points, independent of --seed, so "
+                   "that every model compared sees the same points (default 0)")
     g = p.add_argument_group("model (overrides of the preset)")
     g.add_argument("--hidden", type=int)
     g.add_argument("--blocks", type=int)
@@ -91,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout_in", type=float)
     g.add_argument("--conv_impl", choices=["auto", "fft", "direct"])
     g.add_argument("--init_scheme", choices=["unit_variance", "official"])
+    g.add_argument("--missing_values", choices=["normalized", "zero_fill"], help="how a CCNN treats padded or unobserved "
+                   "points: normalised convolution (the default) or the zero-fill + mask-channel baseline")
     g.add_argument("--init_from", help="fine-tune from this folder or Hub id (transformers or timm format)")
     g.add_argument("--timm_model", help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
                    "data, recipe and budget (the preset still supplies the recipe)")
