@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -31,11 +31,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
+from .masking import MaskState, masked_batch_norm, masked_pool, prepare_masks, zero_fill_input
 from .validation import (
     call_scale, check_input, check_settings, dtype_problems, refuse_checkpoint, resolve_kernel_size,
 )
 
-__all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES"]
+__all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
 
 INIT_SCHEMES = ("unit_variance", "official")
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -59,8 +60,13 @@ class CCNNStem(nn.Module):
         self.norm = _BATCH_NORMS[data_dim - 1](channels)
         self.act = nn.GELU()
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x, scale)))
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
+                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+        """``state``: mask-aware mode (see :mod:`ccnn_hf.masking`); returns ``(output, state)`` then."""
+        if state is None:
+            return self.act(self.norm(self.conv(x, scale)))
+        h, out_state = self.conv(x, scale, state)
+        return self.act(masked_batch_norm(self.norm, h, state.valid)), out_state
 
 
 class CCNNBlock(nn.Module):
@@ -81,9 +87,14 @@ class CCNNBlock(nn.Module):
         nn.init.kaiming_normal_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
-        h = self.act1(self.conv(self.norm(x), scale))
-        return x + self.act2(self.linear(self.drop(h)))
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
+                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+        """``state``: mask-aware mode (see :mod:`ccnn_hf.masking`); returns ``(output, state)`` then."""
+        if state is None:
+            h = self.act1(self.conv(self.norm(x), scale))
+            return x + self.act2(self.linear(self.drop(h)))
+        h, out_state = self.conv(masked_batch_norm(self.norm, x, state.valid), scale, state)
+        return x + self.act2(self.linear(self.drop(self.act1(h)))), out_state
 
 
 class CCNNHead(nn.Module):
@@ -103,16 +114,12 @@ class CCNNHead(nn.Module):
             nn.init.kaiming_normal_(self.fc.weight)
             nn.init.zeros_(self.fc.bias)
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(2, x.ndim))
-        if self.pool_type == "avg":
-            return x.mean(dim=dims)
-        if self.pool_type == "max":
-            return x.amax(dim=dims)
-        return x
+    def pool(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool over every position, or over the real ones of ``valid [B, 1, *spatial]`` (bool)."""
+        return masked_pool(x, valid, self.pool_type)
 
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pool(x)
+    def forward(self, x: torch.Tensor, pre_logits: bool = False, valid: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.pool(x, valid)
         if pre_logits:
             return x
         if x.ndim == 2:
@@ -206,6 +213,14 @@ def resolve_input_scale(
     return None if mode == "reference" else scale
 
 
+class MaskedFeatures(NamedTuple):
+    """:meth:`CCNN.encode_masked`: features, intermediates, and the real positions (None: all)."""
+
+    features: torch.Tensor
+    intermediates: list[torch.Tensor]
+    valid: torch.Tensor | None
+
+
 class CCNN(nn.Module):
     """Continuous CNN for inputs ``[B, C, *spatial]`` with 1, 2 or 3 spatial axes.
 
@@ -243,7 +258,19 @@ class CCNN(nn.Module):
             (the official Chang re-weighting by ``sqrt(1 / kernel_taps)`` only).
         check_finite: raise on NaN/inf inputs (costs one reduction per forward). Without it,
             a NaN/inf sample gives NaN logits for that sample only in eval mode; in train mode
-            BatchNorm spreads it over the batch and into its running statistics.
+            BatchNorm spreads it over the batch and into its running statistics. With masks,
+            only the real, observed values are checked.
+        missing_values: how unobserved values are handled (see :mod:`ccnn_hf.masking`):
+            ``"normalized"`` (default; mask-aware normalised convolution) or ``"zero_fill"``
+            (the baseline: zero-filled values plus the observed fraction as one extra input
+            channel; the stem then has ``in_chans + 1`` input channels).
+        nan_is_missing: treat NaN input values as unobserved (as if ``observed_mask`` said so).
+
+    Padding, missing values and irregular sampling: every forward method takes the keyword
+    arguments ``attention_mask`` (``[B, *spatial]``, 1 = real), ``observed_mask``
+    (``[B, *spatial]`` or ``[B, C, *spatial]``, 1 = observed) and ``timestamps`` (``[B, L]``,
+    in base-rate samples); their semantics and cost are in :mod:`ccnn_hf.masking`. Without them
+    the computation is exactly the plain one.
 
     Every argument is checked by :func:`ccnn_hf.validation.check_settings` (the rules
     :class:`ccnn_hf.CCNNConfig` uses too): one ValueError lists each bad field with its value.
@@ -284,6 +311,8 @@ class CCNN(nn.Module):
         global_pool: str = "avg",
         init_scheme: str = "unit_variance",
         check_finite: bool = False,
+        missing_values: str = "normalized",
+        nan_is_missing: bool = False,
     ) -> None:
         super().__init__()
         check_settings(locals(), "CCNN")  # every argument, by name (NaN, inf, 2.7 channels, bools as ints...)
@@ -292,6 +321,7 @@ class CCNN(nn.Module):
         self.data_dim, self.in_chans, self.num_classes = data_dim, in_chans, num_classes
         self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate
         self.mode, self.causal, self.check_finite = mode, causal, check_finite
+        self.missing_values, self.nan_is_missing = missing_values, nan_is_missing
         self.num_features = self.head_hidden_size = hidden_channels
         self.drop_rate = dropout
         self.grad_checkpointing = False
@@ -304,7 +334,7 @@ class CCNN(nn.Module):
             conv_impl=conv_impl, use_fft=use_fft, fft_threshold=fft_threshold, legacy_odd_fft=legacy_odd_fft,
         )
         self.drop_in = nn.Dropout(dropout_in)
-        self.stem = CCNNStem(in_chans, hidden_channels, data_dim, conv_kwargs)
+        self.stem = CCNNStem(in_chans + (missing_values == "zero_fill"), hidden_channels, data_dim, conv_kwargs)
         self.blocks = nn.Sequential(*(self.block_class(hidden_channels, data_dim, conv_kwargs, dropout, dropout_type)
                                       for _ in range(num_blocks)))
         self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
@@ -354,6 +384,8 @@ class CCNN(nn.Module):
         was_training = self.training
         self.eval()
         x = _probe(batch, self.in_chans, self.base_resolution).to(self.norm.weight.device)
+        if self.missing_values == "zero_fill":  # the probe is fully observed
+            x = zero_fill_input(x, MaskState())[0]
         h = self.stem.act(self.stem.norm(_calibrate_conv(self.stem.conv, x)))
         for block in self.blocks:
             a = block.act1(_calibrate_conv(block.conv, block.norm(h)))
@@ -454,18 +486,45 @@ class CCNN(nn.Module):
         x: torch.Tensor,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Features after the final norm, and the outputs of the stem and of every block."""
-        return self.forward_intermediates(x, resolution=resolution, sampling_rate=sampling_rate)
+        """Features after the final norm, and the outputs of the stem and of every block (zero on
+        padded positions; on the timestamp grid when ``timestamps`` are given)."""
+        features, intermediates, _ = self.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
+                                                        observed_mask=observed_mask, timestamps=timestamps)
+        return features, intermediates
+
+    def encode_masked(
+        self,
+        x: torch.Tensor,
+        resolution: int | Sequence[int] | None = None,
+        sampling_rate: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
+    ) -> "MaskedFeatures":
+        """:meth:`encode` plus the real positions of the features (``valid [B, 1, *spatial]`` bool,
+        None when all are real), which :meth:`CCNNHead.pool` takes to pool over them only."""
+        return MaskedFeatures(*self._encode(x, None, False, False, resolution, sampling_rate,
+                                            (attention_mask, observed_mask, timestamps)))
 
     def forward_features(
         self,
         x: torch.Tensor,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unpooled features ``[B, H, *spatial]`` after the final norm."""
-        return self.encode(x, resolution, sampling_rate)[0]
+        return self.encode(x, resolution, sampling_rate, attention_mask=attention_mask,
+                           observed_mask=observed_mask, timestamps=timestamps)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -475,9 +534,16 @@ class CCNN(nn.Module):
         x: torch.Tensor,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks)."""
-        return self.forward_head(self.forward_features(x, resolution, sampling_rate))
+        """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks); pooled over the real
+        positions only when an ``attention_mask`` (or ``timestamps``) says which they are."""
+        features, _, valid = self.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
+                                                observed_mask=observed_mask, timestamps=timestamps)
+        return self.forward_head(features) if valid is None else self.head(features, valid=valid)
 
     # -- timm feature API (forward_intermediates / prune_intermediate_layers / group_matcher) --
     def _feature_indices(self, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
@@ -509,6 +575,10 @@ class CCNN(nn.Module):
         intermediates_only: bool = False,
         resolution: int | Sequence[int] | None = None,
         sampling_rate: float | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """timm's intermediate-feature API: the outputs of the stem (index 0) and of the blocks
         (1..N), all ``[B, C, *spatial]`` at the input's size (CCNN never downsamples).
@@ -520,15 +590,43 @@ class CCNN(nn.Module):
             output_fmt: ``"NCHW"`` (channels first, whatever the number of spatial axes).
             intermediates_only: return the list only.
             resolution, sampling_rate: as in :meth:`forward`.
+            attention_mask, observed_mask, timestamps: see :mod:`ccnn_hf.masking`.
 
         Returns:
             The list of intermediates, or ``(final features, intermediates)``.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
+        final, intermediates, _ = self._encode(x, indices, norm, stop_early, resolution, sampling_rate,
+                                               (attention_mask, observed_mask, timestamps))
+        return intermediates if intermediates_only else (final, intermediates)
+
+    def _encode(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None,
+        norm: bool,
+        stop_early: bool,
+        resolution: int | Sequence[int] | None,
+        sampling_rate: float | None,
+        masks: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """(final features, intermediates, real positions or None) of :meth:`forward_intermediates`."""
         take, max_index = self._feature_indices(indices)
-        check_input(x, self.data_dim, self.in_chans, self.check_finite, self.stem.norm.weight.dtype)
+        masked = any(m is not None for m in masks) or self.nan_is_missing
+        check_input(x, self.data_dim, self.in_chans, self.check_finite and not masked, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
+        state = MaskState()
+        if masked:
+            grid_rate = 1.0 if scale is None else float(scale[0])
+            x, state = prepare_masks(x, *masks, nan_is_missing=self.nan_is_missing, check_finite=self.check_finite,
+                                     grid_rate=grid_rate)
+            if masks[2] is not None and self.mode == "continuous":  # the grid's step is 1 / grid_rate base samples
+                scale = (grid_rate,)
+        if self.missing_values == "zero_fill":
+            x, state = zero_fill_input(x, state)
+        if state.active:
+            return self._encode_masked(x, take, max_index, norm, stop_early, scale, state)
         self._prepare_kernel_plans(x, scale)
         checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         last = len(self.blocks)
@@ -540,9 +638,38 @@ class CCNN(nn.Module):
             h = checkpoint(block, h, scale, use_reentrant=False) if checkpointed else block(h, scale)
             if index in take:
                 intermediates.append(self.norm(h) if norm and index == last else h)
-        if intermediates_only:
-            return intermediates
-        return (self.norm(h) if index == last else h), intermediates
+        return (self.norm(h) if index == last else h), intermediates, None
+
+    def _encode_masked(
+        self,
+        x: torch.Tensor,
+        take: list[int],
+        max_index: int,
+        norm: bool,
+        stop_early: bool,
+        scale: Sequence[float] | None,
+        state: MaskState,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """:meth:`_encode` for an input with padding or unobserved positions (see :mod:`ccnn_hf.masking`)."""
+        valid = state.valid
+
+        def output(h: torch.Tensor, normed: bool) -> torch.Tensor:
+            h = masked_batch_norm(self.norm, h, valid) if normed else h
+            return h if valid is None else torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
+
+        self._prepare_kernel_plans(x, scale)
+        checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
+        last = len(self.blocks)
+        h, state = self.stem(self.drop_in(x), scale, state)
+        intermediates = [output(h, norm and last == 0)] if 0 in take else []
+        blocks = self.blocks[:max_index] if stop_early else self.blocks
+        index = 0
+        for index, block in enumerate(blocks, start=1):
+            h, state = (checkpoint(block, h, scale, state, use_reentrant=False) if checkpointed
+                        else block(h, scale, state))
+            if index in take:
+                intermediates.append(output(h, norm and index == last))
+        return output(h, index == last), intermediates, valid
 
     def prune_intermediate_layers(
         self,

@@ -69,6 +69,9 @@ class CCNNConfig(PretrainedConfig):
     as floats in one channel (``use_token_embedding=False``). ``initializer_factor`` scales the
     initial weights of the heads' classifier and token embedding (keep it at 1; transformers' own
     tests set it near zero to tell initialised weights from loaded ones, as for T5).
+    ``missing_values`` (``"normalized"`` or the ``"zero_fill"`` baseline, which adds one input
+    channel to the stem) and ``nan_is_missing`` say how unobserved values are handled (see
+    :mod:`ccnn_hf.masking`).
 
     Example:
         >>> config = CCNNConfig.from_preset("cifar10_4_140", num_labels=10)
@@ -109,6 +112,8 @@ class CCNNConfig(PretrainedConfig):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         initializer_factor: float = 1.0,
+        missing_values: str = "normalized",
+        nan_is_missing: bool = False,
         **kwargs: Any,
     ) -> None:
         mean, std = _renamed(kwargs, "input_mean", mean), _renamed(kwargs, "input_std", std)
@@ -143,6 +148,8 @@ class CCNNConfig(PretrainedConfig):
         self.mean = [0.0] * self.num_channels if mean is None else [float(v) for v in mean]
         self.std = [1.0] * self.num_channels if std is None else [float(v) for v in std]
         self.initializer_factor = float(initializer_factor)
+        self.missing_values = missing_values
+        self.nan_is_missing = bool(nan_is_missing)
         _check_model_type(kwargs.pop("model_type", None))
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
@@ -201,6 +208,7 @@ class CCNNConfig(PretrainedConfig):
             dropout=self.dropout, dropout_type=self.dropout_type, dropout_in=self.dropout_in,
             conv_impl=self.conv_impl, use_fft=self.use_fft, fft_threshold=self.fft_threshold,
             legacy_odd_fft=self.legacy_odd_fft, init_scheme=self.init_scheme,
+            missing_values=self.missing_values, nan_is_missing=self.nan_is_missing,
         )
 
     def timm_fields(self, num_classes: int | None = None) -> dict[str, Any]:

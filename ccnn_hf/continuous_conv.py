@@ -44,6 +44,7 @@ from .fftconv import (
 )
 from .kernel_grid import AxisGrid, KernelPlan, axis_grid, crop_roots, gaussian_mask, kernel_plan
 from .kernel_nets import build_kernel_net, pointwise_conv
+from .masking import MaskState, complete
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
@@ -345,7 +346,22 @@ class SeparableContinuousConv(nn.Module):
 
     def depthwise(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
         """The continuous depthwise convolution plus its bias, before the channel mixer."""
-        kernel = self.kernel(self.input_scale(x) if scale is None else scale)
+        return self._convolve(x, self.kernel(self.input_scale(x) if scale is None else scale))
+
+    def depthwise_masked(self, x: torch.Tensor, scale: Sequence[float] | None, state: MaskState) -> tuple[torch.Tensor, MaskState]:
+        """:meth:`depthwise` of an input with padding and / or unobserved positions (see
+        :mod:`ccnn_hf.masking`): unobserved positions are reconstructed by normalised averaging,
+        padded ones are zero; returns the output and the state of its positions."""
+        scale = tuple(self.input_scale(x) if scale is None else scale)
+        kernel = self.kernel(scale)
+        if state.certainty is not None:
+            grid_scale = (1.0,) * self.data_dim if self.mode == "reference" else scale
+            x, state = complete(x, kernel, state, grid_scale, self.causal)
+        elif state.valid is not None:
+            x = torch.where(state.valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return self._convolve(x, kernel), state
+
+    def _convolve(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         path = self.conv_path(x, kernel.shape)
         if path == "direct":
             return depthwise_conv_direct(x, kernel, self.bias, self.causal)
@@ -353,10 +369,15 @@ class SeparableContinuousConv(nn.Module):
             return depthwise_conv_fft(x, kernel, self.bias, self.causal, self._cached_spectrum(kernel, x))
         return depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
+                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
         """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
-        :meth:`input_scale`."""
-        return self.channel_mixer(self.depthwise(x, scale))
+        :meth:`input_scale`. With a :class:`~ccnn_hf.masking.MaskState` the convolution is
+        mask-aware and returns ``(output, state of the output)``."""
+        if state is None:
+            return self.channel_mixer(self.depthwise(x, scale))
+        out, state = self.depthwise_masked(x, scale, state)
+        return self.channel_mixer(out), state
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "

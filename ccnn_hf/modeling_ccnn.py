@@ -49,7 +49,9 @@ class CCNNPreTrainedModel(PreTrainedModel):
     transformers init only fills tensors that a checkpoint did not provide. Loading is strict:
     ``from_pretrained`` refuses a checkpoint with missing, unexpected or wrongly typed tensors
     (a whole new classifier excepted), naming them. ``forward`` takes only the arguments it
-    names: anything else (``attention_mask=``...) raises a TypeError.
+    names: anything else raises a TypeError. Every model takes ``attention_mask`` (padding),
+    ``observed_mask`` (missing values) and ``timestamps`` (irregular sampling), with the
+    semantics of :mod:`ccnn_hf.masking`.
     """
 
     config_class = CCNNConfig
@@ -253,6 +255,9 @@ class CCNNModel(CCNNPreTrainedModel):
         sampling_rate: float | torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPoolingAndNoAttention | tuple:
         """
         Args:
@@ -260,12 +265,17 @@ class CCNNModel(CCNNPreTrainedModel):
                 sequences and waveforms).
             resolution: grid size the input corresponds to, when its shape does not say it.
             sampling_rate: the input's sampling rate (rate-defined models such as audio).
+            attention_mask: ``[B, *spatial]``, 1 = real, 0 = padding (pooling skips padding).
+            observed_mask: ``[B, *spatial]`` or ``[B, C, *spatial]``, 1 = observed.
+            timestamps: ``[B, L]`` observation times in base-rate samples (1D); the features
+                are then on the regular grid the observations are binned onto.
         """
         x = pixel_values if pixel_values is not None else input_values
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
-        features, hidden = self.encoder.encode(x, resolution, sampling_rate)
-        pooled = self.encoder.head.pool(features)
+        features, hidden, valid = self.encoder.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
+                                                             observed_mask=observed_mask, timestamps=timestamps)
+        pooled = self.encoder.head.pool(features, valid)
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         hidden_states = tuple(hidden) if output_hidden_states else None
         if not (return_dict if return_dict is not None else self.config.return_dict):
@@ -327,9 +337,10 @@ class _CCNNClassifier(CCNNPreTrainedModel):
             _mark_initialized(self.classifier)
         self.post_init()
 
-    def _classify(self, x, labels, resolution, sampling_rate, output_hidden_states, return_dict, output_cls):
+    def _classify(self, x, labels, resolution, sampling_rate, output_hidden_states, return_dict, output_cls,
+                  masks: dict | None = None):
         outputs = self.ccnn(input_values=x, resolution=resolution, sampling_rate=sampling_rate,
-                            output_hidden_states=output_hidden_states, return_dict=True)
+                            output_hidden_states=output_hidden_states, return_dict=True, **(masks or {}))
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not (return_dict if return_dict is not None else self.config.return_dict):
@@ -348,11 +359,16 @@ class CCNNForImageClassification(_CCNNClassifier):
         resolution: int | Sequence[int] | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
     ) -> ImageClassifierOutputWithNoAttention | tuple:
+        """``observed_mask`` (``[B, H, W]`` or ``[B, C, H, W]``): missing pixels;
+        ``attention_mask`` (``[B, H, W]``): padding (see :mod:`ccnn_hf.masking`)."""
         if pixel_values is None:
             raise ValueError("pixel_values is required")
         return self._classify(pixel_values, labels, resolution, None, output_hidden_states, return_dict,
-                              ImageClassifierOutputWithNoAttention)
+                              ImageClassifierOutputWithNoAttention,
+                              dict(attention_mask=attention_mask, observed_mask=observed_mask))
 
 
 class CCNNForSequenceClassification(_CCNNClassifier):
@@ -377,7 +393,12 @@ class CCNNForSequenceClassification(_CCNNClassifier):
         resolution: int | Sequence[int] | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput | tuple:
+        """``attention_mask`` ``[B, L]`` (padding), ``observed_mask`` ``[B, L]`` / ``[B, C, L]``
+        (missing values), ``timestamps`` ``[B, L]`` (irregular sampling): see :mod:`ccnn_hf.masking`."""
         if (input_values is None) == (input_ids is None):
             raise ValueError("pass exactly one of input_values (float [B, C, L]) or input_ids (integer [B, L])")
         if input_ids is not None:
@@ -391,7 +412,8 @@ class CCNNForSequenceClassification(_CCNNClassifier):
             else:
                 input_values = input_ids.unsqueeze(1).float()
         return self._classify(input_values, labels, resolution, sampling_rate, output_hidden_states, return_dict,
-                              SequenceClassifierOutput)
+                              SequenceClassifierOutput,
+                              dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps))
 
 
 class CCNNForAudioClassification(_CCNNClassifier):
@@ -412,10 +434,16 @@ class CCNNForAudioClassification(_CCNNClassifier):
         sampling_rate: float | torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        timestamps: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput | tuple:
+        """``attention_mask`` ``[B, L]`` (padding of a batch of clips), ``observed_mask``,
+        ``timestamps``: see :mod:`ccnn_hf.masking`."""
         if input_values is None:
             raise ValueError("input_values is required")
         if isinstance(input_values, torch.Tensor) and input_values.ndim == 2 and self.config.num_channels == 1:
             input_values = input_values.unsqueeze(1)
         return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
-                              SequenceClassifierOutput)
+                              SequenceClassifierOutput,
+                              dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps))

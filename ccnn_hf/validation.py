@@ -132,7 +132,9 @@ _RULES: dict[str, Callable[[str, Any], str | None]] = {
     "conv_impl": _one_of("auto", "fft", "direct"), "init_scheme": _one_of("unit_variance", "official"),
     "dropout_type": _one_of("channel", "element"), "global_pool": _one_of("avg", "max", ""),
     "modality": _one_of("image", "sequence", "audio", "tokens"),
+    "missing_values": _one_of("normalized", "zero_fill"),
     "causal": _flag, "use_fft": _flag, "legacy_odd_fft": _flag, "check_finite": _flag, "use_token_embedding": _flag,
+    "nan_is_missing": _flag,
     "kernel_size": _kernel_size,
 }
 
