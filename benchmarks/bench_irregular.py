@@ -8,7 +8,7 @@ models see the same points. MiniRocket (aeon) gets each series with its missing 
 interpolated inside its real length, resampled onto the longest length
 (:func:`ccnn_hf.data.aeon_archive.interpolate_missing`).
 
-    python benchmarks/bench_irregular.py                       # the full table (about 35 min on 2 CPU cores)
+    python benchmarks/bench_irregular.py                       # the full table (about 35 min on 2 loaded CPU cores)
     python benchmarks/bench_irregular.py --tiny --out /tmp/x   # a smoke run of every code path
 
 Results: ``irregular.json`` (every run, written after each so ``--resume`` continues), ``irregular.md``
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--drop_rates", default=",".join(f"{r:g}" for r in DROP_RATES))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--drop_seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=150, help="optimiser steps of every neural model")
+    p.add_argument("--steps", type=int, default=120, help="optimiser steps of every neural model")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--tiny", action="store_true", help="smoke run: 3 steps")
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/irregular.json")
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}
     runs = json.loads(json_path.read_text())["runs"] if args.resume and json_path.exists() else []
     done = {(r["dataset"], r["model"], r["drop_rate"], r["seed"]) for r in runs}
-    jobs = [(d, r, s, m) for d in datasets for r in rates for s in seeds for m in models if (d, m, r, s) not in done]
+    # seed outermost: a run cut short still holds whole tables for the first seeds
+    jobs = [(d, r, s, m) for s in seeds for d in datasets for r in rates for m in models if (d, m, r, s) not in done]
     started = time.perf_counter() - sum(r["time_s"] for r in runs)
     log = (args.out / "irregular.log").open("a", encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:

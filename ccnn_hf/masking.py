@@ -328,7 +328,9 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
             momentum = (1.0 / float(norm.num_batches_tracked)) if norm.momentum is None else norm.momentum
             norm.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
             norm.running_var.mul_(1 - momentum).add_(var.detach() * (count / (count - 1)) * momentum)
-    return F.batch_norm(x, mean, var, norm.weight, norm.bias, False, 0.0, norm.eps)
+    shape = (1, -1, *(1,) * (x.ndim - 2))
+    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
+    return out * norm.weight.view(shape) + norm.bias.view(shape) if norm.affine else out
 
 
 def masked_pool(x: torch.Tensor, valid: torch.Tensor | None, pool_type: str) -> torch.Tensor:
