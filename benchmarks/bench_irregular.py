@@ -172,6 +172,7 @@ def plot(path: Path, summary: dict, rates) -> None:
             xs = [r for r in rates if r in cells]
             ax.errorbar([100 * r for r in xs], [cells[r][0] for r in xs], yerr=[cells[r][1] for r in xs], fmt=style,
                         label=LABELS[m], capsize=2)
+        ax.set_ylim(top=min(ax.get_ylim()[1], 101))  # accuracy never exceeds 100 %
         ax.set_title(d, fontsize=9)
         ax.set_xlabel("time points dropped (%)")
         ax.set_xticks([100 * r for r in rates])
