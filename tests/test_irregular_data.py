@@ -228,3 +228,27 @@ def test_interpolation_holds_the_end_values_and_refuses_an_empty_channel():
     empty = ArrayDataset(x, torch.zeros(1, dtype=torch.long), observed_mask=torch.zeros(1, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="series 0 channel 0 has no observed value"):
         interpolate_missing(empty, 4)
+
+
+@pytest.mark.slow
+def test_irregular_benchmark_smoke_run_writes_table_plot_and_json(tmp_path):
+    import importlib.util
+    import json
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_irregular", REPO / "benchmarks" / "bench_irregular.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--tiny", "--datasets", "GunPoint", "--drop_rates", "0,0.5", "--seeds", "0", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "irregular.json").read_text())
+    assert sorted((r["model"], r["drop_rate"]) for r in report["runs"]) == sorted(
+        (m, r) for m in bench.MODELS for r in (0.0, 0.5))
+    assert all(0 <= r["accuracy"] <= 1 for r in report["runs"])
+    for run in report["runs"]:  # every neural model by a ccnn-train command on the same points
+        args = run["ccnn_train_args"]
+        assert (args is None) == (run["model"] == "minirocket")
+        assert args is None or args[args.index("--drop_rate") + 1] == f"{run['drop_rate']:g}"
+    table = (tmp_path / "irregular.md").read_text()
+    assert "TINY" in table and "| GunPoint | MiniRocket" in table and "Goal (issue 10)" in table
+    assert (tmp_path / "irregular.png").stat().st_size > 10_000
