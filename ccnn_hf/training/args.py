@@ -39,6 +39,7 @@ def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) ->
 POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = _number(int, 0, False), _number(float, 0, False), \
     _number(float, 0, True), _number(int, 0, True)
 SEED = _number(int, 0, True, below=2**32)  # what numpy accepts
+DROP_RATE = _number(float, 0, True, below=1)
 
 
 def kernel_size(text: str) -> str:
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument("--max_samples", type=POSITIVE_INT,
                    help="use at most this many samples per split (folders, HF datasets)")
+    g.add_argument("--drop_rate", type=DROP_RATE, default=0.0, help="aeon:NAME archives: every series, train and test, "
+                   "independently loses this fraction of its time points (the irregular-sampling protocol; default 0)")
+    g.add_argument("--drop_seed", type=SEED, default=0, help="seed of the dropped points, independent of --seed, so "
+                   "that every model compared sees the same points (default 0)")
     g = p.add_argument_group("model (overrides of the preset)")
     for flag, setting in override_flags().items():
         g.add_argument(f"--{flag}", **_flag_options(setting))

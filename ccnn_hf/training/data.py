@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -138,6 +138,19 @@ def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
                     tuple(ds.base_resolution), ds.sampling_rate, tuple(ds.mean), tuple(ds.std), ds.train, ds.test,
                     render if ds.render_test is not None else None,
                     render_train if ds.render_train is not None else None)
+
+
+# -- aeon archives (aeon:NAME) ----------------------------------------------------------------------
+
+def _from_aeon(dataset: str, drop_rate: float, drop_seed: int) -> TaskData:
+    from ..data.aeon_archive import AEON_PREFIX, load_aeon
+
+    try:
+        ds = load_aeon(dataset[len(AEON_PREFIX):], drop_rate=drop_rate, drop_seed=drop_seed)
+    except (ImportError, ValueError) as error:
+        raise UserError(f"--dataset {dataset}: {error}") from None
+    return TaskData(ds.name, ds.modality, ds.data_dim, ds.in_channels, ds.num_classes, list(ds.label_names),
+                    tuple(ds.base_resolution), None, tuple(ds.mean), tuple(ds.std), ds.train, ds.test)
 
 
 # -- image / audio folders and zips (imagefolder / audiofolder layout) ---------------------------
@@ -444,16 +457,30 @@ def load_task_data(
     clip_seconds: float = 1.0,
     labels: Sequence[int] | None = None,
     max_samples: int | None = None,
+    drop_rate: float = 0.0,
+    drop_seed: int = 0,
 ) -> TaskData:
-    """Load ``dataset``: a built-in name, an imagefolder/audiofolder directory or zip, a dataset
-    saved with ``datasets.save_to_disk``, or a Hugging Face Hub dataset name.
+    """Load ``dataset``: a built-in name, ``aeon:NAME`` (a UCR/UEA archive shipped with aeon), an
+    imagefolder/audiofolder directory or zip, a dataset saved with ``datasets.save_to_disk``, or a
+    Hugging Face Hub dataset name.
 
     ``image_size`` resizes images (built-in images too), ``sampling_rate`` resamples audio for
-    training, ``labels`` keeps only those classes (renumbered in that order).
+    training, ``labels`` keeps only those classes (renumbered in that order). ``drop_rate`` (aeon
+    archives) drops that fraction of every series' time points, chosen by ``drop_seed``
+    (:mod:`ccnn_hf.data.aeon_archive`).
     """
     options = dict(options or {})
     path = Path(dataset).expanduser()
-    if dataset in BUILTIN_DATASETS:
+    if not 0 <= drop_rate < 1:
+        raise UserError(f"--drop_rate must be in [0, 1), got {drop_rate!r}")
+    is_aeon = dataset.startswith("aeon:")
+    if drop_rate and not is_aeon:
+        raise UserError(f"--drop_rate applies to aeon:NAME time-series archives, not to {dataset}")
+    if is_aeon:
+        if options:
+            raise UserError(f"--dataset_option does not apply to {dataset}")
+        task = _from_aeon(dataset, drop_rate, drop_seed)
+    elif dataset in BUILTIN_DATASETS:
         task = _from_builtin(dataset, seed, options)
         if sampling_rate is not None and task.modality == "audio" and sampling_rate != task.sampling_rate:
             if sampling_rate != int(sampling_rate):
@@ -478,7 +505,7 @@ def load_task_data(
         raise UserError(f"--dataset {dataset}: no such file or folder")
     else:
         raise UserError(f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
-                        "an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
+                        "aeon:NAME, an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
     if labels is not None:
         task = _subset_labels(task, list(labels))
     return task
@@ -522,7 +549,7 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
     def select(split: ArrayDataset) -> ArrayDataset:
         new = mapping[split.labels]
         mask = new >= 0
-        return ArrayDataset(split.inputs[mask], new[mask])
+        return replace(split.subset(mask), labels=new[mask])
 
     render = (lambda res, rate: select(task.render_test(res, rate))) if task.render_test is not None else None
     kept = torch.nonzero(mapping[task.train.labels] >= 0).flatten()  # subset index -> index in task.train

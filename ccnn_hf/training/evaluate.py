@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ..data import ArrayDataset
 from .data import EvalPoint, TaskData
+from .masks import batch_masks
 from .resolutions import to_base
 
 __all__ = ["evaluate_points", "accuracy", "plot_accuracy"]
@@ -16,15 +18,17 @@ __all__ = ["evaluate_points", "accuracy", "plot_accuracy"]
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, binary: bool, batch_size: int,
-             **kwargs) -> tuple[float, float]:
-    """Accuracy and mean loss of ``model`` (a transformers CCNN head) on a test split."""
+             masks: ArrayDataset | None = None, **kwargs) -> tuple[float, float]:
+    """Accuracy and mean loss of ``model`` (a transformers CCNN head) on a test split; ``masks``
+    is the split whose padding / observation masks go with ``inputs`` (:mod:`.masks`)."""
     model.eval()
     device = next(model.parameters()).device
     correct, loss_sum = 0, 0.0
     for start in range(0, len(inputs), batch_size):
         x = inputs[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
-        logits = model(**{model.main_input_name: x}, **kwargs).logits.float()
+        extra = batch_masks(masks, slice(start, start + batch_size), device) if masks is not None else {}
+        logits = model(**{model.main_input_name: x}, **kwargs, **extra).logits.float()
         if binary:
             loss_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.float(), reduction="sum").item()
             correct += ((logits[:, 0] > 0).long() == y).sum().item()
@@ -53,7 +57,7 @@ def evaluate_points(model: torch.nn.Module, task: TaskData, points: list[EvalPoi
             modes.append(("resize", point.data if at_base else to_base(task, point.data, point.sampling_rate),
                           resize_kwargs))
         for mode, data, kwargs in modes:
-            acc, loss = accuracy(model, data.inputs, data.labels, binary, batch_size, **kwargs)
+            acc, loss = accuracy(model, data.inputs, data.labels, binary, batch_size, masks=data, **kwargs)
             rows.append({"setting": point.label, "resolution": list(point.resolution) if point.resolution else None,
                          "sampling_rate": point.sampling_rate, "mode": mode, "accuracy": acc, "loss": loss,
                          "samples": len(data.labels)})

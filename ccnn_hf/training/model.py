@@ -18,6 +18,7 @@ from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from .args import MODEL_OVERRIDES
 from .data import TaskData, looks_like_path
 from .errors import UserError
+from .masks import batch_masks, split_has_masks
 
 __all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
            "TimmBaseline"]
@@ -125,7 +126,11 @@ def _config_from_checkpoint(folder: Path) -> CCNNConfig:
 class TimmBaseline(torch.nn.Module):
     """A timm model (e.g. ``resnet18``) behind the interface of the CCNN heads, so that
     ``ccnn-train --timm_model NAME`` trains a baseline with the same data, recipe and budget.
-    Sequences ``[B, C, L]`` are fed as ``[B, C, 1, L]`` images."""
+    Sequences ``[B, C, L]`` are fed as ``[B, C, 1, L]`` images.
+
+    On data with padding or unobserved points (a task whose splits carry masks) it is the usual
+    zero-fill baseline: unobserved and padded values are set to 0 and the observation mask (the
+    share of channels observed at each point, 0 at padding) is appended as one more input channel."""
 
     main_input_name = "inputs"
 
@@ -135,8 +140,10 @@ class TimmBaseline(torch.nn.Module):
         from types import SimpleNamespace
 
         num_labels = 1 if binary else task.num_classes
+        self.mask_channel = split_has_masks(task.train, task.test)
+        in_chans = task.in_channels + int(self.mask_channel)
         try:
-            self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=task.in_channels)
+            self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=in_chans)
         except RuntimeError as error:  # timm's "Unknown model"
             raise UserError(f"--timm_model {name}: {error}") from None
         self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
@@ -145,11 +152,14 @@ class TimmBaseline(torch.nn.Module):
                                       else "single_label_classification")
         self.name, self.data_dim = name, task.data_dim
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, **_ignored):
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None, **_ignored):
         from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
         from ..modeling_ccnn import classification_loss
 
+        if self.mask_channel:
+            inputs = zero_fill_with_mask_channel(inputs, attention_mask, observed_mask)
         logits = self.model(inputs if self.data_dim == 2 else inputs.unsqueeze(2))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)
@@ -160,11 +170,28 @@ class TimmBaseline(torch.nn.Module):
         save_for_hf(self.model, folder, safe_serialization=True)
 
 
+def zero_fill_with_mask_channel(inputs: torch.Tensor, attention_mask: torch.Tensor | None,
+                                observed_mask: torch.Tensor | None) -> torch.Tensor:
+    """``[B, C, *spatial]`` inputs with unobserved and padded values set to 0, followed by one
+    channel holding the share of channels observed at each point (1 everywhere without masks)."""
+    observed = torch.ones_like(inputs, dtype=torch.bool)
+    if attention_mask is not None:
+        observed = observed & attention_mask.bool().unsqueeze(1)
+    if observed_mask is not None:
+        observed = observed & (observed_mask.bool() if observed_mask.dim() == inputs.dim()
+                               else observed_mask.bool().unsqueeze(1))
+    filled = torch.where(observed, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
+    return torch.cat([filled, observed.to(inputs.dtype).mean(dim=1, keepdim=True)], dim=1)
+
+
 def build_model(args: argparse.Namespace, task: TaskData,
                 say: Callable[[str], None] = logger.info) -> tuple[CCNNPreTrainedModel, dict]:
     """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised).
     ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``)."""
     if args.timm_model:
+        if args.missing_values is not None:
+            raise UserError("--missing_values chooses how a CCNN treats missing points; the timm baseline always gets "
+                            "zero-fill plus a mask channel (drop --missing_values or --timm_model)")
         return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
     if not args.init_from:
@@ -249,8 +276,33 @@ def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_sampl
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)), batch_size=batch_size)
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout must not move the RNG
-        update_bn((x for x, _ in loader), model, device=device)
+        if not dataset.masks():
+            update_bn((x for x, _ in loader), model, device=device)
+        else:  # update_bn calls model(x) alone; the masks go in as keywords (as update_bn does it otherwise)
+            _update_bn_with_masks(model, dataset, count, batch_size, device)
     return count
+
+
+@torch.no_grad()
+def _update_bn_with_masks(model: torch.nn.Module, dataset, count: int, batch_size: int, device: torch.device) -> None:
+    """:func:`torch.optim.swa_utils.update_bn` for a masked split: running statistics reset, then
+    averaged with equal weights (momentum ``None``) over one pass in training mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = {}
+    for norm in norms:
+        norm.reset_running_stats()
+        momenta[norm] = norm.momentum
+        norm.momentum = None
+    was_training = model.training
+    model.train()
+    for start in range(0, count, batch_size):
+        index = slice(start, min(start + batch_size, count))
+        model(**{model.main_input_name: dataset.inputs[index].to(device)}, **batch_masks(dataset, index, device))
+    for norm, momentum in momenta.items():
+        norm.momentum = momentum
+    model.train(was_training)
 
 
 def l2_norm_penalty(model: torch.nn.Module) -> torch.Tensor:
