@@ -75,7 +75,7 @@ def run_neural(argv: list[str], log) -> float:
     import ccnn_hf.train as trainer
 
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
-            mock.patch.object(trainer, "_evaluate_epoch", lambda *args, **kwargs: None):
+            mock.patch.object(trainer.Trainer, "_test", lambda self: None):
         results = trainer.run(argv)
     row = next(r for r in results["evaluation"] if r["mode"] in ("continuous", "timm"))
     return row["accuracy"]
