@@ -213,6 +213,27 @@ def resolve_input_scale(
     return None if mode == "reference" else scale
 
 
+def refuse_masks_in_graph(
+    x: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    observed_mask: torch.Tensor | None,
+    timestamps: torch.Tensor | None,
+) -> torch.Tensor:
+    """Run time check of FX-traced CCNN graphs (a leaf of the trace; returns ``x`` so that the
+    graph keeps it): they hold the mask-free computation (mask handling has data-dependent
+    shapes and branches), so masks given to one are refused instead of ignored.
+    ``nan_is_missing`` is not traced either."""
+    given = [name for name, m in (("attention_mask", attention_mask), ("observed_mask", observed_mask),
+                                  ("timestamps", timestamps)) if m is not None]
+    if given:
+        raise ValueError(f"this FX-traced CCNN graph was traced without masks and cannot take {', '.join(given)}; "
+                         "run the eager model for padded, partially observed or irregularly sampled inputs")
+    return x
+
+
+torch.fx.wrap("refuse_masks_in_graph")
+
+
 class MaskedFeatures(NamedTuple):
     """:meth:`CCNN.encode_masked`: features, intermediates, and the real positions (None: all)."""
 
@@ -613,7 +634,10 @@ class CCNN(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """(final features, intermediates, real positions or None) of :meth:`forward_intermediates`."""
         take, max_index = self._feature_indices(indices)
-        masked = any(m is not None for m in masks) or self.nan_is_missing
+        if isinstance(x, torch.fx.Proxy):  # an FX graph holds the mask-free computation
+            x = refuse_masks_in_graph(x, *masks)
+            masks = (None, None, None)
+        masked = (any(m is not None for m in masks) or self.nan_is_missing) and not isinstance(x, torch.fx.Proxy)
         check_input(x, self.data_dim, self.in_chans, self.check_finite and not masked, self.stem.norm.weight.dtype)
         scale = self.input_scale(x, resolution, sampling_rate)
         state = MaskState()

@@ -11,11 +11,12 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     paths), whichever side it is padded on. Rate-defined models (``base_sampling_rate``) keep
     their kernels whatever the padded length; a grid-defined model reads its input scale from
     the padded length as from any input, so pass ``resolution=`` when rows share one step.
+    A 0 between 1s is a hole of zeros, not a missing value: use ``observed_mask`` for those.
 ``observed_mask`` ``[B, *spatial]`` or ``[B, C, *spatial]`` (1 = observed)
     A position that exists but whose value is missing (per channel or for all channels). Its
     value never enters any computation (``torch.where``, so NaN or garbage there gives
     bit-identical outputs). With ``nan_is_missing=True`` (a model setting) NaN input values are
-    unobserved as well.
+    unobserved as well. A channel without any observation in a row reads as zero.
 ``timestamps`` ``[B, L]`` (1D only; float, in samples of the base rate)
     When each observation was taken; strictly increasing over a row's real positions. The
     observations are binned onto a regular grid of step ``1 / r`` base samples starting at each
@@ -28,6 +29,7 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     ``r x span + 1`` points per row (``span`` = last - first timestamp in base samples), so
     time and memory grow with the span and ``r``, not with the number of observations; a
     larger ``r`` keeps more timing precision (rounding error <= ``1 / (2 r)`` base samples).
+    Reference-mode models (fixed kernel grid) always bin at ``r = 1``.
 
 Mask-aware convolution (``missing_values="normalized"``, the default). Normalised convolution
 (Knutsson & Westin, 1993) divides a filter's response to the observed points by the filter's
@@ -36,27 +38,36 @@ the continuous kernels are signed, so their weighted count of observed points ca
 change sign, and even ``|k|`` as the count leaves zero-mean (derivative-like) kernels biased on
 a locally constant signal. Each layer therefore splits the job in two:
 
-1. Reconstruction by normalised averaging (order-0 normalised convolution) with a fixed
-   positive, heavy-tailed applicability ``a(d) = (1 + |d|^2)^(-(D + 3) / 2)``, ``d`` the offset
-   in base samples (one-sided, past only, for causal models; truncated at
-   :data:`APPLICABILITY_RADIUS` base samples): at an unobserved position
-   ``x_hat = (a * (c x)) / (a * c)``, ``c`` the certainty (1 = observed). Near data the
-   nearest observations dominate (close to linear interpolation); the heavy tail reaches
-   across gaps. Observed values are kept exactly. A position whose applicability-weighted
-   observed fraction ``(a * c) / (a * 1)`` is below :data:`MIN_SUPPORT` stays undefined
-   (zero, certainty 0).
+1. Reconstruction by normalised convolution with a fixed positive applicability
+   ``a(d) = (1 + |d|^2)^(-(D + 5) / 2)``, ``d`` the offset in base samples (so the same at any
+   input scale), within :data:`APPLICABILITY_RADIUS` base samples (one-sided, past and present
+   only, for causal models). At an unobserved position the signal is estimated by the local
+   fit weighted by ``a x c`` (``c`` the certainty, 1 = observed): on centred axes a linear
+   fit (basis ``1, d_1 .. d_D``; its intercept is the estimate, close to linear
+   interpolation between the nearest observations) wherever it is well posed, i.e. the
+   observations surround the position (``det(G) > WELL_POSED x prod(diag G)``, ``G`` the
+   weighted Gram matrix); elsewhere, and always for causal models (no extrapolated trends), the
+   constant fit, i.e. normalised averaging ``(a * (c x)) / (a * c)``. Observed values are kept
+   exactly. A position with no observation within the radius stays undefined (zero,
+   certainty 0). These mask convolutions run on the direct path, which gives exact zeros
+   where nothing is observed.
 2. The layer's own signed continuous kernel convolves the completed signal, through the
    usual direct or FFT path.
 
 The certainty carried to the next layer is the ``|k|``-weighted fraction (``|k|`` averaged
 over channels) of the layer's completed input that rests on data, reconstructed positions
-counting with their observed fraction from step 1: ``c_out = (|k| * c_hat) / (|k| * 1)``.
-Defined values are never altered by later layers; the certainty weights the reconstruction of
-positions that are still undefined (a gap wider than the applicability), which fills in from
-layer to layer. Once every real position is defined (usually after the first layer), the
-next layers run the plain convolution and only skip the padding. Cost: one extra depthwise
-convolution of the input with the applicability (``(2 R r + 1)^D`` taps, cheap next to the
-kernel) and three single-channel mask convolutions per layer that still has missing values.
+counting with their applicability-weighted observed fraction ``(a * c) / (a * 1)``:
+``c_out = (|k| * c_hat) / (|k| * 1)``, floored at :data:`MIN_SUPPORT` where the output is
+defined, i.e. where at least that fraction of ``|k|`` falls on defined inputs (and 0
+elsewhere). Defined values are never altered by later layers; the
+certainty weights the reconstruction of positions that are still undefined (a gap wider than
+the applicability), which fills in from layer to layer. Once every real position is defined
+(usually after the first layer), the next layers run the plain convolution and only skip the
+padding. Cost, per layer that still has missing values: ``(D + 1)`` depthwise correlations
+of the input and ``(D + 1)(D + 2) / 2 + 1`` of the mask with the applicability (``(2 R r + 1)^D``
+taps, direct path), ``D + 1`` small determinants per position and channel, and two
+single-channel correlations with ``|k|``; in practice the first layer only, whose input has
+few channels.
 
 ``missing_values="zero_fill"`` is the usual baseline: unobserved values are set to zero and
 the fraction of observed channels is appended to the input as one extra channel (1 where
@@ -69,7 +80,8 @@ a per-channel affine map and needs no mask.
 
 With none of the three arguments given (and no NaN when ``nan_is_missing``), the model runs
 exactly the computation it runs without this module; so it does when the masks mark every
-position real and observed.
+position real and observed. FX-traced graphs hold that mask-free computation and refuse masks
+at run time (:func:`ccnn_hf.ccnn.refuse_masks_in_graph`).
 """
 from __future__ import annotations
 
@@ -79,18 +91,17 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .fftconv import choose_conv_path, depthwise_conv_direct, depthwise_conv_fft
 
 __all__ = [
-    "MISSING_VALUES", "APPLICABILITY_RADIUS", "MIN_SUPPORT", "MAX_GRID_POINTS", "MaskState", "prepare_masks",
+    "APPLICABILITY_RADIUS", "MIN_SUPPORT", "WELL_POSED", "MAX_GRID_POINTS", "MaskState", "prepare_masks",
     "bin_timestamps", "applicability", "complete", "masked_batch_norm", "masked_pool", "zero_fill_input",
 ]
 
-MISSING_VALUES = ("normalized", "zero_fill")
 APPLICABILITY_RADIUS = {1: 16.0, 2: 4.0, 3: 2.0}  # base samples, per number of spatial axes
-MIN_SUPPORT = 1e-5  # applicability-weighted observed fraction below which a position stays undefined
+MIN_SUPPORT = 1e-5  # |k|-weighted defined fraction below which a layer output is undefined; certainty floor
+WELL_POSED = 0.1  # local linear fit used where det(Gram) > this x the product of its diagonal
 MAX_GRID_POINTS = 2**24  # timestamps: largest batch x grid length binned onto
 
 
@@ -244,19 +255,31 @@ def bin_timestamps(
 
 # -- the mask-aware layer ---------------------------------------------------------------------
 
-def applicability(scale: Sequence[float], causal: bool, device: torch.device | None = None) -> torch.Tensor:
-    """The positive reconstruction weights ``[1, *A]`` for an input at ``scale`` x the base rate:
-    ``(1 + |d|^2)^(-(D + 3) / 2)``, ``d`` the offset in base samples, within
-    :data:`APPLICABILITY_RADIUS`; past and present only when ``causal``. Taps line up as in :func:`ccnn_hf.fftconv.depthwise_conv_direct`."""
+def applicability(scale: Sequence[float], causal: bool,
+                  device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positive reconstruction weights ``[1, *A]`` for an input at ``scale`` x the base rate,
+    ``(1 + |d|^2)^(-(D + 5) / 2)``, and the offsets ``d [D, *A]`` of their taps in base samples,
+    within :data:`APPLICABILITY_RADIUS` (past and present only when ``causal``). Taps line up as
+    in :func:`ccnn_hf.fftconv.depthwise_conv_direct`."""
     data_dim = len(scale)
     radius = APPLICABILITY_RADIUS[data_dim]
     axes = []
     for s in scale:
         reach = int(math.floor(radius * float(s) + 1e-9))
         axes.append(torch.arange(-reach, 1 if causal else reach + 1, dtype=torch.float32) / float(s))
-    grids = torch.meshgrid(*axes, indexing="ij")
-    squared = sum(g**2 for g in grids)
-    return torch.pow(1.0 + squared, -(data_dim + 3) / 2.0).unsqueeze(0).to(device)
+    offsets = torch.stack(torch.meshgrid(*axes, indexing="ij"))
+    weights = torch.pow(1.0 + offsets.pow(2).sum(0), -(data_dim + 5) / 2.0).unsqueeze(0)
+    return weights.to(device), offsets.to(device)
+
+
+def _moments(x: torch.Tensor, kernels: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Correlations of every channel of ``x [B, C, *S]`` with each of ``kernels [n, *A]``:
+    ``[B, C, n, *S]``, float32, on the direct path (non-negative kernels on non-negative masks
+    then give exact zeros where nothing is observed)."""
+    count = kernels.shape[0]
+    weight = kernels.repeat(x.shape[1], *(1,) * (kernels.ndim - 1))
+    out = depthwise_conv_direct(x.float().repeat_interleave(count, dim=1), weight, None, causal)
+    return out.view(x.shape[0], x.shape[1], count, *x.shape[2:])
 
 
 def _correlate(x: torch.Tensor, kernel: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -269,13 +292,44 @@ def _correlate(x: torch.Tensor, kernel: torch.Tensor, causal: bool) -> torch.Ten
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, defined: torch.Tensor) -> torch.Tensor:
-    return torch.where(defined, numerator / denominator.clamp_min(1e-30), torch.zeros_like(numerator))
+    """``numerator / denominator`` where ``defined``, else 0 (no division by zero in either branch,
+    so no NaN gradient either)."""
+    safe = torch.where(defined, denominator, torch.ones_like(denominator))
+    return torch.where(defined, numerator / safe, torch.zeros_like(numerator))
+
+
+def _reconstruct(values: torch.Tensor, certainty: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor,
+                 causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised-convolution estimate of the signal at every position from ``values`` (``c x``,
+    zero where unobserved) and ``certainty`` ``c``: the intercept of the local linear fit
+    weighted by ``weights x c`` where that fit is well posed (centred axes, observations on
+    more than one side), else the weighted mean. Returns ``(estimate, support = weights * c)``."""
+    linear = not causal
+    basis = [torch.ones_like(offsets[0])] + (list(offsets) if linear else [])
+    count = len(basis)
+    moments = _moments(values, torch.stack([weights[0] * b for b in basis]), causal)  # [B, C, n, *S]
+    pairs = [(i, j) for i in range(count) for j in range(i, count)]
+    gram_pairs = _moments(certainty, torch.stack([weights[0] * basis[i] * basis[j] for i, j in pairs]), causal)
+    support = gram_pairs[:, :, 0]
+    mean = _ratio(moments[:, :, 0], support, support > 0)
+    if not linear:
+        return mean, support
+    gram = gram_pairs.new_empty(*gram_pairs.shape[:2], *gram_pairs.shape[3:], count, count)
+    for k, (i, j) in enumerate(pairs):
+        gram[..., i, j] = gram[..., j, i] = gram_pairs[:, :, k]
+    keep = [list(range(0, i)) + list(range(i + 1, count)) for i in range(count)]
+    cofactors = torch.stack([(-1) ** i * torch.linalg.det(gram[..., keep[i], 1:]) for i in range(count)], dim=-1)
+    determinant = (gram[..., :, 0] * cofactors).sum(-1)
+    diagonal = torch.diagonal(gram, dim1=-2, dim2=-1).prod(-1)
+    well_posed = (support > 0) & (determinant > WELL_POSED * diagonal)
+    intercept = _ratio((torch.movedim(moments, 2, -1) * cofactors).sum(-1), determinant, well_posed)
+    return torch.where(well_posed, intercept, mean), support
 
 
 def complete(x: torch.Tensor, kernel: torch.Tensor, state: MaskState, scale: Sequence[float],
              causal: bool) -> tuple[torch.Tensor, MaskState]:
     """Reconstruct the unobserved positions of a layer input ``x [B, C, *S]`` by normalised
-    averaging, and the certainty of the layer's output (see the module docstring).
+    convolution, and the certainty of the layer's output (see the module docstring).
 
     ``kernel [C, *K]``: the layer's depthwise kernel at this ``scale`` (its ``|k|`` weighs the
     output certainty). Returns the completed input (zero on padding; observed values kept
@@ -285,26 +339,26 @@ def complete(x: torch.Tensor, kernel: torch.Tensor, state: MaskState, scale: Seq
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     real = torch.ones_like(certainty[:, :1]) if valid is None else valid.to(certainty.dtype)
     known = certainty > 0
-    weights = applicability(scale, causal, x.device)
+    weights, offsets = applicability(scale, causal, x.device)
     values = torch.where(known, x, zero).float() * certainty
-    weighted = _correlate(values, weights, causal)
-    support = _correlate(certainty, weights, causal)
-    reachable = _correlate(real, weights, causal)
-    fraction = _ratio(support, reachable, support > MIN_SUPPORT * reachable)
-    estimate = _ratio(weighted, support, fraction > 0).to(x.dtype)
-    completed = torch.where(known, x, estimate)
+    estimate, support = _reconstruct(values, certainty, weights, offsets, causal)
+    reachable = _moments(real, weights, causal)[:, :, 0]
+    fraction = _ratio(support, reachable, support > 0)
+    completed = torch.where(known, x, estimate.to(x.dtype))
     filled = torch.where(known, certainty, fraction).mean(1, keepdim=True)
+    defined = (known | (support > 0)).float().mean(1, keepdim=True)
     if valid is not None:
         completed = torch.where(valid, completed, zero)
-        filled = torch.where(valid, filled, torch.zeros_like(filled))
+        filled, defined = filled * real, defined * real
     magnitude = kernel.detach().abs().float().mean(0, keepdim=True)
-    confident = _correlate(filled, magnitude, causal)
     total = _correlate(real, magnitude, causal)
-    out = _ratio(confident, total, confident > MIN_SUPPORT * total).clamp(0.0, 1.0)
+    resting = _correlate(defined, magnitude, causal) > MIN_SUPPORT * total  # (a threshold: FFT roundoff)
     if valid is not None:
-        out = torch.where(valid, out, torch.zeros_like(out))
-    defined = out > 0 if valid is None else (out > 0) | ~valid
-    return completed, MaskState(valid, None if bool(defined.all()) else out)
+        resting = resting & valid
+    out = _ratio(_correlate(filled, magnitude, causal), total, resting).clamp(MIN_SUPPORT, 1.0)
+    out = torch.where(resting, out, torch.zeros_like(out))
+    everywhere = resting if valid is None else resting | ~valid
+    return completed, MaskState(valid, None if bool(everywhere.all()) else out)
 
 
 # -- norms, pooling and the zero-fill baseline ---------------------------------------------------
@@ -315,13 +369,14 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
     if valid is None or not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not (
             norm.training or norm.running_mean is None):
         return norm(x)
+    x = x.float()  # statistics in float32, as BatchNorm under autocast
     dims = (0, *range(2, x.ndim))
     count = valid.sum(dtype=torch.float32)
     if float(count) < 2:
         raise ValueError("BatchNorm in train mode needs at least 2 real positions in the batch")
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    mean = torch.where(valid, x, zero).sum(dims) / count
-    var = torch.where(valid, x - mean.view(1, -1, *(1,) * (x.ndim - 2)), zero).pow(2).sum(dims) / count
+    real = torch.where(valid, x, torch.zeros((), device=x.device))
+    mean = real.sum(dims) / count
+    var = (real.pow(2).sum(dims) / count - mean.pow(2)).clamp_min(0.0)  # one pass over the data
     if norm.training and norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
@@ -329,8 +384,9 @@ def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | No
             norm.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
             norm.running_var.mul_(1 - momentum).add_(var.detach() * (count / (count - 1)) * momentum)
     shape = (1, -1, *(1,) * (x.ndim - 2))
-    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
-    return out * norm.weight.view(shape) + norm.bias.view(shape) if norm.affine else out
+    scale = torch.rsqrt(var + norm.eps) * (norm.weight if norm.affine else 1.0)
+    shift = (norm.bias if norm.affine else 0.0) - mean * scale
+    return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
 def masked_pool(x: torch.Tensor, valid: torch.Tensor | None, pool_type: str) -> torch.Tensor:

@@ -65,7 +65,7 @@ from typing import Any
 
 import torch
 
-from .ccnn import CCNN, CCNNHead, resolve_input_scale
+from .ccnn import CCNN, CCNNHead, refuse_masks_in_graph, resolve_input_scale
 from .configuration_ccnn import (
     TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
 )
@@ -243,7 +243,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
 if build_model_with_cfg is not None:
     for _module in (SeparableContinuousConv, CCNNHead):  # data-dependent shapes / ndim-dependent pooling
         register_notrace_module(_module)
-    for _function in (check_input, resolve_input_scale):
+    for _function in (check_input, resolve_input_scale, refuse_masks_in_graph):
         register_notrace_function(_function)
 
     default_cfgs = generate_default_cfgs({
