@@ -15,6 +15,7 @@ blocks, one graph each, ``mode="reduce-overhead"`` on CUDA: CUDA graphs), resnet
 ``torch.compile`` (same mode). Writes ``OUT/gpu_speed.json`` and ``OUT/gpu_speed.md``
 (default OUT: ``benchmarks/results``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,15 @@ def measure(name: str, kind: str, shape: tuple[int, ...], batch: int, variant: s
     times = train_steps(model, x, y, args.steps, args.device, torch.bfloat16)
     step = median(times)
     return {
-        "model": name, "input": list(shape), "batch": batch, "variant": variant, "compiled": what,
-        "step_ms": 1000 * step, "images_per_s": batch / step, "warmup_s": sum(warmup), "times_s": times,
+        "model": name,
+        "input": list(shape),
+        "batch": batch,
+        "variant": variant,
+        "compiled": what,
+        "step_ms": 1000 * step,
+        "images_per_s": batch / step,
+        "warmup_s": sum(warmup),
+        "times_s": times,
         "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -100,9 +108,14 @@ def measure(name: str, kind: str, shape: tuple[int, ...], batch: int, variant: s
 def machine(args) -> dict:
     import torch
 
-    info = {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
-            "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
-            "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "MKL_", "PYTORCH_", "CUDA_"))}}
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "MKL_", "PYTORCH_", "CUDA_"))},
+    }
     if args.device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     else:
@@ -112,24 +125,39 @@ def machine(args) -> dict:
 
 def markdown(report: dict) -> str:
     rows = report["results"]
-    lines = ["# Training-step speed (bf16 autocast, AdamW)", "",
-             f"Machine: {json.dumps(report['machine'])}. Median of {report['settings']['steps']} timed steps after "
-             f"{report['settings']['warmup']} warm-up steps (compilation included in warm-up)"
-             + (" - TINY smoke-test models, not a benchmark." if report["settings"]["tiny"] else "."), "",
-             "| model | input | batch | variant | step ms | images/s | warm-up s | peak MB | params |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Training-step speed (bf16 autocast, AdamW)",
+        "",
+        f"Machine: {json.dumps(report['machine'])}. Median of {report['settings']['steps']} timed steps after "
+        f"{report['settings']['warmup']} warm-up steps (compilation included in warm-up)"
+        + (" - TINY smoke-test models, not a benchmark." if report["settings"]["tiny"] else "."),
+        "",
+        "| model | input | batch | variant | step ms | images/s | warm-up s | peak MB | params |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         peak = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        lines.append(f"| {r['model']} | {'x'.join(map(str, r['input']))} | {r['batch']} | {r['variant']} | "
-                     f"{r['step_ms']:.1f} | {r['images_per_s']:.0f} | {r['warmup_s']:.1f} | {peak} | {r['params']:,} |")
+        lines.append(
+            f"| {r['model']} | {'x'.join(map(str, r['input']))} | {r['batch']} | {r['variant']} | "
+            f"{r['step_ms']:.1f} | {r['images_per_s']:.0f} | {r['warmup_s']:.1f} | {peak} | {r['params']:,} |"
+        )
     speedups = []
     for r in rows:
         if r["variant"] == "compiled":
-            base = next((e for e in rows if e["variant"] == "eager" and (e["model"], e["input"], e["batch"])
-                         == (r["model"], r["input"], r["batch"])), None)
+            base = next(
+                (
+                    e
+                    for e in rows
+                    if e["variant"] == "eager"
+                    and (e["model"], e["input"], e["batch"]) == (r["model"], r["input"], r["batch"])
+                ),
+                None,
+            )
             if base:
-                speedups.append(f"{r['model']} {'x'.join(map(str, r['input']))} b{r['batch']}: "
-                                f"{base['step_ms'] / r['step_ms']:.2f}x")
+                speedups.append(
+                    f"{r['model']} {'x'.join(map(str, r['input']))} b{r['batch']}: "
+                    f"{base['step_ms'] / r['step_ms']:.2f}x"
+                )
     if speedups:
         lines += ["", "Compiled vs eager (step time ratio): " + "; ".join(speedups) + "."]
     return "\n".join(lines) + "\n"
@@ -164,11 +192,16 @@ def main(argv: list[str] | None = None) -> dict:
         for batch in batches:
             for variant in variants:
                 row = measure(name, kind, shape, batch, variant, args)
-                print(f"{name} {shape} b{batch} {variant}: {row['step_ms']:.1f} ms/step, {row['images_per_s']:.0f} img/s",
-                      flush=True)
+                print(
+                    f"{name} {shape} b{batch} {variant}: {row['step_ms']:.1f} ms/step, {row['images_per_s']:.0f} img/s",
+                    flush=True,
+                )
                 results.append(row)
-    report = {"machine": machine(args), "settings": {"steps": args.steps, "warmup": args.warmup, "tiny": args.tiny,
-                                                      "dtype": "bfloat16 autocast"}, "results": results}
+    report = {
+        "machine": machine(args),
+        "settings": {"steps": args.steps, "warmup": args.warmup, "tiny": args.tiny, "dtype": "bfloat16 autocast"},
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_speed.json").write_text(json.dumps(report, indent=1))
     (args.out / "gpu_speed.md").write_text(markdown(report))

@@ -14,11 +14,11 @@ interpolated inside its real length, resampled onto the longest length
 Results: ``irregular.json`` (every run, written after each so ``--resume`` continues), ``irregular.md``
 (the table and the goal checks) and ``irregular.png`` (accuracy against drop rate per dataset).
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import platform
 import tempfile
@@ -52,16 +52,43 @@ CCNN_FLAGS = ["--preset", "smnist_4_140", "--hidden", "32", "--blocks", "2", "--
 
 def budget_flags(steps: int, batch_size: int) -> list[str]:
     """The optimisation flags every neural model shares (the preset supplies lr, weight decay and warm-up share)."""
-    return ["--max_steps", str(steps), "--batch_size", str(batch_size), "--save_steps", str(steps),
-            "--save_total_limit", "1", "--eval_resolutions", "1x", "--report_to", "none", "--cpu", "--overwrite"]
+    return [
+        "--max_steps",
+        str(steps),
+        "--batch_size",
+        str(batch_size),
+        "--save_steps",
+        str(steps),
+        "--save_total_limit",
+        "1",
+        "--eval_resolutions",
+        "1x",
+        "--report_to",
+        "none",
+        "--cpu",
+        "--overwrite",
+    ]
 
 
-def train_command(model: str, dataset: str, drop_rate: float, seed: int, drop_seed: int, steps: int,
-                  batch_size: int, output_dir: str) -> list[str]:
+def train_command(
+    model: str, dataset: str, drop_rate: float, seed: int, drop_seed: int, steps: int, batch_size: int, output_dir: str
+) -> list[str]:
     """The ``ccnn-train`` arguments of one run."""
-    return [*CCNN_FLAGS, *MODELS[model], "--dataset", f"aeon:{dataset}", "--drop_rate", f"{drop_rate:g}",
-            "--drop_seed", str(drop_seed), "--seed", str(seed), *budget_flags(steps, batch_size),
-            "--output_dir", output_dir]
+    return [
+        *CCNN_FLAGS,
+        *MODELS[model],
+        "--dataset",
+        f"aeon:{dataset}",
+        "--drop_rate",
+        f"{drop_rate:g}",
+        "--drop_seed",
+        str(drop_seed),
+        "--seed",
+        str(seed),
+        *budget_flags(steps, batch_size),
+        "--output_dir",
+        output_dir,
+    ]
 
 
 def run_neural(argv: list[str], log) -> float:
@@ -74,8 +101,11 @@ def run_neural(argv: list[str], log) -> float:
 
     import ccnn_hf.train as trainer
 
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
-            mock.patch.object(trainer.Trainer, "_test", lambda self: None):
+    with (
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+        mock.patch.object(trainer.Trainer, "_test", lambda self: None),
+    ):
         results = trainer.run(argv)
     row = next(r for r in results["evaluation"] if r["mode"] in ("continuous", "timm"))
     return row["accuracy"]
@@ -103,10 +133,19 @@ def summarise(runs: list[dict], datasets, models, rates) -> dict:
             for r in rates:
                 accs = [x["accuracy"] for x in runs if (x["dataset"], x["model"], x["drop_rate"]) == (d, m, r)]
                 if accs:
-                    table.setdefault(d, {}).setdefault(m, {})[r] = (100 * float(np.mean(accs)), 100 * float(np.ptp(accs)) / 2,
-                                                                    len(accs))
-    average = {m: {r: float(np.mean([table[d][m][r][0] for d in datasets]))
-                   for r in rates if all(r in table.get(d, {}).get(m, {}) for d in datasets)} for m in models}
+                    table.setdefault(d, {}).setdefault(m, {})[r] = (
+                        100 * float(np.mean(accs)),
+                        100 * float(np.ptp(accs)) / 2,
+                        len(accs),
+                    )
+    average = {
+        m: {
+            r: float(np.mean([table[d][m][r][0] for d in datasets]))
+            for r in rates
+            if all(r in table.get(d, {}).get(m, {}) for d in datasets)
+        }
+        for m in models
+    }
     return {"per_dataset": table, "average": average}
 
 
@@ -116,18 +155,24 @@ def goal_checks(average: dict) -> list[str]:
     ccnn = average.get("ccnn_normalized", {})
     if 0.0 in ccnn and 0.5 in ccnn:
         loss = ccnn[0.0] - ccnn[0.5]
-        lines.append(f"- mask-aware CCNN loses {loss:.1f} points on average between 0 % and 50 % dropped "
-                     f"(goal <= 3): {'met' if loss <= 3 else 'NOT met'}")
+        lines.append(
+            f"- mask-aware CCNN loses {loss:.1f} points on average between 0 % and 50 % dropped "
+            f"(goal <= 3): {'met' if loss <= 3 else 'NOT met'}"
+        )
     for rate in (0.5, 0.7):
         for baseline in ("ccnn_zero_fill", "resnet18_zero_fill"):
             if rate in ccnn and rate in average.get(baseline, {}):
                 other = average[baseline][rate]
-                lines.append(f"- at {rate:.0%} dropped: mask-aware CCNN {ccnn[rate]:.1f} vs {baseline} {other:.1f}: "
-                             f"{'beats it' if ccnn[rate] > other else 'does NOT beat it'}")
+                lines.append(
+                    f"- at {rate:.0%} dropped: mask-aware CCNN {ccnn[rate]:.1f} vs {baseline} {other:.1f}: "
+                    f"{'beats it' if ccnn[rate] > other else 'does NOT beat it'}"
+                )
     rocket = average.get("minirocket", {})
     wins = [f"{r:.0%}" for r in sorted(rocket) if r in ccnn and rocket[r] > ccnn[r]]
     if rocket and ccnn:
-        lines.append(f"- MiniRocket beats the mask-aware CCNN on the dataset average at: {', '.join(wins) or 'no rate'}")
+        lines.append(
+            f"- MiniRocket beats the mask-aware CCNN on the dataset average at: {', '.join(wins) or 'no rate'}"
+        )
     return lines
 
 
@@ -135,26 +180,43 @@ def write_markdown(path: Path, report: dict, summary: dict) -> None:
     s = report["settings"]
     rates = s["drop_rates"]
     head = "| dataset | model | " + " | ".join(f"{r:.0%} dropped" for r in rates) + " |"
-    lines = [f"# Irregular sampling: accuracy (%) against the share of time points dropped{' (TINY smoke run)' if s['tiny'] else ''}",
-             "",
-             f"Mean over seeds {s['seeds']} (± half the spread); drop seed {s['drop_seed']}; every neural model trained "
-             f"by the same `ccnn-train` command: {s['steps']} steps of batch {s['batch_size']}, the smnist_4_140 recipe "
-             f"(lr, weight decay, warm-up share); CCNN = `{' '.join(CCNN_FLAGS)}`. {s['hardware']}; "
-             f"{len(report['runs'])} runs, {report['total_time_s'] / 60:.1f} min of run time in all. A cell measured "
-             "with fewer seeds says how many.", "", head, "|---|---|" + "---|" * len(rates)]
+    lines = [
+        "# Irregular sampling: accuracy (%) against the share of time points dropped"
+        + (" (TINY smoke run)" if s["tiny"] else ""),
+        "",
+        f"Mean over seeds {s['seeds']} (± half the spread); drop seed {s['drop_seed']}; every neural model trained "
+        f"by the same `ccnn-train` command: {s['steps']} steps of batch {s['batch_size']}, the smnist_4_140 recipe "
+        f"(lr, weight decay, warm-up share); CCNN = `{' '.join(CCNN_FLAGS)}`. {s['hardware']}; "
+        f"{len(report['runs'])} runs, {report['total_time_s'] / 60:.1f} min of run time in all. A cell measured "
+        "with fewer seeds says how many.",
+        "",
+        head,
+        "|---|---|" + "---|" * len(rates),
+    ]
+
     def cell(value: tuple[float, float, int]) -> str:
         mean, spread, n = value
         return f"{mean:.1f} ± {spread:.1f}" if n == len(s["seeds"]) else f"{mean:.1f} ({n} seed{'s' * (n != 1)})"
 
     for d, models in summary["per_dataset"].items():
         for m, cells in models.items():
-            lines.append(f"| {d} | {LABELS[m]} | " + " | ".join(cell(cells[r]) if r in cells else "not run"
-                                                               for r in rates) + " |")
-    lines += ["", "Average over datasets:", "", "| model | " + " | ".join(f"{r:.0%}" for r in rates) + " |",
-              "|---|" + "---|" * len(rates)]
+            lines.append(
+                f"| {d} | {LABELS[m]} | "
+                + " | ".join(cell(cells[r]) if r in cells else "not run" for r in rates)
+                + " |"
+            )
+    lines += [
+        "",
+        "Average over datasets:",
+        "",
+        "| model | " + " | ".join(f"{r:.0%}" for r in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
     for m, cells in summary["average"].items():
         if cells:
-            lines.append(f"| {LABELS[m]} | " + " | ".join(f"{cells[r]:.1f}" if r in cells else "" for r in rates) + " |")
+            lines.append(
+                f"| {LABELS[m]} | " + " | ".join(f"{cells[r]:.1f}" if r in cells else "" for r in rates) + " |"
+            )
     lines += ["", "Goal (issue 10):", "", *goal_checks(summary["average"]), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -170,8 +232,14 @@ def plot(path: Path, summary: dict, rates) -> None:
     for ax, d in zip(axes[0], datasets):
         for (m, cells), style in zip(summary["per_dataset"][d].items(), ("o-", "s--", "^:", "d-.")):
             xs = [r for r in rates if r in cells]
-            ax.errorbar([100 * r for r in xs], [cells[r][0] for r in xs], yerr=[cells[r][1] for r in xs], fmt=style,
-                        label=LABELS[m], capsize=2)
+            ax.errorbar(
+                [100 * r for r in xs],
+                [cells[r][0] for r in xs],
+                yerr=[cells[r][1] for r in xs],
+                fmt=style,
+                label=LABELS[m],
+                capsize=2,
+            )
         ax.set_ylim(top=min(ax.get_ylim()[1], 101))  # accuracy never exceeds 100 %
         ax.set_title(d, fontsize=9)
         ax.set_xlabel("time points dropped (%)")
@@ -196,8 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--tiny", action="store_true", help="smoke run: 3 steps")
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/irregular.json")
-    p.add_argument("--report_only", action="store_true", help="write the table and plot from OUT/irregular.json "
-                   "(runs merged from several processes, say) without running anything")
+    p.add_argument(
+        "--report_only",
+        action="store_true",
+        help="write the table and plot from OUT/irregular.json "
+        "(runs merged from several processes, say) without running anything",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     datasets = args.datasets.split(",")
@@ -210,14 +282,26 @@ def main(argv: list[str] | None = None) -> dict:
     steps = 3 if args.tiny else args.steps
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "irregular.json"
-    settings = {"datasets": datasets, "models": models, "drop_rates": rates, "seeds": seeds, "drop_seed": args.drop_seed,
-                "steps": steps, "batch_size": args.batch_size, "tiny": args.tiny, "ccnn_flags": CCNN_FLAGS,
-                "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}
+    settings = {
+        "datasets": datasets,
+        "models": models,
+        "drop_rates": rates,
+        "seeds": seeds,
+        "drop_seed": args.drop_seed,
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "tiny": args.tiny,
+        "ccnn_flags": CCNN_FLAGS,
+        "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
+    }
     runs = json.loads(json_path.read_text())["runs"] if (args.resume or args.report_only) and json_path.exists() else []
     done = {(r["dataset"], r["model"], r["drop_rate"], r["seed"]) for r in runs}
     # seed outermost: a run cut short still holds whole tables for the first seeds
-    jobs = [] if args.report_only else [(d, r, s, m) for s in seeds for d in datasets for r in rates for m in models
-                                        if (d, m, r, s) not in done]
+    jobs = (
+        []
+        if args.report_only
+        else [(d, r, s, m) for s in seeds for d in datasets for r in rates for m in models if (d, m, r, s) not in done]
+    )
     started = time.perf_counter() - sum(r["time_s"] for r in runs)
     log = (args.out / "irregular.log").open("a", encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,19 +311,31 @@ def main(argv: list[str] | None = None) -> dict:
                 acc = run_minirocket(dataset, rate, seed, args.drop_seed)
                 command = None
             else:
-                command = train_command(model, dataset, rate, seed, args.drop_seed, steps, args.batch_size,
-                                        str(Path(tmp) / "run"))
+                command = train_command(
+                    model, dataset, rate, seed, args.drop_seed, steps, args.batch_size, str(Path(tmp) / "run")
+                )
                 log.write(f"\n### {model} {dataset} drop {rate:g} seed {seed}\n")
                 acc = run_neural(command, log)
                 log.flush()
-            runs.append({"dataset": dataset, "model": model, "drop_rate": rate, "seed": seed, "accuracy": acc,
-                         "time_s": time.perf_counter() - t0, "ccnn_train_args": command})
+            runs.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "drop_rate": rate,
+                    "seed": seed,
+                    "accuracy": acc,
+                    "time_s": time.perf_counter() - t0,
+                    "ccnn_train_args": command,
+                }
+            )
             report = {"settings": settings, "runs": runs, "total_time_s": time.perf_counter() - started}
             json_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
     report = {"settings": settings, "runs": runs, "total_time_s": time.perf_counter() - started}
     summary = summarise(runs, datasets, models, rates)
-    report["summary"] = {"average": {m: {f"{r:g}": v for r, v in c.items()} for m, c in summary["average"].items()},
-                         "goal": goal_checks(summary["average"])}
+    report["summary"] = {
+        "average": {m: {f"{r:g}": v for r, v in c.items()} for m, c in summary["average"].items()},
+        "goal": goal_checks(summary["average"]),
+    }
     json_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
     write_markdown(args.out / "irregular.md", report, summary)
     plot(args.out / "irregular.png", summary, rates)

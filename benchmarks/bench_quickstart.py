@@ -6,12 +6,13 @@ Usage::
     python benchmarks/bench_quickstart.py --loads 0,2 --policies default,ACTIVE
 
 Each run is ``python -m ccnn_hf.train`` without arguments (the quickstart configuration) in a
-fresh process and a temporary working directory while ``load`` busy-looping processes compete for the CPUs. Policy ``default``
-leaves ``OMP_WAIT_POLICY`` unset, so ``ccnn-train`` applies its own (``PASSIVE``, see
+fresh process and a temporary working directory while ``load`` busy-looping processes compete for the CPUs.
+Policy ``default`` leaves ``OMP_WAIT_POLICY`` unset, so ``ccnn-train`` applies its own (``PASSIVE``, see
 ``ccnn_hf/cli_env.py``); other values are passed to the run as ``OMP_WAIT_POLICY``. Reports wall
 time, the run's CPU time (user + system, children's rusage) and the load average before and after,
 to ``OUT/quickstart.json`` and ``OUT/quickstart.md`` (default OUT: ``benchmarks/results``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,14 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:  # no arguments: the quickstart writes to ./runs/quickstart
-        done = subprocess.run([sys.executable, "-m", "ccnn_hf.train"], env=env, cwd=workdir,
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "ccnn_hf.train"],
+            env=env,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     wall = time.perf_counter() - start
     after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     for spinner in spinners:
@@ -58,31 +65,49 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"quickstart failed ({done.returncode}):\n{done.stderr[-3000:]}")
     cpu = (after_usage.ru_utime - usage.ru_utime) + (after_usage.ru_stime - usage.ru_stime)
-    return {"load": load, "policy": policy, "wall_s": wall, "cpu_s": cpu, "load_before": before,
-            "load_after": os.getloadavg(), "stdout_tail": done.stdout[-600:]}
+    return {
+        "load": load,
+        "policy": policy,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "load_before": before,
+        "load_after": os.getloadavg(),
+        "stdout_tail": done.stdout[-600:],
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = ["# `ccnn-train` quickstart next to competing CPU load", "",
-             f"Machine: {report['machine']}. Competing load: busy-looping processes started with the run. "
-             "Load average (1 / 5 / 15 min) before and after each run, including the machine's other users.", "",
-             "| competing load | OMP_WAIT_POLICY | wall s | CPU s | load before | load after |",
-             "|---:|---|---:|---:|---|---|"]
+    lines = [
+        "# `ccnn-train` quickstart next to competing CPU load",
+        "",
+        f"Machine: {report['machine']}. Competing load: busy-looping processes started with the run. "
+        "Load average (1 / 5 / 15 min) before and after each run, including the machine's other users.",
+        "",
+        "| competing load | OMP_WAIT_POLICY | wall s | CPU s | load before | load after |",
+        "|---:|---|---:|---:|---|---|",
+    ]
     for r in report["results"]:
         fmt = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
-        lines.append(f"| {r['load']} | {r['policy']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {fmt(r['load_before'])} | "
-                     f"{fmt(r['load_after'])} |")
+        lines.append(
+            f"| {r['load']} | {r['policy']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {fmt(r['load_before'])} | "
+            f"{fmt(r['load_after'])} |"
+        )
     idle = next((r for r in report["results"] if r["load"] == 0 and r["policy"] == "default"), None)
     if idle:
-        lines += [""] + [f"Load {r['load']} ({r['policy']}) / idle: {r['wall_s'] / idle['wall_s']:.2f}x wall time."
-                         for r in report["results"] if r is not idle]
+        lines += [""] + [
+            f"Load {r['load']} ({r['policy']}) / idle: {r['wall_s'] / idle['wall_s']:.2f}x wall time."
+            for r in report["results"]
+            if r is not idle
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loads", default="0,2", help="comma-separated numbers of competing busy processes")
-    parser.add_argument("--policies", default="default", help="comma-separated: default (ccnn-train's), PASSIVE, ACTIVE")
+    parser.add_argument(
+        "--policies", default="default", help="comma-separated: default (ccnn-train's), PASSIVE, ACTIVE"
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -92,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
             row = run_quickstart(load, policy, args.timeout)
             print(f"load {load}, {policy}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU", flush=True)
             results.append(row)
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-                         f"Python {platform.python_version()}", "results": results}
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"Python {platform.python_version()}",
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quickstart.json").write_text(json.dumps(report, indent=1))
     (args.out / "quickstart.md").write_text(markdown(report))

@@ -14,6 +14,7 @@ never imports torch, so it cannot inflate a worker's peak.
 Writes ``DIR/speed.json``, ``DIR/speed.md`` and ``DIR/speed.png`` (default DIR:
 ``benchmarks/results``). See ``benchmarks/README.md`` for what each number means.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,11 @@ class Plan:
 
 FULL = Plan(
     sizes={PRESET_1D: (1024, 4096, 16384, 65536), PRESET_2D: (32, 64, 128, 256)},
-    batch=2, budget_s=20.0, compare_budget_s=60.0, min_runs=3, max_runs=10,
+    batch=2,
+    budget_s=20.0,
+    compare_budget_s=60.0,
+    min_runs=3,
+    max_runs=10,
     fft_vs_reference_size=128,
     cache_sizes={PRESET_1D: (784, 4096), PRESET_2D: (32, 128)},
     nlogn_sizes=(4096, 65536),
@@ -71,7 +76,11 @@ FULL = Plan(
 )
 QUICK = Plan(
     sizes={PRESET_1D: (256, 512), PRESET_2D: (16, 24)},
-    batch=2, budget_s=0.3, compare_budget_s=0.5, min_runs=2, max_runs=3,
+    batch=2,
+    budget_s=0.3,
+    compare_budget_s=0.5,
+    min_runs=2,
+    max_runs=3,
     fft_vs_reference_size=16,
     cache_sizes={PRESET_1D: (784,), PRESET_2D: (32,)},
     nlogn_sizes=(256, 1024),
@@ -191,7 +200,9 @@ class ModelFactory:
         key = (variant.preset, variant.mode, variant.conv_impl)
         if key not in self._built:
             torch.manual_seed(0)
-            self._built[key] = build_ccnn(variant.preset, mode=variant.mode, conv_impl=variant.conv_impl).to(self.device)
+            self._built[key] = build_ccnn(variant.preset, mode=variant.mode, conv_impl=variant.conv_impl).to(
+                self.device
+            )
         model = copy.deepcopy(self._built[key])
         for conv in model.continuous_convs():
             conv.clear_kernel_cache()
@@ -264,8 +275,13 @@ def measure_variant(spec: dict, device: str, plan: Plan) -> dict:
     faults = _minor_page_faults()
     times = [time_call(step, device) for _ in range(repeat_count(warmup, plan.budget_s, plan))]
     return {
-        "variant": asdict(variant), "label": variant.label, "warmup_s": warmup, "times_s": times,
-        "median_s": median(times), "peak_mem_mb": meter.peak_mb(), "mem_method": meter.method,
+        "variant": asdict(variant),
+        "label": variant.label,
+        "warmup_s": warmup,
+        "times_s": times,
+        "median_s": median(times),
+        "peak_mem_mb": meter.peak_mb(),
+        "mem_method": meter.method,
         "minor_page_faults_per_run": (_minor_page_faults() - faults) / len(times),
         "conv_paths": dict(Counter(paths)),
     }
@@ -293,8 +309,11 @@ def compare_variants(spec: dict, device: str, plan: Plan) -> dict:
         for run, step in zip(times, steps):
             run.append(time_call(step, device))
     return {
-        "labels": [v.label for v in variants], "variants": [asdict(v) for v in variants],
-        "warmups_s": warmups, "times_s": times, "medians_s": [median(run) for run in times],
+        "labels": [v.label for v in variants],
+        "variants": [asdict(v) for v in variants],
+        "warmups_s": warmups,
+        "times_s": times,
+        "medians_s": [median(run) for run in times],
     }
 
 
@@ -333,9 +352,12 @@ def compare_layer_paths(spec: dict, device: str, plan: Plan) -> dict:
     direct_times = [time_call(direct_step, device) for _ in range(plan.layer_direct_runs)]
     return {
         "label": f"{variant.preset} block conv {variant.size}px b{variant.batch} fwd+bwd",
-        "kernel_shape": list(kernel.shape), "input_shape": list(x.shape),
-        "fft_times_s": fft_times, "direct_times_s": direct_times,
-        "fft_median_s": median(fft_times), "direct_median_s": median(direct_times),
+        "kernel_shape": list(kernel.shape),
+        "input_shape": list(x.shape),
+        "fft_times_s": fft_times,
+        "direct_times_s": direct_times,
+        "fft_median_s": median(fft_times),
+        "direct_median_s": median(direct_times),
     }
 
 
@@ -346,18 +368,27 @@ def machine_info(spec: dict, device: str, plan: Plan) -> dict:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     return {
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(), "device": device,
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
         "env": {name: value for name, value in sorted(os.environ.items()) if name.startswith(TUNING_ENV_PREFIXES)},
     }
 
 
 WORKER_TASKS: dict[str, Callable[[dict, str, Plan], dict]] = {
-    "measure": measure_variant, "compare": compare_variants, "layer": compare_layer_paths, "info": machine_info,
+    "measure": measure_variant,
+    "compare": compare_variants,
+    "layer": compare_layer_paths,
+    "info": machine_info,
 }
 
 
@@ -385,8 +416,10 @@ def job_list(plan: Plan) -> list[dict]:
                 variant = Variant(preset, size, batch=plan.batch, backward=backward)
                 jobs.append({"task": "measure", "name": variant.label, "variant": asdict(variant)})
     size = plan.fft_vs_reference_size
-    pair = [Variant(PRESET_2D, size, batch=plan.batch, backward=True, conv_impl="fft"),
-            Variant(PRESET_2D, size, batch=plan.batch, backward=True, mode="reference")]
+    pair = [
+        Variant(PRESET_2D, size, batch=plan.batch, backward=True, conv_impl="fft"),
+        Variant(PRESET_2D, size, batch=plan.batch, backward=True, mode="reference"),
+    ]
     jobs.append({"task": "compare", "name": "fft_vs_reference", "variants": [asdict(v) for v in pair]})
     layer = Variant(PRESET_2D, size, batch=plan.batch, backward=True, conv_impl="fft")
     jobs.append({"task": "layer", "name": "direct_vs_fft_layer", "variant": asdict(layer)})
@@ -420,29 +453,53 @@ def ratio_rows(results: dict[str, dict], plan: Plan) -> list[dict]:
     ref = results["fft_vs_reference"]
     fft_s, ref_s = ref["medians_s"]
     size = plan.fft_vs_reference_size
-    rows.append(_row(f"{PRESET_2D} {size}px fwd+bwd: reference (direct 33x33) / continuous FFT",
-                     ref_s / fft_s, f">= {FFT_SPEEDUP_TARGET:g}", ref_s / fft_s >= FFT_SPEEDUP_TARGET,
-                     f"reference {_ms(ref_s)} ms, continuous fft {_ms(fft_s)} ms"))
+    rows.append(
+        _row(
+            f"{PRESET_2D} {size}px fwd+bwd: reference (direct 33x33) / continuous FFT",
+            ref_s / fft_s,
+            f">= {FFT_SPEEDUP_TARGET:g}",
+            ref_s / fft_s >= FFT_SPEEDUP_TARGET,
+            f"reference {_ms(ref_s)} ms, continuous fft {_ms(fft_s)} ms",
+        )
+    )
     layer = results["direct_vs_fft_layer"]
     kernel = "x".join(str(k) for k in layer["kernel_shape"])
-    rows.append(_row(f"{PRESET_2D} {size}px one block conv fwd+bwd: continuous direct / FFT",
-                     layer["direct_median_s"] / layer["fft_median_s"], "-", None,
-                     f"kernel {kernel}: direct {_ms(layer['direct_median_s'])} ms "
-                     f"({len(layer['direct_times_s'])} run), fft {_ms(layer['fft_median_s'])} ms"))
+    rows.append(
+        _row(
+            f"{PRESET_2D} {size}px one block conv fwd+bwd: continuous direct / FFT",
+            layer["direct_median_s"] / layer["fft_median_s"],
+            "-",
+            None,
+            f"kernel {kernel}: direct {_ms(layer['direct_median_s'])} ms "
+            f"({len(layer['direct_times_s'])} run), fft {_ms(layer['fft_median_s'])} ms",
+        )
+    )
     for preset, sizes in plan.cache_sizes.items():
         medians = results[f"cache {preset}"]["medians_s"]
         for n, cached, uncached in zip(sizes, medians[0::2], medians[1::2]):
-            rows.append(_row(f"{preset} {n} fwd b1: uncached / cached kernels", uncached / cached,
-                             f">= {CACHE_SPEEDUP_TARGET:g}", uncached / cached >= CACHE_SPEEDUP_TARGET,
-                             f"cached {_ms(cached)} ms, uncached {_ms(uncached)} ms"))
+            rows.append(
+                _row(
+                    f"{preset} {n} fwd b1: uncached / cached kernels",
+                    uncached / cached,
+                    f">= {CACHE_SPEEDUP_TARGET:g}",
+                    uncached / cached >= CACHE_SPEEDUP_TARGET,
+                    f"cached {_ms(cached)} ms, uncached {_ms(uncached)} ms",
+                )
+            )
     small, big = plan.nlogn_sizes
     expected = nlogn(big) / nlogn(small)
     fwd_small, fwd_big, bwd_small, bwd_big = results["nlogn"]["medians_s"]
     for kind, t_small, t_big in (("fwd", fwd_small, fwd_big), ("fwd+bwd", bwd_small, bwd_big)):
         growth = (t_big / t_small) / expected
-        rows.append(_row(f"{PRESET_1D} {kind}: (t({big}) / t({small})) / N log N growth {expected:.2f}",
-                         growth, f"<= {NLOGN_GROWTH_TARGET:g}", growth <= NLOGN_GROWTH_TARGET,
-                         f"t({small}) {_ms(t_small)} ms, t({big}) {_ms(t_big)} ms, time growth {t_big / t_small:.2f}x"))
+        rows.append(
+            _row(
+                f"{PRESET_1D} {kind}: (t({big}) / t({small})) / N log N growth {expected:.2f}",
+                growth,
+                f"<= {NLOGN_GROWTH_TARGET:g}",
+                growth <= NLOGN_GROWTH_TARGET,
+                f"t({small}) {_ms(t_small)} ms, t({big}) {_ms(t_big)} ms, time growth {t_big / t_small:.2f}x",
+            )
+        )
     return rows
 
 
@@ -466,7 +523,7 @@ def markdown(machine: dict, configs: list[dict], ratios: list[dict]) -> str:
         f"tuning variables: {_env(machine['env'])}. "
         f"Load average at start {_load(machine['load_start'])}, at end {_load(machine['load_end'])}.",
         "",
-        "Medians of the timed runs after one warm-up; batch 2; continuous mode, `conv_impl=\"auto\"`. "
+        'Medians of the timed runs after one warm-up; batch 2; continuous mode, `conv_impl="auto"`. '
         "Forward: eval, no_grad, kernels cached. Forward+backward: train mode, `logits.sum().backward()`. "
         "Peak memory: growth over the memory in use just before the warm-up. Page faults: minor faults "
         "per timed run (fresh pages the OS maps in; each costs a 4 KiB zero-fill). Conv paths: the depthwise "
@@ -482,12 +539,19 @@ def markdown(machine: dict, configs: list[dict], ratios: list[dict]) -> str:
             continue
         fwd, bwd = by_key[preset, size, False], by_key[preset, size, True]
         shape = str(size) if preset == PRESET_1D else f"{size}x{size}"
-        lines.append(f"| {preset} | {shape} | {_ms(fwd['median_s'])} | {_ms(bwd['median_s'])} | "
-                     f"{len(fwd['times_s'])} / {len(bwd['times_s'])} | {fwd['peak_mem_mb']:.0f} | "
-                     f"{bwd['peak_mem_mb']:.0f} | {_faults(fwd)} / {_faults(bwd)} | "
-                     f"{_paths(fwd)} / {_paths(bwd)} |")
-    lines += ["", "Ratios, each measured within one process (variants interleaved round by round):", "",
-              "| ratio | measured | target | met | details |", "|---|---:|---|---|---|"]
+        lines.append(
+            f"| {preset} | {shape} | {_ms(fwd['median_s'])} | {_ms(bwd['median_s'])} | "
+            f"{len(fwd['times_s'])} / {len(bwd['times_s'])} | {fwd['peak_mem_mb']:.0f} | "
+            f"{bwd['peak_mem_mb']:.0f} | {_faults(fwd)} / {_faults(bwd)} | "
+            f"{_paths(fwd)} / {_paths(bwd)} |"
+        )
+    lines += [
+        "",
+        "Ratios, each measured within one process (variants interleaved round by round):",
+        "",
+        "| ratio | measured | target | met | details |",
+        "|---|---:|---|---|---|",
+    ]
     for row in ratios:
         met = "-" if row["met"] is None else ("yes" if row["met"] else "**NO**")
         lines.append(f"| {row['ratio']} | {row['value']:.2f} | {row['target']} | {met} | {row['detail']} |")
@@ -522,14 +586,24 @@ def plot(configs: list[dict], path: Path) -> None:
     for ax, preset in zip(axes[0], presets):
         dim = 1 if preset == PRESET_1D else 2
         for backward, style in ((False, "o-"), (True, "s-")):
-            points = sorted((c["variant"]["size"] ** dim, c["median_s"]) for c in configs
-                            if c["variant"]["preset"] == preset and c["variant"]["backward"] == backward)
+            points = sorted(
+                (c["variant"]["size"] ** dim, c["median_s"])
+                for c in configs
+                if c["variant"]["preset"] == preset and c["variant"]["backward"] == backward
+            )
             n, t = zip(*points)
             ax.plot(n, t, style, label="fwd+bwd" if backward else "fwd (eval, cached)")
             if backward:
-                ax.plot(n, [t[0] * nlogn(m) / nlogn(n[0]) for m in n], "k--", label="N log N (from first fwd+bwd point)")
-        ax.set(xscale="log", yscale="log", title=f"{preset}, batch 2",
-               xlabel="input positions N" + (" (L)" if dim == 1 else " (H x W)"), ylabel="seconds")
+                ax.plot(
+                    n, [t[0] * nlogn(m) / nlogn(n[0]) for m in n], "k--", label="N log N (from first fwd+bwd point)"
+                )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            title=f"{preset}, batch 2",
+            xlabel="input positions N" + (" (L)" if dim == 1 else " (H x W)"),
+            ylabel="seconds",
+        )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -557,7 +631,13 @@ def run_benchmark(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"quick": args.quick, "device": args.device, "threads": args.threads, "plan": asdict(plan)}
-    payload = {"machine": machine, "settings": settings, "configs": configs, "ratios": ratios, "comparisons": comparisons}
+    payload = {
+        "machine": machine,
+        "settings": settings,
+        "configs": configs,
+        "ratios": ratios,
+        "comparisons": comparisons,
+    }
     (out / "speed.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "speed.md").write_text(report)
     plot(configs, out / "speed.png")

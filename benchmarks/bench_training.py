@@ -17,6 +17,7 @@ After one warm-up step each, the models are timed interleaved, round by round (s
 hit both); the ratio is of the medians. Writes ``OUT/training.json`` and ``OUT/training.md``
 (default OUT: ``benchmarks/results``) with the load average before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,25 +76,41 @@ def compare(preset: str, ccnn_shape, resnet_shape, rounds: int) -> dict:
         for name, step in steps.items():
             times[name].append(step())
     medians = {name: median(t) for name, t in times.items()}
-    return {"preset": preset, "ccnn_input": list(ccnn_shape), "resnet18_input": list(resnet_shape), "batch": BATCH,
-            "warmup_s": warmup, "times_s": times, "median_s": medians, "ratio": medians["ccnn"] / medians["resnet18"],
-            "params": {"ccnn": sum(p.numel() for p in ccnn.parameters()),
-                       "resnet18": sum(p.numel() for p in resnet.parameters())}}
+    return {
+        "preset": preset,
+        "ccnn_input": list(ccnn_shape),
+        "resnet18_input": list(resnet_shape),
+        "batch": BATCH,
+        "warmup_s": warmup,
+        "times_s": times,
+        "median_s": medians,
+        "ratio": medians["ccnn"] / medians["resnet18"],
+        "params": {
+            "ccnn": sum(p.numel() for p in ccnn.parameters()),
+            "resnet18": sum(p.numel() for p in resnet.parameters()),
+        },
+    }
 
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = ["# CPU training steps: CCNN vs resnet18 (same data and batch size)", "",
-             f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with {m['threads']} threads, "
-             f"`OMP_WAIT_POLICY={m['omp_wait_policy']}`. Load average (1 / 5 / 15 min) before "
-             f"{' / '.join(f'{v:.2f}' for v in m['load_before'])}, after {' / '.join(f'{v:.2f}' for v in m['load_after'])}. "
-             f"Batch {BATCH}, AdamW, medians of {report['rounds']} interleaved rounds after one warm-up step.", "",
-             "| comparison | CCNN step ms | resnet18 step ms | CCNN / resnet18 | target | met |",
-             "|---|---:|---:|---:|---|---|"]
+    lines = [
+        "# CPU training steps: CCNN vs resnet18 (same data and batch size)",
+        "",
+        f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with {m['threads']} threads, "
+        f"`OMP_WAIT_POLICY={m['omp_wait_policy']}`. Load average (1 / 5 / 15 min) before "
+        f"{' / '.join(f'{v:.2f}' for v in m['load_before'])}, after {' / '.join(f'{v:.2f}' for v in m['load_after'])}. "
+        f"Batch {BATCH}, AdamW, medians of {report['rounds']} interleaved rounds after one warm-up step.",
+        "",
+        "| comparison | CCNN step ms | resnet18 step ms | CCNN / resnet18 | target | met |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for name, r in report["results"].items():
         target = COMPARISONS[name][3]
-        lines.append(f"| {name} (`{r['preset']}`) | {1e3 * r['median_s']['ccnn']:.0f} | {1e3 * r['median_s']['resnet18']:.0f} | "
-                     f"{r['ratio']:.2f} | <= {target:g} | {'yes' if r['ratio'] <= target else '**NO**'} |")
+        lines.append(
+            f"| {name} (`{r['preset']}`) | {1e3 * r['median_s']['ccnn']:.0f} | {1e3 * r['median_s']['resnet18']:.0f} | "
+            f"{r['ratio']:.2f} | <= {target:g} | {'yes' if r['ratio'] <= target else '**NO**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -118,11 +135,19 @@ def main(argv: list[str] | None = None) -> dict:
         preset, ccnn_shape, resnet_shape, _ = COMPARISONS[name]
         results[name] = compare(preset, ccnn_shape, resnet_shape, args.rounds)
         print(f"{name}: CCNN / resnet18 = {results[name]['ratio']:.2f}", flush=True)
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
-                          "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
-                          "load_before": load_before, "load_after": os.getloadavg()},
-              "rounds": args.rounds, "results": results}
+    report = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "logical_cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        },
+        "rounds": args.rounds,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(report, indent=1))
     (args.out / "training.md").write_text(markdown(report))

@@ -12,6 +12,7 @@ Usage::
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/calibrate_conv_path.py [--threads N] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,15 +27,26 @@ from ccnn_hf.fftconv import crossover_for, depthwise_conv_direct, depthwise_conv
 
 CHANNELS = 140
 # (x shape without channels, kernel spatial shape, causal)
-GRID_1D = [((b, n), (k,), True) for b in (1, 8, 64) for n in (64, 196, 784, 2048)
-           for k in sorted({3, 9, 17, 33, n // 8, n // 4, n // 2, n}) if 3 <= k <= n]
-GRID_2D = [((b, n, n), (k, k), False) for b in (1, 8, 64) for n in (8, 14, 32, 64)
-           for k in sorted({3, 5, 9, 15, 2 * (n // 4) + 1, 2 * (n // 2) + 1, n + 1 - n % 2}) if k <= n + 1]
+GRID_1D = [
+    ((b, n), (k,), True)
+    for b in (1, 8, 64)
+    for n in (64, 196, 784, 2048)
+    for k in sorted({3, 9, 17, 33, n // 8, n // 4, n // 2, n})
+    if 3 <= k <= n
+]
+GRID_2D = [
+    ((b, n, n), (k, k), False)
+    for b in (1, 8, 64)
+    for n in (8, 14, 32, 64)
+    for k in sorted({3, 5, 9, 15, 2 * (n // 4) + 1, 2 * (n // 2) + 1, n + 1 - n % 2})
+    if k <= n + 1
+]
 MAX_DIRECT_COST = 2e10  # larger problems are FFT by any crossover in range, and take minutes on the direct path
 
 
 def time_call(fn, x: torch.Tensor, kernel: torch.Tensor, causal: bool, backward: bool, budget_s: float) -> float:
     """Median-of-few wall time of one call (forward, or forward+backward), after one warm-up."""
+
     def once() -> float:
         start = time.perf_counter()
         out = fn(x, kernel, None, causal)
@@ -56,13 +68,17 @@ def measure(budget_s: float) -> list[dict]:
         direct_cost, fft_cost = estimated_costs(x_shape, kernel_shape, causal)
         if direct_cost > MAX_DIRECT_COST:
             continue
-        row = dict(x=list(x_shape), kernel=list(kernel_shape), causal=causal, direct_cost=direct_cost, fft_cost=fft_cost)
+        row = dict(
+            x=list(x_shape), kernel=list(kernel_shape), causal=causal, direct_cost=direct_cost, fft_cost=fft_cost
+        )
         for backward in (False, True):
             x = torch.randn(x_shape, requires_grad=backward)
             kernel = torch.randn(kernel_shape, requires_grad=backward)
             with torch.enable_grad() if backward else torch.no_grad():
                 for name, fn in (("direct", depthwise_conv_direct), ("fft", depthwise_conv_fft)):
-                    row[f"{name}_{'train' if backward else 'eval'}_s"] = time_call(fn, x, kernel, causal, backward, budget_s)
+                    row[f"{name}_{'train' if backward else 'eval'}_s"] = time_call(
+                        fn, x, kernel, causal, backward, budget_s
+                    )
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -104,13 +120,23 @@ def main() -> None:
             in_use = crossover_for(pass_ == "train", data_dim)
             best_total = sum(min(r[f"direct_{pass_}_s"], r[f"fft_{pass_}_s"]) for r in subset)
             name = f"{pass_} {data_dim}D"
-            summary[name] = dict(best_crossover=crossover, lost_s=lost, in_use=in_use,
-                                 lost_in_use_s=loss(subset, in_use, pass_), best_total_s=best_total)
-            print(f"{name}: best crossover {crossover:.3g} (loses {lost:.3f} s of {best_total:.3f} s); "
-                  f"in use {in_use:.3g} (loses {summary[name]['lost_in_use_s']:.3f} s)")
+            summary[name] = dict(
+                best_crossover=crossover,
+                lost_s=lost,
+                in_use=in_use,
+                lost_in_use_s=loss(subset, in_use, pass_),
+                best_total_s=best_total,
+            )
+            print(
+                f"{name}: best crossover {crossover:.3g} (loses {lost:.3f} s of {best_total:.3f} s); "
+                f"in use {in_use:.3g} (loses {summary[name]['lost_in_use_s']:.3f} s)"
+            )
     if args.out:
-        args.out.write_text(json.dumps(dict(rows=rows, summary=summary, threads=torch.get_num_threads(),
-                                            load=os.getloadavg()), indent=1))
+        args.out.write_text(
+            json.dumps(
+                dict(rows=rows, summary=summary, threads=torch.get_num_threads(), load=os.getloadavg()), indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

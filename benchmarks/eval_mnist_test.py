@@ -6,6 +6,7 @@
 
 The npz holds ``images`` (uint8 [N, 28, 28]) and ``labels``; 28x28 is MNIST's native resolution.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ module, and the allocator's live-byte peak of a forward+backward.
   peak RSS of ``bench_speed.py`` is higher: it also counts heap memory that was freed but not
   reusable (fragmentation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,9 @@ def live_peak_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     model.zero_grad(set_to_none=True)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model(x).sum().backward()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
     live = peak = 0
     for event in events:
         live += event.nbytes()
@@ -82,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     model(x).sum().backward()  # warm-up: kernel plans, lazy state
     saved = saved_by_module(model, x)
     mib = 2**20
-    print(f"{args.preset} {args.mode} input {tuple(x.shape)}: saved for backward {sum(saved.values()) / mib:.1f} MiB, "
-          f"live peak of a forward+backward {live_peak_bytes(model, x) / mib:.1f} MiB")
+    print(
+        f"{args.preset} {args.mode} input {tuple(x.shape)}: saved for backward {sum(saved.values()) / mib:.1f} MiB, "
+        f"live peak of a forward+backward {live_peak_bytes(model, x) / mib:.1f} MiB"
+    )
     kinds: Counter = Counter()
     for name, nbytes in saved.items():
         kinds[name.split(".")[-1] if name else "(model)"] += nbytes

@@ -7,6 +7,7 @@ The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`, the settings table
 the ``ccnn_2d*`` models with timm's registry (``pip install ccnn_hf[timm]``). Without them those
 names raise an ImportError saying what to install.
 """
+
 from .cli_env import prefer_passive_openmp
 
 prefer_passive_openmp()  # ccnn-train: before torch loads OpenMP (see cli_env)
@@ -25,10 +26,14 @@ __version__ = "0.1.0"
 
 # The transformers layer: name -> (module, the extra that installs its library).
 _HF_NAMES = {
-    "CCNNConfig": "configuration_ccnn", "CCNNFeatureExtractor": "feature_extraction_ccnn",
-    "CCNNImageProcessor": "image_processing_ccnn", "CCNNModel": "modeling_ccnn",
-    "CCNNPreTrainedModel": "modeling_ccnn", "CCNNForImageClassification": "modeling_ccnn",
-    "CCNNForSequenceClassification": "modeling_ccnn", "CCNNForAudioClassification": "modeling_ccnn",
+    "CCNNConfig": "configuration_ccnn",
+    "CCNNFeatureExtractor": "feature_extraction_ccnn",
+    "CCNNImageProcessor": "image_processing_ccnn",
+    "CCNNModel": "modeling_ccnn",
+    "CCNNPreTrainedModel": "modeling_ccnn",
+    "CCNNForImageClassification": "modeling_ccnn",
+    "CCNNForSequenceClassification": "modeling_ccnn",
+    "CCNNForAudioClassification": "modeling_ccnn",
 }
 _OPTIONAL = {"transformers": "hf", "timm": "timm", "torchvision": "hf"}
 
@@ -67,9 +72,27 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CCNN", "CCNNBlock", "CCNNHead", "CCNNStem", "SeparableContinuousConv", "MAGNet", "SIREN",
-    "build_ccnn", "preset_model_kwargs", "freeze", "FrozenCCNN", "load_original_state_dict",
+    "CCNN",
+    "CCNNBlock",
+    "CCNNHead",
+    "CCNNStem",
+    "SeparableContinuousConv",
+    "MAGNet",
+    "SIREN",
+    "build_ccnn",
+    "preset_model_kwargs",
+    "freeze",
+    "FrozenCCNN",
+    "load_original_state_dict",
     "convert_original_state_dict",
-    "PRESETS", "Preset", "get_preset", "list_presets", "__version__", "RELEASES", "available_releases",
-    "released_weights", "plot_kernels", *_HF_NAMES,
+    "PRESETS",
+    "Preset",
+    "get_preset",
+    "list_presets",
+    "__version__",
+    "RELEASES",
+    "available_releases",
+    "released_weights",
+    "plot_kernels",
+    *_HF_NAMES,
 ]

@@ -6,6 +6,7 @@ samples x 140 channels is 73 MB) maps, zero-fills and unmaps them again on every
 of page faults per forward pass, which grow faster than the work itself. Raising the threshold
 and the trim limit keeps such blocks in the heap for reuse.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -28,6 +29,8 @@ def keep_large_allocations(mmap_threshold: int = 1 << 30, trim_threshold: int = 
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+        )
     except (OSError, AttributeError):
         return False

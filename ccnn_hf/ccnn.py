@@ -19,6 +19,7 @@ The module follows timm's model API (``forward_features``, ``forward_head``,
 ``reset_classifier``, ``num_features``, ``feature_info``, ``set_grad_checkpointing``)
 without importing timm.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,14 @@ from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
 from .masking import MaskState, masked_batch_norm, masked_pool, prepare_masks, zero_fill_input
 from .settings import (
-    DROPOUT_TYPES, GLOBAL_POOLS, INIT_SCHEMES, check_settings, kernel_options, model_settings, resolve, signature,
+    DROPOUT_TYPES,
+    GLOBAL_POOLS,
+    INIT_SCHEMES,
+    check_settings,
+    kernel_options,
+    model_settings,
+    resolve,
+    signature,
 )
 from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
 
@@ -41,8 +49,18 @@ __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedF
 
 # Settings every SeparableContinuousConv of the model takes as they are (kernel_size and
 # base_resolution are resolved first; the generator's own settings travel as kernel_options).
-_CONV_SETTINGS = ("causal", "mode", "kernel_net", "kernel_layers", "mask_init", "mask_threshold", "conv_impl",
-                  "use_fft", "fft_threshold", "legacy_odd_fft")
+_CONV_SETTINGS = (
+    "causal",
+    "mode",
+    "kernel_net",
+    "kernel_layers",
+    "mask_init",
+    "mask_threshold",
+    "conv_impl",
+    "use_fft",
+    "fft_threshold",
+    "legacy_odd_fft",
+)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
@@ -64,8 +82,9 @@ class CCNNStem(nn.Module):
         self.norm = _BATCH_NORMS[data_dim - 1](channels)
         self.act = nn.GELU()
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
-                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+    def forward(
+        self, x: torch.Tensor, scale: Sequence[float] | None = None, state: MaskState | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
         """``state``: mask-aware mode (see :mod:`ccnn_hf.masking`); returns ``(output, state)`` then."""
         if state is None:
             return self.act(self.norm(self.conv(x, scale)))
@@ -91,8 +110,9 @@ class CCNNBlock(nn.Module):
         nn.init.kaiming_normal_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
-                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+    def forward(
+        self, x: torch.Tensor, scale: Sequence[float] | None = None, state: MaskState | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
         """``state``: mask-aware mode (see :mod:`ccnn_hf.masking`); returns ``(output, state)`` then."""
         if state is None:
             h = self.act1(self.conv(self.norm(x), scale))
@@ -227,11 +247,20 @@ def refuse_masks_in_graph(
     graph keeps it): they hold the mask-free computation (mask handling has data-dependent
     shapes and branches), so masks given to one are refused instead of ignored.
     ``nan_is_missing`` is not traced either."""
-    given = [name for name, m in (("attention_mask", attention_mask), ("observed_mask", observed_mask),
-                                  ("timestamps", timestamps)) if m is not None]
+    given = [
+        name
+        for name, m in (
+            ("attention_mask", attention_mask),
+            ("observed_mask", observed_mask),
+            ("timestamps", timestamps),
+        )
+        if m is not None
+    ]
     if given:
-        raise ValueError(f"this FX-traced CCNN graph was traced without masks and cannot take {', '.join(given)}; "
-                         "run the eager model for padded, partially observed or irregularly sampled inputs")
+        raise ValueError(
+            f"this FX-traced CCNN graph was traced without masks and cannot take {', '.join(given)}; "
+            "run the eager model for padded, partially observed or irregularly sampled inputs"
+        )
     return x
 
 
@@ -314,8 +343,11 @@ class CCNN(nn.Module):
         self.settings = settings  # every argument as resolved (a plain dict: models pickle and deepcopy)
         data_dim, hidden_channels = settings["data_dim"], settings["hidden_channels"]
         num_blocks = settings["num_blocks"]
-        base_resolution, causal, base_sampling_rate = (settings["base_resolution"], settings["causal"],
-                                                       settings["base_sampling_rate"])
+        base_resolution, causal, base_sampling_rate = (
+            settings["base_resolution"],
+            settings["causal"],
+            settings["base_sampling_rate"],
+        )
 
         self.data_dim, self.in_chans, self.num_classes = data_dim, settings["in_chans"], settings["num_classes"]
         self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate
@@ -332,10 +364,15 @@ class CCNN(nn.Module):
             **{name: settings[name] for name in _CONV_SETTINGS},
         )
         self.drop_in = nn.Dropout(settings["dropout_in"])
-        self.stem = CCNNStem(self.in_chans + (self.missing_values == "zero_fill"), hidden_channels, data_dim, conv_kwargs)
-        self.blocks = nn.Sequential(*(
-            self.block_class(hidden_channels, data_dim, conv_kwargs, settings["dropout"], settings["dropout_type"])
-            for _ in range(num_blocks)))
+        self.stem = CCNNStem(
+            self.in_chans + (self.missing_values == "zero_fill"), hidden_channels, data_dim, conv_kwargs
+        )
+        self.blocks = nn.Sequential(
+            *(
+                self.block_class(hidden_channels, data_dim, conv_kwargs, settings["dropout"], settings["dropout_type"])
+                for _ in range(num_blocks)
+            )
+        )
         self.norm = _BATCH_NORMS[data_dim - 1](hidden_channels)
         self.head = CCNNHead(hidden_channels, self.num_classes, settings["global_pool"])
         self.feature_info = [dict(num_chs=hidden_channels, reduction=1, module="stem")] + [
@@ -420,8 +457,9 @@ class CCNN(nn.Module):
         ``resolution``: the grid size the (full-field) input corresponds to, per axis.
         ``sampling_rate``: the input's rate, for rate-defined models (audio in Hz).
         """
-        return resolve_input_scale(self.mode, self.data_dim, self.base_resolution, self.base_sampling_rate,
-                                   resolution, sampling_rate)
+        return resolve_input_scale(
+            self.mode, self.data_dim, self.base_resolution, self.base_sampling_rate, resolution, sampling_rate
+        )
 
     # -- kernel plans ----------------------------------------------------------------------
     def refresh_kernel_plan(self, scale: Sequence[float] | None = None) -> None:
@@ -492,8 +530,14 @@ class CCNN(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features after the final norm, and the outputs of the stem and of every block (zero on
         padded positions; on the timestamp grid when ``timestamps`` are given)."""
-        features, intermediates, _ = self.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
-                                                        observed_mask=observed_mask, timestamps=timestamps)
+        features, intermediates, _ = self.encode_masked(
+            x,
+            resolution,
+            sampling_rate,
+            attention_mask=attention_mask,
+            observed_mask=observed_mask,
+            timestamps=timestamps,
+        )
         return features, intermediates
 
     def encode_masked(
@@ -508,8 +552,9 @@ class CCNN(nn.Module):
     ) -> "MaskedFeatures":
         """:meth:`encode` plus the real positions of the features (``valid [B, 1, *spatial]`` bool,
         None when all are real), which :meth:`CCNNHead.pool` takes to pool over them only."""
-        return MaskedFeatures(*self._encode(x, None, False, False, resolution, sampling_rate,
-                                            (attention_mask, observed_mask, timestamps)))
+        return MaskedFeatures(
+            *self._encode(x, None, False, False, resolution, sampling_rate, (attention_mask, observed_mask, timestamps))
+        )
 
     def forward_features(
         self,
@@ -522,8 +567,14 @@ class CCNN(nn.Module):
         timestamps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unpooled features ``[B, H, *spatial]`` after the final norm."""
-        return self.encode(x, resolution, sampling_rate, attention_mask=attention_mask,
-                           observed_mask=observed_mask, timestamps=timestamps)[0]
+        return self.encode(
+            x,
+            resolution,
+            sampling_rate,
+            attention_mask=attention_mask,
+            observed_mask=observed_mask,
+            timestamps=timestamps,
+        )[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -540,8 +591,14 @@ class CCNN(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks); pooled over the real
         positions only when an ``attention_mask`` (or ``timestamps``) says which they are."""
-        features, _, valid = self.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
-                                                observed_mask=observed_mask, timestamps=timestamps)
+        features, _, valid = self.encode_masked(
+            x,
+            resolution,
+            sampling_rate,
+            attention_mask=attention_mask,
+            observed_mask=observed_mask,
+            timestamps=timestamps,
+        )
         return self.forward_head(features) if valid is None else self.head(features, valid=valid)
 
     # -- timm feature API (forward_intermediates / prune_intermediate_layers / group_matcher) --
@@ -596,8 +653,9 @@ class CCNN(nn.Module):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
-        final, intermediates, _ = self._encode(x, indices, norm, stop_early, resolution, sampling_rate,
-                                               (attention_mask, observed_mask, timestamps))
+        final, intermediates, _ = self._encode(
+            x, indices, norm, stop_early, resolution, sampling_rate, (attention_mask, observed_mask, timestamps)
+        )
         return intermediates if intermediates_only else (final, intermediates)
 
     def _encode(
@@ -621,8 +679,9 @@ class CCNN(nn.Module):
         state = MaskState()
         if masked:
             grid_rate = 1.0 if scale is None else float(scale[0])
-            x, state = prepare_masks(x, *masks, nan_is_missing=self.nan_is_missing, check_finite=self.check_finite,
-                                     grid_rate=grid_rate)
+            x, state = prepare_masks(
+                x, *masks, nan_is_missing=self.nan_is_missing, check_finite=self.check_finite, grid_rate=grid_rate
+            )
             if masks[2] is not None and self.mode == "continuous":  # the grid's step is 1 / grid_rate base samples
                 scale = (grid_rate,)
         if self.missing_values == "zero_fill":
@@ -667,8 +726,9 @@ class CCNN(nn.Module):
         blocks = self.blocks[:max_index] if stop_early else self.blocks
         index = 0
         for index, block in enumerate(blocks, start=1):
-            h, state = (checkpoint(block, h, scale, state, use_reentrant=False) if checkpointed
-                        else block(h, scale, state))
+            h, state = (
+                checkpoint(block, h, scale, state, use_reentrant=False) if checkpointed else block(h, scale, state)
+            )
             if index in take:
                 intermediates.append(output(h, norm and index == last))
         return output(h, index == last), intermediates, valid
@@ -693,7 +753,6 @@ class CCNN(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for timm's layer-wise learning-rate decay / optimizer factory."""
         return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
-
 
 
 CCNN.__init__.__signature__ = signature(model_settings())  # help(CCNN) and inspect show every setting

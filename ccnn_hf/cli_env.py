@@ -7,6 +7,7 @@ with other jobs every parallel region then waits for a descheduled spinning thre
 threads sleep instead and cost little on a quiet machine. This module imports nothing heavy, so
 ``ccnn_hf/__init__.py`` can call it before anything imports torch.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """transformers configuration of CCNN models (``model_type="ccnn"``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,15 @@ def _check_model_type(model_type: str | None) -> None:
     without ``model_type``, which transformers takes for a timm checkpoint: ``timm_wrapper``)."""
     if model_type in (None, CCNNConfig.model_type):
         return
-    hint = (" config.json has no \"model_type\", so transformers took the folder for a timm checkpoint (its "
-            "\"pretrained_cfg\"); add \"model_type\": \"ccnn\" to config.json, or load it with "
-            "timm.create_model(\"local-dir:<folder>\") after import ccnn_hf") if model_type == "timm_wrapper" else ""
+    hint = (
+        (
+            ' config.json has no "model_type", so transformers took the folder for a timm checkpoint (its '
+            '"pretrained_cfg"); add "model_type": "ccnn" to config.json, or load it with '
+            'timm.create_model("local-dir:<folder>") after import ccnn_hf'
+        )
+        if model_type == "timm_wrapper"
+        else ""
+    )
     raise ValueError(f"a CCNN config needs model_type 'ccnn', got {model_type!r}.{hint}")
 
 
@@ -36,8 +43,10 @@ def _renamed(kwargs: dict[str, Any], old: str, value: Any) -> Any:
     legacy = kwargs.pop(old, None)
     if legacy is not None and value is not None and list(legacy) != list(value):
         new = old.removeprefix("input_")
-        raise ValueError(f"invalid CCNNConfig: {new}={list(value)!r} and its former name {old}={list(legacy)!r} "
-                         f"disagree; keep {new} only")
+        raise ValueError(
+            f"invalid CCNNConfig: {new}={list(value)!r} and its former name {old}={list(legacy)!r} "
+            f"disagree; keep {new} only"
+        )
     return legacy if value is None else value
 
 
@@ -113,14 +122,17 @@ class CCNNConfig(PretrainedConfig):
             if setting is None or setting.owner == "config":
                 others[setting.field if setting else key] = value
             elif setting.owner == "model" and setting.name != "num_classes":
-                raise ValueError(f"{key!r} is a CCNN argument that CCNNConfig does not hold (the transformers "
-                                 "models fix it); pass it to ccnn_hf.CCNN or build_ccnn instead")
+                raise ValueError(
+                    f"{key!r} is a CCNN argument that CCNNConfig does not hold (the transformers "
+                    "models fix it); pass it to ccnn_hf.CCNN or build_ccnn instead"
+                )
             else:
                 model_overrides[key] = value
         model = preset_model_kwargs(preset, **model_overrides)
         fields = {s.field: model[s.name] for s in config_settings() if s.name in model}
-        fields.update(modality=p.modality, preset=preset, num_labels=model["num_classes"],
-                      mean=list(p.mean), std=list(p.std))
+        fields.update(
+            modality=p.modality, preset=preset, num_labels=model["num_classes"], mean=list(p.mean), std=list(p.std)
+        )
         if p.model["num_classes"] == 1:  # a binary preset (as before any override)
             fields["problem_type"] = "multi_label_classification"
         if model["in_chans"] != p.model["in_chans"]:  # the preset's statistics describe its own channels

@@ -25,6 +25,7 @@ before the grid ends, which Riemann sums on grids of different steps need to agr
 kernels end abruptly at the present sample; their last tap gets half weight (trapezoid rule), so sums over grids of
 different steps agree to second order.
 """
+
 from __future__ import annotations
 
 import math
@@ -198,8 +199,10 @@ class SeparableContinuousConv(nn.Module):
         """
         reference = self.mode == "reference"
         if self.mask_width.is_meta:  # shapes only (a model on the meta device has no values to crop by)
-            return [axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
-                    for k, s in zip(self.kernel_size, scale)]
+            return [
+                axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
+                for k, s in zip(self.kernel_size, scale)
+            ]
         if width is None:
             with torch.no_grad():
                 width = self.effective_mask_width().detach().float().cpu()
@@ -258,7 +261,8 @@ class SeparableContinuousConv(nn.Module):
             if torch.compiler.is_exporting():
                 raise RuntimeError(
                     f"no kernel plan for input scale {scale}: run the model once in eager mode at this input "
-                    "size, or call model.refresh_kernel_plan(scale), before exporting it")
+                    "size, or call model.refresh_kernel_plan(scale), before exporting it"
+                )
             return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
         if entry is None or entry[0] != self._mask_state():
             refresh_kernel_plans([self], [scale])
@@ -275,8 +279,11 @@ class SeparableContinuousConv(nn.Module):
         plan = self.kernel_plan(scale)
         if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
             return self._sample_kernel(plan)
-        if (torch.is_grad_enabled() and plan.positions[0, 0].numel() >= RECOMPUTE_TAPS
-                and any(p.requires_grad for p in self.parameters())):
+        if (
+            torch.is_grad_enabled()
+            and plan.positions[0, 0].numel() >= RECOMPUTE_TAPS
+            and any(p.requires_grad for p in self.parameters())
+        ):
             # Many taps (fine resolutions): the generator's intermediates (hidden x taps, per
             # layer) are recomputed in the backward instead of kept.
             return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
@@ -308,8 +315,12 @@ class SeparableContinuousConv(nn.Module):
 
     def _cached_spectrum(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The kernel's FFT for this input size, cached next to a cached kernel (eval, no grad)."""
-        if (self.training or kernel.requires_grad or torch.compiler.is_compiling()
-                or not any(v is kernel for v in self._kernel_cache.values())):
+        if (
+            self.training
+            or kernel.requires_grad
+            or torch.compiler.is_compiling()
+            or not any(v is kernel for v in self._kernel_cache.values())
+        ):
             return None
         sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], self.causal))
         key = ("spectrum", id(kernel), sizes)
@@ -352,7 +363,9 @@ class SeparableContinuousConv(nn.Module):
         """The continuous depthwise convolution plus its bias, before the channel mixer."""
         return self._convolve(x, self.kernel(self.input_scale(x) if scale is None else scale))
 
-    def depthwise_masked(self, x: torch.Tensor, scale: Sequence[float] | None, state: MaskState) -> tuple[torch.Tensor, MaskState]:
+    def depthwise_masked(
+        self, x: torch.Tensor, scale: Sequence[float] | None, state: MaskState
+    ) -> tuple[torch.Tensor, MaskState]:
         """:meth:`depthwise` of an input with padding and / or unobserved positions (see
         :mod:`ccnn_hf.masking`): unobserved positions are reconstructed by normalised averaging,
         padded ones are zero; returns the output and the state of its positions."""
@@ -373,8 +386,9 @@ class SeparableContinuousConv(nn.Module):
             return depthwise_conv_fft(x, kernel, self.bias, self.causal, self._cached_spectrum(kernel, x))
         return depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
 
-    def forward(self, x: torch.Tensor, scale: Sequence[float] | None = None,
-                state: MaskState | None = None) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+    def forward(
+        self, x: torch.Tensor, scale: Sequence[float] | None = None, state: MaskState | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
         """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
         :meth:`input_scale`. With a :class:`~ccnn_hf.masking.MaskState` the convolution is
         mask-aware and returns ``(output, state of the output)``."""
@@ -384,20 +398,25 @@ class SeparableContinuousConv(nn.Module):
         return self.channel_mixer(out), state
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
-                f"causal={self.causal}, mode={self.mode!r}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
+            f"causal={self.causal}, mode={self.mode!r}"
+        )
 
 
-@torch.compiler.disable(reason="kernel plans read mask widths on the host: run the model once eagerly at this "
-                               "input size, or call model.refresh_kernel_plan(scale), before compiling it")
+@torch.compiler.disable(
+    reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+    "input size, or call model.refresh_kernel_plan(scale), before compiling it"
+)
 def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...]) -> KernelPlan:
     """Decide a missing kernel plan eagerly, outside a graph being compiled."""
     refresh_kernel_plans([conv], [scale])
     return conv._plans[conv._plan_key(scale)][1]
 
 
-def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv],
-                         scales: Sequence[Sequence[float]] | None = None) -> None:
+def refresh_kernel_plans(
+    convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None
+) -> None:
     """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
     for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
     convs = list(convs)
@@ -411,5 +430,5 @@ def refresh_kernel_plans(convs: Sequence[SeparableContinuousConv],
             widths = torch.cat([c.effective_mask_width().detach().float().to(device) for c in convs]).cpu()
         widths = widths.split([c.data_dim for c in convs])
     for conv, width in zip(convs, widths):
-        for scale in (conv.planned_scales() if scales is None else scales):
+        for scale in conv.planned_scales() if scales is None else scales:
             conv.store_plan(scale, width)

@@ -13,6 +13,7 @@ The frozen module gives the eager model's outputs (logits of a classifier head, 
 backbone) for inputs of that spatial size; any batch size works. Plain PyTorch: no transformers
 or timm import.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,6 +27,7 @@ from .continuous_conv import SeparableContinuousConv
 from .fftconv import depthwise_conv_direct, depthwise_conv_fft_official_1d
 
 __all__ = ["freeze", "FrozenCCNN", "FrozenConv"]
+
 
 class FrozenConv(nn.Module):
     """A :class:`SeparableContinuousConv` with its kernel sampled once: depthwise conv + 1x1 mixer."""
@@ -62,8 +64,10 @@ class FrozenCCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.input_shape[1:]:
             frozen = ", ".join(map(str, self.input_shape[1:]))
-            raise ValueError(f"this model was frozen for inputs of shape [B, {frozen}], "
-                             f"got {tuple(x.shape)}; freeze it again for this size")
+            raise ValueError(
+                f"this model was frozen for inputs of shape [B, {frozen}], "
+                f"got {tuple(x.shape)}; freeze it again for this size"
+            )
         features = self.network.forward_features(x)
         if self.output == "features":
             return features
@@ -107,8 +111,10 @@ def freeze(
     network, classifier, output = _parts(model)
     input_shape = tuple(int(n) for n in input_shape)
     if len(input_shape) != network.data_dim + 2 or input_shape[1] != network.in_chans or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be [B, {network.in_chans}, <{network.data_dim} sizes>] for this model, "
-                         f"got {list(input_shape)}")
+        raise ValueError(
+            f"input_shape must be [B, {network.in_chans}, <{network.data_dim} sizes>] for this model, "
+            f"got {list(input_shape)}"
+        )
     network = copy.deepcopy(network).eval()
     classifier = copy.deepcopy(classifier).eval() if classifier is not None else None
     network.check_finite = False  # a data-dependent check has no place in an exported graph
@@ -118,8 +124,11 @@ def freeze(
         if isinstance(module, SeparableContinuousConv):
             parent, _, attribute = name.rpartition(".")
             conv_scale = scale if scale is not None else module.input_scale(probe)
-            setattr(network.get_submodule(parent) if parent else network, attribute,
-                    FrozenConv(module, conv_scale, input_shape))
+            setattr(
+                network.get_submodule(parent) if parent else network,
+                attribute,
+                FrozenConv(module, conv_scale, input_shape),
+            )
     for parameter in [*network.parameters(), *(classifier.parameters() if classifier is not None else ())]:
         parameter.requires_grad_(False)
     return FrozenCCNN(network, classifier, output, input_shape).eval()

@@ -1,4 +1,5 @@
 """Build CCNN models from named presets with overrides."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Feature extractor of CCNN audio models: raw waveforms at their own sampling rate."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,16 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
 
     model_input_names = ["input_values"]
 
-    def __init__(self, feature_size: int = 1, sampling_rate: int = 16000, padding_value: float = 0.0,
-                 mean: float = 0.0, std: float = 1.0, do_normalize: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        feature_size: int = 1,
+        sampling_rate: int = 16000,
+        padding_value: float = 0.0,
+        mean: float = 0.0,
+        std: float = 1.0,
+        do_normalize: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # NaN fails every comparison
             raise ValueError(f"mean must be finite and std finite and > 0, got mean={mean!r}, std={std!r}")
@@ -58,8 +67,9 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError("empty waveform")
         if self.do_normalize:
             waves = [(w - self.mean) / (self.std + 1e-5) for w in waves]
-        padded = self.pad(BatchFeature({"input_values": waves}), padding=padding, max_length=max_length,
-                          return_tensors=None)
+        padded = self.pad(
+            BatchFeature({"input_values": waves}), padding=padding, max_length=max_length, return_tensors=None
+        )
         values = np.stack(padded["input_values"])[:, None, :].astype(np.float32)  # [B, 1, L]
         return BatchFeature({"input_values": values, "sampling_rate": rate}, tensor_type=return_tensors)
 

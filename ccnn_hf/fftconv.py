@@ -12,6 +12,7 @@ The FFT path works in any dimension, pads to fast (5-smooth) lengths, needs only
 and always runs in float32, also under autocast. On CPU it transforms blocks of samples and
 channels (:data:`CPU_BLOCK_BYTES`), so that no padded copy of the whole batch is ever held.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,9 @@ def _check_kernel(x: torch.Tensor, kernel: torch.Tensor, causal: bool) -> None:
         raise ValueError(f"kernel has {kernel.shape[0]} channels, input has {x.shape[1]}")
 
 
-def depthwise_conv_direct(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+def depthwise_conv_direct(
+    x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
     """Depthwise convolution through ``torch.nn.functional.conv{D}d`` with ``groups=C``."""
     _check_kernel(x, kernel, causal)
     data_dim = kernel.ndim - 1
@@ -121,7 +124,9 @@ def _blocks(x: torch.Tensor, sizes: Sequence[int]) -> list[tuple[slice, slice]]:
         step = max(CPU_BLOCK_BYTES // (channels * per_channel), 1)
         return [(slice(b, min(b + step, batch)), slice(0, channels)) for b in range(0, batch, step)]
     step = max(CPU_BLOCK_BYTES // per_channel, 1)
-    return [(slice(b, b + 1), slice(c, min(c + step, channels))) for c in range(0, channels, step) for b in range(batch)]
+    return [
+        (slice(b, b + 1), slice(c, min(c + step, channels))) for c in range(0, channels, step) for b in range(batch)
+    ]
 
 
 def _crop(t: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
@@ -129,8 +134,14 @@ def _crop(t: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
     return t[(..., *(slice(0, n) for n in lengths))]
 
 
-def _correlate_into(out: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor | None, spectrum: torch.Tensor | None,
-                    sizes: Sequence[int], causal: bool) -> torch.Tensor:
+def _correlate_into(
+    out: torch.Tensor,
+    x: torch.Tensor,
+    kernel: torch.Tensor | None,
+    spectrum: torch.Tensor | None,
+    sizes: Sequence[int],
+    causal: bool,
+) -> torch.Tensor:
     """Write ``irfftn(rfftn(x, sizes) * S)``, cut back to ``x``'s size, into ``out`` (float32,
     shaped like ``x``) block by block, ``S`` being ``spectrum`` or the kernel's spectrum: the
     circular correlation that ``S`` describes, on zero-padded float32 data."""
@@ -154,7 +165,9 @@ class _FFTCorrelation(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, kernel: torch.Tensor, sizes: tuple[int, ...], causal: bool) -> torch.Tensor:
-        return _correlate_into(torch.empty(x.shape, dtype=torch.float32, device=x.device), x, kernel, None, sizes, causal)
+        return _correlate_into(
+            torch.empty(x.shape, dtype=torch.float32, device=x.device), x, kernel, None, sizes, causal
+        )
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -184,17 +197,25 @@ class _FFTCorrelation(torch.autograd.Function):
                 grad_spectrum.mul_(spectrum.conj())
                 grad_x[b, c] = _crop(torch.fft.irfftn(grad_spectrum, s=sizes, dim=dims), x.shape[2:])
             if need_kernel and (i + 1 == len(blocks) or blocks[i + 1][1] != c):  # last block of these channels
-                lags = torch.roll(torch.fft.irfftn(cross, s=sizes, dim=dims),
-                                  shifts=_left_padding(kernel.shape[1:], causal), dims=dims)
+                lags = torch.roll(
+                    torch.fft.irfftn(cross, s=sizes, dim=dims),
+                    shifts=_left_padding(kernel.shape[1:], causal),
+                    dims=dims,
+                )
                 # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
                 lags = _crop(lags, kernel.shape[1:])
                 grad_kernel[(c, *(slice(0, n) for n in lags.shape[1:]))] = lags
-        return (None if grad_x is None else grad_x.to(x.dtype),
-                None if grad_kernel is None else grad_kernel.to(kernel.dtype), None, None)
+        return (
+            None if grad_x is None else grad_x.to(x.dtype),
+            None if grad_kernel is None else grad_kernel.to(kernel.dtype),
+            None,
+            None,
+        )
 
 
-def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
-                       spectrum: torch.Tensor | None = None) -> torch.Tensor:
+def depthwise_conv_fft(
+    x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool, spectrum: torch.Tensor | None = None
+) -> torch.Tensor:
     """Depthwise convolution through real N-D FFTs of fast lengths, in float32.
 
     ``spectrum``: the kernel's :func:`kernel_spectrum` for this input size, if already known.
@@ -215,7 +236,9 @@ def depthwise_conv_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor
     return out if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type) else out.to(x.dtype)
 
 
-def depthwise_conv_fft_official_1d(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+def depthwise_conv_fft_official_1d(
+    x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
     """The official 1D FFT convolution, op for op, including its odd-length ``irfft`` bug.
 
     ``irfft`` is called without ``n``: when the padded length is odd the inverse is one

@@ -1,4 +1,5 @@
 """Writing result files safely (ccnn-train, the conversion script, the release tooling)."""
+
 from __future__ import annotations
 
 import json

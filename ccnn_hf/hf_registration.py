@@ -3,6 +3,7 @@
 ``register_for_auto_class`` makes every saved folder and Hub repo carry the modelling code,
 so it also loads with ``trust_remote_code=True`` where ccnn_hf is not installed.
 """
+
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,

@@ -1,4 +1,5 @@
 """Image processor of CCNN models: rescale and normalise, no forced resize (any resolution works)."""
+
 from __future__ import annotations
 
 import numbers
@@ -61,8 +62,21 @@ class CCNNImageProcessor(TorchvisionBackend):
             kwargs["size"] = None
         return super()._standardize_kwargs(**kwargs)
 
-    def _preprocess(self, images: list[torch.Tensor], do_resize, size, resample, do_rescale, rescale_factor,
-                    do_normalize, image_mean, image_std, return_tensors, num_channels: int = 3, **kwargs) -> BatchFeature:
+    def _preprocess(
+        self,
+        images: list[torch.Tensor],
+        do_resize,
+        size,
+        resample,
+        do_rescale,
+        rescale_factor,
+        do_normalize,
+        image_mean,
+        image_std,
+        return_tensors,
+        num_channels: int = 3,
+        **kwargs,
+    ) -> BatchFeature:
         processed = []
         for image in images:  # [C, H, W]
             if do_resize:
@@ -71,10 +85,15 @@ class CCNNImageProcessor(TorchvisionBackend):
                 image = tvF.rgb_to_grayscale(image)
             elif num_channels == 3 and image.shape[0] == 1:
                 image = image.repeat(3, 1, 1)
-            processed.append(self.rescale_and_normalize(image.unsqueeze(0), do_rescale, rescale_factor, do_normalize,
-                                                        image_mean, image_std)[0])
+            processed.append(
+                self.rescale_and_normalize(
+                    image.unsqueeze(0), do_rescale, rescale_factor, do_normalize, image_mean, image_std
+                )[0]
+            )
         if return_tensors and len({tuple(p.shape) for p in processed}) > 1:
             sizes = sorted({tuple(p.shape[-2:]) for p in processed})
-            raise ValueError(f"images of different sizes {sizes} cannot be batched into one tensor; process them "
-                             "separately or pass do_resize=True with a size")
+            raise ValueError(
+                f"images of different sizes {sizes} cannot be batched into one tensor; process them "
+                "separately or pass do_resize=True with a size"
+            )
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)

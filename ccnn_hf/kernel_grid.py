@@ -18,6 +18,7 @@ Coordinates: a kernel lives on [-1, 1] along every axis. At the base resolution 
   cubic (Catmull-Rom) kernel for centred axes and the tent (linear) kernel for causal ones,
   whose interpolation between the two newest samples needs no future input.
 """
+
 from __future__ import annotations
 
 import math

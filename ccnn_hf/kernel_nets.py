@@ -22,6 +22,7 @@ Precision: generators are always created in float32 (:data:`GENERATOR_DTYPE`), w
 ``torch.get_default_dtype()`` says: their sine frequencies reach ~1e5 rad per unit, which half
 precision would ruin (and the Gamma sampling of the envelopes has no half-precision kernel).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -39,8 +40,9 @@ __all__ = ["GaborFilter", "MAGNet", "SIREN", "build_kernel_net", "KERNEL_NETS", 
 GENERATOR_DTYPE = torch.float32
 
 
-def pointwise_conv(data_dim: int, in_channels: int, out_channels: int, bias: bool = True,
-                   dtype: torch.dtype | None = None) -> nn.Module:
+def pointwise_conv(
+    data_dim: int, in_channels: int, out_channels: int, bias: bool = True, dtype: torch.dtype | None = None
+) -> nn.Module:
     """A 1x1 convolution, i.e. a linear map over channels of a ``[B, C, *spatial]`` tensor
     (``dtype``: of its parameters; None: the default dtype)."""
     conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[data_dim - 1]
@@ -160,13 +162,23 @@ class MAGNet(nn.Module):
     ) -> None:
         super().__init__()
         # Creation order follows the official code so a seeded init draws the same numbers.
-        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE)
-                                     for _ in range(no_layers))
+        self.linears = nn.ModuleList(
+            pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE) for _ in range(no_layers)
+        )
         self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels, dtype=GENERATOR_DTYPE)
         per_layer = None if max_frequency is None else [f / (no_layers + 1) for f in max_frequency]
         self.filters = nn.ModuleList(
-            GaborFilter(data_dim, hidden_channels, omega_0, alpha / (layer + 1), beta, init_spatial_value, causal,
-                        per_layer, max_gamma)
+            GaborFilter(
+                data_dim,
+                hidden_channels,
+                omega_0,
+                alpha / (layer + 1),
+                beta,
+                init_spatial_value,
+                causal,
+                per_layer,
+                max_gamma,
+            )
             for layer in range(no_layers + 1)
         )
         for lin in self.linears:
@@ -204,8 +216,10 @@ class SIREN(nn.Module):
         self.omega_0 = float(omega_0)
         self.max_frequency = None if max_frequency is None else tuple(float(f) for f in max_frequency)
         self.first = pointwise_conv(data_dim, data_dim, hidden_channels, dtype=GENERATOR_DTYPE)
-        self.linears = nn.ModuleList(pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE)
-                                     for _ in range(no_layers - 1))
+        self.linears = nn.ModuleList(
+            pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE)
+            for _ in range(no_layers - 1)
+        )
         self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels, dtype=GENERATOR_DTYPE)
         with torch.no_grad():
             self.first.weight.uniform_(-1.0 / data_dim, 1.0 / data_dim)
@@ -252,8 +266,15 @@ def build_kernel_net(
     if kind not in _GENERATORS:
         raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
     generator = _GENERATORS[kind]
-    given = dict(data_dim=data_dim, out_channels=out_channels, no_layers=no_layers,
-                 init_spatial_value=init_spatial_value, causal=causal, max_frequency=max_frequency,
-                 max_gamma=max_gamma, **options)
+    given = dict(
+        data_dim=data_dim,
+        out_channels=out_channels,
+        no_layers=no_layers,
+        init_spatial_value=init_spatial_value,
+        causal=causal,
+        max_frequency=max_frequency,
+        max_gamma=max_gamma,
+        **options,
+    )
     accepted = inspect.signature(generator).parameters
     return generator(**{key: value for key, value in given.items() if key in accepted})

@@ -6,6 +6,7 @@ Gaussian mask applied and cropped, exactly the kernel the layer convolves base-r
 with. 1D kernels are drawn as curves, 2D kernels as images on a symmetric colour scale, 3D kernels
 as their central slice along the first axis. matplotlib is imported only when a figure is drawn.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ def _short_name(name: str) -> str:
     """``ccnn.encoder.blocks.0.conv`` -> ``blocks.0.conv`` (the wrappers' prefixes say nothing)."""
     parts = name.split(".")
     starts = [i for i, part in enumerate(parts) if part in ("stem", "blocks")]
-    return ".".join(parts[starts[0]:]) if starts else (name or "conv")
+    return ".".join(parts[starts[0] :]) if starts else (name or "conv")
 
 
 @torch.no_grad()

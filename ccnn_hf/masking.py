@@ -83,6 +83,7 @@ exactly the computation it runs without this module; so it does when the masks m
 position real and observed. FX-traced graphs hold that mask-free computation and refuse masks
 at run time (:func:`ccnn_hf.ccnn.refuse_masks_in_graph`).
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,18 @@ from torch import nn
 from .fftconv import choose_conv_path, depthwise_conv_direct, depthwise_conv_fft
 
 __all__ = [
-    "APPLICABILITY_RADIUS", "MIN_SUPPORT", "WELL_POSED", "MAX_GRID_POINTS", "MaskState", "prepare_masks",
-    "bin_timestamps", "applicability", "complete", "masked_batch_norm", "masked_pool", "zero_fill_input",
+    "APPLICABILITY_RADIUS",
+    "MIN_SUPPORT",
+    "WELL_POSED",
+    "MAX_GRID_POINTS",
+    "MaskState",
+    "prepare_masks",
+    "bin_timestamps",
+    "applicability",
+    "complete",
+    "masked_batch_norm",
+    "masked_pool",
+    "zero_fill_input",
 ]
 
 APPLICABILITY_RADIUS = {1: 16.0, 2: 4.0, 3: 2.0}  # base samples, per number of spatial axes
@@ -125,6 +136,7 @@ class MaskState:
 
 # -- masks given to a forward call ------------------------------------------------------------
 
+
 def _binary(name: str, mask: object, shapes: Sequence[tuple[int, ...]], device: torch.device) -> torch.Tensor:
     """A 0/1 mask of one of ``shapes`` as a bool tensor on ``device``, or a ValueError/TypeError."""
     if not isinstance(mask, torch.Tensor):
@@ -136,8 +148,10 @@ def _binary(name: str, mask: object, shapes: Sequence[tuple[int, ...]], device: 
         raise TypeError(f"{name} must hold 0 and 1 (bool, integer or float), got dtype {mask.dtype}")
     if mask.dtype != torch.bool:
         if not bool(((mask == 0) | (mask == 1)).all()):
-            raise ValueError(f"{name} must hold only 0 and 1 (1 = {'real' if name == 'attention_mask' else 'observed'}),"
-                             f" got other values")
+            raise ValueError(
+                f"{name} must hold only 0 and 1 (1 = {'real' if name == 'attention_mask' else 'observed'}),"
+                f" got other values"
+            )
         mask = mask != 0
     return mask.to(device)
 
@@ -183,8 +197,10 @@ def prepare_masks(
     if observed is not None:
         empty = ~observed.flatten(1).any(1)
         if bool(empty.any()):
-            raise ValueError(f"row(s) {_rows(empty)} have no observed value at a real position "
-                             "(observed_mask / attention_mask / NaN): nothing to compute from")
+            raise ValueError(
+                f"row(s) {_rows(empty)} have no observed value at a real position "
+                "(observed_mask / attention_mask / NaN): nothing to compute from"
+            )
         x = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=x.device))
     if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError("input contains NaN or infinite values at observed positions")
@@ -216,8 +232,9 @@ def bin_timestamps(
     if not isinstance(timestamps, torch.Tensor):
         raise TypeError(f"timestamps must be a torch.Tensor, got {type(timestamps).__name__}")
     if tuple(timestamps.shape) != (batch, length):
-        raise ValueError(f"timestamps must have shape [{batch}, {length}] (one per input position), "
-                         f"got {list(timestamps.shape)}")
+        raise ValueError(
+            f"timestamps must have shape [{batch}, {length}] (one per input position), got {list(timestamps.shape)}"
+        )
     if not timestamps.is_floating_point():
         timestamps = timestamps.double()
     real = torch.ones(batch, length, dtype=torch.bool, device=x.device) if valid is None else valid[:, 0]
@@ -231,22 +248,27 @@ def bin_timestamps(
     bad = real & (t <= previous)
     if bool(bad.any()):
         row, col = (int(i) for i in torch.nonzero(bad)[0])
-        raise ValueError(f"timestamps must increase strictly over each row's real positions; row {row} has "
-                         f"{t[row, col].item():g} at position {col} after {previous[row, col].item():g} "
-                         f"(rows with this problem: {_rows(bad.any(1))})")
+        raise ValueError(
+            f"timestamps must increase strictly over each row's real positions; row {row} has "
+            f"{t[row, col].item():g} at position {col} after {previous[row, col].item():g} "
+            f"(rows with this problem: {_rows(bad.any(1))})"
+        )
     first = torch.where(real, t, torch.tensor(math.inf, dtype=t.dtype, device=t.device)).amin(1, keepdim=True)
     index = torch.where(real, torch.round((t - first) * rate), torch.zeros_like(t)).long()  # [B, L]
     last = index.amax(1)
     size = int(last.max()) + 1
     if batch * size > MAX_GRID_POINTS:
-        raise ValueError(f"timestamps span {int(last.max()) / rate:g} base samples; at {rate:g} bins per sample that is "
-                         f"{size} grid points per row, over the limit of {MAX_GRID_POINTS // batch} for a batch of "
-                         f"{batch} (shift or split long series, or use a lower sampling_rate=/resolution=)")
+        raise ValueError(
+            f"timestamps span {int(last.max()) / rate:g} base samples; at {rate:g} bins per sample that is "
+            f"{size} grid points per row, over the limit of {MAX_GRID_POINTS // batch} for a batch of "
+            f"{batch} (shift or split long series, or use a lower sampling_rate=/resolution=)"
+        )
     taken = real.unsqueeze(1) if observed is None else observed & real.unsqueeze(1)  # [B, 1 or C, L]
     values = torch.where(taken, x, torch.zeros((), dtype=x.dtype, device=x.device))
     sums = x.new_zeros(batch, channels, size).scatter_add_(2, index.unsqueeze(1).expand(-1, channels, -1), values)
     counts = x.new_zeros(batch, taken.shape[1], size).scatter_add_(
-        2, index.unsqueeze(1).expand(-1, taken.shape[1], -1), taken.to(x.dtype))
+        2, index.unsqueeze(1).expand(-1, taken.shape[1], -1), taken.to(x.dtype)
+    )
     grid_observed = counts > 0
     values = torch.where(grid_observed, sums / counts.clamp_min(1), torch.zeros((), dtype=x.dtype, device=x.device))
     grid_valid = (torch.arange(size, device=x.device) <= last.unsqueeze(1)).unsqueeze(1)
@@ -255,8 +277,10 @@ def bin_timestamps(
 
 # -- the mask-aware layer ---------------------------------------------------------------------
 
-def applicability(scale: Sequence[float], causal: bool,
-                  device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+
+def applicability(
+    scale: Sequence[float], causal: bool, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The positive reconstruction weights ``[1, *A]`` for an input at ``scale`` x the base rate,
     ``(1 + |d|^2)^(-(D + 5) / 2)``, and the offsets ``d [D, *A]`` of their taps in base samples,
     within :data:`APPLICABILITY_RADIUS` (past and present only when ``causal``). Taps line up as
@@ -298,8 +322,9 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, defined: torch.Te
     return torch.where(defined, numerator / safe, torch.zeros_like(numerator))
 
 
-def _reconstruct(values: torch.Tensor, certainty: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor,
-                 causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _reconstruct(
+    values: torch.Tensor, certainty: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised-convolution estimate of the signal at every position from ``values`` (``c x``,
     zero where unobserved) and ``certainty`` ``c``: the intercept of the local linear fit
     weighted by ``weights x c`` where that fit is well posed (centred axes, observations on
@@ -326,8 +351,9 @@ def _reconstruct(values: torch.Tensor, certainty: torch.Tensor, weights: torch.T
     return torch.where(well_posed, intercept, mean), support
 
 
-def complete(x: torch.Tensor, kernel: torch.Tensor, state: MaskState, scale: Sequence[float],
-             causal: bool) -> tuple[torch.Tensor, MaskState]:
+def complete(
+    x: torch.Tensor, kernel: torch.Tensor, state: MaskState, scale: Sequence[float], causal: bool
+) -> tuple[torch.Tensor, MaskState]:
     """Reconstruct the unobserved positions of a layer input ``x [B, C, *S]`` by normalised
     convolution, and the certainty of the layer's output (see the module docstring).
 
@@ -363,11 +389,15 @@ def complete(x: torch.Tensor, kernel: torch.Tensor, state: MaskState, scale: Seq
 
 # -- norms, pooling and the zero-fill baseline ---------------------------------------------------
 
+
 def masked_batch_norm(norm: nn.Module, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """``norm(x)`` for a BatchNorm whose train-mode batch statistics come from the real
     positions only (``valid [B, 1, *S]``); eval mode and ``valid=None`` call ``norm`` itself."""
-    if valid is None or not isinstance(norm, nn.modules.batchnorm._BatchNorm) or not (
-            norm.training or norm.running_mean is None):
+    if (
+        valid is None
+        or not isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        or not (norm.training or norm.running_mean is None)
+    ):
         return norm(x)
     x = x.float()  # statistics in float32, as BatchNorm under autocast
     dims = (0, *range(2, x.ndim))

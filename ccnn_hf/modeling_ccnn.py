@@ -4,6 +4,7 @@
 ``CCNNForSequenceClassification`` (float sequences ``[B, C, L]`` or token ids) and
 ``CCNNForAudioClassification`` (raw waveforms with their sampling rate).
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,14 +103,21 @@ class CCNNPreTrainedModel(PreTrainedModel):
         tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
         a CCNN never runs on weights the checkpoint did not hold without being told so."""
         loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
-        problems = key_problems(loading_info.missing_keys, loading_info.unexpected_keys, list(model.state_dict()),
-                                model._new_modules_allowed, model._extra_modules_allowed)
+        problems = key_problems(
+            loading_info.missing_keys,
+            loading_info.unexpected_keys,
+            list(model.state_dict()),
+            model._new_modules_allowed,
+            model._extra_modules_allowed,
+        )
         problems += [f"{key}: {error}" for key, error in loading_info.conversion_errors.items()]
         problems += list(loading_info.error_msgs)
         source = f"the checkpoint of {load_config.pretrained_model_name_or_path}"
         if problems and _REPORTING_LOADING_INFO.get():
-            logger.warning(f"{source} does not match the model (loaded as asked by output_loading_info=True; "
-                           "the tensors below keep their initialisation): " + "; ".join(problems))
+            logger.warning(
+                f"{source} does not match the model (loaded as asked by output_loading_info=True; "
+                "the tensors below keep their initialisation): " + "; ".join(problems)
+            )
         else:
             refuse_checkpoint(source, problems)
         return loading_info
@@ -121,13 +129,13 @@ class CCNNPreTrainedModel(PreTrainedModel):
         if config.modality == "image" and config.data_dim == 2:
             from .image_processing_ccnn import CCNNImageProcessor
 
-            return CCNNImageProcessor(image_mean=config.mean, image_std=config.std,
-                                      num_channels=config.num_channels)
+            return CCNNImageProcessor(image_mean=config.mean, image_std=config.std, num_channels=config.num_channels)
         if config.modality == "audio":
             from .feature_extraction_ccnn import CCNNFeatureExtractor
 
-            return CCNNFeatureExtractor(sampling_rate=int(config.base_sampling_rate or 16000),
-                                        mean=config.mean[0], std=config.std[0])
+            return CCNNFeatureExtractor(
+                sampling_rate=int(config.base_sampling_rate or 16000), mean=config.mean[0], std=config.std[0]
+            )
         return None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -144,7 +152,11 @@ class CCNNPreTrainedModel(PreTrainedModel):
             saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             fields = {**saved, **timm_keys, **_processor_pointer(processor, saved.get("auto_map", {}))}
             (folder / "config.json").write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if processor is not None and kwargs.get("is_main_process", True) and not (folder / "preprocessor_config.json").exists():
+        if (
+            processor is not None
+            and kwargs.get("is_main_process", True)
+            and not (folder / "preprocessor_config.json").exists()
+        ):
             processor.save_pretrained(folder)
 
     @torch.no_grad()
@@ -157,7 +169,9 @@ class CCNNPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=self.config.initializer_factor)
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.kernel_size == (1,) * (module.weight.ndim - 2):
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.kernel_size == (1,) * (
+            module.weight.ndim - 2
+        ):
             nn.init.kaiming_normal_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
@@ -190,16 +204,19 @@ def _file_dtypes(file: str) -> dict:
     except pickle.UnpicklingError as error:
         lines = str(error).strip().splitlines()
         detail = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
-        raise ValueError(f"{file} holds objects other than tensors; refusing to unpickle it. Details: {detail}") from None
+        raise ValueError(
+            f"{file} holds objects other than tensors; refusing to unpickle it. Details: {detail}"
+        ) from None
     return {key: tensor.dtype for key, tensor in loaded.items() if isinstance(tensor, torch.Tensor)}
 
 
 def _to_model_keys(stored: dict, expected: dict, prefix: str) -> dict:
     """Checkpoint keys as the model names them (with or without the base-model prefix)."""
+
     def rename(key: str) -> str:
         if key in expected:
             return key
-        return key[len(prefix) + 1:] if key.startswith(prefix + ".") else f"{prefix}.{key}"
+        return key[len(prefix) + 1 :] if key.startswith(prefix + ".") else f"{prefix}.{key}"
 
     return {rename(key): dtype for key, dtype in stored.items()}
 
@@ -215,8 +232,10 @@ def _processor_pointer(processor, auto_map: dict[str, str]) -> dict:
     if processor is None:
         return {}
     name = type(processor).__name__
-    return {"image_processor_type": name,
-            "auto_map": {**auto_map, "AutoImageProcessor": f"{type(processor).__module__.rsplit('.', 1)[-1]}.{name}"}}
+    return {
+        "image_processor_type": name,
+        "auto_map": {**auto_map, "AutoImageProcessor": f"{type(processor).__module__.rsplit('.', 1)[-1]}.{name}"},
+    }
 
 
 def _mark_initialized(module: nn.Module) -> None:
@@ -275,15 +294,24 @@ class CCNNModel(CCNNPreTrainedModel):
         x = pixel_values if pixel_values is not None else input_values
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
-        features, hidden, valid = self.encoder.encode_masked(x, resolution, sampling_rate, attention_mask=attention_mask,
-                                                             observed_mask=observed_mask, timestamps=timestamps)
+        features, hidden, valid = self.encoder.encode_masked(
+            x,
+            resolution,
+            sampling_rate,
+            attention_mask=attention_mask,
+            observed_mask=observed_mask,
+            timestamps=timestamps,
+        )
         pooled = self.encoder.head.pool(features, valid)
-        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         hidden_states = tuple(hidden) if output_hidden_states else None
         if not (return_dict if return_dict is not None else self.config.return_dict):
             return tuple(v for v in (features, pooled, hidden_states) if v is not None)
-        return BaseModelOutputWithPoolingAndNoAttention(last_hidden_state=features, pooler_output=pooled,
-                                                        hidden_states=hidden_states)
+        return BaseModelOutputWithPoolingAndNoAttention(
+            last_hidden_state=features, pooler_output=pooled, hidden_states=hidden_states
+        )
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: CCNNConfig) -> torch.Tensor:
@@ -302,11 +330,14 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: CCNN
     batch = logits.shape[0]
     if config.problem_type == "single_label_classification":
         if labels.is_floating_point() or labels.shape != (batch,):
-            raise ValueError(f"single-label classification needs integer labels of shape ({batch},), "
-                             f"got {labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(
+                f"single-label classification needs integer labels of shape ({batch},), "
+                f"got {labels.dtype} {tuple(labels.shape)}"
+            )
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
-            raise ValueError(f"labels must lie in [0, {num_labels - 1}], got values from "
-                             f"{int(labels.min())} to {int(labels.max())}")
+            raise ValueError(
+                f"labels must lie in [0, {num_labels - 1}], got values from {int(labels.min())} to {int(labels.max())}"
+            )
         return F.cross_entropy(logits, labels.long())
     if config.problem_type == "multi_label_classification":
         if labels.shape == (batch,) and num_labels == 1:
@@ -319,8 +350,10 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: CCNN
     if config.problem_type == "regression":
         if labels.numel() != logits.numel():
             raise ValueError(f"regression targets must have {logits.numel()} values, got shape {tuple(labels.shape)}")
-        return F.mse_loss(logits.view(-1) if num_labels == 1 else logits, labels.to(logits.dtype).view_as(
-            logits.view(-1) if num_labels == 1 else logits))
+        return F.mse_loss(
+            logits.view(-1) if num_labels == 1 else logits,
+            labels.to(logits.dtype).view_as(logits.view(-1) if num_labels == 1 else logits),
+        )
     raise ValueError(f"unsupported problem_type {config.problem_type!r}")
 
 
@@ -331,7 +364,9 @@ class _CCNNClassifier(CCNNPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.ccnn = CCNNModel(config)
-        self.classifier = nn.Linear(config.hidden_channels, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = (
+            nn.Linear(config.hidden_channels, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        )
         if config.num_labels > 0:
             self.ccnn.encoder.init_classifier(self.classifier)
             with torch.no_grad():
@@ -339,10 +374,25 @@ class _CCNNClassifier(CCNNPreTrainedModel):
             _mark_initialized(self.classifier)
         self.post_init()
 
-    def _classify(self, x, labels, resolution, sampling_rate, output_hidden_states, return_dict, output_cls,
-                  masks: dict | None = None):
-        outputs = self.ccnn(input_values=x, resolution=resolution, sampling_rate=sampling_rate,
-                            output_hidden_states=output_hidden_states, return_dict=True, **(masks or {}))
+    def _classify(
+        self,
+        x,
+        labels,
+        resolution,
+        sampling_rate,
+        output_hidden_states,
+        return_dict,
+        output_cls,
+        masks: dict | None = None,
+    ):
+        outputs = self.ccnn(
+            input_values=x,
+            resolution=resolution,
+            sampling_rate=sampling_rate,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **(masks or {}),
+        )
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not (return_dict if return_dict is not None else self.config.return_dict):
@@ -368,9 +418,16 @@ class CCNNForImageClassification(_CCNNClassifier):
         ``attention_mask`` (``[B, H, W]``): padding (see :mod:`ccnn_hf.masking`)."""
         if pixel_values is None:
             raise ValueError("pixel_values is required")
-        return self._classify(pixel_values, labels, resolution, None, output_hidden_states, return_dict,
-                              ImageClassifierOutputWithNoAttention,
-                              dict(attention_mask=attention_mask, observed_mask=observed_mask))
+        return self._classify(
+            pixel_values,
+            labels,
+            resolution,
+            None,
+            output_hidden_states,
+            return_dict,
+            ImageClassifierOutputWithNoAttention,
+            dict(attention_mask=attention_mask, observed_mask=observed_mask),
+        )
 
 
 class CCNNForSequenceClassification(_CCNNClassifier):
@@ -405,17 +462,28 @@ class CCNNForSequenceClassification(_CCNNClassifier):
             raise ValueError("pass exactly one of input_values (float [B, C, L]) or input_ids (integer [B, L])")
         if input_ids is not None:
             if not isinstance(input_ids, torch.Tensor):
-                raise TypeError(f"input_ids must be a torch.Tensor of integer token ids, got {type(input_ids).__name__}")
+                raise TypeError(
+                    f"input_ids must be a torch.Tensor of integer token ids, got {type(input_ids).__name__}"
+                )
             if input_ids.ndim != 2 or input_ids.is_floating_point():
-                raise ValueError(f"input_ids must be integer token ids of shape [B, L], got {input_ids.dtype} "
-                                 f"{tuple(input_ids.shape)}")
+                raise ValueError(
+                    f"input_ids must be integer token ids of shape [B, L], got {input_ids.dtype} "
+                    f"{tuple(input_ids.shape)}"
+                )
             if self.embed_tokens is not None:
                 input_values = self.embed_tokens(input_ids).transpose(1, 2)
             else:
                 input_values = input_ids.unsqueeze(1).float()
-        return self._classify(input_values, labels, resolution, sampling_rate, output_hidden_states, return_dict,
-                              SequenceClassifierOutput,
-                              dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps))
+        return self._classify(
+            input_values,
+            labels,
+            resolution,
+            sampling_rate,
+            output_hidden_states,
+            return_dict,
+            SequenceClassifierOutput,
+            dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps),
+        )
 
 
 class CCNNForAudioClassification(_CCNNClassifier):
@@ -446,9 +514,16 @@ class CCNNForAudioClassification(_CCNNClassifier):
             raise ValueError("input_values is required")
         if isinstance(input_values, torch.Tensor) and input_values.ndim == 2 and self.config.num_channels == 1:
             input_values = input_values.unsqueeze(1)
-        return self._classify(input_values, labels, None, sampling_rate, output_hidden_states, return_dict,
-                              SequenceClassifierOutput,
-                              dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps))
+        return self._classify(
+            input_values,
+            labels,
+            None,
+            sampling_rate,
+            output_hidden_states,
+            return_dict,
+            SequenceClassifierOutput,
+            dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps),
+        )
 
 
 # modality of a CCNNConfig -> the classification model that reads it

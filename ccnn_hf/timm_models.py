@@ -54,6 +54,7 @@ Scripting, compiling, exporting (tests/test_timm.py checks each):
   (``register_notrace_module``), the input checks and :func:`ccnn_hf.ccnn.resolve_input_scale`
   as leaf functions (``register_notrace_function``), so ``resolution=`` stays a graph input.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,12 @@ from .presets import PRESETS, preset_model_kwargs
 from .settings import canonical, model_settings
 from .state_dict_keys import to_core_keys
 from .timm_config import (
-    TIMM_ARCHITECTURES, TIMM_CLASSIFIER, TIMM_FIRST_CONV, TIMM_ORIGIN_URL, TIMM_PAPER_IDS, TIMM_PAPER_NAME,
+    TIMM_ARCHITECTURES,
+    TIMM_CLASSIFIER,
+    TIMM_FIRST_CONV,
+    TIMM_ORIGIN_URL,
+    TIMM_PAPER_IDS,
+    TIMM_PAPER_NAME,
 )
 from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input, key_problems, refuse_checkpoint
@@ -86,8 +92,13 @@ except ImportError:  # timm is optional: without it nothing is registered
 __all__ = ["TAGS", "checkpoint_filter_fn", "ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
 
 # pretrained tag -> task of ccnn_hf.presets (the 2D image tasks)
-TAGS = {"cifar10": "cifar10", "cifar100": "cifar100", "stl10": "stl10", "image": "image2d",
-        "pathfinder": "pathfinder2d"}
+TAGS = {
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "stl10": "stl10",
+    "image": "image2d",
+    "pathfinder": "pathfinder2d",
+}
 
 _SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
 _SETTINGS = frozenset(s.name for s in model_settings())
@@ -103,10 +114,21 @@ def _cfg(preset_name: str) -> dict[str, Any]:
     model = preset.model
     size = tuple(int(r) for r in model["base_resolution"])
     return dict(
-        num_classes=model["num_classes"], input_size=(model["in_chans"], *size),
-        pool_size=size, crop_pct=1.0, interpolation="bicubic", mean=tuple(preset.mean), std=tuple(preset.std),
-        first_conv=TIMM_FIRST_CONV, classifier=TIMM_CLASSIFIER, license="mit", description=preset.description,
-        origin_url=TIMM_ORIGIN_URL, paper_name=TIMM_PAPER_NAME, paper_ids=TIMM_PAPER_IDS, notes=_NOTES,
+        num_classes=model["num_classes"],
+        input_size=(model["in_chans"], *size),
+        pool_size=size,
+        crop_pct=1.0,
+        interpolation="bicubic",
+        mean=tuple(preset.mean),
+        std=tuple(preset.std),
+        first_conv=TIMM_FIRST_CONV,
+        classifier=TIMM_CLASSIFIER,
+        license="mit",
+        description=preset.description,
+        origin_url=TIMM_ORIGIN_URL,
+        paper_name=TIMM_PAPER_NAME,
+        paper_ids=TIMM_PAPER_IDS,
+        notes=_NOTES,
     )
 
 
@@ -116,8 +138,10 @@ def _released() -> dict[str, dict]:
     for release in RELEASES.values():
         folder = WEIGHTS_DIR / release.name
         if release.timm_name and (folder / "model.safetensors").exists():
-            out[release.timm_name] = {**json.loads((folder / "config.json").read_text(encoding="utf-8")),
-                                      "_file": str(folder / "model.safetensors")}
+            out[release.timm_name] = {
+                **json.loads((folder / "config.json").read_text(encoding="utf-8")),
+                "_file": str(folder / "model.safetensors"),
+            }
     return out
 
 
@@ -156,8 +180,10 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
     bias = out.get("stem.conv.bias")
     in_chans = getattr(model, "in_chans", None)
     if bias is not None and in_chans is not None and bias.shape[0] != in_chans:
-        message = (f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
-                   "CCNN weights cannot be adapted to another number of input channels")
+        message = (
+            f"the checkpoint was trained on {bias.shape[0]} input channel(s) and the model has {in_chans}: "
+            "CCNN weights cannot be adapted to another number of input channels"
+        )
         if not isinstance(model, torch.nn.Module):
             raise ValueError(message)
         own = model.state_dict()
@@ -166,8 +192,13 @@ def checkpoint_filter_fn(state_dict: dict, model: CCNN) -> dict:
         _logger.warning(f"{message}; the stem conv's channel-dependent weights keep their random initialisation")
     if isinstance(model, CCNN):
         expected = model.state_dict()
-        problems = key_problems(sorted(set(expected) - set(out)), sorted(set(out) - set(expected)), list(expected),
-                                new_heads=("head.fc",), extra_heads=("head.fc",))
+        problems = key_problems(
+            sorted(set(expected) - set(out)),
+            sorted(set(out) - set(expected)),
+            list(expected),
+            new_heads=("head.fc",),
+            extra_heads=("head.fc",),
+        )
         refuse_checkpoint("the checkpoint", problems)  # dtypes: CCNN.load_state_dict
     return out
 
@@ -183,20 +214,28 @@ def _source_cfg(variant: str, pretrained_cfg: Any) -> dict[str, Any]:
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
     source = _source_cfg(variant, kwargs.get("pretrained_cfg"))
-    preset = _preset_of(variant, kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str)
-                        else source.get("tag"))
+    preset = _preset_of(
+        variant, kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str) else source.get("tag")
+    )
     if "drop_rate" in kwargs:  # timm's train.py: --drop
         kwargs.setdefault("dropout", kwargs.pop("drop_rate"))
     for name in ("drop_path_rate", "drop_block_rate"):
         if kwargs.pop(name, 0.0):
-            raise ValueError(f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; "
-                             f"pass {name}=0 or leave it out")
+            raise ValueError(
+                f"CCNN has no {name.replace('_rate', '').replace('_', ' ')}; pass {name}=0 or leave it out"
+            )
     img_size = kwargs.pop("img_size", None)
     settings = {k: kwargs.pop(k) for k in list(kwargs) if canonical(k) in _SETTINGS}  # any spelling of a setting
     release = RELEASED.get(f"{variant}.{source.get('tag')}")
     if release is not None:  # a packaged release: rebuild exactly its network (user settings still win)
-        settings = {**{k: tuple(v) if isinstance(v, list) else v for k, v in release["model_args"].items()
-                       if k not in ("in_chans", "num_classes")}, **settings}
+        settings = {
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in release["model_args"].items()
+                if k not in ("in_chans", "num_classes")
+            },
+            **settings,
+        }
     model_kwargs = preset_model_kwargs(preset, **settings)
     if model_kwargs["data_dim"] != 2:
         raise ValueError("the timm CCNNs are 2D image models (data_dim=2); build 1D / 3D CCNNs with ccnn_hf.build_ccnn")
@@ -214,18 +253,24 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> CCNN:
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)  # timm's factory kwargs
     with torch.device(device) if device is not None else nullcontext():
         model = build_model_with_cfg(
-            CCNN, variant, pretrained,
+            CCNN,
+            variant,
+            pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=dict(flatten_sequential=True, out_indices=tuple(range(num_blocks + 1))),
-            **model_kwargs, **kwargs,
+            **model_kwargs,
+            **kwargs,
         )
     if dtype is not None:
         model.to(dtype=dtype)
     # Record what differs from the architecture's defaults (e.g. a tag's preset), so that timm's
     # save_for_hf / push_to_hf_hub write model_args that rebuild this exact network.
     base = preset_model_kwargs(TIMM_ARCHITECTURES[variant])
-    differences = {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()
-                   if k not in ("in_chans", "num_classes") and (k not in base or v != base[k])}
+    differences = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in model_kwargs.items()
+        if k not in ("in_chans", "num_classes") and (k not in base or v != base[k])
+    }
     model._model_args = {**getattr(model, "_model_args", {}), **differences}
     return model
 
@@ -236,12 +281,17 @@ if build_model_with_cfg is not None:
     for _function in (check_input, resolve_input_scale, refuse_masks_in_graph):
         register_notrace_function(_function)
 
-    default_cfgs = generate_default_cfgs({
-        "ccnn_2d": _cfg("cifar10_4_140"),
-        **{f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
-           for blocks, hidden in ((4, 140), (6, 380)) for tag, task in TAGS.items()},
-        **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
-    })
+    default_cfgs = generate_default_cfgs(
+        {
+            "ccnn_2d": _cfg("cifar10_4_140"),
+            **{
+                f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
+                for blocks, hidden in ((4, 140), (6, 380))
+                for tag, task in TAGS.items()
+            },
+            **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
+        }
+    )
     # timm makes the first tag with weights an architecture's default, and create_model takes
     # in_chans / num_classes from the default: a shipped 1-channel release must not turn plain
     # ``create_model("ccnn_2d")`` into a grey-scale binary model. Pin the presets' defaults.
@@ -255,6 +305,7 @@ if build_model_with_cfg is not None:
             return fn
         return register_model(fn)
 else:
+
     def _register(fn):
         return fn
 

@@ -13,6 +13,7 @@ The output folder holds ``model.safetensors`` + config + processor config (loada
 the run's marker ``.ccnn-run.json`` and lock ``.ccnn-run.lock`` (``training/output.py``). Bad input
 raises :class:`~ccnn_hf.training.errors.UserError`; ``main`` prints it as one line and exits with 2.
 """
+
 from __future__ import annotations
 
 import json
@@ -174,25 +175,48 @@ def _run_length(args, recipe: Recipe, steps_per_epoch: int) -> tuple[int, int, s
     total = args.max_steps if args.max_steps is not None else max(1, round(epochs * steps_per_epoch))
     if args.warmup is not None:
         warmup = round(args.warmup * steps_per_epoch)
-        note = (f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} "
+        note = (
+            (
+                f"warning: --warmup {args.warmup:g} epochs is {warmup} steps, as long as the whole run ({total} "
                 "steps): the learning rate never reaches --lr (pass a shorter --warmup)"
-                ) if warmup >= total > 0 and warmup else ""
+            )
+            if warmup >= total > 0 and warmup
+            else ""
+        )
         return total, warmup, note
     official = round(recipe.warmup_epochs * steps_per_epoch)
     share = round(total * recipe.warmup_epochs / recipe.epochs) if recipe.epochs else official
     if share < official:
-        return total, share, (f"warm-up: {share} steps, the preset's {recipe.warmup_epochs:g} of "
-                              f"{recipe.epochs:g} epochs scaled to this run's {total} steps (--warmup sets it)")
+        return (
+            total,
+            share,
+            (
+                f"warm-up: {share} steps, the preset's {recipe.warmup_epochs:g} of "
+                f"{recipe.epochs:g} epochs scaled to this run's {total} steps (--warmup sets it)"
+            ),
+        )
     return total, official, ""
 
 
 def _load_task(args) -> TaskData:
     task = load_task_data(
-        args.dataset, seed=args.seed, options=dataset_options(args.dataset_option),
-        train_split=args.train_split, test_split=args.test_split, image_column=args.image_column,
-        audio_column=args.audio_column, label_column=args.label_column, dataset_config=args.dataset_config,
-        image_size=args.image_size, sampling_rate=args.sampling_rate, clip_seconds=args.clip_seconds,
-        labels=parse_labels(args.labels), max_samples=args.max_samples, drop_rate=args.drop_rate, drop_seed=args.drop_seed)
+        args.dataset,
+        seed=args.seed,
+        options=dataset_options(args.dataset_option),
+        train_split=args.train_split,
+        test_split=args.test_split,
+        image_column=args.image_column,
+        audio_column=args.audio_column,
+        label_column=args.label_column,
+        dataset_config=args.dataset_config,
+        image_size=args.image_size,
+        sampling_rate=args.sampling_rate,
+        clip_seconds=args.clip_seconds,
+        labels=parse_labels(args.labels),
+        max_samples=args.max_samples,
+        drop_rate=args.drop_rate,
+        drop_seed=args.drop_seed,
+    )
     check_task(task)
     return task
 
@@ -263,9 +287,13 @@ def run(argv: Sequence[str] | None = None) -> dict:
     Raises :class:`UserError` for bad input (flags, data, output folder, checkpoints, disk)."""
     args = parse_args(argv)
     recipe = _recipe(args)
-    accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
-                              gradient_accumulation_steps=recipe.grad_accum,
-                              log_with=_trackers(args.report_to) or None, project_dir=args.output_dir)
+    accelerator = Accelerator(
+        cpu=args.cpu,
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=recipe.grad_accum,
+        log_with=_trackers(args.report_to) or None,
+        project_dir=args.output_dir,
+    )
     job = _build(args, recipe, accelerator)
     out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
     try:
@@ -285,11 +313,14 @@ def _recipe(args) -> Recipe:
         official = get_preset(args.preset).train
     except ValueError as error:
         raise UserError(f"--preset: {error}") from None
-    return Recipe(lr=args.lr if args.lr is not None else official["lr"],
-                  weight_decay=args.weight_decay if args.weight_decay is not None else official["weight_decay"],
-                  batch_size=args.batch_size or official["batch_size"],
-                  grad_accum=args.grad_accum or official["grad_accum"],
-                  epochs=official["epochs"], warmup_epochs=official["warmup_epochs"])
+    return Recipe(
+        lr=args.lr if args.lr is not None else official["lr"],
+        weight_decay=args.weight_decay if args.weight_decay is not None else official["weight_decay"],
+        batch_size=args.batch_size or official["batch_size"],
+        grad_accum=args.grad_accum or official["grad_accum"],
+        epochs=official["epochs"],
+        warmup_epochs=official["warmup_epochs"],
+    )
 
 
 def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
@@ -300,8 +331,11 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
     for note in skipped:
         accelerator.print(f"evaluation {note}")
-    schedule = (ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
-                if args.train_resolutions else None)
+    schedule = (
+        ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
+        if args.train_resolutions
+        else None
+    )
     set_seed(args.seed)
     model, init_info = build_model(args, task, say=accelerator.print)
     if args.compile:
@@ -309,15 +343,31 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     sampler = EpochPermutation(len(task.train), args.seed)
     # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,
     # or a resumed run would see other dropout masks than an uninterrupted one.
-    loader = DataLoader(IndexedDataset(task.train), batch_size=recipe.batch_size, sampler=sampler,
-                        drop_last=len(task.train) >= recipe.batch_size,
-                        generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(
+        IndexedDataset(task.train),
+        batch_size=recipe.batch_size,
+        sampler=sampler,
+        drop_last=len(task.train) >= recipe.batch_size,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     steps_per_epoch = max(1, math.ceil(len(loader) / (accelerator.num_processes * recipe.grad_accum)))
     total_steps, warmup_steps, warmup_note = _run_length(args, recipe, steps_per_epoch)
     if warmup_note:
         accelerator.print(warmup_note)
-    return Job(task, points, skipped, model, init_info, model.config.num_labels == 1, sampler, loader, schedule,
-               steps_per_epoch, total_steps, warmup_steps)
+    return Job(
+        task,
+        points,
+        skipped,
+        model,
+        init_info,
+        model.config.num_labels == 1,
+        sampler,
+        loader,
+        schedule,
+        steps_per_epoch,
+        total_steps,
+        warmup_steps,
+    )
 
 
 class Trainer:
@@ -337,7 +387,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
         self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
-            job.model, optimizer, job.loader, scheduler)
+            job.model, optimizer, job.loader, scheduler
+        )
         self.main_input = accelerator.unwrap_model(self.model).main_input_name
         self.regularise = recipe.weight_decay and not args.timm_model  # the official penalty is CCNN-specific
 
@@ -347,23 +398,28 @@ class Trainer:
 
     def train(self) -> Trained:
         args, accelerator, task = self.args, self.accelerator, self.job.task
-        accelerator.print(f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
-                          f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-                          f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
-                          f"{sum(p.numel() for p in self.model.parameters()):,} parameters; output: {self.out}")
-        accelerator.init_trackers("ccnn", config={k: v for k, v in vars(args).items()
-                                                  if isinstance(v, (int, float, str, bool))})
+        accelerator.print(
+            f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
+            f"in_channels={task.in_channels}, labels={task.num_classes}, base "
+            f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
+            f"{sum(p.numel() for p in self.model.parameters()):,} parameters; output: {self.out}"
+        )
+        accelerator.init_trackers(
+            "ccnn", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
         if args.resume:
             self._resume()
-        self.bar = tqdm(total=self.total_steps, initial=self.step, desc="training",
-                        disable=not accelerator.is_local_main_process)
+        self.bar = tqdm(
+            total=self.total_steps, initial=self.step, desc="training", disable=not accelerator.is_local_main_process
+        )
         started = time.perf_counter()
         while self.step < self.total_steps:
             if self._epoch():
                 self._end_epoch()
         self.bar.close()
-        return Trained(accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times,
-                       time.perf_counter() - started)
+        return Trained(
+            accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times, time.perf_counter() - started
+        )
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint; test its weights if the run was killed before the test."""
@@ -386,8 +442,9 @@ class Trainer:
         started, outputs = time.perf_counter(), []
         for x, y, index in batches:
             if self.job.sampler.started_epoch != self.epoch:
-                raise RuntimeError(f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch "
-                                   f"{self.epoch}")
+                raise RuntimeError(
+                    f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch {self.epoch}"
+                )
             loss, logits = self._batch(x, y, index)
             outputs.append((logits, index))  # kept to name bad samples, no sync
             self.batches_in_epoch += 1
@@ -405,8 +462,9 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            output = model(**{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device),
-                           labels=target)
+            output = model(
+                **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
+            )
             loss = output.loss
             if self.regularise:
                 loss = loss + self.recipe.weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
@@ -423,9 +481,12 @@ class Trainer:
         accelerator = self.accelerator
         self.step += 1
         self.bar.update(1)
-        record = {"step": self.step, "epoch": self.epoch,
-                  "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
-                  "lr": self.scheduler.get_last_lr()[0]}
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
+            "lr": self.scheduler.get_last_lr()[0],
+        }
         if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
             _diverged(self.out, self.step, self.epoch, record["loss"], _non_finite_samples(outputs), self.job.task.name)
         accelerator.log(record, step=self.step)
@@ -435,10 +496,17 @@ class Trainer:
         if self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps:
             end_of_epoch = self.batches_in_epoch == len(self.loader)
             with disk_errors(self.out / "checkpoints", f"the checkpoint of step {self.step}"):
-                save_checkpoint(accelerator, self.out / "checkpoints", self.step,
-                                {"epoch": self.epoch + 1 if end_of_epoch else self.epoch,
-                                 "batches_in_epoch": 0 if end_of_epoch else self.batches_in_epoch,
-                                 "total_steps": self.total_steps}, self.args.save_total_limit)
+                save_checkpoint(
+                    accelerator,
+                    self.out / "checkpoints",
+                    self.step,
+                    {
+                        "epoch": self.epoch + 1 if end_of_epoch else self.epoch,
+                        "batches_in_epoch": 0 if end_of_epoch else self.batches_in_epoch,
+                        "total_steps": self.total_steps,
+                    },
+                    self.args.save_total_limit,
+                )
 
     def _end_epoch(self) -> None:
         """Count the epoch, fit the run to a time budget after the first one, test the model."""
@@ -449,29 +517,43 @@ class Trainer:
             epochs_fit = int(self.accelerator.reduce(fit, reduction="min"))
             self.lr_schedule.total_steps = min(self.total_steps, epochs_fit * self.job.steps_per_epoch)
             self.bar.total = self.total_steps
-            self.accelerator.print(f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in "
-                                   f"{self.args.time_limit:g} s")
+            self.accelerator.print(
+                f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in {self.args.time_limit:g} s"
+            )
         self._test()
 
     def _test(self) -> None:
         """Test accuracy of the current weights, logged (main process)."""
         accelerator, task = self.accelerator, self.job.task
         if accelerator.is_main_process:
-            acc, test_loss = accuracy(accelerator.unwrap_model(self.model), task.test.inputs, task.test.labels,
-                                      self.job.binary, 2 * self.recipe.batch_size, masks=task.test)
-            _log(self.metrics_file,
-                 {"step": self.step, "epoch": self.epoch, "test_accuracy": acc, "test_loss": test_loss})
+            acc, test_loss = accuracy(
+                accelerator.unwrap_model(self.model),
+                task.test.inputs,
+                task.test.labels,
+                self.job.binary,
+                2 * self.recipe.batch_size,
+                masks=task.test,
+            )
+            _log(
+                self.metrics_file,
+                {"step": self.step, "epoch": self.epoch, "test_accuracy": acc, "test_loss": test_loss},
+            )
             accelerator.log({"test/accuracy": acc, "test/loss": test_loss}, step=self.step)
 
 
 def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int], dataset: str):
     """Stop a run whose loss is no longer finite; nothing of it is saved after the last checkpoint."""
     last = latest_checkpoint(out / "checkpoints")
-    where = (f"; non-finite outputs for {dataset} training sample(s) {sorted(samples)[:10]} (dataset indices)"
-             if samples else "")
-    raise UserError(f"training stopped at step {step} (epoch {epoch}): the loss is {loss}{where}. Nothing from "
-                    f"this step was saved ({'last checkpoint: ' + last.name if last else 'no checkpoint yet'}); "
-                    "check those samples, or lower --lr / set --grad_clip")
+    where = (
+        f"; non-finite outputs for {dataset} training sample(s) {sorted(samples)[:10]} (dataset indices)"
+        if samples
+        else ""
+    )
+    raise UserError(
+        f"training stopped at step {step} (epoch {epoch}): the loss is {loss}{where}. Nothing from "
+        f"this step was saved ({'last checkpoint: ' + last.name if last else 'no checkpoint yet'}); "
+        "check those samples, or lower --lr / set --grad_clip"
+    )
 
 
 def _save_model(args, model, out: Path) -> None:
@@ -517,39 +599,58 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     if args.push_to_hub:
         _push(args, out, f"ccnn-train: {args.preset} on {task.name}")
         accelerator.print(f"pushed to {args.hub_model_id}")
-    accelerator.print(f"saved to {out.resolve()} (model, results.json, README.md model card, "
-                      "accuracy_vs_resolution.png)")
+    accelerator.print(
+        f"saved to {out.resolve()} (model, results.json, README.md model card, accuracy_vs_resolution.png)"
+    )
     return results
 
 
-def _results(args, accelerator: Accelerator, recipe: Recipe, job: Job, trained: Trained, evaluation: list[dict],
-             bn_samples: int) -> dict:
+def _results(
+    args, accelerator: Accelerator, recipe: Recipe, job: Job, trained: Trained, evaluation: list[dict], bn_samples: int
+) -> dict:
     """The run's ``results.json``: data, model, recipe as run, timings, hardware and the evaluation."""
     model, task = trained.model, job.task
     settings = job.schedule.settings if job.schedule else None
     warmup_epochs = round(job.warmup_steps / job.steps_per_epoch, 4)
-    recipe_text = (f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
-                   f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
-                   f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
-                   + (f", each step at a setting drawn from {settings}" if settings else ""))
+    recipe_text = (
+        f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
+        f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
+        f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
+        + (f", each step at a setting drawn from {settings}" if settings else "")
+    )
     epoch_times = trained.epoch_times
     return {
-        "preset": args.preset, "dataset": task.name, "modality": task.modality, "mode": model.config.mode,
-        "base_setting": f"{task.sampling_rate / 1000:g} kHz" if task.modality == "audio"
+        "preset": args.preset,
+        "dataset": task.name,
+        "modality": task.modality,
+        "mode": model.config.mode,
+        "base_setting": f"{task.sampling_rate / 1000:g} kHz"
+        if task.modality == "audio"
         else "x".join(map(str, task.base_resolution)),
         "base_resolution": list(task.base_resolution),
-        "base_sampling_rate": task.sampling_rate, "model_base_resolution": list(model.config.base_resolution),
-        "model_base_sampling_rate": model.config.base_sampling_rate, "num_labels": model.config.num_labels,
-        "labels": task.label_names, "train_samples": len(task.train), "test_samples": len(task.test),
+        "base_sampling_rate": task.sampling_rate,
+        "model_base_resolution": list(model.config.base_resolution),
+        "model_base_sampling_rate": model.config.base_sampling_rate,
+        "num_labels": model.config.num_labels,
+        "labels": task.label_names,
+        "train_samples": len(task.train),
+        "test_samples": len(task.test),
         "params": sum(p.numel() for p in model.parameters()),
         "overrides": {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None},
-        "recipe": recipe_text, "steps": trained.total_steps, "train_resolutions": settings,
+        "recipe": recipe_text,
+        "steps": trained.total_steps,
+        "train_resolutions": settings,
         "time_per_epoch_s": sum(epoch_times) / len(epoch_times) if epoch_times else trained.train_time,
         "train_time_s": trained.train_time,
-        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads" if not torch.cuda.is_available()
-        else torch.cuda.get_device_name(), "evaluation": evaluation, "skipped_evaluations": job.skipped,
-        "batch_norm_statistics_samples": bn_samples, **job.init_info,
-        "description": f"a CCNN (`{args.preset}`) trained on {task.name}." if not args.timm_model
+        "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(),
+        "evaluation": evaluation,
+        "skipped_evaluations": job.skipped,
+        "batch_norm_statistics_samples": bn_samples,
+        **job.init_info,
+        "description": f"a CCNN (`{args.preset}`) trained on {task.name}."
+        if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
 
@@ -561,13 +662,19 @@ def _push(args, out: Path, message: str) -> None:
     api = HfApi()
     try:
         api.create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private)
-        api.upload_folder(repo_id=args.hub_model_id, folder_path=str(out),
-                          ignore_patterns=["checkpoints/*", "logs/*", ".*"], commit_message=message)
+        api.upload_folder(
+            repo_id=args.hub_model_id,
+            folder_path=str(out),
+            ignore_patterns=["checkpoints/*", "logs/*", ".*"],
+            commit_message=message,
+        )
     except Exception as error:  # no token, no access, offline (the transport's own error types): the run is safe
         text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-        raise UserError(f"the run is saved in {out.resolve()}, but pushing it to {args.hub_model_id} failed "
-                        f"({type(error).__name__}: {text}); log in with `hf auth login` and run again with "
-                        "--resume --push_to_hub, or upload the folder yourself") from error
+        raise UserError(
+            f"the run is saved in {out.resolve()}, but pushing it to {args.hub_model_id} failed "
+            f"({type(error).__name__}: {text}); log in with `hf auth login` and run again with "
+            "--resume --push_to_hub, or upload the folder yourself"
+        ) from error
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """Checks with messages that name the problem: model inputs, the rules of single settings (the
 table that uses them is :mod:`ccnn_hf.settings`), ``resolution=`` / ``sampling_rate=`` at call
 time, and checkpoints before loading."""
+
 from __future__ import annotations
 
 import math
@@ -9,17 +10,34 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-__all__ = ["check_input", "resolve_kernel_size", "Rule", "is_integer", "integer_rule", "real_rule", "one_of",
-           "flag_rule", "kernel_size_rule", "normalisation_problems", "call_scale", "MAX_SCALE", "dtype_problems",
-           "key_problems",
-           "refuse_checkpoint"]
+__all__ = [
+    "check_input",
+    "resolve_kernel_size",
+    "Rule",
+    "is_integer",
+    "integer_rule",
+    "real_rule",
+    "one_of",
+    "flag_rule",
+    "kernel_size_rule",
+    "normalisation_problems",
+    "call_scale",
+    "MAX_SCALE",
+    "dtype_problems",
+    "key_problems",
+    "refuse_checkpoint",
+]
 
-_AXES = {1: "[batch, channels, length]", 2: "[batch, channels, height, width]",
-         3: "[batch, channels, depth, height, width]"}
+_AXES = {
+    1: "[batch, channels, length]",
+    2: "[batch, channels, height, width]",
+    3: "[batch, channels, depth, height, width]",
+}
 
 
-def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False,
-                dtype: torch.dtype | None = None) -> None:
+def check_input(
+    x: torch.Tensor, data_dim: int, in_chans: int, check_finite: bool = False, dtype: torch.dtype | None = None
+) -> None:
     """Raise a ValueError/TypeError describing what is wrong with a model input, if anything.
 
     ``dtype``: the model's floating point type; another input precision is refused outside
@@ -36,8 +54,10 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
     if x.is_complex() or not x.is_floating_point():
         raise TypeError(f"expected a floating point input, got dtype {x.dtype} (convert with x.float())")
     if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(f"the input is {x.dtype} and the model {dtype}: convert one of them "
-                        f"(x.to({dtype}) or model.to({x.dtype})), or run under torch.autocast")
+        raise TypeError(
+            f"the input is {x.dtype} and the model {dtype}: convert one of them "
+            f"(x.to({dtype}) or model.to({x.dtype})), or run under torch.autocast"
+        )
     if x.shape[1] != in_chans:
         raise ValueError(f"expected {in_chans} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})")
     if x.shape[0] == 0 or any(n < 1 for n in x.shape[2:]):
@@ -46,8 +66,9 @@ def check_input(x: torch.Tensor, data_dim: int, in_chans: int, check_finite: boo
         raise ValueError("input contains NaN or infinite values")
 
 
-def resolve_kernel_size(kernel_size: int | str | Sequence[int], base_resolution: Sequence[int],
-                        causal: bool) -> tuple[int, ...]:
+def resolve_kernel_size(
+    kernel_size: int | str | Sequence[int], base_resolution: Sequence[int], causal: bool
+) -> tuple[int, ...]:
     """Turn ``"same"`` / an int / a per-axis sequence into kernel taps per axis.
 
     ``"same"``: as long as the base input along each axis; centred kernels need an odd
@@ -84,10 +105,12 @@ def _is_real(value: Any) -> bool:
 
 def integer_rule(minimum: int) -> Rule:
     """An integer >= ``minimum``."""
+
     def rule(name: str, value: Any) -> str | None:
         if not is_integer(value) or value < minimum:
             return f"{name} must be an integer >= {minimum}, got {value!r}"
         return None
+
     return rule
 
 
@@ -104,15 +127,18 @@ def real_rule(low: float, high: float | None, low_open: bool, high_open: bool = 
         if not ok:
             return f"{name} must be a finite number in {span}{' or None' if optional else ''}, got {value!r}"
         return None
+
     return rule
 
 
 def one_of(*allowed: Any) -> Rule:
     """One of ``allowed`` (bools never pass for 0 / 1)."""
+
     def rule(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or value not in allowed:
             return f"{name} must be one of {allowed}, got {value!r}"
         return None
+
     return rule
 
 
@@ -131,8 +157,7 @@ def kernel_size_rule(name: str, value: Any) -> str | None:
     return None
 
 
-def normalisation_problems(mean: Any, std: Any, channels: Any,
-                           names: tuple[str, str] = ("mean", "std")) -> list[str]:
+def normalisation_problems(mean: Any, std: Any, channels: Any, names: tuple[str, str] = ("mean", "std")) -> list[str]:
     """Problems of per-channel normalisation statistics (None: not given): finite means, finite
     standard deviations > 0, one entry per channel."""
     problems = []
@@ -140,8 +165,11 @@ def normalisation_problems(mean: Any, std: Any, channels: Any,
         if values is None:
             continue
         allowed = "finite numbers" if low is None else "finite numbers > 0"
-        if (not isinstance(values, (list, tuple)) or not all(_is_real(v) and math.isfinite(v) for v in values)
-                or (low is not None and not all(v > low for v in values))):
+        if (
+            not isinstance(values, (list, tuple))
+            or not all(_is_real(v) and math.isfinite(v) for v in values)
+            or (low is not None and not all(v > low for v in values))
+        ):
             problems.append(f"{name} must be a list of {allowed}, one per input channel, got {values!r}")
         elif is_integer(channels) and len(values) != channels:
             problems.append(f"{name} must have one entry per input channel ({channels}), got {len(values)}: {values!r}")
@@ -170,8 +198,10 @@ def _plain(value: Any) -> Any:
 def _within_bounds(name: str, given: Any, scales: Sequence[float], base: Any) -> None:
     if any(not 1 / MAX_SCALE <= s <= MAX_SCALE for s in scales):
         ratio = ", ".join(f"{s:.3g}" for s in scales)
-        raise ValueError(f"{name}={given!r} is {ratio} x the model's base {base!r}; allowed is 1/{MAX_SCALE:g} to "
-                         f"{MAX_SCALE:g} x per axis (the kernels are resampled by that factor)")
+        raise ValueError(
+            f"{name}={given!r} is {ratio} x the model's base {base!r}; allowed is 1/{MAX_SCALE:g} to "
+            f"{MAX_SCALE:g} x per axis (the kernels are resampled by that factor)"
+        )
 
 
 def call_scale(
@@ -192,8 +222,10 @@ def call_scale(
             raise ValueError(f"sampling_rate must be one rate for the whole batch, got {given!r}")
         rate = rates[0]
         if base_sampling_rate is None:
-            raise ValueError("sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
-                             "use resolution= for grid-defined inputs")
+            raise ValueError(
+                "sampling_rate= needs a model with base_sampling_rate (a rate-defined model); "
+                "use resolution= for grid-defined inputs"
+            )
         _within_bounds("sampling_rate", given, [rate / base_sampling_rate], base_sampling_rate)
         return (rate / base_sampling_rate,) * data_dim
     if resolution is None:
@@ -212,6 +244,7 @@ def call_scale(
 
 # -- checkpoints ------------------------------------------------------------------------------------
 
+
 def _kind(dtype: torch.dtype | str) -> str:
     """floating point / integer / bool / complex, of a torch dtype or a safetensors dtype name (F32, I32...)."""
     name = str(dtype).removeprefix("torch.").upper()
@@ -225,16 +258,25 @@ def _kind(dtype: torch.dtype | str) -> str:
 def dtype_problems(stored: Mapping[str, torch.dtype | str], expected: Mapping[str, torch.dtype]) -> list[str]:
     """Checkpoint tensors of another kind than the model's (an int32 weight for a float parameter):
     casting them would change the values without a word. Float precisions may differ (bf16 files)."""
-    return [f"{key} is stored as {stored[key]} but the model holds {_kind(expected[key])} ({expected[key]})"
-            for key in sorted(set(stored) & set(expected)) if _kind(stored[key]) != _kind(expected[key])]
+    return [
+        f"{key} is stored as {stored[key]} but the model holds {_kind(expected[key])} ({expected[key]})"
+        for key in sorted(set(stored) & set(expected))
+        if _kind(stored[key]) != _kind(expected[key])
+    ]
 
 
-def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: Sequence[str],
-                 new_heads: Sequence[str], extra_heads: Sequence[str]) -> list[str]:
+def key_problems(
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    model_keys: Sequence[str],
+    new_heads: Sequence[str],
+    extra_heads: Sequence[str],
+) -> list[str]:
     """Missing and unexpected tensors, with two exceptions for modules outside the backbone
     (module prefixes): a module of ``new_heads`` may be missing as a whole (a backbone checkpoint
     gets a new classifier), and a module of ``extra_heads`` that the model lacks may be extra (a
     classifier checkpoint loaded as a backbone)."""
+
     def module(key: str, prefixes: Sequence[str]) -> str | None:
         return next((p for p in prefixes if key.startswith(p + ".")), None)
 
@@ -246,7 +288,8 @@ def key_problems(missing: Sequence[str], unexpected: Sequence[str], model_keys: 
     bad_missing = sorted(k for k in missing if not (module(k, new_heads) and whole(module(k, new_heads))))
     bad_unexpected = sorted(k for k in unexpected if module(k, extra_heads) is None or module(k, extra_heads) in owned)
     problems = ([f"missing tensors: {', '.join(bad_missing)}"] if bad_missing else []) + (
-        [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else [])
+        [f"unexpected tensors: {', '.join(bad_unexpected)}"] if bad_unexpected else []
+    )
     if problems:
         problems[-1] += " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))"
     return problems

@@ -18,6 +18,7 @@ the processor config, a model card and ``results.json``; it loads with
 pretrained_cfg_overlay=dict(file=...))``. The converter checks its own output: the converted
 folder and the raw state dict run through the reference-mode core on a fixed input must agree.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,11 +49,15 @@ def check_output(output: Path, overwrite: bool) -> None:
     if not output.is_dir() or not any(output.iterdir()):
         return
     if not overwrite:
-        raise ValueError(f"--output {output} already holds files; pass --overwrite to replace a folder this converter "
-                         "wrote, or choose a new folder")
+        raise ValueError(
+            f"--output {output} already holds files; pass --overwrite to replace a folder this converter "
+            "wrote, or choose a new folder"
+        )
     if not _written_by_converter(output):
-        raise ValueError(f"--output {output} was not written by this converter (no results.json with "
-                         "'source_checkpoint'); refusing to replace it, even with --overwrite")
+        raise ValueError(
+            f"--output {output} was not written by this converter (no results.json with "
+            "'source_checkpoint'); refusing to replace it, even with --overwrite"
+        )
 
 
 def _written_by_converter(folder: Path) -> bool:
@@ -79,8 +84,14 @@ def _replace(staging: Path, output: Path) -> None:
         shutil.rmtree(old)
 
 
-def convert(checkpoint: str | Path, preset: str, output: str | Path, legacy_odd_fft: bool = False,
-            overwrite: bool = False, hub_model_id: str | None = None) -> dict:
+def convert(
+    checkpoint: str | Path,
+    preset: str,
+    output: str | Path,
+    legacy_odd_fft: bool = False,
+    overwrite: bool = False,
+    hub_model_id: str | None = None,
+) -> dict:
     """Convert, verify and write ``output`` atomically (see :func:`check_output`); returns the facts
     written to ``results.json``."""
     output = Path(output)
@@ -119,19 +130,30 @@ def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_
         converted = reloaded(**{reloaded.main_input_name: x}).logits
     difference = (converted - raw).abs().max().item()
     relative = difference / max(raw.abs().max().item(), 1e-12)
-    print(f"verification: max |converted - raw| = {difference:.3e} ({relative:.3e} of max |logit|) on a "
-          f"{tuple(x.shape)} input")
+    print(
+        f"verification: max |converted - raw| = {difference:.3e} ({relative:.3e} of max |logit|) on a "
+        f"{tuple(x.shape)} input"
+    )
     if relative > TOLERANCE:
         raise RuntimeError(f"converted model disagrees with the raw state dict: relative difference {relative:.3e}")
-    base = ("x".join(map(str, config.base_resolution)) if p.modality != "audio"
-            else f"{config.base_sampling_rate / 1000:g} kHz")
+    base = (
+        "x".join(map(str, config.base_resolution))
+        if p.modality != "audio"
+        else f"{config.base_sampling_rate / 1000:g} kHz"
+    )
     results = {
-        "preset": preset, "dataset": p.task, "modality": p.modality, "mode": "reference", "base_setting": base,
-        "params": sum(t.numel() for t in model.parameters()), "evaluation": [],
+        "preset": preset,
+        "dataset": p.task,
+        "modality": p.modality,
+        "mode": "reference",
+        "base_setting": base,
+        "params": sum(t.numel() for t in model.parameters()),
+        "evaluation": [],
         "source_checkpoint": Path(checkpoint).name,
-        "verification_max_abs_diff": difference, "legacy_odd_fft": legacy_odd_fft,
+        "verification_max_abs_diff": difference,
+        "legacy_odd_fft": legacy_odd_fft,
         "description": f"official CCNN weights (`{preset}`) converted from the original code's checkpoint; "
-                       "reference mode reproduces the official outputs.",
+        "reference mode reproduces the official outputs.",
         "recipe": "see the official experiments README (github.com/david-knigge/ccnn)",
     }
     write_json_atomic(output / "results.json", results)
@@ -143,10 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help=".ckpt (Lightning), bare state dict, or .safetensors")
     parser.add_argument("--preset", required=True, help="the ccnn_hf preset the checkpoint was trained with")
     parser.add_argument("--output", required=True, help="folder to write (created; see --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder that this "
-                        "converter wrote (any other folder is never replaced)")
-    parser.add_argument("--legacy_odd_fft", action="store_true", help="reproduce the official odd-length irfft bug "
-                        "(Speech Commands MFCC weights)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output folder that this converter wrote (any other folder is never replaced)",
+    )
+    parser.add_argument(
+        "--legacy_odd_fft",
+        action="store_true",
+        help="reproduce the official odd-length irfft bug (Speech Commands MFCC weights)",
+    )
     parser.add_argument("--push_to_hub", action="store_true")
     parser.add_argument("--hub_model_id")
     args = parser.parse_args(argv)
@@ -161,8 +189,11 @@ def main(argv: list[str] | None = None) -> None:
         from huggingface_hub import HfApi
 
         HfApi().create_repo(args.hub_model_id, exist_ok=True)
-        HfApi().upload_folder(repo_id=args.hub_model_id, folder_path=args.output,
-                              commit_message=f"convert official CCNN checkpoint ({args.preset})")
+        HfApi().upload_folder(
+            repo_id=args.hub_model_id,
+            folder_path=args.output,
+            commit_message=f"convert official CCNN checkpoint ({args.preset})",
+        )
         print(f"pushed to {args.hub_model_id}")
 
 

@@ -8,6 +8,7 @@ installed) and ``timm.create_model("hf-hub:...")`` need: the modelling code, ``c
 timm's fields, ``model.safetensors``, the processor config, plus the model card (rewritten for
 that organisation), ``results.json``, the accuracy plot and the kernel picture.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -29,9 +29,20 @@ import pytest
 _HF_HOME = tempfile.mkdtemp(prefix="ccnn-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 for _var in (
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE",
-    "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_MODULES_CACHE", "HF_DATASETS_CACHE", "HF_TOKEN_PATH", "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "HUGGINGFACE_CO_STAGING",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "TRANSFORMERS_CACHE",
+    "HF_ASSETS_CACHE",
+    "HF_XET_CACHE",
+    "HF_MODULES_CACHE",
+    "HF_DATASETS_CACHE",
+    "HF_TOKEN_PATH",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+    "HUGGINGFACE_CO_STAGING",
 ):
     os.environ.pop(_var, None)
 os.environ["HF_HOME"] = _HF_HOME

@@ -1,4 +1,5 @@
 """Small shared helpers for the test-suite (no fixtures here; see conftest.py)."""
+
 from __future__ import annotations
 
 import os

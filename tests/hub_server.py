@@ -158,7 +158,7 @@ def tree_listing(repo: Repo, commit: Commit, base: str, recursive: bool, expand:
     for path in commit.files:
         if not path.startswith(prefix):
             continue
-        parts = path[len(prefix):].split("/")
+        parts = path[len(prefix) :].split("/")
         depth = len(parts) if recursive else 1
         paths.update(prefix + "/".join(parts[:i]) for i in range(1, depth + 1))
     entries = (entry(repo, commit, p, expand) for p in sorted(paths))
@@ -242,8 +242,11 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, self._repo_info(repo, repo.resolve(args[0] if args else "main")), {}
             if method == "GET" and action == "tree" and args:
                 listing = tree_listing(
-                    repo, repo.resolve(args[0]), "/".join(args[1:]),
-                    self.query.get("recursive", "").lower() == "true", self.query.get("expand", "").lower() == "true",
+                    repo,
+                    repo.resolve(args[0]),
+                    "/".join(args[1:]),
+                    self.query.get("recursive", "").lower() == "true",
+                    self.query.get("expand", "").lower() == "true",
                 )
                 return 200, listing, {}
             if method == "POST" and action == "paths-info" and len(args) == 1:
@@ -251,8 +254,12 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST" and action == "preupload" and len(args) == 1:
                 head = repo.resolve(args[0])
                 answer = [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                     "oid": git_blob_sha(head.files[f["path"]]) if f["path"] in head.files else None}
+                    {
+                        "path": f["path"],
+                        "uploadMode": "regular",
+                        "shouldIgnore": False,
+                        "oid": git_blob_sha(head.files[f["path"]]) if f["path"] in head.files else None,
+                    }
                     for f in self._json().get("files", [])
                 ]
                 return 200, {"files": answer, "commitOid": head.oid}, {}
@@ -280,9 +287,17 @@ class Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         access_token = {"displayName": "test", "role": "write", "createdAt": "2024-01-01T00:00:00.000Z"}
         return {
-            "type": "user", "id": "0" * 24, "name": USER, "fullname": "Test User",
-            "email": f"{USER}@example.com", "emailVerified": True, "isPro": False, "canPay": False,
-            "avatarUrl": "", "orgs": [], "auth": {"type": "access_token", "accessToken": access_token},
+            "type": "user",
+            "id": "0" * 24,
+            "name": USER,
+            "fullname": "Test User",
+            "email": f"{USER}@example.com",
+            "emailVerified": True,
+            "isPro": False,
+            "canPay": False,
+            "avatarUrl": "",
+            "orgs": [],
+            "auth": {"type": "access_token", "accessToken": access_token},
         }
 
     def _create_repo(self, store: HubStore) -> tuple[int, Any, dict[str, str]]:
@@ -306,10 +321,19 @@ class Handler(BaseHTTPRequestHandler):
             for path, data in sorted(commit.files.items())
         ]
         return {
-            "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
-            "author": repo.repo_id.split("/")[0], "sha": commit.oid, "lastModified": commit.date,
-            "createdAt": repo.created, "private": repo.private, "gated": False, "disabled": False,
-            "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
+            "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": commit.oid,
+            "lastModified": commit.date,
+            "createdAt": repo.created,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
         }
 
     def _paths_info(self, repo: Repo, commit: Commit) -> list[dict[str, Any]]:
@@ -358,10 +382,15 @@ class Handler(BaseHTTPRequestHandler):
     def _history(self, repo: Repo, commit: Commit | None) -> list[dict[str, Any]]:
         history = []
         while commit is not None:
-            history.append({
-                "id": commit.oid, "title": commit.title, "message": commit.message,
-                "date": commit.date, "authors": [{"user": USER}],
-            })
+            history.append(
+                {
+                    "id": commit.oid,
+                    "title": commit.title,
+                    "message": commit.message,
+                    "date": commit.date,
+                    "authors": [{"user": USER}],
+                }
+            )
             commit = repo.commits[commit.parent] if commit.parent else None
         return history
 
@@ -379,7 +408,7 @@ class Handler(BaseHTTPRequestHandler):
             if start >= len(data) or start > end:
                 raise HubError(416, f"Range {range_header} not satisfiable for {len(data)} bytes")
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            return 206, data[start:end + 1], headers
+            return 206, data[start : end + 1], headers
         return 200, data, headers
 
 

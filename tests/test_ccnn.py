@@ -1,4 +1,5 @@
 """Behaviour of the core CCNN a user relies on: shapes, causality, gradients, batching, init, errors."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,17 @@ def tiny(preset: str = "cifar10_4_140", **kw) -> CCNN:
 )
 def test_output_shape_for_any_dimension_and_size(data_dim, size, batch, classes, mode):
     causal = data_dim == 1
-    model = build_ccnn("cifar10_4_140", data_dim=data_dim, base_resolution=(7,) * data_dim, kernel_size=7,
-                       causal=causal, num_classes=classes, in_chans=2, mode=mode, **TINY).eval()
+    model = build_ccnn(
+        "cifar10_4_140",
+        data_dim=data_dim,
+        base_resolution=(7,) * data_dim,
+        kernel_size=7,
+        causal=causal,
+        num_classes=classes,
+        in_chans=2,
+        mode=mode,
+        **TINY,
+    ).eval()
     with torch.no_grad():
         out = model(torch.randn(batch, 2, *(size,) * data_dim))
     assert out.shape == (batch, classes)  # the batch dimension is never squeezed away
@@ -141,8 +151,22 @@ def test_official_init_misses_the_papers_aim_and_ours_meets_it(preset):
 
 
 def test_presets_are_complete_and_count_parameters_like_the_official_code():
-    tasks = {"smnist", "pmnist", "scifar10", "sc_mfcc", "sc_raw", "cifar10", "cifar100", "stl10", "listops", "text",
-             "image", "pathfinder", "image2d", "pathfinder2d"}
+    tasks = {
+        "smnist",
+        "pmnist",
+        "scifar10",
+        "sc_mfcc",
+        "sc_raw",
+        "cifar10",
+        "cifar100",
+        "stl10",
+        "listops",
+        "text",
+        "image",
+        "pathfinder",
+        "image2d",
+        "pathfinder2d",
+    }
     assert {p.task for p in PRESETS.values()} == tasks
     assert len(PRESETS) == 2 * len(tasks)
     assert get_preset("smnist_4_140").params == 198_769 and get_preset("cifar10_6_380").params == 1_999_366
@@ -164,8 +188,20 @@ def test_presets_carry_the_official_hyperparameters():
 
 
 def test_overrides_reach_the_model():
-    model = build_ccnn("cifar10_4_140", hidden=16, blocks=3, kernel_width=8, omega_0=10.0, mask_init=0.3,
-                       dropout=0.2, in_channels=1, out_channels=5, data_dim=3, use_fft=True, init_scheme="official")
+    model = build_ccnn(
+        "cifar10_4_140",
+        hidden=16,
+        blocks=3,
+        kernel_width=8,
+        omega_0=10.0,
+        mask_init=0.3,
+        dropout=0.2,
+        in_channels=1,
+        out_channels=5,
+        data_dim=3,
+        use_fft=True,
+        init_scheme="official",
+    )
     assert model.num_features == 16 and len(model.blocks) == 3 and model.num_classes == 5 and model.in_chans == 1
     assert model.data_dim == 3 and model.base_resolution == (32, 32, 32)
     assert model.blocks[0].conv.kernel_net.linears[0].weight.shape[0] == 8
@@ -174,6 +210,7 @@ def test_overrides_reach_the_model():
 
 
 # -- bad input ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "x, error, message",

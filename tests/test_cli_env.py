@@ -1,4 +1,5 @@
 """ccnn-train sets a sleeping OpenMP wait policy before torch loads, unless the user chose one."""
+
 from __future__ import annotations
 
 import os
@@ -32,6 +33,7 @@ def test_passive_is_set_only_before_torch_and_only_if_unset(monkeypatch):
 
 def test_ccnn_train_offers_compile():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "ccnn_hf.train", "--help"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ccnn_hf.train", "--help"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "--compile" in done.stdout

@@ -1,4 +1,5 @@
 """Continuous mode: one set of weights at any resolution, length and sampling rate."""
+
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ TINY = dict(hidden=16, blocks=3, kernel_width=16)
 
 
 # -- smooth test signals, sampled from the same continuous function on any grid ----------------
+
 
 def blobs_2d(n: int, channels: int, seed: int) -> torch.Tensor:
     """Sums of Gaussian blobs inside the unit square, sampled at the n x n pixel centres."""
@@ -66,8 +68,12 @@ def convs(model: CCNN):
 
 CASES = {
     "2d": (lambda mode: build_ccnn("cifar10_4_140", in_channels=1, mode=mode, **TINY), blobs_2d, to_base_2d, 32),
-    "1d-causal": (lambda mode: build_ccnn("smnist_4_140", base_resolution=(256,), mask_init=0.3, mode=mode, **TINY),
-                  waves_1d, to_base_1d, 256),
+    "1d-causal": (
+        lambda mode: build_ccnn("smnist_4_140", base_resolution=(256,), mask_init=0.3, mode=mode, **TINY),
+        waves_1d,
+        to_base_1d,
+        256,
+    ),
 }
 
 
@@ -155,7 +161,9 @@ def band_limited_field(batch: int, channels: int, coarse: list[int], factor: int
     return out.float()
 
 
-@pytest.mark.parametrize("preset", ["cifar10_4_140", "pathfinder2d_4_140", "smnist_4_140", "sc_raw_4_140", "listops_4_140"])
+@pytest.mark.parametrize(
+    "preset", ["cifar10_4_140", "pathfinder2d_4_140", "smnist_4_140", "sc_raw_4_140", "listops_4_140"]
+)
 def test_unit_variance_logits_at_half_base_and_double_resolution(preset):
     """White noise drawn separately on each grid is not one signal (its power per frequency band
     falls as 1/s^D on finer grids); a band-limited standard-normal field is, and its logits keep
@@ -207,6 +215,7 @@ def test_reference_mode_keeps_the_official_grid_and_switch():
 
 # -- the kernel cache ------------------------------------------------------------------------
 
+
 def test_kernels_are_cached_in_eval_and_dropped_when_weights_or_mode_change():
     torch.manual_seed(0)
     model = build_ccnn("cifar10_4_140", **TINY).eval()
@@ -247,16 +256,27 @@ def test_cached_and_uncached_outputs_agree():
 
 # -- a learned check ------------------------------------------------------------------------
 
+
 def test_a_model_trained_on_8x8_digits_keeps_its_accuracy_at_16_and_32_pixels():
     from ccnn_hf.data import load_builtin
 
     data = load_builtin("digits")
     torch.manual_seed(1)
-    model = build_ccnn("cifar10_4_140", in_channels=1, num_classes=10, hidden=32, blocks=3, kernel_width=16,
-                       base_resolution=(8, 8), kernel_size="same", dropout=0.0)
+    model = build_ccnn(
+        "cifar10_4_140",
+        in_channels=1,
+        num_classes=10,
+        hidden=32,
+        blocks=3,
+        kernel_width=16,
+        base_resolution=(8, 8),
+        kernel_size="same",
+        dropout=0.0,
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.0)
-    loader = torch.utils.data.DataLoader(data.train, batch_size=64, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        data.train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     epochs = 20
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.01, total_steps=epochs * len(loader))
     for _ in range(epochs):
@@ -281,6 +301,7 @@ def test_a_model_trained_on_8x8_digits_keeps_its_accuracy_at_16_and_32_pixels():
 
 # -- determinism ----------------------------------------------------------------------------
 
+
 def _train_a_few_steps(seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     model = build_ccnn("smnist_4_140", **TINY).train()
@@ -302,18 +323,23 @@ def test_two_runs_with_the_same_seed_give_bit_identical_weights():
 
 # -- kernel plans: grid decisions made outside the forward -------------------------------------
 
+
 def _per_forward_grids(conv, scale):
     """The grids as the forward decided them before plans existed: crop roots from the live
     parameters, host reads inside ``axis_grid``."""
     roots = crop_roots(conv.mask_mean, conv.effective_mask_width(), conv.mask_threshold, conv.causal)
     reference = conv.mode == "reference"
-    return [axis_grid(k, 1.0 if reference else float(s), conv.causal, roots[0] if conv.causal else roots[d], reference)
-            for d, (k, s) in enumerate(zip(conv.kernel_size, scale))]
+    return [
+        axis_grid(k, 1.0 if reference else float(s), conv.causal, roots[0] if conv.causal else roots[d], reference)
+        for d, (k, s) in enumerate(zip(conv.kernel_size, scale))
+    ]
 
 
 @pytest.mark.parametrize("mode", ["continuous", "reference"])
-@pytest.mark.parametrize("preset, scales", [("smnist_4_140", [(0.5,), (1.0,), (2.5,)]),
-                                            ("cifar10_4_140", [(0.5, 0.5), (1.0, 1.0), (2.0, 1.5)])])
+@pytest.mark.parametrize(
+    "preset, scales",
+    [("smnist_4_140", [(0.5,), (1.0,), (2.5,)]), ("cifar10_4_140", [(0.5, 0.5), (1.0, 1.0), (2.0, 1.5)])],
+)
 def test_kernel_plans_equal_the_per_forward_decision_on_random_mask_widths(mode, preset, scales):
     torch.manual_seed(0)
     conv = build_ccnn(preset, mode=mode, **TINY).blocks[0].conv
@@ -355,7 +381,9 @@ def test_plans_follow_optimizer_steps_with_one_host_read_for_all_layers(monkeypa
     model(x)
     calls = []
     real = ccnn_module.refresh_kernel_plans
-    monkeypatch.setattr(ccnn_module, "refresh_kernel_plans", lambda convs, scales=None: calls.append(len(convs)) or real(convs, scales))
+    monkeypatch.setattr(
+        ccnn_module, "refresh_kernel_plans", lambda convs, scales=None: calls.append(len(convs)) or real(convs, scales)
+    )
     model(x)
     assert calls == []  # nothing changed: no host read
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)

@@ -1,4 +1,5 @@
 """conversion/convert_original_ccnn.py: official checkpoints -> transformers/timm folders."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,22 +30,39 @@ def fixture(folder: str) -> tuple[Path, dict]:
 def lightning_checkpoint(path: Path, state: dict, with_initialized: bool = True, **extra) -> Path:
     """What Lightning's ModelCheckpoint writes: the network under ``network.`` plus trainer state."""
     network = {f"network.{k}": v for k, v in state.items() if with_initialized or not k.endswith(".initialized")}
-    torch.save({
-        "epoch": 12, "global_step": 3400, "pytorch-lightning_version": "1.6.5", "state_dict": network,
-        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 13, "completed": 12}}}},
-        "callbacks": {"ModelCheckpoint{'monitor': 'val/acc', 'mode': 'max'}": {
-            "monitor": "val/acc", "best_model_score": torch.tensor(0.91), "best_model_path": "artifacts/best.ckpt",
-            "best_k_models": {"artifacts/best.ckpt": torch.tensor(0.91)}}},
-        "optimizer_states": [{"state": {0: {"step": torch.tensor(3400.0), "exp_avg": torch.zeros(3)}},
-                              "param_groups": [{"lr": 0.02, "betas": (0.9, 0.999), "params": [0]}]}],
-        "lr_schedulers": [{"base_lrs": [0.02], "last_epoch": 3400, "_schedulers": [{"start_factor": 1e-8}]}],
-        **extra,
-    }, path)
+    torch.save(
+        {
+            "epoch": 12,
+            "global_step": 3400,
+            "pytorch-lightning_version": "1.6.5",
+            "state_dict": network,
+            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 13, "completed": 12}}}},
+            "callbacks": {
+                "ModelCheckpoint{'monitor': 'val/acc', 'mode': 'max'}": {
+                    "monitor": "val/acc",
+                    "best_model_score": torch.tensor(0.91),
+                    "best_model_path": "artifacts/best.ckpt",
+                    "best_k_models": {"artifacts/best.ckpt": torch.tensor(0.91)},
+                }
+            },
+            "optimizer_states": [
+                {
+                    "state": {0: {"step": torch.tensor(3400.0), "exp_avg": torch.zeros(3)}},
+                    "param_groups": [{"lr": 0.02, "betas": (0.9, 0.999), "params": [0]}],
+                }
+            ],
+            "lr_schedulers": [{"base_lrs": [0.02], "last_epoch": 3400, "_schedulers": [{"start_factor": 1e-8}]}],
+            **extra,
+        },
+        path,
+    )
     return path
 
 
 def logits_of(folder: Path, x: torch.Tensor) -> torch.Tensor:
-    model = (AutoModelForImageClassification if x.ndim == 4 else AutoModelForSequenceClassification).from_pretrained(folder)
+    model = (AutoModelForImageClassification if x.ndim == 4 else AutoModelForSequenceClassification).from_pretrained(
+        folder
+    )
     with torch.no_grad():
         return model.eval()(**{model.main_input_name: x}).logits
 
@@ -94,19 +112,47 @@ def test_command_line_writes_a_card_and_timm_loads_2d_weights(tmp_path):
 
     weights, io = fixture("cifar10_ccnn_4_140")
     out = tmp_path / "cifar"
-    done = subprocess.run([sys.executable, str(REPO / "conversion" / "convert_original_ccnn.py"), "--checkpoint",
-                           str(weights), "--preset", "cifar10_4_140", "--output", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "conversion" / "convert_original_ccnn.py"),
+            "--checkpoint",
+            str(weights),
+            "--preset",
+            "cifar10_4_140",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verification: max |converted - raw|" in done.stdout
     card = (out / "README.md").read_text()
     assert "reference mode" in card and "No accuracy was measured" in card and "timm.create_model" in card
-    model = timm.create_model("ccnn_2d_4_140.cifar10", pretrained=True, mode="reference",
-                              pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"), num_classes=10)).eval()
+    model = timm.create_model(
+        "ccnn_2d_4_140.cifar10",
+        pretrained=True,
+        mode="reference",
+        pretrained_cfg_overlay=dict(file=str(out / "model.safetensors"), num_classes=10),
+    ).eval()
     with torch.no_grad():
         logits = model(io["input"])
     assert ((logits - io["logits"]).abs().max() / io["logits"].abs().max()).item() <= 2e-4
-    bad = subprocess.run([sys.executable, str(REPO / "conversion" / "convert_original_ccnn.py"), "--checkpoint",
-                          str(weights), "--preset", "smnist_4_140", "--output", str(tmp_path / "x")],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "conversion" / "convert_original_ccnn.py"),
+            "--checkpoint",
+            str(weights),
+            "--preset",
+            "smnist_4_140",
+            "--output",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "does not match the model" in bad.stderr

@@ -157,7 +157,9 @@ def test_digits_at_16x16_are_the_same_test_images() -> None:
     shrunk = torch.nn.functional.avg_pool2d(big.inputs, 2)
     assert torch.corrcoef(torch.stack([shrunk.flatten(), ds.test.inputs.flatten()]))[0, 1] > 0.9
     assert ds.test_at(8) is ds.test
-    with pytest.raises(ValueError, match="length 256 would be a 16x16 image read row by row, which is not a resampling"):
+    with pytest.raises(
+        ValueError, match="length 256 would be a 16x16 image read row by row, which is not a resampling"
+    ):
         load_builtin("digits_seq").test_at(256)  # a flattened 16x16 image is no finer sampling of the 8x8 one's rows
 
 

@@ -1,4 +1,5 @@
 """Deployment: ``ccnn_hf.freeze`` -> ``torch.export`` and ONNX programs that reproduce the eager logits."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,16 +27,31 @@ def cases() -> dict[str, tuple]:
     """name -> (model, input, forward keyword or None for a plain CCNN)."""
     torch.manual_seed(0)
     return {
-        "image": (CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY)), torch.randn(2, 3, 24, 20),
-                  "pixel_values"),
-        "sequence": (CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY)),
-                     torch.randn(2, 1, 100), "input_values"),
-        "audio": (CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY, base_resolution=[4000],
-                                                                    base_sampling_rate=4000)),
-                  torch.randn(2, 1, 3000), "input_values"),
+        "image": (
+            CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY)),
+            torch.randn(2, 3, 24, 20),
+            "pixel_values",
+        ),
+        "sequence": (
+            CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY)),
+            torch.randn(2, 1, 100),
+            "input_values",
+        ),
+        "audio": (
+            CCNNForAudioClassification(
+                CCNNConfig.from_preset("sc_raw_4_140", **TINY, base_resolution=[4000], base_sampling_rate=4000)
+            ),
+            torch.randn(2, 1, 3000),
+            "input_values",
+        ),
         "core": (build_ccnn("cifar10_4_140", hidden=8, blocks=2, kernel_width=8), torch.randn(2, 3, 40, 40), None),
-        "reference": (build_ccnn("smnist_4_140", hidden=8, blocks=2, kernel_width=8, mode="reference", use_fft=True,
-                                 legacy_odd_fft=True), torch.randn(2, 1, 99), None),
+        "reference": (
+            build_ccnn(
+                "smnist_4_140", hidden=8, blocks=2, kernel_width=8, mode="reference", use_fft=True, legacy_odd_fft=True
+            ),
+            torch.randn(2, 1, 99),
+            None,
+        ),
     }
 
 
@@ -60,8 +76,10 @@ def test_frozen_model_reproduces_eager_and_exports_with_any_batch(name):
     torch.testing.assert_close(program.module()(more)[:2], expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")),
-                    reason="ONNX export needs onnx, onnxruntime and onnxscript (the [dev] extra)")
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")),
+    reason="ONNX export needs onnx, onnxruntime and onnxscript (the [dev] extra)",
+)
 @pytest.mark.parametrize("name", ["image", "sequence"])
 def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
     import onnxruntime

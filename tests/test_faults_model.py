@@ -5,6 +5,7 @@ Each case asserts the exact kind of outcome: a specific error type whose message
 result (fine-tuning with a new head, a backbone from a classifier checkpoint, NaN confined to its
 sample). Tiny models only: every case runs in well under a second.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -56,10 +57,21 @@ def _quiet_transformers():
 SETTINGS = [
     ("mask_init_nan", dict(mask_init=NAN), r"mask_init must be a finite number in \(0, inf\), got nan"),
     ("mask_init_inf", dict(mask_init=INF), r"mask_init must be a finite number in \(0, inf\), got inf"),
-    ("omega_0_zero_reference", dict(omega_0=0.0, mode="reference"), r"omega_0 must be a finite number in \(0, inf\), got 0\.0"),
-    ("omega_0_nan_reference", dict(omega_0=NAN, mode="reference"), r"omega_0 must be a finite number in \(0, inf\), got nan"),
-    ("base_sampling_rate_nan", dict(base_sampling_rate=NAN),
-     r"base_sampling_rate must be a finite number in \(0, inf\) or None, got nan"),
+    (
+        "omega_0_zero_reference",
+        dict(omega_0=0.0, mode="reference"),
+        r"omega_0 must be a finite number in \(0, inf\), got 0\.0",
+    ),
+    (
+        "omega_0_nan_reference",
+        dict(omega_0=NAN, mode="reference"),
+        r"omega_0 must be a finite number in \(0, inf\), got nan",
+    ),
+    (
+        "base_sampling_rate_nan",
+        dict(base_sampling_rate=NAN),
+        r"base_sampling_rate must be a finite number in \(0, inf\) or None, got nan",
+    ),
     ("hidden_fraction", dict(hidden=2.7), r"hidden_channels must be an integer >= 1, got 2\.7"),
     ("hidden_bool", dict(hidden=True), r"hidden_channels must be an integer >= 1, got True"),
     ("blocks_string", dict(blocks="2"), r"num_blocks must be an integer >= 0, got '2'"),
@@ -67,11 +79,17 @@ SETTINGS = [
     ("dropout_nan", dict(dropout=NAN), r"dropout must be a finite number in \[0, 1\), got nan"),
     ("dropout_in_one", dict(dropout_in=1.0), r"dropout_in must be a finite number in \[0, 1\), got 1\.0"),
     ("mask_threshold_inf", dict(mask_threshold=INF), r"mask_threshold must be a finite number in \(0, 1\), got inf"),
-    ("kernel_size_fraction", dict(kernel_size=3.5),
-     r"kernel_size must be 'same', an integer >= 1 or one such integer per axis, got 3\.5"),
+    (
+        "kernel_size_fraction",
+        dict(kernel_size=3.5),
+        r"kernel_size must be 'same', an integer >= 1 or one such integer per axis, got 3\.5",
+    ),
     ("kernel_size_bool_entry", dict(kernel_size=[33, True]), r"kernel_size must be .*, got \[33, True\]"),
-    ("base_resolution_fraction", dict(base_resolution=[32, 32.5]),
-     r"base_resolution must hold 2 integer size\(s\) >= 1 \(one per axis\), got \[32, 32\.5\]"),
+    (
+        "base_resolution_fraction",
+        dict(base_resolution=[32, 32.5]),
+        r"base_resolution must hold 2 integer size\(s\) >= 1 \(one per axis\), got \[32, 32\.5\]",
+    ),
     ("fft_threshold_negative", dict(fft_threshold=-1), r"fft_threshold must be an integer >= 0, got -1"),
     ("use_fft_string", dict(use_fft="yes"), r"use_fft must be True or False, got 'yes'"),
     ("causal_2d", dict(causal=True), r"causal kernels are only defined for data_dim=1, got data_dim=2"),
@@ -90,20 +108,41 @@ def test_config_settings_are_checked(overrides, message):
         CCNNConfig.from_preset("cifar10_4_140", **{**TINY, **overrides})
 
 
-@pytest.mark.parametrize("overrides, message", [
-    pytest.param(dict(std=[0, 0, 0]), r"std must be a list of finite numbers > 0, one per input channel, "
-                 r"got \[0, 0, 0\]", id="input_std_zero"),
-    pytest.param(dict(std=[1.0, NAN, 1.0]), r"std must be a list of finite numbers > 0.*got \[1\.0, nan, 1\.0\]",
-                 id="input_std_nan"),
-    pytest.param(dict(std="0.5"), r"std must be a list of finite numbers > 0.*got '0\.5'", id="input_std_string"),
-    pytest.param(dict(mean=[0.5] * 5), r"mean must have one entry per input channel \(3\), got 5",
-                 id="input_mean_five_of_three"),
-    pytest.param(dict(mean=[0.5, INF, 0.5]), r"mean must be a list of finite numbers, one per input channel",
-                 id="input_mean_inf"),
-    pytest.param(dict(modality="video"), r"modality must be one of \('image', 'sequence', 'audio', 'tokens'\), got 'video'",
-                 id="modality"),
-    pytest.param(dict(use_token_embedding=True), r"use_token_embedding needs vocab_size >= 1", id="embedding_without_vocab"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        pytest.param(
+            dict(std=[0, 0, 0]),
+            r"std must be a list of finite numbers > 0, one per input channel, "
+            r"got \[0, 0, 0\]",
+            id="input_std_zero",
+        ),
+        pytest.param(
+            dict(std=[1.0, NAN, 1.0]),
+            r"std must be a list of finite numbers > 0.*got \[1\.0, nan, 1\.0\]",
+            id="input_std_nan",
+        ),
+        pytest.param(dict(std="0.5"), r"std must be a list of finite numbers > 0.*got '0\.5'", id="input_std_string"),
+        pytest.param(
+            dict(mean=[0.5] * 5),
+            r"mean must have one entry per input channel \(3\), got 5",
+            id="input_mean_five_of_three",
+        ),
+        pytest.param(
+            dict(mean=[0.5, INF, 0.5]),
+            r"mean must be a list of finite numbers, one per input channel",
+            id="input_mean_inf",
+        ),
+        pytest.param(
+            dict(modality="video"),
+            r"modality must be one of \('image', 'sequence', 'audio', 'tokens'\), got 'video'",
+            id="modality",
+        ),
+        pytest.param(
+            dict(use_token_embedding=True), r"use_token_embedding needs vocab_size >= 1", id="embedding_without_vocab"
+        ),
+    ],
+)
 def test_config_only_fields_are_checked(overrides, message):
     with pytest.raises(ValueError, match=r"^invalid CCNNConfig: .*" + message):
         CCNNConfig.from_preset("cifar10_4_140", **{**TINY, **overrides})
@@ -135,18 +174,27 @@ def test_a_tampered_config_json_is_refused(saved, tmp_path):
         AutoModelForImageClassification.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    pytest.param(dict(image_std=[0, 0, 0]), r"image_std must be a list of finite numbers > 0.*got \[0, 0, 0\]", id="std_zero"),
-    pytest.param(dict(image_std=0.0), r"image_std must be .*got \[0\.0, 0\.0, 0\.0\]", id="scalar_std_zero"),
-    pytest.param(dict(image_mean=[NAN, 0.5, 0.5]), r"image_mean must be a list of finite numbers", id="mean_nan"),
-    pytest.param(dict(image_mean=[0.5] * 5), r"image_mean must have one entry per input channel \(3\), got 5", id="mean_five"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        pytest.param(
+            dict(image_std=[0, 0, 0]), r"image_std must be a list of finite numbers > 0.*got \[0, 0, 0\]", id="std_zero"
+        ),
+        pytest.param(dict(image_std=0.0), r"image_std must be .*got \[0\.0, 0\.0, 0\.0\]", id="scalar_std_zero"),
+        pytest.param(dict(image_mean=[NAN, 0.5, 0.5]), r"image_mean must be a list of finite numbers", id="mean_nan"),
+        pytest.param(
+            dict(image_mean=[0.5] * 5), r"image_mean must have one entry per input channel \(3\), got 5", id="mean_five"
+        ),
+    ],
+)
 def test_image_processor_statistics_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=r"^invalid CCNNImageProcessor: .*" + message):
         CCNNImageProcessor(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [dict(std=NAN), dict(std=0.0), dict(mean=INF)], ids=["std_nan", "std_zero", "mean_inf"])
+@pytest.mark.parametrize(
+    "kwargs", [dict(std=NAN), dict(std=0.0), dict(mean=INF)], ids=["std_nan", "std_zero", "mean_inf"]
+)
 def test_feature_extractor_statistics_are_checked(kwargs):
     with pytest.raises(ValueError, match=r"mean must be finite and std finite and > 0, got mean="):
         CCNNFeatureExtractor(**kwargs)
@@ -163,6 +211,7 @@ def test_preset_statistics_are_dropped_for_another_channel_count():
 
 # -- models shared by the call / input / loading cases -----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
@@ -177,12 +226,21 @@ def models() -> dict[str, torch.nn.Module]:
 
 
 MAIN_INPUT = {
-    "core": lambda x: dict(x=x), "timm": lambda x: dict(x=x), "image_head": lambda x: dict(pixel_values=x),
-    "backbone": lambda x: dict(pixel_values=x), "audio_head": lambda x: dict(input_values=x),
+    "core": lambda x: dict(x=x),
+    "timm": lambda x: dict(x=x),
+    "image_head": lambda x: dict(pixel_values=x),
+    "backbone": lambda x: dict(pixel_values=x),
+    "audio_head": lambda x: dict(input_values=x),
     "sequence_head": lambda x: dict(input_values=x),
 }
-GOOD_INPUT = {"core": (2, 3, 16, 16), "timm": (2, 3, 16, 16), "image_head": (2, 3, 16, 16), "backbone": (2, 3, 16, 16),
-              "audio_head": (2, 1, 4000), "sequence_head": (2, 1, 392)}
+GOOD_INPUT = {
+    "core": (2, 3, 16, 16),
+    "timm": (2, 3, 16, 16),
+    "image_head": (2, 3, 16, 16),
+    "backbone": (2, 3, 16, 16),
+    "audio_head": (2, 1, 4000),
+    "sequence_head": (2, 1, 392),
+}
 
 
 def call(models, target: str, x=None, **kwargs):
@@ -199,11 +257,26 @@ CALLS = [
     ("core", dict(resolution=INF), ValueError, r"resolution must be a finite number > 0, got inf"),
     ("core", dict(resolution=True), TypeError, r"resolution must be a number, got bool True"),
     ("core", dict(resolution=0.001), ValueError, r"resolution sizes must be >= 1 \(grid points per axis\), got 0\.001"),
-    ("core", dict(resolution=1e9), ValueError, r"resolution=1000000000\.0 is 3\.12e\+07, 3\.12e\+07 x the model's base "
-     r"\(32, 32\); allowed is 1/64 to 64 x per axis"),
+    (
+        "core",
+        dict(resolution=1e9),
+        ValueError,
+        r"resolution=1000000000\.0 is 3\.12e\+07, 3\.12e\+07 x the model's base "
+        r"\(32, 32\); allowed is 1/64 to 64 x per axis",
+    ),
     ("core", dict(resolution=(32, 4096)), ValueError, r"resolution=\(32, 4096\) is 1, 128 x .*allowed is 1/64 to 64 x"),
-    ("core", dict(resolution=(64,)), ValueError, r"resolution must hold 2 size\(s\) \(one per axis\) or one number, got \(64,\)"),
-    ("core", dict(resolution=32, sampling_rate=16000), ValueError, r"pass resolution= .* or sampling_rate= .*, not both"),
+    (
+        "core",
+        dict(resolution=(64,)),
+        ValueError,
+        r"resolution must hold 2 size\(s\) \(one per axis\) or one number, got \(64,\)",
+    ),
+    (
+        "core",
+        dict(resolution=32, sampling_rate=16000),
+        ValueError,
+        r"pass resolution= .* or sampling_rate= .*, not both",
+    ),
     ("core", dict(sampling_rate=8000), ValueError, r"sampling_rate= needs a model with base_sampling_rate"),
     ("timm", dict(resolution=INF), ValueError, r"resolution must be a finite number > 0, got inf"),
     ("image_head", dict(resolution="32"), TypeError, r"resolution must be a number, got str '32'"),
@@ -213,25 +286,41 @@ CALLS = [
     ("audio_head", dict(sampling_rate=NAN), ValueError, r"sampling_rate must be a finite number > 0, got nan"),
     ("audio_head", dict(sampling_rate=True), TypeError, r"sampling_rate must be a number, got bool True"),
     ("audio_head", dict(sampling_rate="8k"), TypeError, r"sampling_rate must be a number, got str '8k'"),
-    ("audio_head", dict(sampling_rate=16), ValueError, r"sampling_rate=16 is 0\.001 x the model's base 16000.*1/64 to 64 x"),
-    ("audio_head", dict(sampling_rate=torch.tensor([8000, 16000])), ValueError,
-     r"sampling_rate must be one rate for the whole batch, got \[8000, 16000\]"),
+    (
+        "audio_head",
+        dict(sampling_rate=16),
+        ValueError,
+        r"sampling_rate=16 is 0\.001 x the model's base 16000.*1/64 to 64 x",
+    ),
+    (
+        "audio_head",
+        dict(sampling_rate=torch.tensor([8000, 16000])),
+        ValueError,
+        r"sampling_rate must be one rate for the whole batch, got \[8000, 16000\]",
+    ),
     ("sequence_head", dict(resolution=784, sampling_rate=1.0), ValueError, r"not both"),
 ]
 
 
-@pytest.mark.parametrize("target, kwargs, error, message",
-                         [pytest.param(*case, id=f"{case[0]}-{'-'.join(case[1])}-{i}") for i, case in enumerate(CALLS)])
+@pytest.mark.parametrize(
+    "target, kwargs, error, message",
+    [pytest.param(*case, id=f"{case[0]}-{'-'.join(case[1])}-{i}") for i, case in enumerate(CALLS)],
+)
 def test_bad_resolution_and_sampling_rate_are_named(models, target, kwargs, error, message):
     with pytest.raises(error, match=message):
         call(models, target, **kwargs)
 
 
-@pytest.mark.parametrize("args, message", [
-    pytest.param((2.5,), r"invalid reset_classifier arguments: num_classes must be an integer >= 0, got 2\.5", id="fraction"),
-    pytest.param((-1,), r"num_classes must be an integer >= 0, got -1", id="negative"),
-    pytest.param((3, "mean"), r"global_pool must be one of \('avg', 'max', ''\), got 'mean'", id="pool"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(
+            (2.5,), r"invalid reset_classifier arguments: num_classes must be an integer >= 0, got 2\.5", id="fraction"
+        ),
+        pytest.param((-1,), r"num_classes must be an integer >= 0, got -1", id="negative"),
+        pytest.param((3, "mean"), r"global_pool must be one of \('avg', 'max', ''\), got 'mean'", id="pool"),
+    ],
+)
 def test_reset_classifier_arguments_are_checked(args, message):
     model = build_ccnn("cifar10_4_140", **TINY)
     with pytest.raises(ValueError, match=message):
@@ -251,10 +340,18 @@ def test_good_call_arguments_still_work(models):
 
 # -- unknown keyword arguments ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("target, name", [
-    ("image_head", "input_ids"), ("image_head", "bogus_arg"), ("backbone", "head_mask"),
-    ("audio_head", "past_observed_mask"), ("sequence_head", "observed_masks"), ("sequence_head", "bogus_arg"),
-])
+
+@pytest.mark.parametrize(
+    "target, name",
+    [
+        ("image_head", "input_ids"),
+        ("image_head", "bogus_arg"),
+        ("backbone", "head_mask"),
+        ("audio_head", "past_observed_mask"),
+        ("sequence_head", "observed_masks"),
+        ("sequence_head", "bogus_arg"),
+    ],
+)
 def test_unknown_keyword_arguments_raise(models, target, name):
     with pytest.raises(TypeError, match=rf"unexpected keyword argument '{name}'"):
         call(models, target, **{name: 3})
@@ -263,19 +360,47 @@ def test_unknown_keyword_arguments_raise(models, target, name):
 # -- inputs -------------------------------------------------------------------------------------
 
 INPUTS = [
-    ("core", torch.randn(3, 16, 16), ValueError,
-     r"expected a 4-D input \[batch, channels, height, width\] .*got shape \(3, 16, 16\) \(add a batch dimension"),
+    (
+        "core",
+        torch.randn(3, 16, 16),
+        ValueError,
+        r"expected a 4-D input \[batch, channels, height, width\] .*got shape \(3, 16, 16\) \(add a batch dimension",
+    ),
     ("core", torch.randn(1, 1, 16, 16), ValueError, r"expected 3 input channel\(s\), got 1"),
-    ("core", torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, r"expected a floating point input, got dtype torch\.uint8"),
-    ("core", torch.zeros(1, 3, 16, 16, dtype=torch.complex64), TypeError, r"floating point input, got dtype torch\.complex64"),
-    ("core", torch.randn(1, 3, 16, 16, dtype=torch.float64), TypeError,
-     r"the input is torch\.float64 and the model torch\.float32: convert one of them"),
-    ("image_head", torch.randn(1, 3, 16, 16).half(), TypeError, r"the input is torch\.float16 and the model torch\.float32"),
+    (
+        "core",
+        torch.zeros(1, 3, 16, 16, dtype=torch.uint8),
+        TypeError,
+        r"expected a floating point input, got dtype torch\.uint8",
+    ),
+    (
+        "core",
+        torch.zeros(1, 3, 16, 16, dtype=torch.complex64),
+        TypeError,
+        r"floating point input, got dtype torch\.complex64",
+    ),
+    (
+        "core",
+        torch.randn(1, 3, 16, 16, dtype=torch.float64),
+        TypeError,
+        r"the input is torch\.float64 and the model torch\.float32: convert one of them",
+    ),
+    (
+        "image_head",
+        torch.randn(1, 3, 16, 16).half(),
+        TypeError,
+        r"the input is torch\.float16 and the model torch\.float32",
+    ),
     ("core", torch.randn(0, 3, 16, 16), ValueError, r"input is empty: shape \(0, 3, 16, 16\)"),
     ("core", torch.randn(1, 3, 0, 16), ValueError, r"input is empty: shape \(1, 3, 0, 16\)"),
     ("timm", torch.randn(2, 3, 16), ValueError, r"expected a 4-D input"),
     ("image_head", [[0.0] * 16] * 16, TypeError, r"expected a torch\.Tensor, got list"),
-    ("image_head", torch.zeros(1, 3, 16, 16, dtype=torch.int64), TypeError, r"got dtype torch\.int64 \(convert with x\.float\(\)\)"),
+    (
+        "image_head",
+        torch.zeros(1, 3, 16, 16, dtype=torch.int64),
+        TypeError,
+        r"got dtype torch\.int64 \(convert with x\.float\(\)\)",
+    ),
     ("backbone", torch.randn(1, 3, 8, 8, 8), ValueError, r"expected a 4-D input .*got shape \(1, 3, 8, 8, 8\)"),
     ("audio_head", [0.0] * 100, TypeError, r"expected a torch\.Tensor, got list"),
     ("audio_head", torch.randn(1, 2, 100), ValueError, r"expected 1 input channel\(s\), got 2"),
@@ -283,8 +408,9 @@ INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("target, x, error, message",
-                         [pytest.param(*case, id=f"{case[0]}-{i}") for i, case in enumerate(INPUTS)])
+@pytest.mark.parametrize(
+    "target, x, error, message", [pytest.param(*case, id=f"{case[0]}-{i}") for i, case in enumerate(INPUTS)]
+)
 def test_bad_inputs_are_named(models, target, x, error, message):
     with pytest.raises(error, match=message):
         call(models, target, x)
@@ -327,6 +453,7 @@ def test_a_nan_sample_gives_nan_for_that_sample_only_in_eval_mode(models, target
 
 # -- loading: transformers folders ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def saved(models, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("saved")
@@ -348,17 +475,34 @@ def without(*keys):
 
 
 LOADING = [
-    ("int32_weight", lambda s: {**s, "classifier.bias": s["classifier.bias"].to(torch.int32)},
-     r"model\.safetensors does not match the model \(refusing to load it\): classifier\.bias is stored as I32 but "
-     r"the model holds floating point \(torch\.float32\)"),
-    ("int_batchnorm_weight", lambda s: {**s, "ccnn.encoder.norm.weight": s["ccnn.encoder.norm.weight"].to(torch.int64)},
-     r"ccnn\.encoder\.norm\.weight is stored as I64"),
-    ("float_counter", lambda s: {**s, "ccnn.encoder.norm.num_batches_tracked": torch.tensor(1.0)},
-     r"ccnn\.encoder\.norm\.num_batches_tracked is stored as F32 but the model holds integer"),
-    ("missing_tensor", without("ccnn.encoder.blocks.0.conv.mask_width"),
-     r"does not match the model \(refusing to load it\): missing tensors: ccnn\.encoder\.blocks\.0\.conv\.mask_width" + PARTIAL),
+    (
+        "int32_weight",
+        lambda s: {**s, "classifier.bias": s["classifier.bias"].to(torch.int32)},
+        r"model\.safetensors does not match the model \(refusing to load it\): classifier\.bias is stored as I32 but "
+        r"the model holds floating point \(torch\.float32\)",
+    ),
+    (
+        "int_batchnorm_weight",
+        lambda s: {**s, "ccnn.encoder.norm.weight": s["ccnn.encoder.norm.weight"].to(torch.int64)},
+        r"ccnn\.encoder\.norm\.weight is stored as I64",
+    ),
+    (
+        "float_counter",
+        lambda s: {**s, "ccnn.encoder.norm.num_batches_tracked": torch.tensor(1.0)},
+        r"ccnn\.encoder\.norm\.num_batches_tracked is stored as F32 but the model holds integer",
+    ),
+    (
+        "missing_tensor",
+        without("ccnn.encoder.blocks.0.conv.mask_width"),
+        r"does not match the model \(refusing to load it\): missing tensors: ccnn\.encoder\.blocks\.0\.conv\.mask_width"
+        + PARTIAL,
+    ),
     ("missing_half_classifier", without("classifier.weight"), r"missing tensors: classifier\.weight" + PARTIAL),
-    ("unexpected_tensor", lambda s: {**s, "extra.weight": torch.zeros(2)}, r"unexpected tensors: extra\.weight" + PARTIAL),
+    (
+        "unexpected_tensor",
+        lambda s: {**s, "extra.weight": torch.zeros(2)},
+        r"unexpected tensors: extra\.weight" + PARTIAL,
+    ),
 ]
 
 
@@ -410,7 +554,9 @@ def test_a_pickle_with_code_is_never_unpickled(saved, tmp_path):
     shutil.copytree(saved, folder)
     (folder / "model.safetensors").unlink()
     torch.save({"classifier.bias": _Payload()}, folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match=r"pytorch_model\.bin holds objects other than tensors; refusing to unpickle it"):
+    with pytest.raises(
+        ValueError, match=r"pytorch_model\.bin holds objects other than tensors; refusing to unpickle it"
+    ):
         CCNNForImageClassification.from_pretrained(folder)
 
 
@@ -420,7 +566,9 @@ def test_a_pickle_with_an_int32_weight_is_refused(saved, tmp_path):
     state = load_file(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
     torch.save({**state, "classifier.weight": state["classifier.weight"].to(torch.int32)}, folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match=r"classifier\.weight is stored as torch\.int32 but the model holds floating point"):
+    with pytest.raises(
+        ValueError, match=r"classifier\.weight is stored as torch\.int32 but the model holds floating point"
+    ):
         CCNNForImageClassification.from_pretrained(folder)
 
 
@@ -435,8 +583,12 @@ def test_new_head_for_fine_tuning_keeps_the_backbone(models, saved):
     assert relabeled.classifier.out_features == 7 and torch.isfinite(relabeled.classifier.weight).all()
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(relabeled.ccnn(pixel_values=x).pooler_output,
-                                   models["image_head"].ccnn(pixel_values=x).pooler_output, rtol=0, atol=0)
+        torch.testing.assert_close(
+            relabeled.ccnn(pixel_values=x).pooler_output,
+            models["image_head"].ccnn(pixel_values=x).pooler_output,
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_backbone_and_classifier_checkpoints_load_into_each_other(models, saved, tmp_path):
@@ -445,10 +597,18 @@ def test_backbone_and_classifier_checkpoints_load_into_each_other(models, saved,
     models["backbone"].save_pretrained(tmp_path / "backbone")
     new_head = CCNNForImageClassification.from_pretrained(tmp_path / "backbone", num_labels=3).eval()
     with torch.no_grad():
-        torch.testing.assert_close(backbone(pixel_values=x).pooler_output,
-                                   models["image_head"].ccnn(pixel_values=x).pooler_output, rtol=0, atol=0)
-        torch.testing.assert_close(new_head.ccnn(pixel_values=x).pooler_output,
-                                   models["backbone"](pixel_values=x).pooler_output, rtol=0, atol=0)
+        torch.testing.assert_close(
+            backbone(pixel_values=x).pooler_output,
+            models["image_head"].ccnn(pixel_values=x).pooler_output,
+            rtol=0,
+            atol=0,
+        )
+        torch.testing.assert_close(
+            new_head.ccnn(pixel_values=x).pooler_output,
+            models["backbone"](pixel_values=x).pooler_output,
+            rtol=0,
+            atol=0,
+        )
     assert new_head.classifier.out_features == 3 and torch.isfinite(new_head.classifier.weight).all()
 
 
@@ -461,26 +621,46 @@ def test_a_token_embedding_is_never_dropped_silently(tmp_path):
 
 # -- loading: timm ---------------------------------------------------------------------------------
 
+
 def timm_load(models, tmp_path: Path, change, **kwargs):
     state = change(dict(models["timm"].state_dict()))
     save_file(state, tmp_path / "timm.safetensors")
     overlay = dict(file=str(tmp_path / "timm.safetensors"), num_classes=4)
-    return timm.create_model("ccnn_2d", **TINY, pretrained=True, pretrained_cfg_overlay=overlay,
-                             **{"num_classes": 4, **kwargs}).eval()
+    return timm.create_model(
+        "ccnn_2d", **TINY, pretrained=True, pretrained_cfg_overlay=overlay, **{"num_classes": 4, **kwargs}
+    ).eval()
 
 
-@pytest.mark.parametrize("change, kwargs, message", [
-    pytest.param(without("blocks.0.conv.mask_width"), {}, r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
-                 id="missing"),
-    pytest.param(without("blocks.0.conv.mask_width"), dict(num_classes=3),
-                 r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
-                 id="missing_with_new_head"),  # timm loads non-strictly for a new head
-    pytest.param(lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)}, {},
-                 r"unexpected tensors: blocks\.9\.norm\.weight" + PARTIAL, id="unexpected"),
-    pytest.param(without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight" + PARTIAL, id="half_classifier"),
-])
+@pytest.mark.parametrize(
+    "change, kwargs, message",
+    [
+        pytest.param(
+            without("blocks.0.conv.mask_width"),
+            {},
+            r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
+            id="missing",
+        ),
+        pytest.param(
+            without("blocks.0.conv.mask_width"),
+            dict(num_classes=3),
+            r"missing tensors: blocks\.0\.conv\.mask_width" + PARTIAL,
+            id="missing_with_new_head",
+        ),  # timm loads non-strictly for a new head
+        pytest.param(
+            lambda s: {**s, "blocks.9.norm.weight": torch.ones(8)},
+            {},
+            r"unexpected tensors: blocks\.9\.norm\.weight" + PARTIAL,
+            id="unexpected",
+        ),
+        pytest.param(
+            without("head.fc.weight"), {}, r"missing tensors: head\.fc\.weight" + PARTIAL, id="half_classifier"
+        ),
+    ],
+)
 def test_timm_refuses_damaged_checkpoints(models, tmp_path, change, kwargs, message):
-    with pytest.raises(ValueError, match=r"the checkpoint does not match the model \(refusing to load it\): .*" + message):
+    with pytest.raises(
+        ValueError, match=r"the checkpoint does not match the model \(refusing to load it\): .*" + message
+    ):
         timm_load(models, tmp_path, change, **kwargs)
 
 
@@ -490,7 +670,9 @@ def int32_norm(state):
 
 @pytest.mark.parametrize("how", ["timm_pretrained", "timm_checkpoint_path", "core_load_state_dict"])
 def test_an_int32_weight_is_refused_on_every_core_path(models, tmp_path, how):
-    message = r"^the state dict does not match the model \(refusing to load it\): norm\.weight is stored as torch\.int32"
+    message = (
+        r"^the state dict does not match the model \(refusing to load it\): norm\.weight is stored as torch\.int32"
+    )
     with pytest.raises(ValueError, match=message + r" but the model holds floating point \(torch\.float32\)$"):
         if how == "timm_pretrained":
             timm_load(models, tmp_path, int32_norm)
@@ -511,11 +693,20 @@ def test_timm_new_head_keeps_the_backbone(models, tmp_path):
 
 # -- the converter's --output ---------------------------------------------------------------------------
 
+
 def test_converter_output_naming_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(SystemExit) as stopped:
-        converter.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--preset", "smnist_4_140",
-                        "--output", str(tmp_path / "taken")])
+        converter.main(
+            [
+                "--checkpoint",
+                str(tmp_path / "none.ckpt"),
+                "--preset",
+                "smnist_4_140",
+                "--output",
+                str(tmp_path / "taken"),
+            ]
+        )
     assert stopped.value.code == 2
     assert f"--output {tmp_path / 'taken'} is a file; give a folder" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "mine"
@@ -532,7 +723,9 @@ def test_converter_keeps_an_existing_folder_without_overwrite(tmp_path):
 def test_converter_never_overwrites_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "results.json").write_text(json.dumps({"accuracy": 0.9}))
-    with pytest.raises(ValueError, match=r"was not written by this converter .*refusing to replace it, even with --overwrite"):
+    with pytest.raises(
+        ValueError, match=r"was not written by this converter .*refusing to replace it, even with --overwrite"
+    ):
         converter.convert(tmp_path / "none.ckpt", "smnist_4_140", tmp_path / "out", overwrite=True)
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == {"accuracy": 0.9}
 
@@ -559,4 +752,3 @@ def test_overwrite_replaces_a_converted_folder(tmp_path):
     assert not (tmp_path / "out" / "stale.txt").exists()
     assert f'from_pretrained("{tmp_path / "out"}")' in (tmp_path / "out" / "README.md").read_text()  # the real folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-

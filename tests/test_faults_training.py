@@ -5,6 +5,7 @@ named), a :class:`UserError` whose message names the input (``main`` prints it a
 exits with 2), or a verified correct result. Runs are in-process and tiny (8x8 digits, a
 12-channel model); data files are generated in ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,20 @@ from PIL import Image
 from ccnn_hf.train import main, run
 from ccnn_hf.training.errors import UserError
 
-TINY = ["--hidden", "12", "--blocks", "1", "--kernel_hidden", "8", "--report_to", "none", "--batch_size", "64",
-        "--eval_resolutions", "1x"]
+TINY = [
+    "--hidden",
+    "12",
+    "--blocks",
+    "1",
+    "--kernel_hidden",
+    "8",
+    "--report_to",
+    "none",
+    "--batch_size",
+    "64",
+    "--eval_resolutions",
+    "1x",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +61,7 @@ def _reset_accelerate() -> None:
 
 # -- data builders ------------------------------------------------------------------------------------
 
+
 def _png(value: int, mode: str = "L", size: tuple[int, int] = (8, 8)) -> bytes:
     buffer = io.BytesIO()
     shape = (*size, 3) if mode == "RGB" else size
@@ -60,21 +74,29 @@ def _wav(freq: float, rate: int = 8000) -> bytes:
 
     buffer = io.BytesIO()
     t = np.arange(rate // 2) / rate
-    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * freq * t) * 2**15).astype(np.int16), rate, format="WAV",
-                    subtype="PCM_16")
+    soundfile.write(
+        buffer, (0.3 * np.sin(2 * np.pi * freq * t) * 2**15).astype(np.int16), rate, format="WAV", subtype="PCM_16"
+    )
     return buffer.getvalue()
 
 
-def image_folder(root: Path, *, modes: dict[str, str] | None = None, broken: dict[str, bytes] | None = None,
-                 sizes: dict[str, tuple[int, int]] | None = None, splits=("train", "test")) -> Path:
+def image_folder(
+    root: Path,
+    *,
+    modes: dict[str, str] | None = None,
+    broken: dict[str, bytes] | None = None,
+    sizes: dict[str, tuple[int, int]] | None = None,
+    splits=("train", "test"),
+) -> Path:
     """``root/split/label/i.png``, 2 classes; ``modes``/``broken``/``sizes`` change single files by relative path."""
     for split in splits:
         for label, value in (("dark", 40), ("light", 200)):
             (root / split / label).mkdir(parents=True, exist_ok=True)
             for i in range(6 if split == "train" else 2):
                 name = f"{split}/{label}/{i}.png"
-                data = (broken or {}).get(name) or _png(value + i, (modes or {}).get(name, "L"),
-                                                        (sizes or {}).get(name, (8, 8)))
+                data = (broken or {}).get(name) or _png(
+                    value + i, (modes or {}).get(name, "L"), (sizes or {}).get(name, (8, 8))
+                )
                 (root / name).write_bytes(data)
     return root
 
@@ -96,8 +118,11 @@ def hf_saved(root: Path, labels: list[int], class_names: list[str] | None = None
     label_feature = datasets.ClassLabel(names=class_names) if class_names else datasets.Value("int64")
     features = datasets.Features({"image": datasets.Image(), "label": label_feature})
     split = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
-    test = split.select(range(test_rows)) if test_rows else datasets.Dataset.from_dict({"image": [], "label": []},
-                                                                                        features=features)
+    test = (
+        split.select(range(test_rows))
+        if test_rows
+        else datasets.Dataset.from_dict({"image": [], "label": []}, features=features)
+    )
     datasets.DatasetDict({"train": split, "test": test}).save_to_disk(root)
     return root
 
@@ -109,6 +134,7 @@ def write(path: Path, text: str) -> Path:
 
 
 # -- the table --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Case:
@@ -127,13 +153,32 @@ def digits(*extra: str) -> Callable[[Path], list[str]]:
 
 def init(source: str | Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
     """Fine-tune from ``source`` (no architecture flags: --init_from takes the checkpoint's)."""
-    return lambda tmp: ["--dataset", "digits", "--init_from", str(source(tmp) if callable(source) else source),
-                        "--report_to", "none", "--max_steps", "1", "--output_dir", str(tmp / "out"), *extra]
+    return lambda tmp: [
+        "--dataset",
+        "digits",
+        "--init_from",
+        str(source(tmp) if callable(source) else source),
+        "--report_to",
+        "none",
+        "--max_steps",
+        "1",
+        "--output_dir",
+        str(tmp / "out"),
+        *extra,
+    ]
 
 
 def on(dataset: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str]]:
-    return lambda tmp: ["--dataset", str(dataset(tmp)), *TINY, "--max_steps", "1", "--output_dir", str(tmp / "out"),
-                        *extra]
+    return lambda tmp: [
+        "--dataset",
+        str(dataset(tmp)),
+        *TINY,
+        "--max_steps",
+        "1",
+        "--output_dir",
+        str(tmp / "out"),
+        *extra,
+    ]
 
 
 def with_config(text: str, name: str = "run.yaml") -> Callable[[Path], list[str]]:
@@ -144,7 +189,9 @@ CORRUPT_PNG = b"\x89PNG\r\n\x1a\nthis is not an image"
 
 CASES = [
     # numbers that used to mean something else ("0 = unset", "-3 = one step") or nothing at all
-    Case("max_steps_zero", digits("--max_steps", "0"), "usage", "argument --max_steps: expected an integer >= 1, got '0'"),
+    Case(
+        "max_steps_zero", digits("--max_steps", "0"), "usage", "argument --max_steps: expected an integer >= 1, got '0'"
+    ),
     Case("max_steps_negative", digits("--max_steps", "-5"), "usage", "argument --max_steps"),
     Case("epochs_negative", digits("--epochs", "-3"), "usage", "argument --epochs: expected a finite number > 0"),
     Case("epochs_zero", digits("--epochs", "0"), "usage", "argument --epochs"),
@@ -162,120 +209,300 @@ CASES = [
     Case("image_size_zero", digits("--image_size", "0"), "usage", "argument --image_size"),
     Case("sampling_rate_negative", digits("--sampling_rate", "-8000"), "usage", "argument --sampling_rate"),
     Case("time_limit_zero", digits("--time_limit", "0"), "usage", "argument --time_limit"),
-    Case("seed_negative", digits("--seed", "-1"), "usage", "argument --seed: expected an integer >= 0 and < 4.29497e+09"),
+    Case(
+        "seed_negative", digits("--seed", "-1"), "usage", "argument --seed: expected an integer >= 0 and < 4.29497e+09"
+    ),
     Case("seed_too_large", digits("--seed", str(2**32)), "usage", "argument --seed"),
     Case("report_to_unknown", digits("--report_to", "wandb"), "usage", "argument --report_to: invalid choice: 'wandb'"),
     Case("kernel_size_word", digits("--kernel_size", "big"), "usage", "argument --kernel_size: expected an integer"),
-    Case("hub_model_id_invalid", digits("--push_to_hub", "--hub_model_id", "my org/my model"), "usage",
-         "--hub_model_id 'my org/my model'"),
+    Case(
+        "hub_model_id_invalid",
+        digits("--push_to_hub", "--hub_model_id", "my org/my model"),
+        "usage",
+        "--hub_model_id 'my org/my model'",
+    ),
     Case("resume_and_overwrite", digits("--resume", "--overwrite"), "usage", "--resume and --overwrite exclude"),
     Case("push_without_repo", digits("--push_to_hub"), "usage", "--push_to_hub needs --hub_model_id"),
     # labels
-    Case("labels_repeated", digits("--labels", "1,1"), "user", r"--labels '1,1' names class\(es\) \[1\] more than once"),
+    Case(
+        "labels_repeated", digits("--labels", "1,1"), "user", r"--labels '1,1' names class\(es\) \[1\] more than once"
+    ),
     Case("labels_not_numbers", digits("--labels", "one,two"), "user", r"--labels 'one,two': expected comma-separated"),
     Case("labels_outside", digits("--labels", "3,12"), "user", r"--labels \[12\] outside the dataset's classes 0..9"),
     Case("labels_single_class", digits("--labels", "3"), "user", r"digits has 1 class\(es\).*at least two"),
     # config files: checked as if typed as flags
-    Case("yaml_epochs_word", with_config("dataset: digits\nepochs: abc\n"), "user",
-         r"--config .*run.yaml: epochs: expected a number, got 'abc'"),
-    Case("yaml_max_steps_fraction", with_config("dataset: digits\nmax_steps: 2.7\n"), "user",
-         r"run.yaml: max_steps: expected an integer"),
+    Case(
+        "yaml_epochs_word",
+        with_config("dataset: digits\nepochs: abc\n"),
+        "user",
+        r"--config .*run.yaml: epochs: expected a number, got 'abc'",
+    ),
+    Case(
+        "yaml_max_steps_fraction",
+        with_config("dataset: digits\nmax_steps: 2.7\n"),
+        "user",
+        r"run.yaml: max_steps: expected an integer",
+    ),
     Case("yaml_hidden_bool", with_config("dataset: digits\nhidden: true\n"), "user", r"run.yaml: hidden: expected int"),
-    Case("yaml_unknown_option", with_config("dataset: digits\nepoch: 3\n"), "user", r"run.yaml: unknown option 'epoch'"),
+    Case(
+        "yaml_unknown_option", with_config("dataset: digits\nepoch: 3\n"), "user", r"run.yaml: unknown option 'epoch'"
+    ),
     Case("yaml_not_a_mapping", with_config("- dataset\n- digits\n"), "user", r"run.yaml: expected a mapping"),
     Case("yaml_syntax", with_config("dataset: [digits\n"), "user", r"run.yaml: not valid YAML"),
-    Case("yaml_flag_not_bool", with_config("dataset: digits\noverwrite: 'yes'\n"), "user",
-         r"run.yaml: overwrite must be true or false"),
-    Case("json_bad_choice", with_config('{"dataset": "digits", "conv_impl": "fast"}', "run.json"), "user",
-         r"run.json: conv_impl must be one of auto, fft, direct"),
+    Case(
+        "yaml_flag_not_bool",
+        with_config("dataset: digits\noverwrite: 'yes'\n"),
+        "user",
+        r"run.yaml: overwrite must be true or false",
+    ),
+    Case(
+        "json_bad_choice",
+        with_config('{"dataset": "digits", "conv_impl": "fast"}', "run.json"),
+        "user",
+        r"run.json: conv_impl must be one of auto, fft, direct",
+    ),
     Case("json_syntax", with_config('{"dataset": "digits",}', "run.json"), "user", r"run.json: not valid JSON"),
-    Case("config_missing", lambda tmp: ["--config", str(tmp / "nope.yaml")], "user", r"--config .*nope.yaml: cannot read"),
+    Case(
+        "config_missing", lambda tmp: ["--config", str(tmp / "nope.yaml")], "user", r"--config .*nope.yaml: cannot read"
+    ),
     # datasets
-    Case("dataset_unknown_name", digits("--dataset", "imagenet-1k-on-mars"), "user", "unknown dataset 'imagenet-1k-on-mars'"),
-    Case("dataset_missing_absolute", digits("--dataset", "/nonexistent/ccnn/data"), "user",
-         "--dataset /nonexistent/ccnn/data: no such file or folder"),
-    Case("dataset_missing_relative", digits("--dataset", "./data/train"), "user", "--dataset ./data/train: no such file"),
+    Case(
+        "dataset_unknown_name",
+        digits("--dataset", "imagenet-1k-on-mars"),
+        "user",
+        "unknown dataset 'imagenet-1k-on-mars'",
+    ),
+    Case(
+        "dataset_missing_absolute",
+        digits("--dataset", "/nonexistent/ccnn/data"),
+        "user",
+        "--dataset /nonexistent/ccnn/data: no such file or folder",
+    ),
+    Case(
+        "dataset_missing_relative", digits("--dataset", "./data/train"), "user", "--dataset ./data/train: no such file"
+    ),
     Case("dataset_missing_zip", digits("--dataset", "shapes.zip"), "user", "--dataset shapes.zip: no such file"),
-    Case("dataset_option_unknown", digits("--dataset_option", "n_trian=3"), "user",
-         r"--dataset_option: digits does not take option\(s\) \['n_trian'\]"),
+    Case(
+        "dataset_option_unknown",
+        digits("--dataset_option", "n_trian=3"),
+        "user",
+        r"--dataset_option: digits does not take option\(s\) \['n_trian'\]",
+    ),
     Case("dataset_option_no_value", digits("--dataset_option", "n_test"), "user", "--dataset_option expects KEY=VALUE"),
-    Case("dataset_option_too_large", digits("--dataset_option", "n_test=5000"), "user",
-         "--dataset_option: n_test must be between 1 and 1796, got 5000"),
-    Case("dataset_option_word", digits("--dataset_option", "n_test=abc"), "user",
-         "--dataset_option: digits option n_test must be a positive integer, got 'abc'"),
-    Case("dataset_option_fraction", digits("--dataset_option", "n_test=1.5"), "user",
-         "--dataset_option: digits option n_test must be a positive integer, got 1.5"),
-    Case("dataset_option_negative", digits("--dataset", "mnist1d", "--preset", "smnist_4_140", "--dataset_option",
-                                           "n_train=-5"), "user", "mnist1d option n_train must be a positive integer"),
-    Case("dataset_option_on_folder", on(lambda t: image_folder(t / "imgs"), "--dataset_option", "n_test=3"), "user",
-         "--dataset_option applies to the built-in datasets"),
-    Case("image_corrupt", on(lambda t: image_folder(t / "imgs", broken={"train/dark/3.png": b"not an image"})), "user",
-         r"imgs/train/dark/3.png is not a readable image"),
-    Case("image_truncated", on(lambda t: image_folder(t / "imgs", broken={"test/light/1.png": _png(9)[:40]})), "user",
-         r"imgs/test/light/1.png is not a readable image"),
-    Case("image_corrupt_in_zip", on(lambda t: _zipped(image_folder(t / "imgs", broken={"train/light/0.png": CORRUPT_PNG}))),
-         "user", r"train/light/0.png in .*imgs.zip is not a readable image"),
-    Case("image_sizes_differ", on(lambda t: image_folder(t / "imgs", sizes={"train/dark/2.png": (9, 8)})), "user",
-         r"train images have different sizes .*pass --image_size"),
-    Case("image_no_test_split", on(lambda t: image_folder(t / "imgs", splits=("train",))), "user",
-         r"no split 'test'; found \['train'\]"),
-    Case("image_folder_empty", on(lambda t: (t / "empty").mkdir() or t / "empty"), "user",
-         "no files in the imagefolder/audiofolder layout"),
-    Case("dataset_is_a_plain_file", on(lambda t: write(t / "data.txt", "hello")), "user",
-         "is neither a directory nor a zip archive"),
-    Case("audio_corrupt", on(lambda t: audio_folder(t / "speech", broken={"train/low/2.wav": b"RIFF0000WAVEjunk"}),
-                             "--preset", "sc_raw_4_140"), "user", r"speech/train/low/2.wav is not readable audio"),
-    Case("audio_empty_clip", on(lambda t: audio_folder(t / "speech", broken={"test/high/0.wav": _wav(300.0)[:44]}),
-                                "--preset", "sc_raw_4_140"), "user", r"speech/test/high/0.wav holds no audio samples"),
-    Case("hf_label_minus_one", on(lambda t: hf_saved(t / "hf", [0, 1, -1, 0, 1, 0])), "user",
-         r"train row 2: label -1 in column 'label' marks an unlabelled sample"),
-    Case("hf_classlabel_minus_one", on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1, -1, 0], ["a", "b"])), "user",
-         r"train row 4: label -1 .* unlabelled"),
-    Case("hf_no_label_column", on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1]), "--label_column", "kind"), "user",
-         r"no label column 'kind'; columns are \['image', 'label'\]"),
-    Case("hf_no_split", on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1]), "--test_split", "validation"), "user",
-         r"no split 'validation'"),
-    Case("hf_saved_empty_split", on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1], test_rows=0)), "user",
-         r"--dataset .*hf: datasets could not read this saved dataset \(IndexError.*an empty split causes this"),
-    Case("no_test_samples_left", on(lambda t: hf_saved(t / "hf", [0, 0, 1, 2, 1, 2], ["a", "b", "c"], test_rows=2),
-                                    "--labels", "1,2"), "user", r"hf has no test samples \(after --labels"),
-    Case("image_size_on_sequences", digits("--dataset", "digits_seq", "--preset", "smnist_4_140", "--image_size", "16"),
-         "user", "--image_size applies to image data; digits_seq is sequence data"),
+    Case(
+        "dataset_option_too_large",
+        digits("--dataset_option", "n_test=5000"),
+        "user",
+        "--dataset_option: n_test must be between 1 and 1796, got 5000",
+    ),
+    Case(
+        "dataset_option_word",
+        digits("--dataset_option", "n_test=abc"),
+        "user",
+        "--dataset_option: digits option n_test must be a positive integer, got 'abc'",
+    ),
+    Case(
+        "dataset_option_fraction",
+        digits("--dataset_option", "n_test=1.5"),
+        "user",
+        "--dataset_option: digits option n_test must be a positive integer, got 1.5",
+    ),
+    Case(
+        "dataset_option_negative",
+        digits("--dataset", "mnist1d", "--preset", "smnist_4_140", "--dataset_option", "n_train=-5"),
+        "user",
+        "mnist1d option n_train must be a positive integer",
+    ),
+    Case(
+        "dataset_option_on_folder",
+        on(lambda t: image_folder(t / "imgs"), "--dataset_option", "n_test=3"),
+        "user",
+        "--dataset_option applies to the built-in datasets",
+    ),
+    Case(
+        "image_corrupt",
+        on(lambda t: image_folder(t / "imgs", broken={"train/dark/3.png": b"not an image"})),
+        "user",
+        r"imgs/train/dark/3.png is not a readable image",
+    ),
+    Case(
+        "image_truncated",
+        on(lambda t: image_folder(t / "imgs", broken={"test/light/1.png": _png(9)[:40]})),
+        "user",
+        r"imgs/test/light/1.png is not a readable image",
+    ),
+    Case(
+        "image_corrupt_in_zip",
+        on(lambda t: _zipped(image_folder(t / "imgs", broken={"train/light/0.png": CORRUPT_PNG}))),
+        "user",
+        r"train/light/0.png in .*imgs.zip is not a readable image",
+    ),
+    Case(
+        "image_sizes_differ",
+        on(lambda t: image_folder(t / "imgs", sizes={"train/dark/2.png": (9, 8)})),
+        "user",
+        r"train images have different sizes .*pass --image_size",
+    ),
+    Case(
+        "image_no_test_split",
+        on(lambda t: image_folder(t / "imgs", splits=("train",))),
+        "user",
+        r"no split 'test'; found \['train'\]",
+    ),
+    Case(
+        "image_folder_empty",
+        on(lambda t: (t / "empty").mkdir() or t / "empty"),
+        "user",
+        "no files in the imagefolder/audiofolder layout",
+    ),
+    Case(
+        "dataset_is_a_plain_file",
+        on(lambda t: write(t / "data.txt", "hello")),
+        "user",
+        "is neither a directory nor a zip archive",
+    ),
+    Case(
+        "audio_corrupt",
+        on(
+            lambda t: audio_folder(t / "speech", broken={"train/low/2.wav": b"RIFF0000WAVEjunk"}),
+            "--preset",
+            "sc_raw_4_140",
+        ),
+        "user",
+        r"speech/train/low/2.wav is not readable audio",
+    ),
+    Case(
+        "audio_empty_clip",
+        on(
+            lambda t: audio_folder(t / "speech", broken={"test/high/0.wav": _wav(300.0)[:44]}),
+            "--preset",
+            "sc_raw_4_140",
+        ),
+        "user",
+        r"speech/test/high/0.wav holds no audio samples",
+    ),
+    Case(
+        "hf_label_minus_one",
+        on(lambda t: hf_saved(t / "hf", [0, 1, -1, 0, 1, 0])),
+        "user",
+        r"train row 2: label -1 in column 'label' marks an unlabelled sample",
+    ),
+    Case(
+        "hf_classlabel_minus_one",
+        on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1, -1, 0], ["a", "b"])),
+        "user",
+        r"train row 4: label -1 .* unlabelled",
+    ),
+    Case(
+        "hf_no_label_column",
+        on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1]), "--label_column", "kind"),
+        "user",
+        r"no label column 'kind'; columns are \['image', 'label'\]",
+    ),
+    Case(
+        "hf_no_split",
+        on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1]), "--test_split", "validation"),
+        "user",
+        r"no split 'validation'",
+    ),
+    Case(
+        "hf_saved_empty_split",
+        on(lambda t: hf_saved(t / "hf", [0, 1, 0, 1], test_rows=0)),
+        "user",
+        r"--dataset .*hf: datasets could not read this saved dataset \(IndexError.*an empty split causes this",
+    ),
+    Case(
+        "no_test_samples_left",
+        on(lambda t: hf_saved(t / "hf", [0, 0, 1, 2, 1, 2], ["a", "b", "c"], test_rows=2), "--labels", "1,2"),
+        "user",
+        r"hf has no test samples \(after --labels",
+    ),
+    Case(
+        "image_size_on_sequences",
+        digits("--dataset", "digits_seq", "--preset", "smnist_4_140", "--image_size", "16"),
+        "user",
+        "--image_size applies to image data; digits_seq is sequence data",
+    ),
     Case("preset_for_other_data", digits("--preset", "smnist_4_140"), "user", "holds 2D image data but preset"),
     Case("preset_unknown", digits("--preset", "cifar10_4_14"), "user", "--preset: unknown preset 'cifar10_4_14'"),
     Case("timm_model_unknown", digits("--timm_model", "resnet-9000"), "user", "--timm_model resnet-9000"),
     Case("model_option_invalid", digits("--hidden", "0"), "user", "model options: .*hidden"),
     Case("eval_resolution_word", digits("--eval_resolutions", "1x,big"), "user", "--eval_resolutions big: expected"),
-    Case("eval_resolution_zero", digits("--eval_resolutions", "0x"), "user", "--eval_resolutions 0x: expected a positive"),
-    Case("eval_resolution_impossible", digits("--dataset", "digits_seq", "--preset", "smnist_4_140",
-                                              "--eval_resolutions", "50"), "user",
-         "--eval_resolutions 50: digits_seq: sequence length 50 is not the square"),
-    Case("eval_resolution_not_a_resampling", digits("--dataset", "digits_seq", "--preset", "smnist_4_140",
-                                                    "--eval_resolutions", "256"), "user",
-         "--eval_resolutions 256: digits_seq: length 256 would be a 16x16 image read row by row, which is not a resampling"),
+    Case(
+        "eval_resolution_zero", digits("--eval_resolutions", "0x"), "user", "--eval_resolutions 0x: expected a positive"
+    ),
+    Case(
+        "eval_resolution_impossible",
+        digits("--dataset", "digits_seq", "--preset", "smnist_4_140", "--eval_resolutions", "50"),
+        "user",
+        "--eval_resolutions 50: digits_seq: sequence length 50 is not the square",
+    ),
+    Case(
+        "eval_resolution_not_a_resampling",
+        digits("--dataset", "digits_seq", "--preset", "smnist_4_140", "--eval_resolutions", "256"),
+        "user",
+        "--eval_resolutions 256: digits_seq: length 256 would be a 16x16 image read row by row, "
+        "which is not a resampling",
+    ),
     # fine-tuning sources
     Case("init_from_mistyped_folder", init("./my-cnn"), "user", "--init_from ./my-cnn: no such folder"),
     Case("init_from_bare_name", init("my-cnn"), "user", "--init_from my-cnn: no such folder"),
-    Case("init_from_folder_without_model", init(lambda t: (t / "m").mkdir() or t / "m"), "user",
-         "the folder lacks config.json or model.safetensors"),
+    Case(
+        "init_from_folder_without_model",
+        init(lambda t: (t / "m").mkdir() or t / "m"),
+        "user",
+        "the folder lacks config.json or model.safetensors",
+    ),
     Case("init_from_a_file", init(lambda t: write(t / "m.txt", "x")), "user", "m.txt is a file"),
-    Case("init_from_not_a_ccnn", init(lambda t: write(t / "bert" / "config.json", '{"model_type": "bert"}').parent
-                                      if write(t / "bert" / "model.safetensors", "x") else None), "user",
-         "config.json is not a CCNN checkpoint \\(model_type 'bert'\\)"),
-    Case("init_from_hub_unreachable", init("someone/ccnn-that-is-not-there"), "user",
-         "--init_from someone/ccnn-that-is-not-there: no local folder by that name, and the Hub model could not"),
-    Case("init_from_with_architecture", digits("--init_from", "runs/x", "--hidden", "16"), "user",
-         "--init_from takes the architecture from runs/x; drop --hidden"),
+    Case(
+        "init_from_not_a_ccnn",
+        init(
+            lambda t: (
+                write(t / "bert" / "config.json", '{"model_type": "bert"}').parent
+                if write(t / "bert" / "model.safetensors", "x")
+                else None
+            )
+        ),
+        "user",
+        "config.json is not a CCNN checkpoint \\(model_type 'bert'\\)",
+    ),
+    Case(
+        "init_from_hub_unreachable",
+        init("someone/ccnn-that-is-not-there"),
+        "user",
+        "--init_from someone/ccnn-that-is-not-there: no local folder by that name, and the Hub model could not",
+    ),
+    Case(
+        "init_from_with_architecture",
+        digits("--init_from", "runs/x", "--hidden", "16"),
+        "user",
+        "--init_from takes the architecture from runs/x; drop --hidden",
+    ),
     # output folders
-    Case("output_dir_is_a_file", lambda tmp: digits("--output_dir", str(write(tmp / "taken", "x")))(tmp), "user",
-         "--output_dir .*taken is a file"),
-    Case("output_dir_under_a_file", lambda tmp: digits("--output_dir", str(write(tmp / "f", "x") / "run"))(tmp), "user",
-         "a part of that path is a file"),
-    Case("output_dir_foreign_files", lambda tmp: digits("--output_dir", str(write(tmp / "mine" / "notes.txt", "x").parent))(tmp),
-         "user", "is not empty and holds no ccnn-train run"),
-    Case("overwrite_foreign_files", lambda tmp: digits("--overwrite", "--output_dir",
-                                                       str(write(tmp / "mine" / "notes.txt", "x").parent))(tmp),
-         "user", "holds no ccnn-train run .*nothing there is deleted"),
+    Case(
+        "output_dir_is_a_file",
+        lambda tmp: digits("--output_dir", str(write(tmp / "taken", "x")))(tmp),
+        "user",
+        "--output_dir .*taken is a file",
+    ),
+    Case(
+        "output_dir_under_a_file",
+        lambda tmp: digits("--output_dir", str(write(tmp / "f", "x") / "run"))(tmp),
+        "user",
+        "a part of that path is a file",
+    ),
+    Case(
+        "output_dir_foreign_files",
+        lambda tmp: digits("--output_dir", str(write(tmp / "mine" / "notes.txt", "x").parent))(tmp),
+        "user",
+        "is not empty and holds no ccnn-train run",
+    ),
+    Case(
+        "overwrite_foreign_files",
+        lambda tmp: digits("--overwrite", "--output_dir", str(write(tmp / "mine" / "notes.txt", "x").parent))(tmp),
+        "user",
+        "holds no ccnn-train run .*nothing there is deleted",
+    ),
     Case("resume_nothing", digits("--resume"), "user", "--resume: .*out holds no ccnn-train run"),
 ]
 
@@ -313,6 +540,7 @@ def test_output_dir_dot_with_overwrite_never_deletes_the_working_directory(tmp_p
 
 
 # -- faults around a finished run -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, list[str]]:
@@ -382,8 +610,11 @@ def test_resume_with_a_checkpoint_of_another_model_is_refused(finished, tmp_path
         run([*argv, "--resume", "--hidden", "16"])
 
 
-@pytest.mark.parametrize("content", [b"\x00garbage", pickle.dumps({"torch_manual_seed": __import__("os").getcwd}, protocol=2)],
-                         ids=["garbage", "pickle_with_a_function"])
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00garbage", pickle.dumps({"torch_manual_seed": __import__("os").getcwd}, protocol=2)],
+    ids=["garbage", "pickle_with_a_function"],
+)
 def test_tampered_random_states_are_refused_not_skipped(finished, tmp_path, content):
     out, argv = _copy(finished, tmp_path)
     (out / "checkpoints" / "step_00000002" / "random_states_0.pkl").write_bytes(content)
@@ -393,7 +624,7 @@ def test_tampered_random_states_are_refused_not_skipped(finished, tmp_path, cont
 
 def test_corrupt_trainer_state_is_named(finished, tmp_path):
     out, argv = _copy(finished, tmp_path)
-    (out / "checkpoints" / "step_00000002" / "trainer_state.json").write_text("{\"step\": ")
+    (out / "checkpoints" / "step_00000002" / "trainer_state.json").write_text('{"step": ')
     with pytest.raises(UserError, match="step_00000002: trainer_state.json is unreadable"):
         run([*argv, "--resume"])
 
@@ -430,6 +661,7 @@ def test_resuming_a_finished_run_changes_nothing(finished, tmp_path):
 
 
 # -- disk and interrupted writes ----------------------------------------------------------------------
+
 
 def test_full_disk_while_saving_the_model_is_one_clear_error(tmp_path, monkeypatch):
     import transformers.modeling_utils
@@ -500,6 +732,7 @@ def test_an_interrupted_model_write_never_leaves_a_complete_looking_folder(tmp_p
 
 # -- non-finite data and losses -----------------------------------------------------------------------
 
+
 def _with_nan_sample(monkeypatch, index: int) -> None:
     import ccnn_hf.train as train
 
@@ -537,8 +770,11 @@ def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monke
 
     monkeypatch.setattr(CCNNForImageClassification, "forward", forward)
     out = tmp_path / "out"
-    with pytest.raises(UserError, match=r"training stopped at step 3 \(epoch 0\): the loss is nan; non-finite outputs "
-                                        r"for digits training sample\(s\) \[\d+\].*last checkpoint: step_00000002"):
+    with pytest.raises(
+        UserError,
+        match=r"training stopped at step 3 \(epoch 0\): the loss is nan; non-finite outputs "
+        r"for digits training sample\(s\) \[\d+\].*last checkpoint: step_00000002",
+    ):
         run(["--dataset", "digits", *TINY, "--max_steps", "5", "--save_steps", "2", "--output_dir", str(out)])
     assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
@@ -559,10 +795,13 @@ def test_a_model_with_non_finite_statistics_is_never_saved(tmp_path, monkeypatch
 
 # -- verified correct results -----------------------------------------------------------------------
 
+
 def test_max_steps_one_runs_exactly_one_step(tmp_path):
     results = run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(tmp_path / "out")])
     assert results["steps"] == 1
-    assert [json.loads(r)["step"] for r in (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(r)["step"] for r in (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()] == [
+        1
+    ]
 
 
 def test_an_image_folder_is_rgb_when_any_image_has_colour(tmp_path):
@@ -577,8 +816,11 @@ def test_an_image_folder_is_rgb_when_any_image_has_colour(tmp_path):
 def test_a_short_run_scales_the_presets_warm_up(tmp_path, capsys):
     run(["--dataset", "digits", *TINY, "--epochs", "35", "--max_steps", "40", "--output_dir", str(tmp_path / "out")])
     assert "warm-up: 1 steps, the preset's 5 of 350 epochs scaled to this run's 40 steps" in capsys.readouterr().out
-    lrs = [json.loads(r)["lr"] for r in (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()
-           if "lr" in json.loads(r)]
+    lrs = [
+        json.loads(r)["lr"]
+        for r in (tmp_path / "out" / "logs" / "metrics.jsonl").read_text().splitlines()
+        if "lr" in json.loads(r)
+    ]
     assert max(lrs) > 0.9 * 0.01  # the preset's peak learning rate is reached
 
 
@@ -588,10 +830,23 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about(tmp_path, capsys):
 
 
 def test_skipped_evaluation_points_are_reported_with_the_reason(tmp_path, capsys):
-    results = run(["--dataset", "digits_seq", "--preset", "smnist_4_140", *TINY[:-2], "--max_steps", "1",
-                   "--output_dir", str(tmp_path / "out")])
-    notes = [f"at {f} skipped: digits_seq: sequence length {n} is not the square of an image side"
-             for f, n in (("0.5x", 32), ("2x", 128))]
+    results = run(
+        [
+            "--dataset",
+            "digits_seq",
+            "--preset",
+            "smnist_4_140",
+            *TINY[:-2],
+            "--max_steps",
+            "1",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    notes = [
+        f"at {f} skipped: digits_seq: sequence length {n} is not the square of an image side"
+        for f, n in (("0.5x", 32), ("2x", 128))
+    ]
     printed = capsys.readouterr().out
     assert results["skipped_evaluations"] == notes and all(f"evaluation {n}" in printed for n in notes)
     assert {r["setting"] for r in results["evaluation"]} == {"64"}
@@ -630,9 +885,24 @@ def test_spoken_digits_without_espeak_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(spoken.shutil, "which", lambda name: None)
     spoken.espeak_version.cache_clear()
-    with pytest.raises(UserError, match="--dataset spoken_digits: the spoken_digits dataset needs the espeak-ng program"):
-        run(["--dataset", "spoken_digits", "--preset", "sc_raw_4_140", *TINY, "--max_steps", "1",
-             "--dataset_option", "n_train=10", "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(
+        UserError, match="--dataset spoken_digits: the spoken_digits dataset needs the espeak-ng program"
+    ):
+        run(
+            [
+                "--dataset",
+                "spoken_digits",
+                "--preset",
+                "sc_raw_4_140",
+                *TINY,
+                "--max_steps",
+                "1",
+                "--dataset_option",
+                "n_train=10",
+                "--output_dir",
+                str(tmp_path / "out"),
+            ]
+        )
     spoken.espeak_version.cache_clear()
 
 
@@ -660,7 +930,19 @@ def test_a_failed_push_says_the_run_is_saved(tmp_path, monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", offline)
     out = tmp_path / "out"
     with pytest.raises(UserError, match=r"the run is saved in .*out, but pushing it to org/model failed"):
-        run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out), "--push_to_hub",
-             "--hub_model_id", "org/model"])
+        run(
+            [
+                "--dataset",
+                "digits",
+                *TINY,
+                "--max_steps",
+                "1",
+                "--output_dir",
+                str(out),
+                "--push_to_hub",
+                "--hub_model_id",
+                "org/model",
+            ]
+        )
     assert json.loads((out / ".ccnn-run.json").read_text())["status"] == "complete"
     assert (out / "results.json").exists()

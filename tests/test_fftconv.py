@@ -1,4 +1,5 @@
 """The FFT path computes the same convolution as the direct path in every dimension."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,8 @@ def test_fast_fft_length_is_the_next_even_5_smooth_size(n):
 
 CASES = [
     ((2, 3, 50), (3, 17), True),
-    ((2, 3, 50), (3, 16), True),      # even causal kernel
-    ((2, 3, 40), (3, 61), True),      # kernel longer than the input
+    ((2, 3, 50), (3, 16), True),  # even causal kernel
+    ((2, 3, 40), (3, 61), True),  # kernel longer than the input
     ((1, 2, 31), (2, 9), False),
     ((2, 3, 12, 17), (3, 5, 9), False),
     ((1, 2, 9, 10), (2, 33, 33), False),  # kernel much larger than the image
@@ -89,17 +90,24 @@ def test_blocked_fft_matches_whole_tensor_transforms(monkeypatch, x_shape, k_sha
     monkeypatch.setattr(fftconv, "CPU_BLOCK_BYTES", channels_per_block * per_channel)
     blocks = fftconv._blocks(x, sizes)
     assert len(blocks) == (x_shape[0] * x_shape[1] if channels_per_block == 1 else len(blocks)) > 0
-    for name, got, expected in zip(("output", "input", "kernel", "bias"), _fft_outputs_and_grads(x, k, b, causal, upstream), whole):
+    for name, got, expected in zip(
+        ("output", "input", "kernel", "bias"), _fft_outputs_and_grads(x, k, b, causal, upstream), whole
+    ):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), msg=name)
 
 
-@pytest.mark.parametrize("shape, per_channel_blocks, expected", [
-    ((3, 4), 1, [(slice(b, b + 1), slice(c, c + 1)) for c in range(4) for b in range(3)]),
-    ((3, 4), 3, [(slice(b, b + 1), slice(c, min(c + 3, 4))) for c in (0, 3) for b in range(3)]),
-    ((3, 4), 8, [(slice(0, 2), slice(0, 4)), (slice(2, 3), slice(0, 4))]),
-    ((3, 4), 100, [(slice(0, 3), slice(0, 4))]),
-])
-def test_blocks_cover_every_sample_and_channel_once_channel_blocks_outer(monkeypatch, shape, per_channel_blocks, expected):
+@pytest.mark.parametrize(
+    "shape, per_channel_blocks, expected",
+    [
+        ((3, 4), 1, [(slice(b, b + 1), slice(c, c + 1)) for c in range(4) for b in range(3)]),
+        ((3, 4), 3, [(slice(b, b + 1), slice(c, min(c + 3, 4))) for c in (0, 3) for b in range(3)]),
+        ((3, 4), 8, [(slice(0, 2), slice(0, 4)), (slice(2, 3), slice(0, 4))]),
+        ((3, 4), 100, [(slice(0, 3), slice(0, 4))]),
+    ],
+)
+def test_blocks_cover_every_sample_and_channel_once_channel_blocks_outer(
+    monkeypatch, shape, per_channel_blocks, expected
+):
     sizes = (6, 10)  # 6 x 6 complex half-spectrum points: 288 bytes per channel
     monkeypatch.setattr(fftconv, "CPU_BLOCK_BYTES", 288 * per_channel_blocks)
     assert fftconv._blocks(torch.zeros(*shape, 5, 5), sizes) == expected
@@ -170,8 +178,12 @@ def test_fft_equals_direct_property(data_dim, length, ksize, causal, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 2, *(length,) * data_dim, generator=g, dtype=torch.float64)
     kernel = torch.randn(2, *(k,) * data_dim, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(depthwise_conv_fft(x, kernel, None, causal).double(),
-                               depthwise_conv_direct(x, kernel, None, causal), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        depthwise_conv_fft(x, kernel, None, causal).double(),
+        depthwise_conv_direct(x, kernel, None, causal),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_fft_runs_in_float32_under_autocast():
@@ -187,8 +199,12 @@ def test_official_fft_is_exact_for_even_lengths_and_broken_for_odd_ones():
     g = torch.Generator().manual_seed(1)
     k = torch.randn(2, 101, generator=g)
     even = torch.randn(1, 2, 300, generator=g)
-    torch.testing.assert_close(depthwise_conv_fft_official_1d(even, k, None, True), depthwise_conv_direct(even, k, None, True),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        depthwise_conv_fft_official_1d(even, k, None, True),
+        depthwise_conv_direct(even, k, None, True),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     odd = torch.randn(1, 2, 301, generator=g)
     good = depthwise_conv_direct(odd, k, None, True)
     assert (depthwise_conv_fft_official_1d(odd, k, None, True) - good).norm() > 0.3 * good.norm()

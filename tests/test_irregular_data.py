@@ -1,4 +1,5 @@
 """aeon archives with padding and dropped time points, the masks in ccnn-train, and the baselines' inputs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,25 @@ aeon = pytest.importorskip("aeon")
 
 from ccnn_hf.data.aeon_archive import interpolate_missing, kept_points, load_aeon  # noqa: E402
 
-TINY = ["--preset", "smnist_4_140", "--hidden", "8", "--blocks", "1", "--kernel_hidden", "8", "--dropout", "0",
-        "--report_to", "none", "--batch_size", "32", "--eval_resolutions", "1x", "--cpu"]
+TINY = [
+    "--preset",
+    "smnist_4_140",
+    "--hidden",
+    "8",
+    "--blocks",
+    "1",
+    "--kernel_hidden",
+    "8",
+    "--dropout",
+    "0",
+    "--report_to",
+    "none",
+    "--batch_size",
+    "32",
+    "--eval_resolutions",
+    "1x",
+    "--cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +47,7 @@ def vowels_30():
 
 
 # -- the drop protocol ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rate", [0.3, 0.5, 0.7])
 def test_each_series_loses_the_fraction_of_its_real_points(rate):
@@ -75,6 +94,7 @@ def test_a_drop_rate_outside_zero_one_is_refused(rate):
 
 
 # -- the aeon loader -----------------------------------------------------------------------------
+
 
 def test_variable_lengths_are_padded_on_the_right_with_an_attention_mask(vowels_raw):
     data = load_aeon("JapaneseVowels")
@@ -132,6 +152,7 @@ def test_array_dataset_refuses_masks_of_the_wrong_shape_or_type():
 
 # -- ccnn-train ----------------------------------------------------------------------------------
 
+
 def test_task_data_errors_name_the_problem():
     from ccnn_hf.training.data import load_task_data
 
@@ -154,8 +175,21 @@ def test_missing_values_is_a_ccnn_setting_not_a_timm_one(tmp_path):
     from ccnn_hf.train import run
 
     with pytest.raises(UserError, match="--missing_values chooses how a CCNN"):
-        run(["--dataset", "aeon:GunPoint", "--timm_model", "resnet18", "--missing_values", "zero_fill", *TINY,
-             "--max_steps", "1", "--output_dir", str(tmp_path / "out")])
+        run(
+            [
+                "--dataset",
+                "aeon:GunPoint",
+                "--timm_model",
+                "resnet18",
+                "--missing_values",
+                "zero_fill",
+                *TINY,
+                "--max_steps",
+                "1",
+                "--output_dir",
+                str(tmp_path / "out"),
+            ]
+        )
 
 
 def test_ccnn_train_on_japanese_vowels_with_dropped_points(tmp_path):
@@ -163,8 +197,19 @@ def test_ccnn_train_on_japanese_vowels_with_dropped_points(tmp_path):
     from ccnn_hf.training.evaluate import accuracy
     from transformers import AutoModelForSequenceClassification
 
-    results = run(["--dataset", "aeon:JapaneseVowels", "--drop_rate", "0.3", *TINY, "--max_steps", "3",
-                   "--output_dir", str(tmp_path / "out")])
+    results = run(
+        [
+            "--dataset",
+            "aeon:JapaneseVowels",
+            "--drop_rate",
+            "0.3",
+            *TINY,
+            "--max_steps",
+            "3",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert results["dataset"].startswith("aeon:JapaneseVowels (0.3 of time points dropped")
     assert results["num_labels"] == 9 and results["test_samples"] == 370
     # the evaluation passes the masks: garbage at unobserved and padded positions changes nothing
@@ -178,12 +223,15 @@ def test_ccnn_train_on_japanese_vowels_with_dropped_points(tmp_path):
 
 # -- baselines ------------------------------------------------------------------------------------
 
+
 def test_timm_baseline_gets_zero_fill_and_a_mask_channel(vowels_30):
     from ccnn_hf.training.data import TaskData
     from ccnn_hf.training.model import TimmBaseline, zero_fill_with_mask_channel
 
     d = vowels_30
-    task = TaskData(d.name, "sequence", 1, 12, 9, d.label_names, d.base_resolution, None, d.mean, d.std, d.train, d.test)
+    task = TaskData(
+        d.name, "sequence", 1, 12, 9, d.label_names, d.base_resolution, None, d.mean, d.std, d.train, d.test
+    )
     model = TimmBaseline("resnet18", task, binary=False).eval()
     assert model.model.conv1.in_channels == 13
     x, masks = d.test.inputs[:4], {k: v[:4] for k, v in d.test.masks().items()}
@@ -212,8 +260,12 @@ def test_interpolation_for_minirocket_recovers_a_linear_signal_and_resamples_the
     real = torch.arange(length)[None, :] < torch.tensor([[10], [7], [4]])
     observed = real.clone()
     observed[:, 2] = observed[0, 5] = False
-    split = ArrayDataset(torch.where(observed[:, None], line, torch.zeros(())), torch.zeros(n, dtype=torch.long),
-                         attention_mask=real, observed_mask=observed)
+    split = ArrayDataset(
+        torch.where(observed[:, None], line, torch.zeros(())),
+        torch.zeros(n, dtype=torch.long),
+        attention_mask=real,
+        observed_mask=observed,
+    )
     out = interpolate_missing(split, length)
     assert out.shape == (3, 1, 10)
     for i, size in enumerate((10, 7, 4)):  # the real part, stretched over the common length
@@ -243,7 +295,8 @@ def test_irregular_benchmark_smoke_run_writes_table_plot_and_json(tmp_path):
     bench.main(["--tiny", "--datasets", "GunPoint", "--drop_rates", "0,0.5", "--seeds", "0", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "irregular.json").read_text())
     assert sorted((r["model"], r["drop_rate"]) for r in report["runs"]) == sorted(
-        (m, r) for m in bench.MODELS for r in (0.0, 0.5))
+        (m, r) for m in bench.MODELS for r in (0.0, 0.5)
+    )
     assert all(0 <= r["accuracy"] <= 1 for r in report["runs"])
     for run in report["runs"]:  # every neural model by a ccnn-train command on the same points
         args = run["ccnn_train_args"]

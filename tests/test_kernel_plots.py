@@ -1,4 +1,5 @@
 """plot_kernels: one picture of every layer's masked kernels at the base resolution."""
+
 import matplotlib
 import numpy as np
 import pytest
@@ -67,8 +68,14 @@ def test_released_cards_show_their_kernel_picture():
 def test_card_has_a_kernel_section_only_when_given_a_picture():
     from ccnn_hf.model_card import make_model_card
 
-    results = {"modality": "image", "base_setting": "14x14", "dataset": "mnist", "preset": "ccnn_2d_4_140",
-               "params": 1000, "evaluation": [{"setting": "14x14", "mode": "continuous", "accuracy": 0.9}]}
+    results = {
+        "modality": "image",
+        "base_setting": "14x14",
+        "dataset": "mnist",
+        "preset": "ccnn_2d_4_140",
+        "params": 1000,
+        "evaluation": [{"setting": "14x14", "mode": "continuous", "accuracy": 0.9}],
+    }
     with_picture = make_model_card(results, "org/model", kernels_image="kernels.png").text
     without = make_model_card(results, "org/model").text
     assert "## What the kernels learned" in with_picture and "](kernels.png)" in with_picture

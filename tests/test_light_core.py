@@ -1,4 +1,5 @@
 """The torch core imports and runs without transformers, timm, accelerate or matplotlib."""
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,8 @@ print("ok")
 
 def test_core_imports_and_runs_with_torch_alone():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")

@@ -1,4 +1,5 @@
 """Padding, missing values and irregular timestamps (ccnn_hf.masking) through the core and the HF heads."""
+
 from __future__ import annotations
 
 import math
@@ -13,12 +14,29 @@ from ccnn_hf.masking import APPLICABILITY_RADIUS, MaskState, bin_timestamps, mas
 def small(causal: bool = True, conv_impl: str = "auto", data_dim: int = 1, **overrides) -> CCNN:
     torch.manual_seed(0)
     if data_dim == 2:
-        kwargs = dict(data_dim=2, in_chans=3, num_classes=4, hidden_channels=12, num_blocks=2, kernel_size=9,
-                      base_resolution=(16, 16), conv_impl=conv_impl)
+        kwargs = dict(
+            data_dim=2,
+            in_chans=3,
+            num_classes=4,
+            hidden_channels=12,
+            num_blocks=2,
+            kernel_size=9,
+            base_resolution=(16, 16),
+            conv_impl=conv_impl,
+        )
     else:
-        kwargs = dict(data_dim=1, in_chans=2, num_classes=3, hidden_channels=12, num_blocks=2,
-                      kernel_size=32 if causal else 33, base_resolution=(64,), base_sampling_rate=1.0, causal=causal,
-                      conv_impl=conv_impl)
+        kwargs = dict(
+            data_dim=1,
+            in_chans=2,
+            num_classes=3,
+            hidden_channels=12,
+            num_blocks=2,
+            kernel_size=32 if causal else 33,
+            base_resolution=(64,),
+            base_sampling_rate=1.0,
+            causal=causal,
+            conv_impl=conv_impl,
+        )
     return CCNN(**{**kwargs, **overrides}).eval()
 
 
@@ -35,6 +53,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # -- padding ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("conv_impl", ["direct", "fft", "auto"])
 @pytest.mark.parametrize("causal", [True, False])
 def test_padded_batch_gives_the_logits_of_each_sequence_alone(causal, conv_impl):
@@ -45,7 +64,7 @@ def test_padded_batch_gives_the_logits_of_each_sequence_alone(causal, conv_impl)
     padded = torch.where(mask.bool().unsqueeze(1), x, torch.full_like(x, float("nan")))  # padding holds NaN
     with torch.no_grad():
         batched = model(padded, attention_mask=mask)
-        alone = torch.cat([model(x[i:i + 1, :, :n]) for i, n in enumerate(lengths)])
+        alone = torch.cat([model(x[i : i + 1, :, :n]) for i, n in enumerate(lengths)])
     assert relative(batched, alone) <= 1e-5
 
 
@@ -97,6 +116,7 @@ def test_train_mode_batch_norm_takes_statistics_over_real_positions_only():
 
 
 # -- missing values -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("missing_values", ["normalized", "zero_fill"])
 @pytest.mark.parametrize("per_channel", [True, False])
@@ -180,7 +200,9 @@ def test_mask_aware_layer_follows_the_full_response_of_a_smooth_signal(causal, t
 def test_mask_aware_layer_on_a_smooth_image_with_missing_pixels():
     conv = small(data_dim=2).stem.conv
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    x = torch.stack([torch.sin(xx / 4) + torch.cos(yy / 5), torch.sin((xx + yy) / 6), torch.cos(xx / 7) * torch.sin(yy / 3)])
+    x = torch.stack(
+        [torch.sin(xx / 4) + torch.cos(yy / 5), torch.sin((xx + yy) / 6), torch.cos(xx / 7) * torch.sin(yy / 3)]
+    )
     observed = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.3
     normalized, zero_filled = layer_errors(conv, x.unsqueeze(0), observed, (2.0, 2.0))
     assert normalized <= 0.06 and zero_filled >= 5 * normalized
@@ -204,6 +226,7 @@ def test_gaps_wider_than_the_applicability_are_filled_by_later_layers():
 
 
 # -- timestamps ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_regular_timestamps_reproduce_the_regular_model(causal):
@@ -263,20 +286,26 @@ def test_binning_averages_observations_that_share_a_bin_and_pads_short_rows():
 
 # -- errors -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(attention_mask=torch.ones(2, 63)), r"attention_mask must have shape \[2, 64\]"),
-    (dict(observed_mask=torch.ones(2, 3, 64)), r"observed_mask must have shape \[2, 64\] or \[2, 2, 64\]"),
-    (dict(observed_mask=torch.full((2, 64), 0.5)), "observed_mask must hold only 0 and 1"),
-    (dict(attention_mask=lengths_mask([64, 0], 64)), r"attention_mask marks no real position in row\(s\) 1"),
-    (dict(observed_mask=torch.stack([torch.ones(64), torch.zeros(64)])), r"row\(s\) 1 have no observed value"),
-    (dict(attention_mask=lengths_mask([64, 10], 64), observed_mask=lengths_mask([54, 54], 64, left=True)),
-     r"row\(s\) 1 have no observed value"),
-    (dict(timestamps=torch.arange(64.0).flip(0).expand(2, -1)), "timestamps must increase strictly"),
-    (dict(timestamps=torch.ones(2, 64)), "timestamps must increase strictly over each row's real positions; row 0"),
-    (dict(timestamps=torch.arange(64.0).expand(3, -1)), r"timestamps must have shape \[2, 64\]"),
-    (dict(timestamps=torch.full((2, 64), float("nan"))), "timestamps must be finite"),
-    (dict(timestamps=torch.arange(64.0).expand(2, -1) * 1e7), "over the limit"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(attention_mask=torch.ones(2, 63)), r"attention_mask must have shape \[2, 64\]"),
+        (dict(observed_mask=torch.ones(2, 3, 64)), r"observed_mask must have shape \[2, 64\] or \[2, 2, 64\]"),
+        (dict(observed_mask=torch.full((2, 64), 0.5)), "observed_mask must hold only 0 and 1"),
+        (dict(attention_mask=lengths_mask([64, 0], 64)), r"attention_mask marks no real position in row\(s\) 1"),
+        (dict(observed_mask=torch.stack([torch.ones(64), torch.zeros(64)])), r"row\(s\) 1 have no observed value"),
+        (
+            dict(attention_mask=lengths_mask([64, 10], 64), observed_mask=lengths_mask([54, 54], 64, left=True)),
+            r"row\(s\) 1 have no observed value",
+        ),
+        (dict(timestamps=torch.arange(64.0).flip(0).expand(2, -1)), "timestamps must increase strictly"),
+        (dict(timestamps=torch.ones(2, 64)), "timestamps must increase strictly over each row's real positions; row 0"),
+        (dict(timestamps=torch.arange(64.0).expand(3, -1)), r"timestamps must have shape \[2, 64\]"),
+        (dict(timestamps=torch.full((2, 64), float("nan"))), "timestamps must be finite"),
+        (dict(timestamps=torch.arange(64.0).expand(2, -1) * 1e7), "over the limit"),
+    ],
+)
 def test_bad_masks_and_timestamps_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         small(True)(torch.randn(2, 2, 64), **kwargs)
@@ -307,11 +336,22 @@ def test_missing_values_setting_is_checked():
 
 # -- transformers heads -------------------------------------------------------------------------------
 
+
 def tiny_config(**overrides):
     from ccnn_hf import CCNNConfig
 
-    fields = dict(data_dim=1, num_channels=2, hidden_channels=12, num_blocks=2, kernel_size=32, base_resolution=[64],
-                  base_sampling_rate=1.0, causal=True, modality="sequence", num_labels=3)
+    fields = dict(
+        data_dim=1,
+        num_channels=2,
+        hidden_channels=12,
+        num_blocks=2,
+        kernel_size=32,
+        base_resolution=[64],
+        base_sampling_rate=1.0,
+        causal=True,
+        modality="sequence",
+        num_labels=3,
+    )
     return CCNNConfig(**{**fields, **overrides})
 
 
@@ -335,7 +375,9 @@ def test_automodel_takes_a_variable_length_batch(tmp_path):
 def test_classification_heads_forward_the_masks():
     from ccnn_hf import CCNNForAudioClassification, CCNNForImageClassification, CCNNForSequenceClassification
 
-    sequence = CCNNForSequenceClassification(tiny_config(num_channels=1, vocab_size=20, use_token_embedding=True)).eval()
+    sequence = CCNNForSequenceClassification(
+        tiny_config(num_channels=1, vocab_size=20, use_token_embedding=True)
+    ).eval()
     ids = torch.randint(0, 20, (2, 70))
     mask = lengths_mask([70, 33], 70)
     with torch.no_grad():
@@ -353,8 +395,17 @@ def test_classification_heads_forward_the_masks():
         nan = audio(input_values=torch.where(observed, wave, torch.nan), observed_mask=observed).logits
         assert torch.equal(nan, audio(input_values=torch.where(observed, wave, 0.5), observed_mask=observed).logits)
 
-    image = CCNNForImageClassification(tiny_config(data_dim=2, num_channels=3, kernel_size=9, base_resolution=[16, 16],
-                                                   causal=False, base_sampling_rate=None, modality="image")).eval()
+    image = CCNNForImageClassification(
+        tiny_config(
+            data_dim=2,
+            num_channels=3,
+            kernel_size=9,
+            base_resolution=[16, 16],
+            causal=False,
+            base_sampling_rate=None,
+            modality="image",
+        )
+    ).eval()
     pixels = torch.randn(2, 3, 16, 16)
     observed = torch.rand(2, 16, 16) > 0.3
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """The resize baseline and multi-resolution training (``--train_resolutions``) of ``ccnn-train``."""
+
 from __future__ import annotations
 
 import json
@@ -74,26 +75,73 @@ def test_the_resize_baseline_brings_other_resolutions_back_to_the_base():
 
 def test_a_multi_resolution_run_trains_and_reports_the_resize_baseline(tmp_path):
     out = tmp_path / "run"
-    results = run(["--dataset", "digits", *TINY, "--batch_size", "64", "--max_steps", "6", "--train_resolutions", "8,16",
-                   "--output_dir", str(out)])
+    results = run(
+        [
+            "--dataset",
+            "digits",
+            *TINY,
+            "--batch_size",
+            "64",
+            "--max_steps",
+            "6",
+            "--train_resolutions",
+            "8,16",
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert results["train_resolutions"] == [8, 16] and "drawn from [8, 16]" in results["recipe"]
     saved = json.loads((out / "results.json").read_text())
     modes = {(r["setting"], r["mode"]) for r in saved["evaluation"]}
     assert modes == {(s, m) for s in ("4x4", "8x8", "16x16") for m in ("continuous", "reference", "resize")}
     at_base = {r["mode"]: r["accuracy"] for r in saved["evaluation"] if r["setting"] == "8x8"}
     assert at_base["resize"] == at_base["continuous"]  # resizing to the base leaves base inputs as they are
-    assert "| evaluated at | continuous mode | reference mode | resized to the base |" in (out / "README.md").read_text()
+    assert (
+        "| evaluated at | continuous mode | reference mode | resized to the base |" in (out / "README.md").read_text()
+    )
 
 
 def test_a_timm_baseline_is_also_evaluated_on_resized_inputs(tmp_path):
-    results = run(["--dataset", "digits", "--timm_model", "resnet10t", "--max_steps", "1", "--batch_size", "16",
-                   "--report_to", "none", "--eval_resolutions", "1x,2x", "--output_dir", str(tmp_path / "timm")])
+    results = run(
+        [
+            "--dataset",
+            "digits",
+            "--timm_model",
+            "resnet10t",
+            "--max_steps",
+            "1",
+            "--batch_size",
+            "16",
+            "--report_to",
+            "none",
+            "--eval_resolutions",
+            "1x,2x",
+            "--output_dir",
+            str(tmp_path / "timm"),
+        ]
+    )
     assert {(r["setting"], r["mode"]) for r in results["evaluation"]} == {
-        (s, m) for s in ("8x8", "16x16") for m in ("timm", "resize")}
+        (s, m) for s in ("8x8", "16x16") for m in ("timm", "resize")
+    }
 
 
-MULTI = ["--dataset", "digits", *TINY, "--dropout", "0.1", "--batch_size", "128", "--epochs", "2",
-         "--eval_resolutions", "1x", "--train_resolutions", "6-12", "--save_steps", "4"]
+MULTI = [
+    "--dataset",
+    "digits",
+    *TINY,
+    "--dropout",
+    "0.1",
+    "--batch_size",
+    "128",
+    "--epochs",
+    "2",
+    "--eval_resolutions",
+    "1x",
+    "--train_resolutions",
+    "6-12",
+    "--save_steps",
+    "4",
+]
 
 
 def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkeypatch):
@@ -125,9 +173,26 @@ def test_audio_trains_at_several_sampling_rates_and_is_resampled_for_the_baselin
     assert resampled.inputs.shape == task.test.inputs.shape
     torch.testing.assert_close(resampled.inputs[..., 50:-50], task.test.inputs[..., 50:-50], atol=0.05, rtol=0)
     assert task.render_train(2000, torch.tensor([1, 3])).shape == (2, 1, 2000)
-    results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
-                   "--train_resolutions", "2000,4000,8000", "--max_steps", "3", "--batch_size", "4",
-                   "--output_dir", str(tmp_path / "out")])
+    results = run(
+        [
+            "--dataset",
+            str(root),
+            "--preset",
+            "sc_raw_4_140",
+            *TINY,
+            "--sampling_rate",
+            "4000",
+            "--train_resolutions",
+            "2000,4000,8000",
+            "--max_steps",
+            "3",
+            "--batch_size",
+            "4",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert results["train_resolutions"] == [2000, 4000, 8000]
     assert {(r["setting"], r["mode"]) for r in results["evaluation"]} == {
-        (s, m) for s in ("4 kHz", "8 kHz") for m in ("continuous", "reference", "resize")}
+        (s, m) for s in ("4 kHz", "8 kHz") for m in ("continuous", "reference", "resize")
+    }

@@ -14,6 +14,7 @@ What the test adds, and nothing else:
   ``python -m accelerate.commands.launch``, python blocks in their own interpreter;
   ``pip install`` and ``python -m pytest`` (this suite) are not run.
 """
+
 from __future__ import annotations
 
 import io
@@ -57,8 +58,9 @@ def _wav(freq: float) -> bytes:
 
     buffer = io.BytesIO()
     t = np.arange(4000) / 8000
-    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * freq * t) * 2**15).astype(np.int16), 8000, format="WAV",
-                    subtype="PCM_16")
+    soundfile.write(
+        buffer, (0.3 * np.sin(2 * np.pi * freq * t) * 2**15).astype(np.int16), 8000, format="WAV", subtype="PCM_16"
+    )
     return buffer.getvalue()
 
 
@@ -124,7 +126,8 @@ def bash_commands(code: str) -> list[list[str]]:
 
 
 def run_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
-    """``ccnn-train ARGS`` through :func:`ccnn_hf.train.main` in ``cwd`` (a fresh Accelerator state, as a new process)."""
+    """``ccnn-train ARGS`` through :func:`ccnn_hf.train.main` in ``cwd`` (a fresh Accelerator state, as a new
+    process)."""
     from accelerate.state import AcceleratorState, PartialState
 
     from ccnn_hf.train import main
@@ -145,8 +148,11 @@ def test_every_readme_block_runs_in_order(tmp_path, local_hub, monkeypatch):
     cwd = tmp_path / "reader"
     cwd.mkdir()
     make_reader_files(cwd)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     ran = []
     for language, code in readme_blocks():
         if language == "yaml":

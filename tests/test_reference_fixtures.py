@@ -1,4 +1,5 @@
 """Official weights reproduce the official logits (fixtures made with github.com/david-knigge/ccnn)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,7 +32,9 @@ def _load(folder: str) -> tuple[dict, dict]:
 
 def _io_pairs(io: dict) -> list[tuple[str, str]]:
     pairs = [("input", "logits")]
-    pairs += [(k.replace("logits", "input"), k) for k in io if k.startswith("logits_") and k.replace("logits", "input") in io]
+    pairs += [
+        (k.replace("logits", "input"), k) for k in io if k.startswith("logits_") and k.replace("logits", "input") in io
+    ]
     return pairs
 
 
@@ -85,7 +88,7 @@ def test_checkpoint_saved_before_first_forward_is_rescaled_once():
     # Undo the first-forward re-weighting: what the official code saves before any forward.
     fresh = dict(state)
     for key in [k for k in state if k.endswith("Kernel.output_linear.weight")]:
-        fresh[key] = state[key] * (65 ** 0.5)  # every smnist_4_140 conv starts with 65 taps
+        fresh[key] = state[key] * (65**0.5)  # every smnist_4_140 conv starts with 65 taps
     for key in [k for k in state if k.endswith(".initialized")]:
         fresh[key] = torch.zeros_like(state[key])
     for key in [k for k in state if k.endswith(".train_length")]:
@@ -100,7 +103,10 @@ def test_checkpoint_saved_before_first_forward_is_rescaled_once():
     [
         (lambda s: s.pop("blocks.0.linear1.bias"), "missing key 'blocks.0.linear.bias'"),
         (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), "unexpected key 'extra.weight'"),
-        (lambda s: s.__setitem__("blocks.0.conv1.train_length", torch.tensor([1024], dtype=torch.int32)), "blocks.0.conv1.train_length"),
+        (
+            lambda s: s.__setitem__("blocks.0.conv1.train_length", torch.tensor([1024], dtype=torch.int32)),
+            "blocks.0.conv1.train_length",
+        ),
         (lambda s: s.__setitem__("conv1.mask_mean_param", torch.tensor([0.0])), "conv1.mask_mean_param"),
         (lambda s: s.__setitem__("out_layer.weight", torch.zeros(3, 140, 1)), "shape mismatch for 'head.fc.weight'"),
     ],

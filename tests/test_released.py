@@ -1,4 +1,5 @@
 """The weights shipped with ccnn_hf: offline loading in transformers and timm, measured accuracy, Hub push."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,8 +37,9 @@ def test_every_release_is_shipped_with_card_and_results():
         assert (folder / "model.safetensors").stat().st_size < 4_000_000  # small enough to ship
 
 
-@pytest.mark.parametrize("name, dataset, options", [("mnist2d", "mnist", {"resolution": 14}),
-                                                    ("smnist", "smnist", {"resolution": 14})])
+@pytest.mark.parametrize(
+    "name, dataset, options", [("mnist2d", "mnist", {"resolution": 14}), ("smnist", "smnist", {"resolution": 14})]
+)
 def test_shipped_weights_reproduce_their_measured_accuracy(name, dataset, options):
     from ccnn_hf.data import load_builtin
 
@@ -84,7 +86,8 @@ def test_publishing_every_release_in_one_command(local_hub):
     for name, repo in zip(AVAILABLE, repos):
         shipped = load(name)
         auto = {"image": AutoModelForImageClassification, "audio": AutoModelForAudioClassification}.get(
-            shipped.config.modality, AutoModelForSequenceClassification)
+            shipped.config.modality, AutoModelForSequenceClassification
+        )
         pulled = auto.from_pretrained(repo).eval()
         for (key, a), b in zip(shipped.state_dict().items(), pulled.state_dict().values()):
             assert torch.equal(a, b), (name, key)

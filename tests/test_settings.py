@@ -1,4 +1,5 @@
 """The settings table (ccnn_hf.settings) and what derives from it agree with each other."""
+
 from __future__ import annotations
 
 import copy
@@ -12,7 +13,15 @@ from ccnn_hf import CCNN, CCNNConfig, build_ccnn
 from ccnn_hf.kernel_nets import build_kernel_net
 from ccnn_hf.presets import PRESETS, preset_model_kwargs
 from ccnn_hf.settings import (
-    ALIASES, BY_NAME, KERNEL_NETS, SETTINGS, config_settings, defaults, model_settings, override_flags, resolve,
+    ALIASES,
+    BY_NAME,
+    KERNEL_NETS,
+    SETTINGS,
+    config_settings,
+    defaults,
+    model_settings,
+    override_flags,
+    resolve,
     settings_problems,
 )
 from ccnn_hf.training.args import MODEL_OVERRIDES, build_parser
@@ -58,7 +67,8 @@ def test_config_from_preset_honours_every_spelling_like_build_ccnn():
     model = build_ccnn("cifar10_4_140", width=64, depth=2, in_channels=1)
     kwargs = config.ccnn_kwargs()
     assert {k: v for k, v in kwargs.items() if k != "num_classes"} == {
-        k: v for k, v in dict(model.settings).items() if k in kwargs and k != "num_classes"}
+        k: v for k, v in dict(model.settings).items() if k in kwargs and k != "num_classes"
+    }
     with pytest.raises(ValueError, match="given twice"):
         CCNNConfig.from_preset("cifar10_4_140", width=64, hidden_channels=32)
     with pytest.raises(ValueError, match="'global_pool' is a CCNN argument that CCNNConfig does not hold"):
@@ -72,7 +82,8 @@ def test_config_fields_are_the_config_settings_and_round_trip(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = CCNNConfig.from_pretrained(tmp_path)
     assert {s.field: getattr(loaded, s.field) for s in config_settings()} == {
-        s.field: getattr(config, s.field) for s in config_settings()}
+        s.field: getattr(config, s.field) for s in config_settings()
+    }
 
 
 def test_presets_are_named_settings():
@@ -93,6 +104,16 @@ def test_cli_flags_are_the_settings_with_a_flag():
 
 def test_every_allowed_kernel_net_can_be_built():
     for kind in KERNEL_NETS:
-        net = build_kernel_net(kind, data_dim=1, out_channels=2, no_layers=2, init_spatial_value=0.1, causal=False,
-                               max_frequency=None, max_gamma=None, hidden_channels=4, omega_0=10.0)
+        net = build_kernel_net(
+            kind,
+            data_dim=1,
+            out_channels=2,
+            no_layers=2,
+            init_spatial_value=0.1,
+            causal=False,
+            max_frequency=None,
+            max_gamma=None,
+            hidden_channels=4,
+            omega_0=10.0,
+        )
         assert net(torch.zeros(1, 1, 5)).shape == (1, 2, 5)

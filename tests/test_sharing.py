@@ -5,6 +5,7 @@ loaded in a fresh interpreter where ``import ccnn_hf`` fails: config, model, ima
 feature extractor and pipeline, all through ``trust_remote_code=True``, with the logits of the
 in-process model; the 2D image folders also load in timm.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,9 +31,11 @@ from ccnn_hf import (
 from helpers import REPO
 
 TINY = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
-AUTO = {CCNNForImageClassification: "AutoModelForImageClassification",
-        CCNNForAudioClassification: "AutoModelForAudioClassification",
-        CCNNForSequenceClassification: "AutoModelForSequenceClassification"}
+AUTO = {
+    CCNNForImageClassification: "AutoModelForImageClassification",
+    CCNNForAudioClassification: "AutoModelForAudioClassification",
+    CCNNForSequenceClassification: "AutoModelForSequenceClassification",
+}
 
 SCRIPT = textwrap.dedent(
     """
@@ -52,7 +55,8 @@ SCRIPT = textwrap.dedent(
         assert config.model_type == "ccnn"
         model = remote(getattr(transformers, job["auto"]).from_pretrained(path, trust_remote_code=True)).eval()
         with torch.no_grad():
-            out["logits"] = model(**{model.main_input_name: torch.load(job["input"], weights_only=True)}).logits.tolist()
+            inputs = torch.load(job["input"], weights_only=True)
+            out["logits"] = model(**{model.main_input_name: inputs}).logits.tolist()
         if job["processor"]:
             remote(getattr(transformers, job["processor"]).from_pretrained(path, trust_remote_code=True))
             classify = transformers.pipeline(job["task"], model=path, trust_remote_code=True)
@@ -73,9 +77,10 @@ def job(path: str | Path, model_class: type, x: torch.Tensor, tmp_path: Path) ->
     """A folder (or Hub repo) to load without ccnn_hf, with an input for its model."""
     input_file = tmp_path / f"x{len(list(tmp_path.glob('x*.pt')))}.pt"
     torch.save(x, input_file)
-    processor, task = {CCNNForImageClassification: ("AutoImageProcessor", "image-classification"),
-                       CCNNForAudioClassification: ("AutoFeatureExtractor", "audio-classification")}.get(
-        model_class, (None, None))
+    processor, task = {
+        CCNNForImageClassification: ("AutoImageProcessor", "image-classification"),
+        CCNNForAudioClassification: ("AutoFeatureExtractor", "audio-classification"),
+    }.get(model_class, (None, None))
     if model_class is CCNNForImageClassification and x.shape[1] not in (1, 3):
         processor = task = None
     return dict(path=str(path), auto=AUTO[model_class], input=str(input_file), processor=processor, task=task)
@@ -83,8 +88,14 @@ def job(path: str | Path, model_class: type, x: torch.Tensor, tmp_path: Path) ->
 
 def run_without_package(jobs: list[dict], tmp_path: Path) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(jobs)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -109,10 +120,14 @@ def test_save_pretrained_folders_work_without_the_package(tmp_path):
     torch.manual_seed(0)
     labels = dict(id2label={i: f"c{i}" for i in range(3)})
     image = CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY, num_labels=3, **labels)).eval()
-    audio = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY, num_labels=3, **labels,
-                                                              base_resolution=[4000], base_sampling_rate=4000)).eval()
-    sequence = CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY, **labels,
-                                                                    num_labels=3)).eval()
+    audio = CCNNForAudioClassification(
+        CCNNConfig.from_preset(
+            "sc_raw_4_140", **TINY, num_labels=3, **labels, base_resolution=[4000], base_sampling_rate=4000
+        )
+    ).eval()
+    sequence = CCNNForSequenceClassification(
+        CCNNConfig.from_preset("smnist_4_140", **TINY, **labels, num_labels=3)
+    ).eval()
     cases = [(image, torch.randn(2, 3, 24, 20)), (audio, torch.randn(2, 1, 3000)), (sequence, torch.randn(2, 1, 50))]
     jobs = []
     for index, (model, x) in enumerate(cases):
@@ -127,8 +142,28 @@ def test_ccnn_train_output_works_without_the_package(tmp_path):
     from ccnn_hf.train import run
 
     out = tmp_path / "run"
-    run(["--dataset", "digits", "--hidden", "8", "--blocks", "1", "--kernel_hidden", "8", "--max_steps", "2",
-         "--batch_size", "16", "--output_dir", str(out), "--eval_resolutions", "1x", "--report_to", "none"])
+    run(
+        [
+            "--dataset",
+            "digits",
+            "--hidden",
+            "8",
+            "--blocks",
+            "1",
+            "--kernel_hidden",
+            "8",
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "16",
+            "--output_dir",
+            str(out),
+            "--eval_resolutions",
+            "1x",
+            "--report_to",
+            "none",
+        ]
+    )
     model = CCNNForImageClassification.from_pretrained(out).eval()
     x = torch.randn(2, 1, 8, 8)
     check(run_without_package([job(out, CCNNForImageClassification, x, tmp_path)], tmp_path)[0], model, x)
@@ -176,7 +211,7 @@ def test_a_ccnn_folder_without_model_type_gets_a_clear_error(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["model_type"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="no \"model_type\", so transformers took the folder for a timm checkpoint"):
+    with pytest.raises(ValueError, match='no "model_type", so transformers took the folder for a timm checkpoint'):
         CCNNForImageClassification.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="needs model_type 'ccnn', got 'timm_wrapper'"):
         AutoConfig.from_pretrained(tmp_path, trust_remote_code=True)

@@ -1,5 +1,6 @@
 """The CCNN family in timm: registry, the checks timm runs on its own families, features, FX,
 compile / script / export status, data config, and weights shared with transformers (files and Hub)."""
+
 from __future__ import annotations
 
 import importlib
@@ -39,6 +40,7 @@ def batch(model, size=None, n: int = 2, seed: int = 1) -> torch.Tensor:
 
 # -- registry and pretrained cfgs -----------------------------------------------------------------
 
+
 def test_registry_lists_models_and_tags_and_registration_is_idempotent():
     assert timm.list_models("ccnn*") == MODELS
     tagged = timm.list_models("ccnn*", include_tags=True)
@@ -63,13 +65,23 @@ def test_pretrained_cfgs_hold_real_fields(name):
     if name in RELEASED:  # shipped weights: the cfg describes the data they were trained on
         config = RELEASED[name]
         size = tuple(config["base_resolution"])
-        in_chans, num_classes, mean, std = config["num_channels"], config["num_classes"], config["input_mean"], config["input_std"]
+        in_chans, num_classes, mean, std = (
+            config["num_channels"],
+            config["num_classes"],
+            config["input_mean"],
+            config["input_std"],
+        )
         assert cfg["file"] == config["_file"] and cfg["file"].endswith("model.safetensors")
     else:
         blocks, hidden = (6, 380) if "6_380" in model_name else (4, 140)
         preset = ccnn_hf.PRESETS[f"{TAGS[tag or 'cifar10']}_{blocks}_{hidden}"]
         size = tuple(preset.model["base_resolution"])
-        in_chans, num_classes, mean, std = preset.model["in_chans"], preset.model["num_classes"], preset.mean, preset.std
+        in_chans, num_classes, mean, std = (
+            preset.model["in_chans"],
+            preset.model["num_classes"],
+            preset.mean,
+            preset.std,
+        )
     assert cfg["input_size"] == (in_chans, *size) and cfg["pool_size"] == size
     assert cfg["num_classes"] == num_classes
     assert cfg["mean"] == tuple(mean) and cfg["std"] == tuple(std) and len(cfg["mean"]) == cfg["input_size"][0]
@@ -81,6 +93,7 @@ def test_pretrained_cfgs_hold_real_fields(name):
 
 
 # -- timm's own family checks, per registered model ---------------------------------------------
+
 
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_and_default_cfg(name):
@@ -171,6 +184,7 @@ def test_grad_checkpointing_gives_the_same_outputs_and_gradients(name):
 
 # -- building: tags, overrides, input size ----------------------------------------------------------
 
+
 def test_tags_build_their_task_preset_and_kwargs_override():
     stl = create("ccnn_2d_6_380.stl10", **TINY)
     assert stl.base_resolution == (256, 256) and stl.kernel_size == (31, 31) and stl.num_classes == 10
@@ -178,8 +192,15 @@ def test_tags_build_their_task_preset_and_kwargs_override():
     gray = create("ccnn_2d_4_140.pathfinder", **TINY).eval()
     assert gray.in_chans == 1 and gray.num_classes == 1
     assert gray(torch.randn(1, 1, 32, 32)).shape == (1, 1)
-    one_channel = create("ccnn_2d", in_chans=1, num_classes=42, hidden=16, blocks=1, kernel_width=8, drop_rate=0.0).eval()
-    assert (one_channel.in_chans, one_channel.num_classes, one_channel.num_features, len(one_channel.blocks)) == (1, 42, 16, 1)
+    one_channel = create(
+        "ccnn_2d", in_chans=1, num_classes=42, hidden=16, blocks=1, kernel_width=8, drop_rate=0.0
+    ).eval()
+    assert (one_channel.in_chans, one_channel.num_classes, one_channel.num_features, len(one_channel.blocks)) == (
+        1,
+        42,
+        16,
+        1,
+    )
     assert one_channel.drop_rate == 0.0 and one_channel(torch.randn(2, 1, 24, 24)).shape == (2, 42)
     with pytest.raises(ValueError, match="stochastic depth|drop path"):
         create("ccnn_2d", drop_path_rate=0.1, **TINY)
@@ -205,8 +226,14 @@ def test_img_size_sets_the_data_config_not_the_base_resolution():
 def test_data_config_and_transforms():
     model = create("ccnn_2d_4_140.cifar100", **TINY)
     config = timm.data.resolve_data_config(model=model)
-    assert config == dict(input_size=(3, 32, 32), interpolation="bicubic", mean=ccnn_hf.PRESETS["cifar100_4_140"].mean,
-                          std=ccnn_hf.PRESETS["cifar100_4_140"].std, crop_pct=1.0, crop_mode="center")
+    assert config == dict(
+        input_size=(3, 32, 32),
+        interpolation="bicubic",
+        mean=ccnn_hf.PRESETS["cifar100_4_140"].mean,
+        std=ccnn_hf.PRESETS["cifar100_4_140"].std,
+        crop_pct=1.0,
+        crop_mode="center",
+    )
     transform = timm.data.create_transform(**config)
     image = Image.fromarray(np.full((48, 40, 3), (255, 128, 0), dtype=np.uint8))
     pixels = transform(image)
@@ -230,6 +257,7 @@ def test_group_matcher_feeds_timm_optimizers():
 
 # -- FX, torch.compile, TorchScript, torch.export ---------------------------------------------------
 
+
 def test_fx_feature_extraction_keeps_resolution_semantics():
     model = create("ccnn_2d", **TINY).eval()
     train_nodes, eval_nodes = get_graph_node_names(model)
@@ -239,7 +267,9 @@ def test_fx_feature_extraction_keeps_resolution_semantics():
     with torch.no_grad():
         out = extractor(x)
         torch.testing.assert_close(out["logits"], model(x))
-        torch.testing.assert_close(out["block0"], model.forward_intermediates(x, indices=[1], intermediates_only=True)[0])
+        torch.testing.assert_close(
+            out["block0"], model.forward_intermediates(x, indices=[1], intermediates_only=True)[0]
+        )
         # resolution= is a graph input: the traced model still samples the kernels for it
         torch.testing.assert_close(extractor(x, resolution=48)["logits"], model(x, resolution=48))
         assert not torch.allclose(extractor(x, resolution=48)["logits"], out["logits"])
@@ -264,8 +294,11 @@ def test_torchscript_is_unsupported_and_export_needs_the_kernel_plans_as_documen
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
         # TorchScript's own words, at the forward's keyword-only mask arguments (see ccnn_hf.timm_models)
-        with pytest.raises(torch.jit.frontend.NotSupportedError, match=r"(?s)can't take variable number of arguments or use keyword-only"
-                                               r".*attention_mask"):
+        with pytest.raises(
+            torch.jit.frontend.NotSupportedError,
+            match=r"(?s)can't take variable number of arguments or use keyword-only"
+            r".*attention_mask",
+        ):
             torch.jit.script(model)
     x = batch(model, size=(8, 8))
     with pytest.raises(Exception, match="refresh_kernel_plan"):  # kernel sizes not decided yet for 8x8
@@ -276,6 +309,7 @@ def test_torchscript_is_unsupported_and_export_needs_the_kernel_plans_as_documen
 
 
 # -- weights shared with transformers --------------------------------------------------------------
+
 
 def hf_model(preset: str = "image2d_4_140", **overrides) -> CCNNForImageClassification:
     torch.manual_seed(0)
@@ -335,15 +369,30 @@ def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path, capl
         torch.testing.assert_close(timm_model(x), expected, rtol=0, atol=0)
         model_args = json.loads((folder / "config.json").read_text())["model_args"]
         overlay = dict(num_classes=4, input_size=(1, 32, 32))
-        from_hf_file = create("ccnn_2d", seed=5, pretrained=True, **model_args,
-                              pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors"), **overlay)).eval()
+        from_hf_file = create(
+            "ccnn_2d",
+            seed=5,
+            pretrained=True,
+            **model_args,
+            pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors"), **overlay),
+        ).eval()
         torch.testing.assert_close(from_hf_file(x), expected, rtol=0, atol=0)
         save_file(timm_model.state_dict(), tmp_path / "timm.safetensors")
-        from_timm_file = create("ccnn_2d", seed=6, pretrained=True, **model_args,
-                                pretrained_cfg_overlay=dict(file=str(tmp_path / "timm.safetensors"), **overlay)).eval()
+        from_timm_file = create(
+            "ccnn_2d",
+            seed=6,
+            pretrained=True,
+            **model_args,
+            pretrained_cfg_overlay=dict(file=str(tmp_path / "timm.safetensors"), **overlay),
+        ).eval()
         torch.testing.assert_close(from_timm_file(x), expected, rtol=0, atol=0)
-        new_head = create("ccnn_2d", seed=7, pretrained=True, **{**model_args, "num_classes": 3},
-                          pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors"), **overlay)).eval()
+        new_head = create(
+            "ccnn_2d",
+            seed=7,
+            pretrained=True,
+            **{**model_args, "num_classes": 3},
+            pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors"), **overlay),
+        ).eval()
         torch.testing.assert_close(new_head.forward_features(x), timm_model.forward_features(x), rtol=0, atol=0)
         assert new_head(x).shape == (2, 3)
     backbone = ccnn_hf.CCNNModel(model.config).eval()  # transformers backbone: encoder.* keys, no classifier
@@ -381,7 +430,9 @@ def test_hub_round_trip_both_ways(local_hub, tmp_path):
 
     tagged = create("ccnn_2d_6_380.stl10", **TINY).eval()  # the tag's preset differs from ccnn_2d_6_380's defaults
     labels = [f"label_{i}" for i in range(10)]
-    timm.models.push_to_hf_hub(tagged, "ccnn-org/ccnn-timm", safe_serialization=True, model_config=dict(label_names=labels))
+    timm.models.push_to_hf_hub(
+        tagged, "ccnn-org/ccnn-timm", safe_serialization=True, model_config=dict(label_names=labels)
+    )
     files = set(HfApi().list_repo_files("ccnn-org/ccnn-timm"))
     assert "model.safetensors" in files and "pytorch_model.bin" not in files
     reloaded = create("hf-hub:ccnn-org/ccnn-timm", seed=9, pretrained=True).eval()

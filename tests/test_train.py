@@ -1,4 +1,5 @@
 """``ccnn-train``: training, evaluation across resolutions, fine-tuning, resume, data sources, faults."""
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,32 @@ def fresh_accelerate_state():
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "digits"
-    results = run(["--dataset", "digits", "--hidden", "24", "--blocks", "2", "--kernel_hidden", "12", "--epochs", "10", "--warmup", "1",
-                   "--batch_size", "64", "--lr", "0.01", "--output_dir", str(out), "--report_to", "none",
-                   "--eval_resolutions", "1x,2x"])
+    results = run(
+        [
+            "--dataset",
+            "digits",
+            "--hidden",
+            "24",
+            "--blocks",
+            "2",
+            "--kernel_hidden",
+            "12",
+            "--epochs",
+            "10",
+            "--warmup",
+            "1",
+            "--batch_size",
+            "64",
+            "--lr",
+            "0.01",
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "none",
+            "--eval_resolutions",
+            "1x,2x",
+        ]
+    )
     from accelerate.state import AcceleratorState, PartialState
 
     AcceleratorState._reset_state(True)
@@ -58,8 +82,16 @@ def test_training_on_8x8_digits_keeps_accuracy_at_16x16(digits_run):
     assert double > base - 0.05  # continuous mode: the same weights on a twice finer grid
     assert accuracy_at(results, "16x16", "reference") < double  # the official fixed grid does worse
     files = set(os.listdir(out))
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "results.json",
-            "accuracy_vs_resolution.png", "logs", "checkpoints"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "results.json",
+        "accuracy_vs_resolution.png",
+        "logs",
+        "checkpoints",
+    } <= files
     assert json.loads((out / "results.json").read_text())["preset"] == "cifar10_4_140"
     log = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert any("test_accuracy" in r for r in log) and all(np.isfinite(r.get("loss", 0)) for r in log)
@@ -83,9 +115,32 @@ def test_the_output_folder_loads_in_transformers_and_reproduces_the_accuracy(dig
 
 def test_fine_tuning_at_another_resolution_with_a_label_subset(digits_run, tmp_path, capsys):
     checkpoint, _ = digits_run
-    results = run(["--init_from", str(checkpoint), "--dataset", "digits", "--image_size", "16", "--labels", "0,1,2,3,4",
-                   "--epochs", "5", "--warmup", "0.5", "--batch_size", "64", "--lr", "0.005", "--output_dir", str(tmp_path / "ft"),
-                   "--report_to", "none", "--eval_resolutions", "1x"])
+    results = run(
+        [
+            "--init_from",
+            str(checkpoint),
+            "--dataset",
+            "digits",
+            "--image_size",
+            "16",
+            "--labels",
+            "0,1,2,3,4",
+            "--epochs",
+            "5",
+            "--warmup",
+            "0.5",
+            "--batch_size",
+            "64",
+            "--lr",
+            "0.005",
+            "--output_dir",
+            str(tmp_path / "ft"),
+            "--report_to",
+            "none",
+            "--eval_resolutions",
+            "1x",
+        ]
+    )
     assert "re-initialising the classifier" in capsys.readouterr().out
     assert results["classifier_reinitialised"] and results["num_labels"] == 5
     assert results["checkpoint_base_resolution"] == [8, 8] and results["base_resolution"] == [16, 16]
@@ -93,8 +148,19 @@ def test_fine_tuning_at_another_resolution_with_a_label_subset(digits_run, tmp_p
 
 
 # Resume: 11 batches of 128 digits per epoch, dropout on, default settings otherwise (conv_impl "auto").
-RESUME = ["--dataset", "digits", *TINY, "--dropout", "0.1", "--batch_size", "128", "--epochs", "2",
-          "--eval_resolutions", "1x"]
+RESUME = [
+    "--dataset",
+    "digits",
+    *TINY,
+    "--dropout",
+    "0.1",
+    "--batch_size",
+    "128",
+    "--epochs",
+    "2",
+    "--eval_resolutions",
+    "1x",
+]
 
 
 class Crash(Exception):
@@ -116,8 +182,6 @@ def uninterrupted(tmp_path_factory):
     return _uninterrupted(tmp_path_factory.mktemp("whole") / "run", [])
 
 
-
-
 def _assert_same_weights(expected: dict, folder: Path) -> None:
     got = load_file(folder / "model.safetensors")
     assert expected.keys() == got.keys()
@@ -125,11 +189,14 @@ def _assert_same_weights(expected: dict, folder: Path) -> None:
     assert not different, f"{len(different)} of {len(expected)} tensors differ, e.g. {different[:3]}"
 
 
-@pytest.mark.parametrize(("save_steps", "crash_at", "position"), [
-    (11, 11, "epoch boundary"),  # the checkpoint closes epoch 0: the resumed run starts epoch 1 afresh
-    (4, 8, "mid-epoch 0"),  # 8 of 11 batches done: the resumed run skips them in epoch 0's order
-    (4, 12, "mid-epoch 1"),  # 1 batch of epoch 1 done: the skipped-batch loader must use epoch 1's order
-])
+@pytest.mark.parametrize(
+    ("save_steps", "crash_at", "position"),
+    [
+        (11, 11, "epoch boundary"),  # the checkpoint closes epoch 0: the resumed run starts epoch 1 afresh
+        (4, 8, "mid-epoch 0"),  # 8 of 11 batches done: the resumed run skips them in epoch 0's order
+        (4, 12, "mid-epoch 1"),  # 1 batch of epoch 1 done: the skipped-batch loader must use epoch 1's order
+    ],
+)
 def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypatch, save_steps, crash_at, position):
     import ccnn_hf.train as train
 
@@ -167,16 +234,22 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     assert whole.returncode == 0, whole.stderr.decode()[-2000:]
     expected = load_file(tmp_path / "whole" / "model.safetensors")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(args + ["--output_dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args + ["--output_dir", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
-    while latest_checkpoint(killed / "checkpoints") is None or latest_checkpoint(killed / "checkpoints").name < "step_00000008":
+    while (
+        latest_checkpoint(killed / "checkpoints") is None
+        or latest_checkpoint(killed / "checkpoints").name < "step_00000008"
+    ):
         assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "model.safetensors").exists()
-    resumed = subprocess.run(args + ["--output_dir", str(killed), "--resume"], env=env, capture_output=True, timeout=600)
+    resumed = subprocess.run(
+        args + ["--output_dir", str(killed), "--resume"], env=env, capture_output=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     assert b"resumed from" in resumed.stdout
     _assert_same_weights(expected, killed)
@@ -209,12 +282,16 @@ def test_bad_input_is_named(tmp_path, capsys):
     _run_fails(["--dataset", "digits", "--labels", "3,12", *out], capsys, "outside the dataset's classes")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "results.json").write_text("{}")
-    _run_fails(["--dataset", "digits", "--output_dir", str(tmp_path / "taken"), *TINY], capsys, "holds no ccnn-train run")
+    _run_fails(
+        ["--dataset", "digits", "--output_dir", str(tmp_path / "taken"), *TINY], capsys, "holds no ccnn-train run"
+    )
 
 
 def _png(value: int, size=(10, 10), mode="L") -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.full((*size, 3) if mode == "RGB" else size, value, dtype=np.uint8), mode=mode).save(buffer, "PNG")
+    Image.fromarray(np.full((*size, 3) if mode == "RGB" else size, value, dtype=np.uint8), mode=mode).save(
+        buffer, "PNG"
+    )
     return buffer.getvalue()
 
 
@@ -225,8 +302,21 @@ def test_imagefolder_zip(tmp_path):
             for label, value in (("dark", 30), ("light", 220)):
                 for i in range(count):
                     z.writestr(f"{split}/{label}/{i}.png", _png(value + i, mode="RGB"))
-    results = run(["--dataset", str(archive), *TINY, "--max_steps", "2", "--batch_size", "8",
-                   "--output_dir", str(tmp_path / "out"), "--eval_resolutions", "1x,2x"])
+    results = run(
+        [
+            "--dataset",
+            str(archive),
+            *TINY,
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "8",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--eval_resolutions",
+            "1x,2x",
+        ]
+    )
     assert results["labels"] == ["dark", "light"] and results["base_resolution"] == [10, 10]
     assert {r["setting"] for r in results["evaluation"]} == {"10x10", "20x20"}
 
@@ -239,18 +329,61 @@ def test_hf_dataset_with_custom_columns(tmp_path):
     features = datasets.Features({"picture": datasets.Image(), "kind": datasets.ClassLabel(names=["a", "b", "c"])})
     split = datasets.Dataset.from_dict({"picture": images, "kind": [i % 3 for i in range(24)]}, features=features)
     datasets.DatasetDict({"train": split, "test": split.select(range(6))}).save_to_disk(tmp_path / "saved")
-    results = run(["--dataset", str(tmp_path / "saved"), "--image_column", "picture", "--label_column", "kind", *TINY,
-                   "--max_steps", "2", "--batch_size", "8", "--output_dir", str(tmp_path / "out"), "--eval_resolutions", "1x"])
+    results = run(
+        [
+            "--dataset",
+            str(tmp_path / "saved"),
+            "--image_column",
+            "picture",
+            "--label_column",
+            "kind",
+            *TINY,
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "8",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--eval_resolutions",
+            "1x",
+        ]
+    )
     assert results["labels"] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="no label column 'label'"):
-        run(["--dataset", str(tmp_path / "saved"), "--image_column", "picture", *TINY, "--max_steps", "1",
-             "--output_dir", str(tmp_path / "out2")])
+        run(
+            [
+                "--dataset",
+                str(tmp_path / "saved"),
+                "--image_column",
+                "picture",
+                *TINY,
+                "--max_steps",
+                "1",
+                "--output_dir",
+                str(tmp_path / "out2"),
+            ]
+        )
 
 
 def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
     root = write_tone_audiofolder(tmp_path / "speech")
-    results = run(["--dataset", str(root), "--preset", "sc_raw_4_140", *TINY, "--sampling_rate", "4000",
-                   "--max_steps", "2", "--batch_size", "4", "--output_dir", str(tmp_path / "out")])
+    results = run(
+        [
+            "--dataset",
+            str(root),
+            "--preset",
+            "sc_raw_4_140",
+            *TINY,
+            "--sampling_rate",
+            "4000",
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "4",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert results["base_sampling_rate"] == 4000 and results["modality"] == "audio"
     from ccnn_hf.training.data import load_task_data
 
@@ -264,19 +397,54 @@ def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
 
 def test_sequences_binary_tasks_and_a_yaml_config(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("dataset: digits_seq\npreset: smnist_4_140\nmax_steps: 2\nbatch_size: 16\n"
-                      "hidden: 12\nblocks: 1\nkernel_hidden: 8\nreport_to: none\n")
+    config.write_text(
+        "dataset: digits_seq\npreset: smnist_4_140\nmax_steps: 2\nbatch_size: 16\n"
+        "hidden: 12\nblocks: 1\nkernel_hidden: 8\nreport_to: none\n"
+    )
     results = run(["--config", str(config), "--output_dir", str(tmp_path / "seq")])
     assert results["modality"] == "sequence" and results["base_resolution"] == [64]
-    binary = run(["--dataset", "pathfinder", "--dataset_option", "n_train=32", "--dataset_option", "n_test=16",
-                  "--preset", "pathfinder2d_4_140", *TINY, "--max_steps", "2", "--batch_size", "8",
-                  "--output_dir", str(tmp_path / "pf"), "--eval_resolutions", "1x"])
+    binary = run(
+        [
+            "--dataset",
+            "pathfinder",
+            "--dataset_option",
+            "n_train=32",
+            "--dataset_option",
+            "n_test=16",
+            "--preset",
+            "pathfinder2d_4_140",
+            *TINY,
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "8",
+            "--output_dir",
+            str(tmp_path / "pf"),
+            "--eval_resolutions",
+            "1x",
+        ]
+    )
     assert binary["num_labels"] == 1  # the official binary task: one logit, BCE
 
 
 def test_bf16_mixed_precision(tmp_path):
-    results = run(["--dataset", "digits", *TINY, "--max_steps", "3", "--batch_size", "16", "--mixed_precision", "bf16",
-                   "--output_dir", str(tmp_path / "bf16"), "--eval_resolutions", "1x"])
+    results = run(
+        [
+            "--dataset",
+            "digits",
+            *TINY,
+            "--max_steps",
+            "3",
+            "--batch_size",
+            "16",
+            "--mixed_precision",
+            "bf16",
+            "--output_dir",
+            str(tmp_path / "bf16"),
+            "--eval_resolutions",
+            "1x",
+        ]
+    )
     assert "bf16" in results["recipe"]
     assert np.isfinite(results["evaluation"][0]["loss"])
 
@@ -285,8 +453,24 @@ def test_push_to_hub(local_hub, tmp_path):
     from huggingface_hub import HfApi
     from transformers import AutoModelForImageClassification
 
-    run(["--dataset", "digits", *TINY, "--max_steps", "2", "--batch_size", "16", "--output_dir", str(tmp_path / "out"),
-         "--eval_resolutions", "1x", "--push_to_hub", "--hub_model_id", "ccnn-org/digits-tiny"])
+    run(
+        [
+            "--dataset",
+            "digits",
+            *TINY,
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "16",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--eval_resolutions",
+            "1x",
+            "--push_to_hub",
+            "--hub_model_id",
+            "ccnn-org/digits-tiny",
+        ]
+    )
     files = set(HfApi().list_repo_files("ccnn-org/digits-tiny"))
     assert {"model.safetensors", "config.json", "README.md", "results.json", "accuracy_vs_resolution.png"} <= files
     assert not any(f.startswith("checkpoints/") for f in files)
@@ -295,10 +479,36 @@ def test_push_to_hub(local_hub, tmp_path):
 
 def test_two_processes_with_accelerate_launch(tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ccnn_hf.train",
-               "--cpu", "--dataset", "digits", *TINY, "--max_steps", "4", "--batch_size", "16", "--save_steps", "2",
-               "--output_dir", str(out), "--eval_resolutions", "1x"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ccnn_hf.train",
+        "--cpu",
+        "--dataset",
+        "digits",
+        *TINY,
+        "--max_steps",
+        "4",
+        "--batch_size",
+        "16",
+        "--save_steps",
+        "2",
+        "--output_dir",
+        str(out),
+        "--eval_resolutions",
+        "1x",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
@@ -308,8 +518,25 @@ def test_two_processes_with_accelerate_launch(tmp_path):
 
 
 def test_a_timm_baseline_is_trained_by_the_same_command(tmp_path):
-    results = run(["--dataset", "digits_seq", "--preset", "smnist_4_140", "--timm_model", "resnet10t", "--max_steps", "2",
-                   "--batch_size", "16", "--output_dir", str(tmp_path / "baseline"), "--report_to", "none",
-                   "--eval_resolutions", "1x"])
+    results = run(
+        [
+            "--dataset",
+            "digits_seq",
+            "--preset",
+            "smnist_4_140",
+            "--timm_model",
+            "resnet10t",
+            "--max_steps",
+            "2",
+            "--batch_size",
+            "16",
+            "--output_dir",
+            str(tmp_path / "baseline"),
+            "--report_to",
+            "none",
+            "--eval_resolutions",
+            "1x",
+        ]
+    )
     assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm", "resize"}
     assert results["time_per_epoch_s"] > 0 and (tmp_path / "baseline" / "model.safetensors").exists()

@@ -1,4 +1,5 @@
 """The CCNN family in transformers: config, models, heads, losses, processors, Auto classes, Hub."""
+
 from __future__ import annotations
 
 import json
@@ -98,7 +99,9 @@ def test_heads_and_losses():
     torch.manual_seed(0)
     model = CCNNForImageClassification(image_config())
     out = model(pixel_values=torch.randn(3, 3, 16, 16), labels=torch.tensor([0, 3, 1]))
-    assert out.logits.shape == (3, 4) and out.loss.ndim == 0 and model.config.problem_type == "single_label_classification"
+    assert (
+        out.logits.shape == (3, 4) and out.loss.ndim == 0 and model.config.problem_type == "single_label_classification"
+    )
     out.loss.backward()
 
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 3, 1])))
@@ -129,7 +132,8 @@ def test_volumes_sequences_tokens_and_audio():
     with torch.no_grad():
         torch.testing.assert_close(raw_ids(input_ids=ids).logits, raw_ids(input_values=ids.unsqueeze(1).float()).logits)
     embedded = CCNNForSequenceClassification(
-        CCNNConfig.from_preset("listops_4_140", vocab_size=16, use_token_embedding=True, num_channels=8, **TINY)).eval()
+        CCNNConfig.from_preset("listops_4_140", vocab_size=16, use_token_embedding=True, num_channels=8, **TINY)
+    ).eval()
     assert embedded(input_ids=ids).logits.shape == (2, 10)
 
     audio = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
@@ -158,8 +162,14 @@ def test_bad_inputs_are_named(image_model, kwargs, message):
 
 def test_save_and_load_restore_identical_logits(image_model, saved_image_model):
     files = set(os.listdir(saved_image_model))
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_ccnn.py",
-            "configuration_ccnn.py", "ccnn.py"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "modeling_ccnn.py",
+        "configuration_ccnn.py",
+        "ccnn.py",
+    } <= files
     x = torch.randn(2, 3, 32, 32)
     loaded = AutoModelForImageClassification.from_pretrained(saved_image_model).eval()
     assert isinstance(loaded, CCNNForImageClassification)
@@ -207,8 +217,9 @@ def test_truncated_or_mismatched_checkpoints_are_refused(saved_image_model, tmp_
 
     with pytest.raises(Exception, match="(?i)size mismatch|shape|mismatch"):
         AutoModelForImageClassification.from_pretrained(saved_image_model, hidden_channels=16)
-    relabeled = AutoModelForImageClassification.from_pretrained(saved_image_model, num_labels=7,
-                                                                ignore_mismatched_sizes=True)
+    relabeled = AutoModelForImageClassification.from_pretrained(
+        saved_image_model, num_labels=7, ignore_mismatched_sizes=True
+    )
     assert relabeled.classifier.out_features == 7 and torch.isfinite(relabeled.classifier.weight).all()
 
 
@@ -272,7 +283,9 @@ def test_feature_extractor_passes_the_sampling_rate_and_never_resamples():
     ints = (np.sin(np.linspace(0, 20, 800)) * 2**14).astype(np.int16)
     batch = extractor(ints, sampling_rate=8000, return_tensors="pt")
     assert batch["input_values"].shape == (1, 1, 800) and int(batch["sampling_rate"]) == 8000
-    torch.testing.assert_close(batch["input_values"][0, 0], torch.tensor(ints / 2**15 / (0.5 + 1e-5), dtype=torch.float32))
+    torch.testing.assert_close(
+        batch["input_values"][0, 0], torch.tensor(ints / 2**15 / (0.5 + 1e-5), dtype=torch.float32)
+    )
     padded = extractor([np.zeros(10, np.float32), np.ones(6, np.float32)], return_tensors="pt")
     assert padded["input_values"].shape == (2, 1, 10)
     with pytest.raises(ValueError, match="empty"):
@@ -304,11 +317,15 @@ def test_pipelines_from_a_folder(saved_image_model, tmp_path):
     result = classify(image)
     assert {r["label"] for r in result} <= {"a", "b", "c", "d"} and abs(sum(r["score"] for r in result) - 1) < 1e-4
 
-    audio = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY, id2label={i: str(i) for i in range(10)}))
+    audio = CCNNForAudioClassification(
+        CCNNConfig.from_preset("sc_raw_4_140", **TINY, id2label={i: str(i) for i in range(10)})
+    )
     audio.save_pretrained(tmp_path)
     listen = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=False)
     result = listen(np.random.default_rng(0).standard_normal(8000).astype(np.float32))
-    assert {r["label"] for r in result} <= {str(i) for i in range(10)} and abs(sum(r["score"] for r in result) - 1) < 1e-4
+    assert {r["label"] for r in result} <= {str(i) for i in range(10)} and abs(
+        sum(r["score"] for r in result) - 1
+    ) < 1e-4
 
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
@@ -330,8 +347,14 @@ def run_without_package(folder_or_repo: str, x: torch.Tensor, tmp_path) -> torch
     tensor_file = tmp_path / "x.pt"
     torch.save(x, tensor_file)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", REMOTE_CODE_SCRIPT, str(folder_or_repo), str(tensor_file)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(folder_or_repo), str(tensor_file)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -344,6 +367,7 @@ def test_remote_code_loads_without_the_package(image_model, saved_image_model, t
 
 
 # -- the Hub (a local server speaking its HTTP API) -----------------------------------------------
+
 
 def test_push_to_hub_and_load_by_repo_id(local_hub, image_model, tmp_path):
     from huggingface_hub import HfApi
@@ -380,10 +404,20 @@ def test_trainer_fine_tunes_for_a_few_steps(tmp_path):
     images[labels == 1, :, 3:9, 3:9] += 1.0  # class 1: a bright square
     data = Dataset.from_dict({"pixel_values": images.numpy(), "labels": labels.numpy()}).with_format("torch")
     torch.manual_seed(0)
-    model = CCNNForImageClassification(image_config(num_labels=2, num_channels=1, base_resolution=[12, 12], kernel_size=13))
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16, num_train_epochs=3,
-                             learning_rate=5e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-                             disable_tqdm=True)
+    model = CCNNForImageClassification(
+        image_config(num_labels=2, num_channels=1, base_resolution=[12, 12], kernel_size=13)
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=16,
+        num_train_epochs=3,
+        learning_rate=5e-3,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=data)
     trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
@@ -394,8 +428,11 @@ def test_config_defaults_are_the_core_models_defaults():
     """CCNNConfig() and CCNN() describe the same default network (the two signatures must not drift)."""
     import inspect
 
-    core = {name: p.default for name, p in inspect.signature(CCNN.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    core = {
+        name: p.default
+        for name, p in inspect.signature(CCNN.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     kwargs = CCNNConfig().ccnn_kwargs()
     assert kwargs.pop("num_classes") == 0  # the backbone; heads add the classifier
     assert set(kwargs) <= set(core)
@@ -444,6 +481,8 @@ def test_built_under_a_half_precision_default_dtype(dtype):
 def test_old_and_new_normalisation_names_that_disagree_are_refused():
     """A config.json holding both ``std`` and the former ``input_std`` with other values is
     ambiguous: one of them would be dropped without a word."""
-    with pytest.raises(ValueError, match=r"std=\[0\.5, 0\.5, 0\.5\] and its former name input_std=\[0\.2, 0\.2, 0\.2\] disagree"):
+    with pytest.raises(
+        ValueError, match=r"std=\[0\.5, 0\.5, 0\.5\] and its former name input_std=\[0\.2, 0\.2, 0\.2\] disagree"
+    ):
         CCNNConfig(num_channels=3, std=[0.5] * 3, input_std=[0.2] * 3)
     assert CCNNConfig(num_channels=3, mean=[0.1] * 3, input_mean=[0.1] * 3).mean == [0.1] * 3  # the same values: fine

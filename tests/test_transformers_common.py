@@ -7,6 +7,7 @@ transformers' tables of built-in class names (``MODEL_FOR_..._MAPPING_NAMES``); 
 with the Auto classes instead, so for the duration of this module its names are added to those
 tables, as a built-in model's would be.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,23 +48,39 @@ def ccnn_in_the_built_in_name_tables():
 class CCNNModelTester:
     """Tiny CCNN configs and inputs for one head (``"image"``, ``"sequence"`` or ``"audio"``)."""
 
-    def __init__(self, parent: unittest.TestCase, head: str, batch_size: int = 2, num_labels: int = 3,
-                 hidden_size: int = 8, num_hidden_layers: int = 2, size: int = 8) -> None:
+    def __init__(
+        self,
+        parent: unittest.TestCase,
+        head: str,
+        batch_size: int = 2,
+        num_labels: int = 3,
+        hidden_size: int = 8,
+        num_hidden_layers: int = 2,
+        size: int = 8,
+    ) -> None:
         self.parent, self.head = parent, head
         self.batch_size, self.num_labels = batch_size, num_labels
         self.hidden_size, self.num_hidden_layers, self.size = hidden_size, num_hidden_layers, size
         self.is_training = True
 
     def get_config(self) -> CCNNConfig:
-        common = dict(hidden_channels=self.hidden_size, num_blocks=self.num_hidden_layers, kernel_hidden=8,
-                      kernel_layers=2, num_labels=self.num_labels, dropout=0.0)
+        common = dict(
+            hidden_channels=self.hidden_size,
+            num_blocks=self.num_hidden_layers,
+            kernel_hidden=8,
+            kernel_layers=2,
+            num_labels=self.num_labels,
+            dropout=0.0,
+        )
         if self.head == "image":
-            return CCNNConfig.from_preset("cifar10_4_140", base_resolution=[self.size] * 2, kernel_size=self.size + 1,
-                                          **common)
+            return CCNNConfig.from_preset(
+                "cifar10_4_140", base_resolution=[self.size] * 2, kernel_size=self.size + 1, **common
+            )
         if self.head == "sequence":
             return CCNNConfig.from_preset("smnist_4_140", base_resolution=[4 * self.size], **common)
-        return CCNNConfig.from_preset("sc_raw_4_140", base_resolution=[4 * self.size],
-                                      base_sampling_rate=4.0 * self.size, **common)
+        return CCNNConfig.from_preset(
+            "sc_raw_4_140", base_resolution=[4 * self.size], base_sampling_rate=4.0 * self.size, **common
+        )
 
     def inputs(self) -> dict[str, torch.Tensor]:
         if self.head == "image":
@@ -108,8 +125,12 @@ class _CCNNCommonTests(ModelTesterMixin):
 
     def setUp(self) -> None:
         self.model_tester = CCNNModelTester(self, self.head)
-        self.config_tester = ConfigTester(self, config_class=CCNNConfig, has_text_modality=False,
-                                          common_properties=["num_channels", "hidden_channels", "num_blocks"])
+        self.config_tester = ConfigTester(
+            self,
+            config_class=CCNNConfig,
+            has_text_modality=False,
+            common_properties=["num_channels", "hidden_channels", "num_blocks"],
+        )
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         inputs = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)

@@ -11,6 +11,7 @@ not ship (``tests/exporters/test_export.py``, ``tests/generation/test_utils.py``
 empty mixins (so no upstream export or generation tests run: CCNN does not generate, and
 tests/test_export.py covers export) and a ``config_common_kwargs`` of our own.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -79,8 +80,20 @@ def sdist(package: str) -> Path:
         _skip(f"CCNN_HF_UPSTREAM_TESTS=0: not fetching the {package} {version} sdist")
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as download:
-        command = [sys.executable, "-m", "pip", "download", f"{package}=={version}", "--no-deps",
-                   "--no-binary", ":all:", "--disable-pip-version-check", "--quiet", "-d", download]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"{package}=={version}",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+            download,
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -125,8 +138,10 @@ def transformers_common_tests() -> tuple[ModuleType, ModuleType]:
         os.replace(staging, package)
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    return (importlib.import_module(f"{TRANSFORMERS_PACKAGE}.test_modeling_common"),
-            importlib.import_module(f"{TRANSFORMERS_PACKAGE}.test_configuration_common"))
+    return (
+        importlib.import_module(f"{TRANSFORMERS_PACKAGE}.test_modeling_common"),
+        importlib.import_module(f"{TRANSFORMERS_PACKAGE}.test_configuration_common"),
+    )
 
 
 def timm_model_tests() -> Path:

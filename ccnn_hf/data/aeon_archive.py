@@ -21,6 +21,7 @@ returns a :class:`BuiltinDataset` whose splits carry masks:
 complete, equal-length series (MiniRocket): linear interpolation over the observed points inside each
 series' real length, then linear resampling of that real length onto a common grid.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -48,8 +49,13 @@ def shipped_archives() -> tuple[str, ...]:
     """Names of the archives installed with aeon that have a train and a test file (regression
     problems among them are refused by :func:`load_aeon`)."""
     folder = _data_dir()
-    return tuple(sorted(p.name for p in folder.iterdir()
-                        if (p / f"{p.name}_TRAIN.ts").is_file() and (p / f"{p.name}_TEST.ts").is_file()))
+    return tuple(
+        sorted(
+            p.name
+            for p in folder.iterdir()
+            if (p / f"{p.name}_TRAIN.ts").is_file() and (p / f"{p.name}_TEST.ts").is_file()
+        )
+    )
 
 
 def drop_order(length: int, drop_seed: int, split: str, index: int) -> np.ndarray:
@@ -102,11 +108,14 @@ def load_aeon(name: str, *, drop_rate: float = 0.0, drop_seed: int = 0) -> Built
     try:
         import aeon  # noqa: F401
     except ImportError:
-        raise ImportError("aeon archives need the aeon package: pip install 'aeon>=1.6,<1.7' "
-                          "(or ccnn_hf[data])") from None
+        raise ImportError(
+            "aeon archives need the aeon package: pip install 'aeon>=1.6,<1.7' (or ccnn_hf[data])"
+        ) from None
     if name not in shipped_archives():
-        raise ValueError(f"aeon ships no classification archive {name!r} (nothing is downloaded); "
-                         f"installed: {', '.join(shipped_archives())}")
+        raise ValueError(
+            f"aeon ships no classification archive {name!r} (nothing is downloaded); "
+            f"installed: {', '.join(shipped_archives())}"
+        )
     raw = {split: _read(name, split) for split in _SPLITS}
     channels = {series.shape[0] for split in raw.values() for series in split[0]}
     if len(channels) != 1:
@@ -130,8 +139,10 @@ def load_aeon(name: str, *, drop_rate: float = 0.0, drop_seed: int = 0) -> Built
     train_obs = observed["train"]
     count = train_obs.sum(axis=(0, 2))
     if (count < 2).any():
-        raise ValueError(f"aeon archive {name!r}: channel(s) {np.flatnonzero(count < 2).tolist()} have fewer than "
-                         "two observed training values; cannot normalise them")
+        raise ValueError(
+            f"aeon archive {name!r}: channel(s) {np.flatnonzero(count < 2).tolist()} have fewer than "
+            "two observed training values; cannot normalise them"
+        )
     mean = (values["train"] * train_obs).sum(axis=(0, 2)) / count
     var = (((values["train"] - mean[None, :, None]) ** 2) * train_obs).sum(axis=(0, 2)) / (count - 1)
     std = np.maximum(np.sqrt(var), 1e-6)
@@ -151,7 +162,9 @@ def load_aeon(name: str, *, drop_rate: float = 0.0, drop_seed: int = 0) -> Built
             observed_mask=torch.from_numpy(np.ascontiguousarray(observed_mask)) if missing else None,
         )
 
-    title = AEON_PREFIX + name + (f" ({drop_rate:g} of time points dropped, drop_seed {drop_seed})" if drop_rate else "")
+    title = (
+        AEON_PREFIX + name + (f" ({drop_rate:g} of time points dropped, drop_seed {drop_seed})" if drop_rate else "")
+    )
     return BuiltinDataset(
         name=title,
         modality="sequence",
@@ -180,7 +193,9 @@ def interpolate_missing(split: ArrayDataset, length: int) -> np.ndarray:
     x = split.inputs.double().numpy()
     n, channels, full = x.shape
     real = np.ones((n, full), dtype=bool) if split.attention_mask is None else split.attention_mask.numpy()
-    observed = np.broadcast_to(real[:, None, :], x.shape) if split.observed_mask is None else split.observed_mask.numpy()
+    observed = (
+        np.broadcast_to(real[:, None, :], x.shape) if split.observed_mask is None else split.observed_mask.numpy()
+    )
     if observed.ndim == 2:
         observed = np.broadcast_to(observed[:, None, :], x.shape)
     out = np.empty((n, channels, length))

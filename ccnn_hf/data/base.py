@@ -40,22 +40,32 @@ class ArrayDataset:
         if self.inputs.shape[0] != self.labels.shape[0] or self.labels.ndim != 1:
             raise ValueError(f"inputs {tuple(self.inputs.shape)} do not match labels {tuple(self.labels.shape)}")
         shape = tuple(self.inputs.shape)
-        for name, allowed in (("attention_mask", [(shape[0], *shape[2:])]),
-                              ("observed_mask", [(shape[0], *shape[2:]), shape])):
+        for name, allowed in (
+            ("attention_mask", [(shape[0], *shape[2:])]),
+            ("observed_mask", [(shape[0], *shape[2:]), shape]),
+        ):
             mask = getattr(self, name)
             if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) not in allowed):
-                raise ValueError(f"{name} must be a bool tensor of shape {' or '.join(map(str, allowed))}, "
-                                 f"got {mask.dtype} {tuple(mask.shape)}")
+                raise ValueError(
+                    f"{name} must be a bool tensor of shape {' or '.join(map(str, allowed))}, "
+                    f"got {mask.dtype} {tuple(mask.shape)}"
+                )
 
     def masks(self) -> dict[str, torch.Tensor]:
         """The masks this split has, by the keyword a model's ``forward`` takes them under."""
-        return {name: mask for name, mask in (("attention_mask", self.attention_mask),
-                                              ("observed_mask", self.observed_mask)) if mask is not None}
+        return {
+            name: mask
+            for name, mask in (("attention_mask", self.attention_mask), ("observed_mask", self.observed_mask))
+            if mask is not None
+        }
 
     def subset(self, index: torch.Tensor) -> "ArrayDataset":
         """The samples at ``index`` (indices or a bool mask), masks included."""
-        return ArrayDataset(self.inputs[index], self.labels[index],
-                            *(None if m is None else m[index] for m in (self.attention_mask, self.observed_mask)))
+        return ArrayDataset(
+            self.inputs[index],
+            self.labels[index],
+            *(None if m is None else m[index] for m in (self.attention_mask, self.observed_mask)),
+        )
 
     def __len__(self) -> int:
         return self.labels.shape[0]

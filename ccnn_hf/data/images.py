@@ -69,9 +69,11 @@ def image_dataset(
             side = math.isqrt(target[0])
             if side * side != target[0]:
                 raise ValueError(f"{name}: sequence length {target[0]} is not the square of an image side")
-            raise ValueError(f"{name}: length {target[0]} would be a {side}x{side} image read row by row, which is "
-                             f"not a resampling of the {size[0]}x{size[1]} image's {size[0] * size[1]}-step sequence "
-                             "(rows change length and count), so it measures no transfer")
+            raise ValueError(
+                f"{name}: length {target[0]} would be a {side}x{side} image read row by row, which is "
+                f"not a resampling of the {size[0]}x{size[1]} image's {size[0] * size[1]}-step sequence "
+                "(rows change length and count), so it measures no transfer"
+            )
         return make_split(layout(resize_images(originals, target)), test_labels)
 
     def render_train(target: Resolution, indices: torch.Tensor) -> torch.Tensor:

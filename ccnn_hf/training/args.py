@@ -1,4 +1,5 @@
 """Command-line and config-file arguments of ``ccnn-train``."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,21 @@ def _number(kind: type, low: float, inclusive: bool, below: float = math.inf) ->
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
         if not math.isfinite(value) or value < low or (value == low and not inclusive) or value >= below:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a finite number'} {bound}, "
-                                             f"got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a finite number'} {bound}, got {text!r}"
+            )
         return value
 
     convert.__name__ = f"{kind.__name__} {bound}"
     return convert
 
 
-POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = _number(int, 0, False), _number(float, 0, False), \
-    _number(float, 0, True), _number(int, 0, True)
+POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = (
+    _number(int, 0, False),
+    _number(float, 0, False),
+    _number(float, 0, True),
+    _number(int, 0, True),
+)
 SEED = _number(int, 0, True, below=2**32)  # what numpy accepts
 DROP_RATE = _number(float, 0, True, below=1)
 
@@ -69,11 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON file with any of these options (command-line flags win)")
     g = p.add_argument_group("task")
     g.add_argument("--preset", default="cifar10_4_140", help="CCNN preset (default: %(default)s)")
-    g.add_argument("--dataset", default="digits", help="built-in name, imagefolder/audiofolder dir or zip, saved "
-                   "datasets folder, or Hub dataset id (default: %(default)s)")
+    g.add_argument(
+        "--dataset",
+        default="digits",
+        help="built-in name, imagefolder/audiofolder dir or zip, saved "
+        "datasets folder, or Hub dataset id (default: %(default)s)",
+    )
     g.add_argument("--dataset_config", help="Hub dataset configuration name")
-    g.add_argument("--dataset_option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of a built-in dataset, e.g. n_train=2000 (repeatable)")
+    g.add_argument(
+        "--dataset_option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option of a built-in dataset, e.g. n_train=2000 (repeatable)",
+    )
     g.add_argument("--train_split", default="train")
     g.add_argument("--test_split", default="test")
     g.add_argument("--image_column", help="image column of an HF dataset")
@@ -81,24 +96,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label_column", default="label")
     g.add_argument("--image_size", type=POSITIVE_INT, help="train on images resized to this size")
     g.add_argument("--sampling_rate", type=POSITIVE, help="train on audio resampled to this rate (Hz)")
-    g.add_argument("--train_resolutions", metavar="SET_OR_RANGE",
-                   help="multi-resolution training: each optimiser step at a setting drawn from this set (14,28) or "
-                   "range (14-28), rendered from the source data: image sides, or sampling rates in Hz for audio "
-                   "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)")
+    g.add_argument(
+        "--train_resolutions",
+        metavar="SET_OR_RANGE",
+        help="multi-resolution training: each optimiser step at a setting drawn from this set (14,28) or "
+        "range (14-28), rendered from the source data: image sides, or sampling rates in Hz for audio "
+        "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)",
+    )
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
-    g.add_argument("--max_samples", type=POSITIVE_INT,
-                   help="use at most this many samples per split (folders, HF datasets)")
-    g.add_argument("--drop_rate", type=DROP_RATE, default=0.0, help="aeon:NAME archives: every series, train and test, "
-                   "independently loses this fraction of its time points (the irregular-sampling protocol; default 0)")
-    g.add_argument("--drop_seed", type=SEED, default=0, help="seed of the dropped points, independent of --seed, so "
-                   "that every model compared sees the same points (default 0)")
+    g.add_argument(
+        "--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)"
+    )
+    g.add_argument(
+        "--drop_rate",
+        type=DROP_RATE,
+        default=0.0,
+        help="aeon:NAME archives: every series, train and test, "
+        "independently loses this fraction of its time points (the irregular-sampling protocol; default 0)",
+    )
+    g.add_argument(
+        "--drop_seed",
+        type=SEED,
+        default=0,
+        help="seed of the dropped points, independent of --seed, so "
+        "that every model compared sees the same points (default 0)",
+    )
     g = p.add_argument_group("model (overrides of the preset)")
     for flag, setting in override_flags().items():
         g.add_argument(f"--{flag}", **_flag_options(setting))
     g.add_argument("--init_from", help="fine-tune from this folder or Hub id (transformers or timm format)")
-    g.add_argument("--timm_model", help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
-                   "data, recipe and budget (the preset still supplies the recipe)")
+    g.add_argument(
+        "--timm_model",
+        help="train this timm model (e.g. resnet18) instead, as a baseline with the same "
+        "data, recipe and budget (the preset still supplies the recipe)",
+    )
     g = p.add_argument_group("optimisation (defaults: the preset's official recipe)")
     g.add_argument("--epochs", type=POSITIVE)
     g.add_argument("--max_steps", type=POSITIVE_INT, help="stop after this many optimiser steps (overrides --epochs)")
@@ -106,26 +138,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=POSITIVE)
     g.add_argument("--weight_decay", type=NON_NEGATIVE, help="weight of the official L2-norm penalty")
     g.add_argument("--warmup", type=NON_NEGATIVE, help="linear warm-up length in epochs")
-    g.add_argument("--time_limit", type=POSITIVE, help="training budget in seconds: after the first epoch the run is "
-                   "shortened to the epochs that fit (the schedule follows)")
+    g.add_argument(
+        "--time_limit",
+        type=POSITIVE,
+        help="training budget in seconds: after the first epoch the run is "
+        "shortened to the epochs that fit (the schedule follows)",
+    )
     g.add_argument("--grad_accum", type=POSITIVE_INT)
     g.add_argument("--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (0: off, as official)")
     g.add_argument("--seed", type=SEED, default=0)
-    g.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"],
-                   help="default: as `accelerate launch` says, else no")
+    g.add_argument(
+        "--mixed_precision", choices=["no", "bf16", "fp16"], help="default: as `accelerate launch` says, else no"
+    )
     g.add_argument("--cpu", action="store_true", help="force the CPU (also for multi-process CPU runs)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the training step (CCNN: stem and blocks, "
-                   "one graph each; CUDA graphs on GPU); the first steps pay for the compilation")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (CCNN: stem and blocks, "
+        "one graph each; CUDA graphs on GPU); the first steps pay for the compilation",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", default="runs/ccnn")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     g.add_argument("--save_steps", type=POSITIVE_INT, help="checkpoint every N optimiser steps (default: every epoch)")
     g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
-    g.add_argument("--eval_resolutions", help="comma-separated: multiples ('0.5x,1x,2x') or sizes / Hz "
-                   "(default 0.5x,1x,2x; audio 1x,2x)")
-    g.add_argument("--report_to", default="auto", choices=["auto", "tensorboard", "none"],
-                   help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'")
+    g.add_argument(
+        "--eval_resolutions",
+        help="comma-separated: multiples ('0.5x,1x,2x') or sizes / Hz (default 0.5x,1x,2x; audio 1x,2x)",
+    )
+    g.add_argument(
+        "--report_to",
+        default="auto",
+        choices=["auto", "tensorboard", "none"],
+        help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'",
+    )
     g.add_argument("--push_to_hub", action="store_true")
     g.add_argument("--hub_model_id", help="org/name of the Hub repo to push to")
     g.add_argument("--hub_private", action="store_true")
@@ -146,8 +193,9 @@ def _read_config(path: str) -> dict[str, Any]:
             data = json.loads(text)
     except Exception as error:  # yaml.YAMLError / json.JSONDecodeError: the file's own syntax
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"--config {path}: not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'} "
-                        f"({first})") from None
+        raise UserError(
+            f"--config {path}: not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'} ({first})"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping of option names to values")
     return data
@@ -170,8 +218,11 @@ def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
         try:  # through str, as typed on a command line: 2.7 is no int, true is no number
             value = action.type(str(value))
         except (argparse.ArgumentTypeError, ValueError) as error:
-            raise UserError(f"{name}: {error}" if isinstance(error, argparse.ArgumentTypeError) else
-                            f"{name}: expected {action.type.__name__}, got {value!r}") from None
+            raise UserError(
+                f"{name}: {error}"
+                if isinstance(error, argparse.ArgumentTypeError)
+                else f"{name}: expected {action.type.__name__}, got {value!r}"
+            ) from None
     else:
         value = str(value)
     if action.choices is not None and value not in action.choices:

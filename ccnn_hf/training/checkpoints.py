@@ -5,6 +5,7 @@ complete (``trainer_state.json`` is its last file), so a crash mid-write never l
 that ``--resume`` would pick. Loading goes through ``accelerator.load_state``, which reads
 tensors with ``torch.load(weights_only=True)`` and safetensors; nothing is unpickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,11 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
         rng = load(rng_file)
         torch_state = rng["torch_manual_seed"]
     except Exception as error:  # anything the safe unpickler refuses, or a truncated / foreign file
-        raise _unusable(folder, f"{rng_file.name} is unreadable or tampered ({type(error).__name__}: "
-                                f"{_first_line(error)}), so the run could not continue exactly") from None
+        raise _unusable(
+            folder,
+            f"{rng_file.name} is unreadable or tampered ({type(error).__name__}: "
+            f"{_first_line(error)}), so the run could not continue exactly",
+        ) from None
     try:
         accelerator.load_state(str(folder))
     except (OSError, RuntimeError, KeyError, ValueError) as error:
@@ -85,5 +89,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _unusable(folder: Path, why: str) -> UserError:
-    return UserError(f"cannot resume from checkpoint {folder}: {why}. Resume with the run's own options, or "
-                     "delete that checkpoint folder to resume from the one before it")
+    return UserError(
+        f"cannot resume from checkpoint {folder}: {why}. Resume with the run's own options, or "
+        "delete that checkpoint folder to resume from the one before it"
+    )

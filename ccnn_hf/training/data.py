@@ -5,6 +5,7 @@ model needs (channels, classes, resolution or sampling rate), and the test set a
 resolutions or sampling rates to evaluate. Images go through :class:`CCNNImageProcessor`, audio
 through :class:`CCNNFeatureExtractor` at its own sampling rate.
 """
+
 from __future__ import annotations
 
 import io
@@ -92,8 +93,11 @@ class TaskData:
             return EvalPoint(f"{rate / 1000:g} kHz", None, rate, data)
         if factor is None and value != int(value):
             raise ValueError("a size must be a whole number")
-        size = tuple(max(1, round(n * factor)) for n in self.base_resolution) if factor is not None \
+        size = (
+            tuple(max(1, round(n * factor)) for n in self.base_resolution)
+            if factor is not None
             else (int(value),) * self.data_dim
+        )
         data = self.test if size == self.base_resolution else self._render(size, None)
         return EvalPoint("x".join(map(str, size)), size, None, data)
 
@@ -119,6 +123,7 @@ class IndexedDataset(torch.utils.data.Dataset):
 
 # -- built-in -----------------------------------------------------------------------------------
 
+
 def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
     try:
         ds = load_builtin(name, seed=seed, **options)
@@ -134,26 +139,52 @@ def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
     def render_train(side, indices):
         return ds.render_train((int(side),) * ds.data_dim, indices)
 
-    return TaskData(name, modality, ds.data_dim, ds.in_channels, ds.num_classes, list(ds.label_names),
-                    tuple(ds.base_resolution), ds.sampling_rate, tuple(ds.mean), tuple(ds.std), ds.train, ds.test,
-                    render if ds.render_test is not None else None,
-                    render_train if ds.render_train is not None else None)
+    return TaskData(
+        name,
+        modality,
+        ds.data_dim,
+        ds.in_channels,
+        ds.num_classes,
+        list(ds.label_names),
+        tuple(ds.base_resolution),
+        ds.sampling_rate,
+        tuple(ds.mean),
+        tuple(ds.std),
+        ds.train,
+        ds.test,
+        render if ds.render_test is not None else None,
+        render_train if ds.render_train is not None else None,
+    )
 
 
 # -- aeon archives (aeon:NAME) ----------------------------------------------------------------------
+
 
 def _from_aeon(dataset: str, drop_rate: float, drop_seed: int) -> TaskData:
     from ..data.aeon_archive import AEON_PREFIX, load_aeon
 
     try:
-        ds = load_aeon(dataset[len(AEON_PREFIX):], drop_rate=drop_rate, drop_seed=drop_seed)
+        ds = load_aeon(dataset[len(AEON_PREFIX) :], drop_rate=drop_rate, drop_seed=drop_seed)
     except (ImportError, ValueError) as error:
         raise UserError(f"--dataset {dataset}: {error}") from None
-    return TaskData(ds.name, ds.modality, ds.data_dim, ds.in_channels, ds.num_classes, list(ds.label_names),
-                    tuple(ds.base_resolution), None, tuple(ds.mean), tuple(ds.std), ds.train, ds.test)
+    return TaskData(
+        ds.name,
+        ds.modality,
+        ds.data_dim,
+        ds.in_channels,
+        ds.num_classes,
+        list(ds.label_names),
+        tuple(ds.base_resolution),
+        None,
+        tuple(ds.mean),
+        tuple(ds.std),
+        ds.train,
+        ds.test,
+    )
 
 
 # -- image / audio folders and zips (imagefolder / audiofolder layout) ---------------------------
+
 
 class _Folder:
     """Read ``split/label/file`` entries from a directory or a zip archive."""
@@ -190,7 +221,9 @@ class _Folder:
         try:
             return Image.open(io.BytesIO(self.read(name)))
         except (UnidentifiedImageError, OSError) as error:
-            raise UserError(f"{self.describe(name)} is not a readable image ({_short(error)}); fix or remove it") from None
+            raise UserError(
+                f"{self.describe(name)} is not a readable image ({_short(error)}); fix or remove it"
+            ) from None
 
     def audio(self, name: str) -> tuple[np.ndarray, int]:
         """Entry ``name`` as int16 samples ``[frames, channels]`` and its rate, or a UserError naming the file."""
@@ -199,7 +232,9 @@ class _Folder:
         try:
             return soundfile.read(io.BytesIO(self.read(name)), dtype="int16", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
-            raise UserError(f"{self.describe(name)} is not readable audio ({_short(error)}); fix or remove it") from None
+            raise UserError(
+                f"{self.describe(name)} is not readable audio ({_short(error)}); fix or remove it"
+            ) from None
 
 
 def _short(error: BaseException) -> str:
@@ -217,13 +252,16 @@ def _spread(entries: list, limit: int | None) -> list:
 def _split_names(folder: _Folder, train_split: str, test_split: str) -> tuple[str, str]:
     for split in (train_split, test_split):
         if split not in folder.entries:
-            raise UserError(f"--dataset {folder.path}: no split {split!r}; found {sorted(folder.entries)} "
-                            "(--train_split / --test_split choose them)")
+            raise UserError(
+                f"--dataset {folder.path}: no split {split!r}; found {sorted(folder.entries)} "
+                "(--train_split / --test_split choose them)"
+            )
     return train_split, test_split
 
 
-def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, image_size: int | None,
-                max_samples: int | None) -> TaskData:
+def _image_task(
+    name: str, folder: _Folder, train_split: str, test_split: str, image_size: int | None, max_samples: int | None
+) -> TaskData:
     from ..image_processing_ccnn import CCNNImageProcessor
 
     train_split, test_split = _split_names(folder, train_split, test_split)
@@ -239,8 +277,10 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
         pics = [np.asarray(_decoded(folder, f).convert(mode)) for _, f in entries]
         sizes = {p.shape[:2] for p in pics}
         if len(sizes) > 1 and image_size is None:
-            raise UserError(f"--dataset {folder.path}: {split} images have different sizes {sorted(sizes)[:4]}; "
-                            "pass --image_size to resize them all")
+            raise UserError(
+                f"--dataset {folder.path}: {split} images have different sizes {sorted(sizes)[:4]}; "
+                "pass --image_size to resize them all"
+            )
         originals = torch.stack([torch.from_numpy(p.reshape(*p.shape[:2], -1).copy()).permute(2, 0, 1) for p in pics])
         arrays = originals
         if image_size is not None:
@@ -260,14 +300,31 @@ def _image_task(name: str, folder: _Folder, train_split: str, test_split: str, i
         return torch.cat(out)
 
     def render(size, rate):
-        return ArrayDataset(process(resize_images(test_raw.float(), size).round().clamp(0, 255).to(torch.uint8)), test_y)
+        return ArrayDataset(
+            process(resize_images(test_raw.float(), size).round().clamp(0, 255).to(torch.uint8)), test_y
+        )
 
     def render_train(side, indices):  # from the pictures as read (before --image_size)
-        return process(resize_images(train_source[indices].float(), (int(side),) * 2).round().clamp(0, 255).to(torch.uint8))
+        return process(
+            resize_images(train_source[indices].float(), (int(side),) * 2).round().clamp(0, 255).to(torch.uint8)
+        )
 
-    return TaskData(name, "image", 2, channels, len(labels), labels, tuple(train_raw.shape[-2:]), None, mean, std,
-                    ArrayDataset(process(train_raw), train_y), ArrayDataset(process(test_raw), test_y), render,
-                    render_train)
+    return TaskData(
+        name,
+        "image",
+        2,
+        channels,
+        len(labels),
+        labels,
+        tuple(train_raw.shape[-2:]),
+        None,
+        mean,
+        std,
+        ArrayDataset(process(train_raw), train_y),
+        ArrayDataset(process(test_raw), test_y),
+        render,
+        render_train,
+    )
 
 
 def _is_colour(image) -> bool:
@@ -281,12 +338,21 @@ def _decoded(folder: _Folder, name: str):
     try:
         image.load()
     except (OSError, SyntaxError) as error:
-        raise UserError(f"{folder.describe(name)} is not a readable image ({_short(error)}); fix or remove it") from None
+        raise UserError(
+            f"{folder.describe(name)} is not a readable image ({_short(error)}); fix or remove it"
+        ) from None
     return image
 
 
-def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, sampling_rate: float | None,
-                clip_seconds: float, max_samples: int | None) -> TaskData:
+def _audio_task(
+    name: str,
+    folder: _Folder,
+    train_split: str,
+    test_split: str,
+    sampling_rate: float | None,
+    clip_seconds: float,
+    max_samples: int | None,
+) -> TaskData:
     from ..feature_extraction_ccnn import CCNNFeatureExtractor
 
     train_split, test_split = _split_names(folder, train_split, test_split)
@@ -303,8 +369,10 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
             waves.append(wave.mean(axis=1).astype(np.int16))
             rates.add(rate)
         if len(rates) != 1:
-            raise UserError(f"--dataset {folder.path}: {split} clips have several sampling rates {sorted(rates)}; "
-                            "resample them to one rate")
+            raise UserError(
+                f"--dataset {folder.path}: {split} clips have several sampling rates {sorted(rates)}; "
+                "resample them to one rate"
+            )
         return waves, rates.pop(), torch.tensor([index[label] for label, _ in entries])
 
     train_waves, native, train_y = read(train_split)
@@ -317,16 +385,34 @@ def _audio_task(name: str, folder: _Folder, train_split: str, test_split: str, s
 
     def render(size, target_rate):
         clips = _fixed_clips(test_waves, test_native, target_rate, clip_seconds)
-        return ArrayDataset(torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"]), test_y)
+        return ArrayDataset(
+            torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"]), test_y
+        )
 
     def render_train(target_rate, indices):
         clips = _fixed_clips([train_waves[i] for i in indices.tolist()], native, target_rate, clip_seconds)
         return torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"])
 
-    train = ArrayDataset(torch.from_numpy(extractor(list(train_clips), sampling_rate=int(rate))["input_values"]), train_y)
+    train = ArrayDataset(
+        torch.from_numpy(extractor(list(train_clips), sampling_rate=int(rate))["input_values"]), train_y
+    )
     test = render(None, rate)
-    return TaskData(name, "audio", 1, 1, len(labels), labels, (train.inputs.shape[-1],), rate, (mean,), (std,),
-                    train, test, render, render_train)
+    return TaskData(
+        name,
+        "audio",
+        1,
+        1,
+        len(labels),
+        labels,
+        (train.inputs.shape[-1],),
+        rate,
+        (mean,),
+        (std,),
+        train,
+        test,
+        render,
+        render_train,
+    )
 
 
 def _fixed_clips(waves: list[np.ndarray], native: int, rate: float, seconds: float) -> np.ndarray:
@@ -351,9 +437,21 @@ def _fixed_clips(waves: list[np.ndarray], native: int, rate: float, seconds: flo
 
 # -- Hugging Face datasets ----------------------------------------------------------------------
 
-def _hf_task(name: str, source: str, train_split: str, test_split: str, image_column: str | None,
-             audio_column: str | None, label_column: str, dataset_config: str | None, image_size: int | None,
-             sampling_rate: float | None, clip_seconds: float, max_samples: int | None) -> TaskData:
+
+def _hf_task(
+    name: str,
+    source: str,
+    train_split: str,
+    test_split: str,
+    image_column: str | None,
+    audio_column: str | None,
+    label_column: str,
+    dataset_config: str | None,
+    image_size: int | None,
+    sampling_rate: float | None,
+    clip_seconds: float,
+    max_samples: int | None,
+) -> TaskData:
     try:
         import datasets
     except ImportError:
@@ -364,32 +462,41 @@ def _hf_task(name: str, source: str, train_split: str, test_split: str, image_co
         try:
             data = datasets.load_from_disk(str(path))
         except (OSError, ValueError, KeyError, IndexError) as error:  # datasets fails on an empty split with IndexError
-            raise UserError(f"--dataset {source}: datasets could not read this saved dataset ({type(error).__name__}: "
-                            f"{_short(error)}){'; an empty split causes this' if isinstance(error, IndexError) else ''}"
-                            ) from None
+            raise UserError(
+                f"--dataset {source}: datasets could not read this saved dataset ({type(error).__name__}: "
+                f"{_short(error)}){'; an empty split causes this' if isinstance(error, IndexError) else ''}"
+            ) from None
     else:
         try:
             data = datasets.load_dataset(source, dataset_config)
         except (OSError, ValueError, ConnectionError) as error:  # not found, offline, no access, unreadable files
-            raise UserError(f"--dataset {source}: no local folder by that name, and it could not be loaded as a "
-                            f"Hugging Face dataset ({_short(error)})") from None
+            raise UserError(
+                f"--dataset {source}: no local folder by that name, and it could not be loaded as a "
+                f"Hugging Face dataset ({_short(error)})"
+            ) from None
     if not isinstance(data, datasets.DatasetDict):
-        raise UserError(f"--dataset {source} holds a single split; save a DatasetDict with "
-                        f"{train_split!r} and {test_split!r} splits")
+        raise UserError(
+            f"--dataset {source} holds a single split; save a DatasetDict with "
+            f"{train_split!r} and {test_split!r} splits"
+        )
     for split in (train_split, test_split):
         if split not in data:
-            raise UserError(f"--dataset {source}: no split {split!r}; found {list(data)} "
-                            "(--train_split / --test_split choose them)")
+            raise UserError(
+                f"--dataset {source}: no split {split!r}; found {list(data)} (--train_split / --test_split choose them)"
+            )
     columns = data[train_split].column_names
     if label_column not in columns:
-        raise UserError(f"--dataset {source}: no label column {label_column!r}; columns are {columns} "
-                        "(--label_column chooses it)")
+        raise UserError(
+            f"--dataset {source}: no label column {label_column!r}; columns are {columns} (--label_column chooses it)"
+        )
     column = audio_column or image_column
     if column is None:
         column = next((c for c in ("image", "img", "audio") if c in columns), None)
     if column not in columns:
-        raise UserError(f"--dataset {source}: no input column {column!r}; columns are {columns} "
-                         "(choose one with --image_column or --audio_column)")
+        raise UserError(
+            f"--dataset {source}: no input column {column!r}; columns are {columns} "
+            "(choose one with --image_column or --audio_column)"
+        )
     feature = data[train_split].features[label_column]
     names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel column: ints index names
     is_audio = audio_column is not None or column == "audio"
@@ -414,8 +521,10 @@ class _InMemoryFolder(_Folder):
                 self.blobs[key] = _encode(row[column], is_audio)
                 value = row[label_column]
                 if value is None or (isinstance(value, (int, np.integer)) and value < 0):
-                    raise UserError(f"{split} row {i}: label {value} in column {label_column!r} marks an unlabelled "
-                                    "sample (as -1 does in Hugging Face datasets); drop such rows or use a labelled split")
+                    raise UserError(
+                        f"{split} row {i}: label {value} in column {label_column!r} marks an unlabelled "
+                        "sample (as -1 does in Hugging Face datasets); drop such rows or use a labelled split"
+                    )
                 if names is not None and not 0 <= value < len(names):
                     raise UserError(f"{split} row {i}: label {value} outside the {len(names)} classes {names}")
                 self.entries.setdefault(split, []).append((names[value] if names is not None else str(value), key))
@@ -440,6 +549,7 @@ def _encode(value, is_audio: bool) -> bytes:
 
 
 # -- entry point ------------------------------------------------------------------------------------
+
 
 def load_task_data(
     dataset: str,
@@ -489,9 +599,12 @@ def load_task_data(
         if image_size is not None:
             task = _resize_task(task, image_size)
     elif options:
-        raise UserError(f"--dataset_option applies to the built-in datasets ({', '.join(BUILTIN_DATASETS)}), "
-                        f"not to {dataset}")
-    elif path.exists() and not (path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists())):
+        raise UserError(
+            f"--dataset_option applies to the built-in datasets ({', '.join(BUILTIN_DATASETS)}), not to {dataset}"
+        )
+    elif path.exists() and not (
+        path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists())
+    ):
         folder = _Folder(path)
         sample = next(iter(folder.entries.values()))[0][1]
         if Path(sample).suffix.lower() in AUDIO_SUFFIXES:
@@ -499,13 +612,27 @@ def load_task_data(
         else:
             task = _image_task(path.stem, folder, train_split, test_split, image_size, max_samples)
     elif path.exists() or _is_hub_id(dataset):
-        task = _hf_task(path.name or dataset, dataset, train_split, test_split, image_column, audio_column,
-                        label_column, dataset_config, image_size, sampling_rate, clip_seconds, max_samples)
+        task = _hf_task(
+            path.name or dataset,
+            dataset,
+            train_split,
+            test_split,
+            image_column,
+            audio_column,
+            label_column,
+            dataset_config,
+            image_size,
+            sampling_rate,
+            clip_seconds,
+            max_samples,
+        )
     elif looks_like_path(dataset):
         raise UserError(f"--dataset {dataset}: no such file or folder")
     else:
-        raise UserError(f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
-                        "aeon:NAME, an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id")
+        raise UserError(
+            f"unknown dataset {dataset!r}: use a built-in name ({', '.join(BUILTIN_DATASETS)}), "
+            "aeon:NAME, an imagefolder/audiofolder directory or zip, a saved datasets folder, or a Hub dataset id"
+        )
     if labels is not None:
         task = _subset_labels(task, list(labels))
     return task
@@ -513,16 +640,24 @@ def load_task_data(
 
 def looks_like_path(text: str) -> bool:
     """A value meant as a local path: absolute, relative to ., .. or ~, or with a file suffix or several parts."""
-    return (text.startswith(("/", "./", "../", "~", "\\")) or Path(text).suffix.lower() in (".zip", ".tar", ".gz")
-            or text.count("/") > 1 or "\\" in text or ":" in text[:3])
+    return (
+        text.startswith(("/", "./", "../", "~", "\\"))
+        or Path(text).suffix.lower() in (".zip", ".tar", ".gz")
+        or text.count("/") > 1
+        or "\\" in text
+        or ":" in text[:3]
+    )
 
 
 def _is_hub_id(text: str) -> bool:
     """``name`` or ``org/name`` as the Hub spells repository ids (checked only after no local path matched)."""
     import re
 
-    return not looks_like_path(text) and re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", text) is not None \
+    return (
+        not looks_like_path(text)
+        and re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", text) is not None
         and "/" in text
+    )
 
 
 def _resize_task(task: TaskData, size: int) -> TaskData:
@@ -533,10 +668,27 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
     if target == task.base_resolution:
         return task
     train = ArrayDataset(resize_images(task.train.inputs, target), task.train.labels)
-    test = task.render_test(target, None) if task.render_test else ArrayDataset(resize_images(task.test.inputs, target),
-                                                                                 task.test.labels)
-    return TaskData(task.name, task.modality, task.data_dim, task.in_channels, task.num_classes, task.label_names,
-                    target, task.sampling_rate, task.mean, task.std, train, test, task.render_test, task.render_train)
+    test = (
+        task.render_test(target, None)
+        if task.render_test
+        else ArrayDataset(resize_images(task.test.inputs, target), task.test.labels)
+    )
+    return TaskData(
+        task.name,
+        task.modality,
+        task.data_dim,
+        task.in_channels,
+        task.num_classes,
+        task.label_names,
+        target,
+        task.sampling_rate,
+        task.mean,
+        task.std,
+        train,
+        test,
+        task.render_test,
+        task.render_train,
+    )
 
 
 def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
@@ -553,11 +705,25 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
 
     render = (lambda res, rate: select(task.render_test(res, rate))) if task.render_test is not None else None
     kept = torch.nonzero(mapping[task.train.labels] >= 0).flatten()  # subset index -> index in task.train
-    render_train = ((lambda setting, indices: task.render_train(setting, kept[indices]))
-                    if task.render_train is not None else None)
-    return TaskData(task.name, task.modality, task.data_dim, task.in_channels, len(keep),
-                    [task.label_names[k] for k in keep], task.base_resolution, task.sampling_rate, task.mean, task.std,
-                    select(task.train), select(task.test), render, render_train)
+    render_train = (
+        (lambda setting, indices: task.render_train(setting, kept[indices])) if task.render_train is not None else None
+    )
+    return TaskData(
+        task.name,
+        task.modality,
+        task.data_dim,
+        task.in_channels,
+        len(keep),
+        [task.label_names[k] for k in keep],
+        task.base_resolution,
+        task.sampling_rate,
+        task.mean,
+        task.std,
+        select(task.train),
+        select(task.test),
+        render,
+        render_train,
+    )
 
 
 def check_task(task: TaskData) -> None:
@@ -565,16 +731,23 @@ def check_task(task: TaskData) -> None:
     outside ``0..num_classes-1``, fewer than two classes, and non-finite inputs (one NaN sample
     would turn every BatchNorm statistic into NaN); each named with the sample to fix."""
     if task.num_classes < 2:
-        raise UserError(f"{task.name} has {task.num_classes} class(es) {task.label_names}; a classifier needs at least two")
+        raise UserError(
+            f"{task.name} has {task.num_classes} class(es) {task.label_names}; a classifier needs at least two"
+        )
     for split_name, split in (("train", task.train), ("test", task.test)):
         if len(split) == 0:
-            raise UserError(f"{task.name} has no {split_name} samples (after --labels / --max_samples); "
-                            "give it data for both splits")
+            raise UserError(
+                f"{task.name} has no {split_name} samples (after --labels / --max_samples); "
+                "give it data for both splits"
+            )
         if split.labels.min() < 0 or split.labels.max() >= task.num_classes:
-            raise UserError(f"{task.name} {split_name} labels range over {int(split.labels.min())}.."
-                            f"{int(split.labels.max())}, outside the {task.num_classes} classes")
+            raise UserError(
+                f"{task.name} {split_name} labels range over {int(split.labels.min())}.."
+                f"{int(split.labels.max())}, outside the {task.num_classes} classes"
+            )
         finite = torch.isfinite(split.inputs.reshape(len(split), -1)).all(dim=1)
         if not finite.all():
             bad = torch.nonzero(~finite).flatten().tolist()
-            raise UserError(f"{task.name} {split_name} sample(s) {bad[:10]} hold non-finite values (NaN or inf); "
-                            "fix or drop them")
+            raise UserError(
+                f"{task.name} {split_name} sample(s) {bad[:10]} hold non-finite values (NaN or inf); fix or drop them"
+            )

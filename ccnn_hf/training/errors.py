@@ -5,6 +5,7 @@ checkpoints, the output folder, the disk.
 with status 2, like argparse does for bad flags; every other exception is a bug and keeps its
 traceback. A message names the input and says what to do.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,13 +33,16 @@ def disk_errors(path: Path | str, what: str) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _DISK_ERRNOS:
             raise
-        raise UserError(f"could not write {what} to {path}: {error.strerror or error} (free some space, "
-                        "or choose another --output_dir)") from error
+        raise UserError(
+            f"could not write {what} to {path}: {error.strerror or error} (free some space, "
+            "or choose another --output_dir)"
+        ) from error
     except RuntimeError as error:
         if not _disk_is_full(Path(path)):
             raise
-        raise UserError(f"could not write {what} to {path}: the disk is full (free some space, "
-                        "or choose another --output_dir)") from error
+        raise UserError(
+            f"could not write {what} to {path}: the disk is full (free some space, or choose another --output_dir)"
+        ) from error
 
 
 def _disk_is_full(path: Path, reserve: int = 1 << 20) -> bool:

@@ -6,6 +6,7 @@ loop draws ``(x, y, index)`` batches; :func:`batch_masks` looks the masks of tho
 the model sees exactly which values are real. A split without masks gives no extra arguments, and
 the model runs as it always did.
 """
+
 from __future__ import annotations
 
 import torch

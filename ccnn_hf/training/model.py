@@ -1,4 +1,5 @@
 """Models for ``ccnn-train``: from a preset fitted to the data, or from a pretrained checkpoint."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,14 +21,20 @@ from .data import TaskData, looks_like_path
 from .errors import UserError
 from .masks import batch_masks, split_has_masks
 
-__all__ = ["adapt_batch_norm", "build_model", "check_finite_state", "is_binary", "l2_norm_penalty", "MODEL_CLASSES",
-           "TimmBaseline"]
+__all__ = [
+    "adapt_batch_norm",
+    "build_model",
+    "check_finite_state",
+    "is_binary",
+    "l2_norm_penalty",
+    "MODEL_CLASSES",
+    "TimmBaseline",
+]
 
 logger = logging.getLogger(__name__)
 
 # Options that --init_from may change: they do not alter the checkpoint's tensors.
 FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
-
 
 
 def is_binary(preset: str, task: TaskData) -> bool:
@@ -38,8 +45,11 @@ def is_binary(preset: str, task: TaskData) -> bool:
 def _label_fields(task: TaskData, binary: bool) -> dict:
     if binary:
         return dict(num_labels=1, id2label={0: task.label_names[1]}, problem_type="multi_label_classification")
-    return dict(num_labels=task.num_classes, id2label=dict(enumerate(task.label_names)),
-                problem_type="single_label_classification")
+    return dict(
+        num_labels=task.num_classes,
+        id2label=dict(enumerate(task.label_names)),
+        problem_type="single_label_classification",
+    )
 
 
 def _kernel_size(preset: str, task: TaskData, requested: str | None):
@@ -61,9 +71,13 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
         raise UserError(
             f"dataset {task.name!r} holds {task.data_dim}D {task.modality} data but preset {args.preset!r} is a "
             f"{kind[preset.model['data_dim']]} ({preset.model['data_dim']}D) model; pick a "
-            f"{kind[task.data_dim]} preset (or a sequence view of the data, e.g. digits_seq / smnist)")
-    overrides = {field: getattr(args, flag) for flag, field in MODEL_OVERRIDES.items()
-                 if getattr(args, flag) is not None and flag != "kernel_size"}
+            f"{kind[task.data_dim]} preset (or a sequence view of the data, e.g. digits_seq / smnist)"
+        )
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in MODEL_OVERRIDES.items()
+        if getattr(args, flag) is not None and flag != "kernel_size"
+    }
     return CCNNConfig.from_preset(
         args.preset,
         num_channels=task.in_channels,
@@ -84,8 +98,10 @@ def _resolve_checkpoint(source: str) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-            raise UserError(f"--init_from {source}: the folder lacks config.json or model.safetensors; give a folder "
-                            "written by ccnn-train or save_pretrained")
+            raise UserError(
+                f"--init_from {source}: the folder lacks config.json or model.safetensors; give a folder "
+                "written by ccnn-train or save_pretrained"
+            )
         return path
     if path.exists():
         raise UserError(f"--init_from {source} is a file; give the model's folder or a Hub model id")
@@ -97,8 +113,10 @@ def _resolve_checkpoint(source: str) -> Path:
     try:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
-        raise UserError(f"--init_from {source}: no local folder by that name, and the Hub model could not be "
-                        f"fetched ({_first_line(error)})") from None
+        raise UserError(
+            f"--init_from {source}: no local folder by that name, and the Hub model could not be "
+            f"fetched ({_first_line(error)})"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:
@@ -146,14 +164,23 @@ class TimmBaseline(torch.nn.Module):
             self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=in_chans)
         except RuntimeError as error:  # timm's "Unknown model"
             raise UserError(f"--timm_model {name}: {error}") from None
-        self.config = SimpleNamespace(num_labels=num_labels, mode="timm", base_resolution=list(task.base_resolution),
-                                      base_sampling_rate=task.sampling_rate,
-                                      problem_type="multi_label_classification" if binary
-                                      else "single_label_classification")
+        self.config = SimpleNamespace(
+            num_labels=num_labels,
+            mode="timm",
+            base_resolution=list(task.base_resolution),
+            base_sampling_rate=task.sampling_rate,
+            problem_type="multi_label_classification" if binary else "single_label_classification",
+        )
         self.name, self.data_dim = name, task.data_dim
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, observed_mask: torch.Tensor | None = None, **_ignored):
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        observed_mask: torch.Tensor | None = None,
+        **_ignored,
+    ):
         from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
         from ..modeling_ccnn import classification_loss
@@ -170,28 +197,33 @@ class TimmBaseline(torch.nn.Module):
         save_for_hf(self.model, folder, safe_serialization=True)
 
 
-def zero_fill_with_mask_channel(inputs: torch.Tensor, attention_mask: torch.Tensor | None,
-                                observed_mask: torch.Tensor | None) -> torch.Tensor:
+def zero_fill_with_mask_channel(
+    inputs: torch.Tensor, attention_mask: torch.Tensor | None, observed_mask: torch.Tensor | None
+) -> torch.Tensor:
     """``[B, C, *spatial]`` inputs with unobserved and padded values set to 0, followed by one
     channel holding the share of channels observed at each point (1 everywhere without masks)."""
     observed = torch.ones_like(inputs, dtype=torch.bool)
     if attention_mask is not None:
         observed = observed & attention_mask.bool().unsqueeze(1)
     if observed_mask is not None:
-        observed = observed & (observed_mask.bool() if observed_mask.dim() == inputs.dim()
-                               else observed_mask.bool().unsqueeze(1))
+        observed = observed & (
+            observed_mask.bool() if observed_mask.dim() == inputs.dim() else observed_mask.bool().unsqueeze(1)
+        )
     filled = torch.where(observed, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
     return torch.cat([filled, observed.to(inputs.dtype).mean(dim=1, keepdim=True)], dim=1)
 
 
-def build_model(args: argparse.Namespace, task: TaskData,
-                say: Callable[[str], None] = logger.info) -> tuple[CCNNPreTrainedModel, dict]:
+def build_model(
+    args: argparse.Namespace, task: TaskData, say: Callable[[str], None] = logger.info
+) -> tuple[CCNNPreTrainedModel, dict]:
     """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised).
     ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``)."""
     if args.timm_model:
         if args.missing_values is not None:
-            raise UserError("--missing_values chooses how a CCNN treats missing points; the timm baseline always gets "
-                            "zero-fill plus a mask channel (drop --missing_values or --timm_model)")
+            raise UserError(
+                "--missing_values chooses how a CCNN treats missing points; the timm baseline always gets "
+                "zero-fill plus a mask channel (drop --missing_values or --timm_model)"
+            )
         return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
     if not args.init_from:
@@ -205,9 +237,11 @@ def build_model(args: argparse.Namespace, task: TaskData,
 
     fixed = [flag for flag in MODEL_OVERRIDES if flag not in FINE_TUNING_OVERRIDES and getattr(args, flag) is not None]
     if fixed:
-        raise UserError(f"--init_from takes the architecture from {args.init_from}; drop "
-                        f"{', '.join('--' + f for f in fixed)} (with --init_from only "
-                        f"{', '.join('--' + f for f in FINE_TUNING_OVERRIDES)} apply)")
+        raise UserError(
+            f"--init_from takes the architecture from {args.init_from}; drop "
+            f"{', '.join('--' + f for f in fixed)} (with --init_from only "
+            f"{', '.join('--' + f for f in FINE_TUNING_OVERRIDES)} apply)"
+        )
     folder = _resolve_checkpoint(args.init_from)
     config = _config_from_checkpoint(folder)
     for flag in FINE_TUNING_OVERRIDES:
@@ -219,8 +253,11 @@ def build_model(args: argparse.Namespace, task: TaskData,
     if config.num_channels != task.in_channels:
         problems.append(f"{config.num_channels} input channels (data: {task.in_channels})")
     if problems:
-        raise UserError(f"--init_from {args.init_from} does not fit {task.name}: " + ", ".join(problems)
-                        + "; fine-tune on data like the checkpoint's, or train from a preset")
+        raise UserError(
+            f"--init_from {args.init_from} does not fit {task.name}: "
+            + ", ".join(problems)
+            + "; fine-tune on data like the checkpoint's, or train from a preset"
+        )
     binary = task.num_classes == 2 and (config.num_labels == 1 or is_binary(args.preset, task))
     labels = _label_fields(task, binary)
     reinit = config.num_labels != labels["num_labels"]
@@ -236,13 +273,16 @@ def build_model(args: argparse.Namespace, task: TaskData,
         raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
     if reinit:
         state = {k: v for k, v in state.items() if not k.startswith(HF_CLASSIFIER)}
-        say(f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
-              f"{labels['num_labels']}")
+        say(
+            f"re-initialising the classifier: {args.init_from} has {old_labels} labels, {task.name} has "
+            f"{labels['num_labels']}"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (reinit and k.startswith(HF_CLASSIFIER))]
     if missing or unexpected:
-        raise UserError(f"--init_from {args.init_from} does not match the model: missing {missing}, "
-                        f"unexpected {unexpected}")
+        raise UserError(
+            f"--init_from {args.init_from} does not match the model: missing {missing}, unexpected {unexpected}"
+        )
     info = {
         "init_from": args.init_from,
         "classifier_reinitialised": reinit,
@@ -254,11 +294,16 @@ def build_model(args: argparse.Namespace, task: TaskData,
 
 def check_finite_state(model: torch.nn.Module) -> None:
     """Refuse a model whose weights or buffers (BatchNorm statistics) hold NaN or inf: it is never saved."""
-    bad = [name for name, t in list(model.named_parameters()) + list(model.named_buffers())
-           if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = [
+        name
+        for name, t in list(model.named_parameters()) + list(model.named_buffers())
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    ]
     if bad:
-        raise UserError(f"training produced non-finite weights or statistics ({', '.join(bad[:5])}); nothing was "
-                        "saved: lower --lr or set --grad_clip, and check the data")
+        raise UserError(
+            f"training produced non-finite weights or statistics ({', '.join(bad[:5])}); nothing was "
+            "saved: lower --lr or set --grad_clip, and check the data"
+        )
 
 
 def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_samples: int = 2048) -> int:

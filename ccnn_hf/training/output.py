@@ -6,6 +6,7 @@ marker, never the folder itself nor anything else in it; a non-empty folder with
 refused. ``.ccnn-run.lock`` holds an exclusive ``flock`` for as long as a run works in the folder:
 a second run on the same folder is refused, and a killed run's lock goes with its process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,16 @@ from ..files import write_json_atomic
 from .checkpoints import latest_checkpoint
 from .errors import UserError, disk_errors
 
-__all__ = ["MARKER", "LOCK", "check_output_dir", "clear_run_files", "acquire_lock", "read_marker",
-           "write_marker", "check_resume_options"]
+__all__ = [
+    "MARKER",
+    "LOCK",
+    "check_output_dir",
+    "clear_run_files",
+    "acquire_lock",
+    "read_marker",
+    "write_marker",
+    "check_resume_options",
+]
 
 MARKER = ".ccnn-run.json"
 LOCK = ".ccnn-run.lock"
@@ -28,8 +37,19 @@ LOCK = ".ccnn-run.lock"
 # the TensorBoard folder) is recorded in the marker before it is written.
 RUN_FILES = ("logs", "checkpoints", ".tmp-model", ".README.md.tmp")
 # Options that may differ between a run and its --resume: where it runs, goes and reports, not what it computes.
-RESUME_MAY_CHANGE = {"config", "output_dir", "overwrite", "resume", "report_to", "push_to_hub", "hub_model_id",
-                     "hub_private", "save_total_limit", "eval_resolutions", "cpu"}
+RESUME_MAY_CHANGE = {
+    "config",
+    "output_dir",
+    "overwrite",
+    "resume",
+    "report_to",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_private",
+    "save_total_limit",
+    "eval_resolutions",
+    "cpu",
+}
 
 
 def read_marker(out: Path) -> dict | None:
@@ -40,8 +60,10 @@ def read_marker(out: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} is unreadable ({error}); if {out} is your run folder, delete that file and "
-                        "the run's files yourself, or choose another --output_dir") from None
+        raise UserError(
+            f"{path} is unreadable ({error}); if {out} is your run folder, delete that file and "
+            "the run's files yourself, or choose another --output_dir"
+        ) from None
     if not isinstance(data, dict) or data.get("tool") != "ccnn-train":
         raise UserError(f"{path} is not a ccnn-train run marker; choose another --output_dir")
     return data
@@ -55,19 +77,29 @@ def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
     marker = read_marker(out) if out.is_dir() else None
     if resume:
         if marker is None:
-            raise UserError(f"--resume: {out} holds no ccnn-train run (no {MARKER}); nothing to resume. "
-                            "Drop --resume to start a new run")
+            raise UserError(
+                f"--resume: {out} holds no ccnn-train run (no {MARKER}); nothing to resume. "
+                "Drop --resume to start a new run"
+            )
         if latest_checkpoint(out / "checkpoints") is None:
-            raise UserError(f"--resume: {out} has no complete checkpoint to resume from; pass --overwrite "
-                            "instead of --resume to start this run afresh")
+            raise UserError(
+                f"--resume: {out} has no complete checkpoint to resume from; pass --overwrite "
+                "instead of --resume to start this run afresh"
+            )
         return marker
     if marker is None:
-        if out.is_dir() and any(not p.name.startswith(".ccnn-run") for p in out.iterdir()):  # a lock left alone is no run
-            raise UserError(f"--output_dir {out} is not empty and holds no ccnn-train run (no {MARKER}); "
-                            "nothing there is deleted or overwritten: choose a new or empty folder")
+        if out.is_dir() and any(
+            not p.name.startswith(".ccnn-run") for p in out.iterdir()
+        ):  # a lock left alone is no run
+            raise UserError(
+                f"--output_dir {out} is not empty and holds no ccnn-train run (no {MARKER}); "
+                "nothing there is deleted or overwritten: choose a new or empty folder"
+            )
         return None
     if not overwrite:
-        raise UserError(f"--output_dir {out} holds another run; pass --overwrite to replace it or --resume to continue it")
+        raise UserError(
+            f"--output_dir {out} holds another run; pass --overwrite to replace it or --resume to continue it"
+        )
     return marker
 
 
@@ -78,8 +110,10 @@ def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
     changed = [k for k in sorted(set(before) | set(now)) if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
     if changed:
         details = ", ".join(f"--{k} {now.get(k)!r} (the run has {before.get(k)!r})" for k in changed)
-        raise UserError(f"--resume with other options than the run in {args.output_dir}: {details}; resume with "
-                        f"the run's options (listed in {Path(args.output_dir) / MARKER}) or start a new run")
+        raise UserError(
+            f"--resume with other options than the run in {args.output_dir}: {details}; resume with "
+            f"the run's options (listed in {Path(args.output_dir) / MARKER}) or start a new run"
+        )
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -102,8 +136,16 @@ def clear_run_files(out: Path, marker: dict) -> None:
 def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[str]) -> None:
     """Write the run marker (atomically): the options, the status and the run's own top-level files."""
     with disk_errors(out, MARKER):
-        write_json_atomic(out / MARKER, {"tool": "ccnn-train", "format": 1, "status": status,
-                                         "options": _options(args), "files": sorted(set(files))})
+        write_json_atomic(
+            out / MARKER,
+            {
+                "tool": "ccnn-train",
+                "format": 1,
+                "status": status,
+                "options": _options(args),
+                "files": sorted(set(files)),
+            },
+        )
 
 
 def acquire_lock(out: Path) -> IO:
@@ -117,8 +159,10 @@ def acquire_lock(out: Path) -> IO:
         handle.seek(0)
         owner = handle.read().strip() or "another process"
         handle.close()
-        raise UserError(f"--output_dir {out} is in use by another ccnn-train run ({owner}); wait for it to end "
-                        "or choose another --output_dir") from None
+        raise UserError(
+            f"--output_dir {out} is in use by another ccnn-train run ({owner}); wait for it to end "
+            "or choose another --output_dir"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}\n")

@@ -6,6 +6,7 @@
 * :class:`ResolutionSchedule` picks the setting of each training step for ``--train_resolutions``
   from a generator keyed on (seed, step), so a resumed run draws the same settings.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -22,8 +23,9 @@ from .errors import UserError
 __all__ = ["to_base", "resample_audio", "ResolutionSchedule", "parse_train_resolutions"]
 
 
-def resample_audio(inputs: torch.Tensor, mean: float, std: float, rate: float, target_rate: float,
-                   length: int) -> torch.Tensor:
+def resample_audio(
+    inputs: torch.Tensor, mean: float, std: float, rate: float, target_rate: float, length: int
+) -> torch.Tensor:
     """Resample normalised ``[N, C, L]`` clips from ``rate`` to ``target_rate`` Hz (``scipy.signal.resample_poly``,
     as the data code resamples) and cut or zero-pad them at the end to ``length`` samples; the
     normalisation ``(x - mean) / std`` is undone first and redone after, so that padding is silence."""
@@ -42,8 +44,9 @@ def to_base(task: TaskData, data: ArrayDataset, rate: float | None) -> ArrayData
     shrinking, bicubic when enlarging (the data code's :func:`resize_images`; a linear map, so
     resizing normalised inputs equals resizing the raw ones); audio: :func:`resample_audio`."""
     if task.modality == "audio":
-        inputs = resample_audio(data.inputs, task.mean[0], task.std[0], rate, task.sampling_rate,
-                                task.base_resolution[0])
+        inputs = resample_audio(
+            data.inputs, task.mean[0], task.std[0], rate, task.sampling_rate, task.base_resolution[0]
+        )
     elif task.data_dim == 1:
         inputs = resize_images(data.inputs.unsqueeze(2), (1, *task.base_resolution)).squeeze(2)
     else:
@@ -63,12 +66,16 @@ def parse_train_resolutions(text: str, task: TaskData) -> list:
         else:
             values = sorted({int(part) for part in text.split(",")})
     except ValueError:
-        raise UserError(f"--train_resolutions {text}: expected whole {what} such as 14,28 or a range such as 14-28") from None
+        raise UserError(
+            f"--train_resolutions {text}: expected whole {what} such as 14,28 or a range such as 14-28"
+        ) from None
     if not values or values[0] < 1:
         raise UserError(f"--train_resolutions {text}: expected positive {what}, lowest first in a range")
     if task.render_train is None:
-        raise UserError(f"--train_resolutions: {task.name} ({task.modality} data) has no source to render its "
-                        "training samples at other settings")
+        raise UserError(
+            f"--train_resolutions: {task.name} ({task.modality} data) has no source to render its "
+            "training samples at other settings"
+        )
     base = task.sampling_rate if task.modality == "audio" else task.base_resolution[0]
     for value in values:
         if value != base:

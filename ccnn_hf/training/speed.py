@@ -1,4 +1,5 @@
 """``ccnn-train --compile``: torch.compile for the training step, CCNN-aware."""
+
 from __future__ import annotations
 
 from torch import nn
