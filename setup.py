@@ -1,4 +1,5 @@
 """Packaging for ccnn_hf: Continuous CNNs (CCNN) for PyTorch, timm and transformers."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -8,9 +9,25 @@ HERE = Path(__file__).parent
 HF = ["transformers>=5.0", "huggingface-hub>=1.0", "safetensors>=0.4", "torchvision", "pillow"]
 TIMM = ["timm>=1.0.20", "huggingface-hub>=1.0", "safetensors>=0.4"]
 TRAIN = HF + ["accelerate>=1.0", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]  # ccnn-train (quickstart: 8x8 digits)
-DATA = ["soundfile", "scipy", "datasets", "mlxtend", "tqdm", "aeon>=1.6,<1.7"]  # the other built-in datasets, Hub datasets, UCR/UEA archives
-TEST = ["pytest>=8", "hypothesis>=6", "pytest-timeout", "tensorboard", "parameterized", "onnx", "onnxruntime",
-        "onnxscript"]
+DATA = [
+    "soundfile",
+    "scipy",
+    "datasets",
+    "mlxtend",
+    "tqdm",
+    "aeon>=1.6,<1.7",
+]  # the other built-in datasets, Hub datasets, UCR/UEA archives
+TEST = [
+    "pytest>=8",
+    "hypothesis>=6",
+    "pytest-timeout",
+    "tensorboard",
+    "parameterized",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "ruff",
+]
 EXTRAS = {
     "hf": HF,
     "timm": TIMM,
