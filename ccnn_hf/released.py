@@ -74,6 +74,13 @@ RELEASES: dict[str, Release] = {
             "ccnn_2d.pathfinder32",
             "CCNN_{4,64} on generated Pathfinder-32 (long-range, 2D); runs at 64x64 too",
         ),
+        Release(
+            "vowels_drop30",
+            "ccnn_1d_2_64-japanesevowels-drop30",
+            None,
+            "CCNN_{2,64}, mask-aware (normalised convolution), on JapaneseVowels with 30 % of each series' time "
+            "points dropped; takes attention_mask / observed_mask for padded, irregularly sampled series",
+        ),
     )
 }
 
