@@ -7,6 +7,7 @@ set -euo pipefail
 BUDGET="${BUDGET:-480}"
 SHARED="${SHARED:-../shared}"
 OUT="${OUT:-release_runs}"
+mkdir -p "$OUT"
 common=(--epochs 1000 --warmup 1 --time_limit "$BUDGET" --report_to none --save_steps 1000000 --overwrite)
 declare -A ARGS=(
   [mnist2d]="--dataset mnist --dataset_option resolution=14 --preset cifar10_4_140 --batch_size 64 --eval_resolutions 0.5x,1x,2x,4x"
