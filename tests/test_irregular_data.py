@@ -305,3 +305,22 @@ def test_irregular_benchmark_smoke_run_writes_table_plot_and_json(tmp_path):
     table = (tmp_path / "irregular.md").read_text()
     assert "TINY" in table and "| GunPoint | MiniRocket" in table and "Goal (issue 10)" in table
     assert (tmp_path / "irregular.png").stat().st_size > 10_000
+
+
+def test_minirocket_baseline_leaves_torch_thread_count_alone():
+    """aeon sets numba's threads (torch's too, through one OpenMP runtime): the benchmark restores
+    them, or the CCNN runs after MiniRocket would run with another thread count than asked."""
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_irregular", REPO / "benchmarks" / "bench_irregular.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert 0.5 < bench.run_minirocket("GunPoint", 0.3, 0, 0) <= 1.0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
