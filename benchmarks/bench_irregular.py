@@ -8,7 +8,7 @@ models see the same points. MiniRocket (aeon) gets each series with its missing 
 interpolated inside its real length, resampled onto the longest length
 (:func:`ccnn_hf.data.aeon_archive.interpolate_missing`).
 
-    python benchmarks/bench_irregular.py                       # the full table (about 35 min on 2 loaded CPU cores)
+    python benchmarks/bench_irregular.py                       # the full table (19 min of runs on one quiet core)
     python benchmarks/bench_irregular.py --tiny --out /tmp/x   # a smoke run of every code path
 
 Results: ``irregular.json`` (every run, written after each so ``--resume`` continues), ``irregular.md``
