@@ -201,16 +201,11 @@ def zero_fill_with_mask_channel(
     inputs: torch.Tensor, attention_mask: torch.Tensor | None, observed_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """``[B, C, *spatial]`` inputs with unobserved and padded values set to 0, followed by one
-    channel holding the share of channels observed at each point (1 everywhere without masks)."""
-    observed = torch.ones_like(inputs, dtype=torch.bool)
-    if attention_mask is not None:
-        observed = observed & attention_mask.bool().unsqueeze(1)
-    if observed_mask is not None:
-        observed = observed & (
-            observed_mask.bool() if observed_mask.dim() == inputs.dim() else observed_mask.bool().unsqueeze(1)
-        )
-    filled = torch.where(observed, inputs, torch.zeros((), dtype=inputs.dtype, device=inputs.device))
-    return torch.cat([filled, observed.to(inputs.dtype).mean(dim=1, keepdim=True)], dim=1)
+    channel holding the share of channels observed at each point (1 everywhere without masks):
+    the input of a CCNN with ``missing_values="zero_fill"``, same checks and same channel."""
+    from ..masking import prepare_masks, zero_fill_input
+
+    return zero_fill_input(*prepare_masks(inputs, attention_mask, observed_mask))[0]
 
 
 def build_model(
