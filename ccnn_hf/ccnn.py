@@ -43,6 +43,7 @@ from .settings import (
     resolve,
     signature,
 )
+from .checkpointing import updates_stats_once
 from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
@@ -696,7 +697,11 @@ class CCNN(nn.Module):
         blocks = self.blocks[:max_index] if stop_early else self.blocks
         index = 0
         for index, block in enumerate(blocks, start=1):
-            h = checkpoint(block, h, scale, use_reentrant=False) if checkpointed else block(h, scale)
+            h = (
+                checkpoint(updates_stats_once(block, block), h, scale, use_reentrant=False)
+                if checkpointed
+                else block(h, scale)
+            )
             if index in take:
                 intermediates.append(self.norm(h) if norm and index == last else h)
         return (self.norm(h) if index == last else h), intermediates, None
@@ -727,7 +732,9 @@ class CCNN(nn.Module):
         index = 0
         for index, block in enumerate(blocks, start=1):
             h, state = (
-                checkpoint(block, h, scale, state, use_reentrant=False) if checkpointed else block(h, scale, state)
+                checkpoint(updates_stats_once(block, block), h, scale, state, use_reentrant=False)
+                if checkpointed
+                else block(h, scale, state)
             )
             if index in take:
                 intermediates.append(output(h, norm and index == last))

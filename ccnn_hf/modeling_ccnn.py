@@ -11,7 +11,8 @@ import logging
 import pickle
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Callable
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from transformers.modeling_outputs import (
 )
 
 from .ccnn import CCNN, CCNNBlock
+from .checkpointing import updates_stats_once
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
 from .timm_config import timm_fields
@@ -250,7 +252,19 @@ def _mark_initialized(module: nn.Module) -> None:
 
 
 class CCNNLayer(CCNNBlock, GradientCheckpointingLayer):
-    """A CCNN block that transformers' activation checkpointing checkpoints (same weights and keys)."""
+    """A CCNN block that transformers' activation checkpointing checkpoints (same weights and keys).
+
+    Whatever checkpoint function transformers installs, the recomputation in backward leaves the
+    block's BatchNorm running statistics as the forward set them (:mod:`ccnn_hf.checkpointing`)."""
+
+    @property
+    def _gradient_checkpointing_func(self) -> Callable[..., Any]:
+        checkpoint = self.__dict__["_checkpoint_func"]
+        return lambda function, *args, **kwargs: checkpoint(updates_stats_once(self, function), *args, **kwargs)
+
+    @_gradient_checkpointing_func.setter
+    def _gradient_checkpointing_func(self, checkpoint: Callable[..., Any]) -> None:
+        self.__dict__["_checkpoint_func"] = checkpoint
 
 
 class CCNNEncoder(CCNN):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import os
 from pathlib import Path
 
@@ -26,21 +28,30 @@ def require_shared(*parts: str) -> Path:
 
 
 def assert_grad_checkpointing_matches(model: torch.nn.Module, x: torch.Tensor, seed: int, **tolerance) -> torch.Tensor:
-    """``model`` (in train mode, dropout included) gives the same outputs and gradients with
-    ``set_grad_checkpointing()`` as without; returns the checkpointed output."""
-    torch.manual_seed(seed)
-    ref = model(x)
-    ref.sum().backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    model.set_grad_checkpointing()
-    torch.manual_seed(seed)
-    out = model(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, ref)
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, grads[n], msg=n, **tolerance)
-    return out
+    """``model`` (in train mode, dropout included) gives the same outputs, gradients and BatchNorm
+    running statistics with ``set_grad_checkpointing()`` as without; returns the checkpointed output."""
+    checkpointed = copy.deepcopy(model)
+    checkpointed.set_grad_checkpointing()
+    results = []
+    for m in (model, checkpointed):
+        torch.manual_seed(seed)
+        out = m(x)
+        out.sum().backward()
+        results.append(out)
+    torch.testing.assert_close(results[1], results[0])
+    grads = dict(model.named_parameters())
+    for n, p in checkpointed.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n].grad, msg=n, **tolerance)
+    assert_same_buffers(checkpointed, model)
+    return results[1]
+
+
+def assert_same_buffers(model: torch.nn.Module, expected: torch.nn.Module) -> None:
+    """Every buffer of ``model`` (BatchNorm running statistics and counters) equals ``expected``'s."""
+    reference = dict(expected.named_buffers())
+    assert reference, "the model has no buffers to compare"
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffer, reference[name], rtol=0, atol=0, msg=name)
 
 
 def write_tone_audiofolder(root: Path) -> Path:

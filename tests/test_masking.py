@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from helpers import assert_same_buffers
 
 from ccnn_hf import CCNN
 from ccnn_hf.masking import APPLICABILITY_RADIUS, MaskState, bin_timestamps, masked_batch_norm, prepare_masks
@@ -164,6 +166,25 @@ def test_gradients_stay_finite_with_nan_at_unobserved_positions():
     model(x, attention_mask=mask, observed_mask=observed).logsumexp(1).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(x.grad).all() and bool((x.grad[~observed] == 0).all())
+
+
+def test_checkpointing_on_the_masked_path_matches_and_counts_each_batch_once():
+    model = small(False).train()
+    plain = copy.deepcopy(model)
+    model.set_grad_checkpointing(True)
+    x = torch.randn(4, 2, 64)
+    mask = lengths_mask([64, 64, 50, 30], 64)
+    outputs = []
+    for m in (plain, model):
+        torch.manual_seed(0)
+        out = m(x, attention_mask=mask)
+        out.sum().backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[1], outputs[0])
+    grads = dict(plain.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, msg=name, rtol=1e-4, atol=1e-6)
+    assert_same_buffers(model, plain)
 
 
 def smooth_signal(length: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -36,6 +37,8 @@ from ccnn_hf import (
     CCNNModel,
     build_ccnn,
 )
+
+from helpers import assert_same_buffers
 
 TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
 
@@ -244,10 +247,10 @@ def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentr
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     assert len(layers) == model.config.num_blocks and all(isinstance(m, ccnn_hf.CCNNBlock) for m in layers)
     x = torch.randn(2, 3, 16, 16)
-    ref = model(pixel_values=x).logits
+    plain = copy.deepcopy(model)
+    ref = plain(pixel_values=x).logits
     ref.sum().backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
+    grads = {n: p.grad.clone() for n, p in plain.named_parameters()}
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
     assert model.is_activation_checkpointing and all(m.gradient_checkpointing for m in layers)
     calls = []
@@ -260,6 +263,7 @@ def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentr
     torch.testing.assert_close(out, ref)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], msg=name, rtol=1e-4, atol=1e-6)
+    assert_same_buffers(model, plain)  # the recomputation does not update BatchNorm statistics again
     model.activation_checkpointing_disable()
     assert not any(m.gradient_checkpointing for m in layers)
 
