@@ -94,6 +94,7 @@ class Variant:
 
     ``backward``: train mode, ``model(x).sum().backward()``; else eval mode under no_grad.
     ``cached``: eval only; False clears every conv's kernel cache before each call.
+    ``checkpointed``: fwd+bwd with ``set_grad_checkpointing()`` (each block recomputed in backward).
     """
 
     preset: str
@@ -103,12 +104,13 @@ class Variant:
     mode: str = "continuous"
     conv_impl: str = "auto"
     cached: bool = True
+    checkpointed: bool = False
 
     @property
     def label(self) -> str:
         impl = "reference" if self.mode == "reference" else self.conv_impl
         kind = "fwd+bwd" if self.backward else "fwd" + ("" if self.cached else " uncached")
-        return f"{self.preset} {self.size} b{self.batch} {impl} {kind}"
+        return f"{self.preset} {self.size} b{self.batch} {impl} {kind}" + (" checkpointed" if self.checkpointed else "")
 
 
 # -- worker side (imports torch) -----------------------------------------------------------
@@ -224,6 +226,7 @@ def make_step(model: Any, variant: Variant, x: Any) -> Callable[[], None]:
 
     if variant.backward:
         model.train()
+        model.set_grad_checkpointing(variant.checkpointed)
 
         def train_step() -> None:
             model.zero_grad(set_to_none=True)
@@ -386,6 +389,7 @@ def machine_info(spec: dict, device: str, plan: Plan) -> dict:
 
 WORKER_TASKS: dict[str, Callable[[dict, str, Plan], dict]] = {
     "measure": measure_variant,
+    "memory": measure_variant,  # the same measurement, reported as a ratio instead of in the sweep
     "compare": compare_variants,
     "layer": compare_layer_paths,
     "info": machine_info,
@@ -423,6 +427,8 @@ def job_list(plan: Plan) -> list[dict]:
     jobs.append({"task": "compare", "name": "fft_vs_reference", "variants": [asdict(v) for v in pair]})
     layer = Variant(PRESET_2D, size, batch=plan.batch, backward=True, conv_impl="fft")
     jobs.append({"task": "layer", "name": "direct_vs_fft_layer", "variant": asdict(layer)})
+    for variant in memory_variants(plan):  # each in a fresh process: its own peak
+        jobs.append({"task": "memory", "name": f"memory {variant.label}", "variant": asdict(variant)})
     for preset, sizes in plan.cache_sizes.items():  # pairs (cached, uncached) per size
         pairs = [Variant(preset, n, batch=1, cached=cached) for n in sizes for cached in (True, False)]
         jobs.append({"task": "compare", "name": f"cache {preset}", "variants": [asdict(v) for v in pairs]})
@@ -430,6 +436,17 @@ def job_list(plan: Plan) -> list[dict]:
     growth = [Variant(PRESET_1D, n, batch=plan.batch, backward=b) for b in (False, True) for n in (small, big)]
     jobs.append({"task": "compare", "name": "nlogn", "variants": [asdict(v) for v in growth]})
     return jobs
+
+
+def memory_variants(plan: Plan) -> list[Variant]:
+    """fwd+bwd at the comparison size: ours as trained by default, ours with activation
+    checkpointing, and the official behaviour (reference mode)."""
+    size, batch = plan.fft_vs_reference_size, plan.batch
+    return [
+        Variant(PRESET_2D, size, batch=batch, backward=True),
+        Variant(PRESET_2D, size, batch=batch, backward=True, checkpointed=True),
+        Variant(PRESET_2D, size, batch=batch, backward=True, mode="reference"),
+    ]
 
 
 def run_job(job: dict, args: argparse.Namespace) -> dict:
@@ -486,6 +503,19 @@ def ratio_rows(results: dict[str, dict], plan: Plan) -> list[dict]:
                     f"cached {_ms(cached)} ms, uncached {_ms(uncached)} ms",
                 )
             )
+    ours, checkpointed, official = (results[f"memory {v.label}"] for v in memory_variants(plan))
+    for name, run in (("continuous", ours), ("continuous, activation checkpointing", checkpointed)):
+        value = run["peak_mem_mb"] / official["peak_mem_mb"]
+        rows.append(
+            _row(
+                f"{PRESET_2D} {size}px fwd+bwd peak memory: {name} / official (reference mode)",
+                value,
+                "<= 1",
+                value <= 1,
+                f"{run['peak_mem_mb']:.0f} MB vs {official['peak_mem_mb']:.0f} MB, "
+                f"fwd+bwd {_ms(run['median_s'])} ms vs {_ms(official['median_s'])} ms",
+            )
+        )
     small, big = plan.nlogn_sizes
     expected = nlogn(big) / nlogn(small)
     fwd_small, fwd_big, bwd_small, bwd_big = results["nlogn"]["medians_s"]
@@ -625,7 +655,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         results[job["name"]] = run_job(job, args)
     machine = results.pop("machine") | {"load_start": load_start, "load_end": os.getloadavg()}
     configs = [results[job["name"]] for job in jobs if job["task"] == "measure"]
-    comparisons = {job["name"]: results[job["name"]] for job in jobs if job["task"] in ("compare", "layer")}
+    comparisons = {job["name"]: results[job["name"]] for job in jobs if job["task"] in ("compare", "layer", "memory")}
     ratios = ratio_rows(comparisons, plan)
     report = markdown(machine, configs, ratios)
     out = Path(args.out)

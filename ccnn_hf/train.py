@@ -43,7 +43,13 @@ from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
 from .training.masks import batch_masks
-from .training.model import adapt_batch_norm, build_model, check_finite_state, l2_norm_penalty
+from .training.model import (
+    adapt_batch_norm,
+    build_model,
+    check_finite_state,
+    enable_activation_checkpointing,
+    l2_norm_penalty,
+)
 from .training.output import (
     acquire_lock,
     check_output_dir,
@@ -338,6 +344,8 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     )
     set_seed(args.seed)
     model, init_info = build_model(args, task, say=accelerator.print)
+    if args.gradient_checkpointing:
+        accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
     if args.compile:
         accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
     sampler = EpochPermutation(len(task.train), args.seed)

@@ -255,6 +255,16 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     _assert_same_weights(expected, killed)
 
 
+def test_gradient_checkpointing_trains_the_same_model(uninterrupted, tmp_path):
+    expected, _ = uninterrupted
+    got, log = _uninterrupted(tmp_path / "checkpointed", ["--gradient_checkpointing"])
+    assert expected.keys() == got.keys()
+    for name in expected:  # recomputed activations round differently, never by more than this
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-5, msg=name)
+    counters = [k for k in expected if k.endswith("num_batches_tracked")]
+    assert counters and all(torch.equal(got[k], expected[k]) for k in counters)  # each batch counted once
+
+
 def test_incomplete_checkpoints_are_never_picked(tmp_path):
     root = tmp_path / "checkpoints"
     (root / "step_00000004").mkdir(parents=True)
@@ -280,6 +290,7 @@ def test_bad_input_is_named(tmp_path, capsys):
     _run_fails(["--dataset", "imagenet-1k-on-mars", *out], capsys, "unknown dataset")
     _run_fails(["--dataset", "digits", "--preset", "smnist_4_140", *out], capsys, "holds 2D image data")
     _run_fails(["--dataset", "digits", "--labels", "3,12", *out], capsys, "outside the dataset's classes")
+    _run_fails(["--gradient_checkpointing", "--compile", *out], capsys, "exclude each other")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "results.json").write_text("{}")
     _run_fails(
@@ -536,6 +547,7 @@ def test_a_timm_baseline_is_trained_by_the_same_command(tmp_path):
             "none",
             "--eval_resolutions",
             "1x",
+            "--gradient_checkpointing",  # timm's own switch
         ]
     )
     assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm", "resize"}

@@ -287,6 +287,16 @@ def build_model(
     return model, info
 
 
+def enable_activation_checkpointing(model: torch.nn.Module) -> str:
+    """``--gradient_checkpointing``: each block keeps only its input for the backward and recomputes
+    the rest (transformers' switch for a CCNN head, timm's for a baseline); returns what it covers."""
+    if isinstance(model, TimmBaseline):
+        model.model.set_grad_checkpointing(True)
+        return f"{model.name} (timm's set_grad_checkpointing)"
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return f"{model.config.num_blocks} CCNN blocks"
+
+
 def check_finite_state(model: torch.nn.Module) -> None:
     """Refuse a model whose weights or buffers (BatchNorm statistics) hold NaN or inf: it is never saved."""
     bad = [
