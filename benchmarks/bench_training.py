@@ -2,25 +2,32 @@
 
 Usage::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py [--rounds 8] [--threads N] [--out DIR]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_training.py [--rounds 8] [--threads N] [--compile] [--out DIR]
 
 Two comparisons, each a full training step (AdamW; forward, cross-entropy, backward, step) at
 batch 64 on the same fixed input, models built with ``torch.manual_seed(0)``:
 
-* 14x14 MNIST: ``cifar10_4_140`` with one input channel (what ``ccnn-train --preset cifar10_4_140
-  --dataset mnist --image_size 14`` trains) vs resnet18 (timm, one input channel, 10 classes).
+* 14x14 MNIST: ``cifar10_4_140`` with one input channel, its kernel scaled to the 14x14 base
+  (15x15 taps, as ``ccnn-train --preset cifar10_4_140 --dataset mnist --dataset_option resolution=14``
+  builds it) vs resnet18 (timm, one input channel, 10 classes).
   Goal: CCNN at most 2x resnet18's step time (an epoch is the same number of steps for both).
 * sMNIST-784: ``smnist_4_140`` on ``[64, 1, 784]`` vs resnet18 on the same data as ``ccnn-train
   --timm_model resnet18`` feeds it, a ``[64, 1, 1, 784]`` image. Goal: CCNN no slower.
 
 After one warm-up step each, the models are timed interleaved, round by round (so load changes
-hit both); the ratio is of the medians. Writes ``OUT/training.json`` and ``OUT/training.md``
+hit both); the ratio is of the medians. ``--compile`` adds both models compiled as ``ccnn-train
+--compile`` compiles them (CCNN: stem and blocks, one graph each; resnet18: whole), timed in the
+same rounds, and the compiled ratio. Each comparison also counts the dense floating-point work of
+one step (``torch.utils.flop_counter``: convolutions and matrix products; the CCNN's FFTs and
+elementwise work are not counted): a time ratio below the FLOP ratio would need the CCNN's dense
+layers to run faster than resnet18's. Writes ``OUT/training.json`` and ``OUT/training.md``
 (default OUT: ``benchmarks/results``) with the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -36,6 +43,8 @@ COMPARISONS = {
     "14x14 MNIST": ("cifar10_4_140", (1, 14, 14), (1, 14, 14), 2.0),
     "sMNIST-784": ("smnist_4_140", (1, 784), (1, 1, 784), 1.0),
 }
+# What ccnn-train changes in a preset for the comparison's data (its base resolution and kernel).
+CCNN_OVERRIDES = {"14x14 MNIST": {"kernel_size": 15, "base_resolution": (14, 14)}, "sMNIST-784": {}}
 
 
 def make_step(model, shape: tuple[int, ...]):
@@ -59,23 +68,44 @@ def make_step(model, shape: tuple[int, ...]):
     return step
 
 
-def compare(preset: str, ccnn_shape, resnet_shape, rounds: int) -> dict:
+def dense_gflop(model, shape: tuple[int, ...]) -> float:
+    """GFLOP of convolutions and matrix products in one forward+backward of a batch of ``shape``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as counter:
+        probe(torch.zeros(BATCH, *shape)).sum().backward()
+    return counter.get_total_flops() / 1e9
+
+
+def compare(name: str, rounds: int, compiled: bool) -> dict:
     import timm
     import torch
 
     from ccnn_hf import build_ccnn
+    from ccnn_hf.training.speed import compile_for_training
 
+    preset, ccnn_shape, resnet_shape, _ = COMPARISONS[name]
     torch.manual_seed(0)
-    ccnn = build_ccnn(preset, in_chans=ccnn_shape[0])
+    ccnn = build_ccnn(preset, in_chans=ccnn_shape[0], num_classes=10, **CCNN_OVERRIDES[name])
     torch.manual_seed(0)
     resnet = timm.create_model("resnet18", pretrained=False, num_classes=10, in_chans=resnet_shape[0])
-    steps = {"ccnn": make_step(ccnn, ccnn_shape), "resnet18": make_step(resnet, resnet_shape)}
-    warmup = {name: step() for name, step in steps.items()}
-    times = {name: [] for name in steps}
+    gflop = {"ccnn": dense_gflop(ccnn, ccnn_shape), "resnet18": dense_gflop(resnet, resnet_shape)}
+    models = {"ccnn": (ccnn, ccnn_shape), "resnet18": (resnet, resnet_shape)}
+    if compiled:
+        for key in list(models):
+            model, shape = models[key]
+            twin = copy.deepcopy(model)
+            compile_for_training(twin, "cpu")
+            models[f"{key} compiled"] = (twin, shape)
+    steps = {key: make_step(model, shape) for key, (model, shape) in models.items()}
+    warmup = {key: [step(), step()] for key, step in steps.items()}  # compiling happens here
+    times = {key: [] for key in steps}
     for _ in range(rounds):
-        for name, step in steps.items():
-            times[name].append(step())
-    medians = {name: median(t) for name, t in times.items()}
+        for key, step in steps.items():
+            times[key].append(step())
+    medians = {key: median(t) for key, t in times.items()}
     return {
         "preset": preset,
         "ccnn_input": list(ccnn_shape),
@@ -85,6 +115,9 @@ def compare(preset: str, ccnn_shape, resnet_shape, rounds: int) -> dict:
         "times_s": times,
         "median_s": medians,
         "ratio": medians["ccnn"] / medians["resnet18"],
+        "compiled_ratio": medians["ccnn compiled"] / medians["resnet18 compiled"] if compiled else None,
+        "dense_gflop": gflop,
+        "dense_gflop_ratio": gflop["ccnn"] / gflop["resnet18"],
         "params": {
             "ccnn": sum(p.numel() for p in ccnn.parameters()),
             "resnet18": sum(p.numel() for p in resnet.parameters()),
@@ -100,17 +133,24 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with {m['threads']} threads, "
         f"`OMP_WAIT_POLICY={m['omp_wait_policy']}`. Load average (1 / 5 / 15 min) before "
         f"{' / '.join(f'{v:.2f}' for v in m['load_before'])}, after {' / '.join(f'{v:.2f}' for v in m['load_after'])}. "
-        f"Batch {BATCH}, AdamW, medians of {report['rounds']} interleaved rounds after one warm-up step.",
+        f"Batch {BATCH}, AdamW, medians of {report['rounds']} interleaved rounds after two warm-up steps. "
+        "Dense GFLOP: convolutions and matrix products of one step (FFTs and elementwise work not counted).",
         "",
-        "| comparison | CCNN step ms | resnet18 step ms | CCNN / resnet18 | target | met |",
-        "|---|---:|---:|---:|---|---|",
+        "| comparison | variant | CCNN step ms | resnet18 step ms | CCNN / resnet18 | target | met "
+        "| dense GFLOP CCNN / resnet18 |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
     for name, r in report["results"].items():
         target = COMPARISONS[name][3]
-        lines.append(
-            f"| {name} (`{r['preset']}`) | {1e3 * r['median_s']['ccnn']:.0f} | {1e3 * r['median_s']['resnet18']:.0f} | "
-            f"{r['ratio']:.2f} | <= {target:g} | {'yes' if r['ratio'] <= target else '**NO**'} |"
-        )
+        flops = f"{r['dense_gflop']['ccnn']:.1f} / {r['dense_gflop']['resnet18']:.1f} ({r['dense_gflop_ratio']:.2f}x)"
+        for variant, suffix, ratio in (("eager", "", r["ratio"]), ("compiled", " compiled", r["compiled_ratio"])):
+            if ratio is None:
+                continue
+            ccnn_ms, resnet_ms = (1e3 * r["median_s"][key + suffix] for key in ("ccnn", "resnet18"))
+            lines.append(
+                f"| {name} (`{r['preset']}`) | {variant} | {ccnn_ms:.0f} | {resnet_ms:.0f} | {ratio:.2f} | "
+                f"<= {target:g} | {'yes' if ratio <= target else '**NO**'} | {flops} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=8, help="timed rounds per comparison")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="also time both models compiled")
     parser.add_argument("--only", default=None, help="comma-separated comparison names to run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -132,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = list(COMPARISONS) if args.only is None else args.only.split(",")
     results = {}
     for name in names:
-        preset, ccnn_shape, resnet_shape, _ = COMPARISONS[name]
-        results[name] = compare(preset, ccnn_shape, resnet_shape, args.rounds)
+        results[name] = compare(name, args.rounds, args.compile)
         print(f"{name}: CCNN / resnet18 = {results[name]['ratio']:.2f}", flush=True)
     report = {
         "machine": {

@@ -476,6 +476,13 @@ class CCNN(nn.Module):
         """
         refresh_kernel_plans(self.continuous_convs(), None if scale is None else [tuple(float(s) for s in scale)])
 
+    def set_static_kernel_shapes(self, enable: bool = True) -> None:
+        """Sample every continuous kernel on its whole grid, uncropped (see
+        :meth:`SeparableContinuousConv.set_static_kernel_shape`): kernel shapes then stay fixed
+        while mask widths learn, as compiled graphs need. ``ccnn-train --compile`` turns it on."""
+        for conv in self.continuous_convs():
+            conv.set_static_kernel_shape(enable)
+
     def _prepare_kernel_plans(self, x: torch.Tensor, scale: Sequence[float] | None) -> None:
         """Eager mode: bring stale kernel plans for this input up to date with one host read.
         (Compiled and FX-traced graphs skip this; under FX the convs are leaves and plan for themselves.)"""

@@ -44,7 +44,7 @@ from .fftconv import (
     fft_sizes,
     kernel_spectrum,
 )
-from .kernel_grid import AxisGrid, KernelPlan, axis_grid, crop_roots, gaussian_mask, kernel_plan
+from .kernel_grid import AxisGrid, CropRule, KernelPlan, axis_grid, crop_roots, crop_rule, gaussian_mask, kernel_plan
 from .kernel_nets import build_kernel_net, pointwise_conv
 from .masking import MaskState, complete
 from .settings import CONV_IMPLS, MODES
@@ -155,6 +155,22 @@ class SeparableContinuousConv(nn.Module):
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
         self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, device) -> (mask state, plan)
+        self.crop_kernel = True  # see set_static_kernel_shape
+
+    def set_static_kernel_shape(self, enable: bool = True) -> None:
+        """Sample the kernel on its whole grid and zero the taps the mask crop would drop (a 0/1
+        window computed on the device with the crop's own float32 arithmetic), instead of cropping
+        the grid. The kernel is the cropped one, zero-padded; its shape no longer depends on the
+        mask width, so a compiled graph is not recompiled as the width learns and no forward reads
+        the width on the host. Costs the generator and the convolution on the whole grid."""
+        self.crop_kernel = not enable
+        self._plans.clear()
+        self._kernel_cache.clear()
+
+    @property
+    def crops(self) -> bool:
+        """Whether the kernel grid is cropped on the host (so its shape depends on the mask width)."""
+        return self.crop_kernel
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -198,7 +214,7 @@ class SeparableContinuousConv(nn.Module):
         when None. The crop uses the official float32 arithmetic on that copy.
         """
         reference = self.mode == "reference"
-        if self.mask_width.is_meta:  # shapes only (a model on the meta device has no values to crop by)
+        if self.mask_width.is_meta or not self.crops:  # meta: shapes only, no values to crop by
             return [
                 axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
                 for k, s in zip(self.kernel_size, scale)
@@ -225,7 +241,7 @@ class SeparableContinuousConv(nn.Module):
     def plan_is_current(self, scale: Sequence[float]) -> bool:
         """Whether the stored plan for ``scale`` was made from the mask width as it is now."""
         entry = self._plans.get(self._plan_key(tuple(float(s) for s in scale)))
-        return entry is not None and entry[0] == self._mask_state()
+        return entry is not None and (not self.crops or entry[0] == self._mask_state())
 
     def planned_scales(self) -> list[tuple[float, ...]]:
         """The scales this conv holds a kernel plan for (on its current device)."""
@@ -238,7 +254,11 @@ class SeparableContinuousConv(nn.Module):
         graph that guards on it stays valid)."""
         scale = tuple(float(s) for s in scale)
         key = self._plan_key(scale)
-        plan = kernel_plan(self.sampling_plan(scale, width), self.mask_width.device)
+        reference = self.mode == "reference"
+        crop = (
+            None if self.crops else [crop_rule(k, s, self.causal, reference) for k, s in zip(self.kernel_size, scale)]
+        )
+        plan = kernel_plan(self.sampling_plan(scale, width), self.mask_width.device, crop)
         previous = self._plans.get(key)
         if previous is None:
             while len(self._plans) >= _MAX_PLANS:
@@ -264,7 +284,7 @@ class SeparableContinuousConv(nn.Module):
                     "size, or call model.refresh_kernel_plan(scale), before exporting it"
                 )
             return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
-        if entry is None or entry[0] != self._mask_state():
+        if entry is None or (self.crops and entry[0] != self._mask_state()):
             refresh_kernel_plans([self], [scale])
         return self._plans[self._plan_key(scale)][1]
 
@@ -311,7 +331,23 @@ class SeparableContinuousConv(nn.Module):
             for axis, resample in enumerate(plan.resample):
                 if resample is not None:  # tent-integrate onto the coarse axis
                     kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ resample.T, -1, axis + 1)
+            if plan.crop is not None:
+                kernel = kernel * self._crop_window(plan.crop)
             return kernel * plan.riemann if plan.riemann != 1.0 else kernel
+
+    def _crop_window(self, rules: tuple[CropRule | None, ...]) -> torch.Tensor:
+        """The static plan's crop as a 0/1 ``[*K]`` window, from the mask width on the device."""
+        with torch.no_grad():
+            width = self.effective_mask_width().detach().float()
+            roots = crop_roots(self.mask_mean, width, self.mask_threshold, self.causal)
+        window = torch.ones((), device=width.device)
+        for axis, rule in enumerate(rules):
+            if rule is not None:
+                axis_window = rule.window(roots[0] if self.causal else roots[axis])
+                window = window.unsqueeze(-1) * axis_window
+            else:
+                window = window.unsqueeze(-1)
+        return window
 
     def _cached_spectrum(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The kernel's FFT for this input size, cached next to a cached kernel (eval, no grad)."""
@@ -423,12 +459,13 @@ def refresh_kernel_plans(
     if not convs:
         return
     device = convs[0].mask_width.device
-    if device.type == "meta":  # shapes only: no widths to read (sampling_plan leaves the kernels uncropped)
-        widths = [None] * len(convs)
-    else:
+    cropping = [c for c in convs if c.crops]
+    widths: dict[int, torch.Tensor | None] = {id(c): None for c in convs}  # None: uncropped, or meta (no values)
+    if cropping and device.type != "meta":
         with torch.no_grad():
-            widths = torch.cat([c.effective_mask_width().detach().float().to(device) for c in convs]).cpu()
-        widths = widths.split([c.data_dim for c in convs])
-    for conv, width in zip(convs, widths):
+            read = torch.cat([c.effective_mask_width().detach().float().to(device) for c in cropping]).cpu()
+        widths.update(zip(map(id, cropping), read.split([c.data_dim for c in cropping])))
+    for conv in convs:
+        width = widths[id(conv)]
         for scale in conv.planned_scales() if scales is None else scales:
             conv.store_plan(scale, width)

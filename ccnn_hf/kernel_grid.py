@@ -17,16 +17,32 @@ Coordinates: a kernel lives on [-1, 1] along every axis. At the base resolution 
   ``W``'s low-pass response removes what the coarse grid cannot represent. ``W`` is the Keys
   cubic (Catmull-Rom) kernel for centred axes and the tent (linear) kernel for causal ones,
   whose interpolation between the two newest samples needs no future input.
+
+The crop drops the taps where the mask is below its threshold. It is decided on the host from
+the mask width, so the kernel's shape follows a learned parameter. A static plan (what compiled
+training uses) keeps every tap instead and multiplies the kernel by a 0/1 window computed on the
+device with the same float32 arithmetic (:class:`CropRule`): the same kernel, zero-padded.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AxisGrid", "KernelPlan", "axis_grid", "crop_roots", "gaussian_mask", "kernel_plan", "threshold_radius"]
+__all__ = [
+    "AxisGrid",
+    "CropRule",
+    "KernelPlan",
+    "axis_grid",
+    "crop_roots",
+    "crop_rule",
+    "gaussian_mask",
+    "kernel_plan",
+    "threshold_radius",
+]
 
 
 def threshold_radius(threshold: float) -> torch.Tensor:
@@ -75,6 +91,41 @@ class AxisGrid:
 
 
 @dataclass(frozen=True)
+class CropRule:
+    """The crop of one uncropped axis of ``taps`` output taps with float32 ``step``, as a rule
+    evaluated on the device: centred axes keep the taps within a radius of the middle one, causal
+    axes the taps from the first position at or after the root (``start``: the first position)."""
+
+    taps: int
+    step: float
+    causal: bool
+    start: float
+
+    def window(self, root: torch.Tensor) -> torch.Tensor:
+        """0/1 float32 ``[taps]``: the taps the host crop of :func:`axis_grid` keeps for ``root``."""
+        index = torch.arange(self.taps, device=root.device)
+        if self.causal:
+            first = torch.floor((root - self.start) / self.step).clamp_min(0.0)
+            keep = index >= first
+        else:
+            reach = torch.ceil(root / self.step + 1e-8)
+            keep = (index - self.taps // 2).abs() <= reach - 1
+        return (keep | (root.abs() >= 1.0)).float()
+
+
+def crop_rule(taps: int, scale: float, causal: bool, reference: bool) -> CropRule | None:
+    """The :class:`CropRule` of the axis :func:`axis_grid` samples for these arguments (no crop
+    root), or None for a single-tap axis."""
+    if taps < 2:
+        return None
+    if reference or scale == 1.0:
+        return CropRule(taps, float(_official_step(taps)), causal, -1.0)
+    out_step = 2.0 / (taps - 1) / scale
+    out = _scaled_positions(out_step, causal)
+    return CropRule(out.numel(), float(torch.tensor(out_step, dtype=torch.float32)), causal, float(out[0]))
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     """Everything a kernel's shape depends on, decided on the host, ready on the device.
 
@@ -84,12 +135,15 @@ class KernelPlan:
         riemann: factor the kernel is multiplied by (``prod 1 / s`` over finer axes).
         signature: per axis ``(evaluated taps, first position, output taps)``: equal signatures
             mean equal grids (the plan can be kept, and a compiled graph stays valid).
+        crop: per axis the :class:`CropRule` of a static (uncropped) plan, else None (the grid
+            is cropped already, or static without a crop).
     """
 
     positions: torch.Tensor
     resample: tuple[torch.Tensor | None, ...]
     riemann: float
     signature: tuple
+    crop: tuple[CropRule | None, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -97,14 +151,17 @@ class KernelPlan:
         return tuple(s[2] for s in self.signature)
 
 
-def kernel_plan(grids: list[AxisGrid], device: torch.device) -> KernelPlan:
-    """Bundle host-side axis grids into a :class:`KernelPlan` on ``device``."""
+def kernel_plan(
+    grids: list[AxisGrid], device: torch.device, crop: Sequence[CropRule | None] | None = None
+) -> KernelPlan:
+    """Bundle host-side axis grids (and, for a static plan, their crop rules) into a
+    :class:`KernelPlan` on ``device``."""
     axes = [g.positions.to(device) for g in grids]
     positions = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0).unsqueeze(0)
     resample = tuple(None if g.resample is None else g.resample.to(device) for g in grids)
     riemann = math.prod(g.riemann for g in grids)
     signature = tuple((g.positions.numel(), float(g.positions[0]), g.taps) for g in grids)
-    return KernelPlan(positions, resample, riemann, signature)
+    return KernelPlan(positions, resample, riemann, signature, None if crop is None else tuple(crop))
 
 
 def _crop_centered(n: int, step: torch.Tensor, root: torch.Tensor) -> slice:

@@ -444,6 +444,63 @@ def test_compiled_training_step_is_one_graph_and_matches_eager():
             model.refresh_kernel_plan()
 
 
+@pytest.mark.parametrize("mode", ["continuous", "reference"])
+def test_static_kernel_shapes_give_the_cropped_kernel_zero_padded(mode):
+    """Uncropped kernels with the crop as a window (as ccnn-train --compile samples them) equal the
+    cropped ones zero-padded, at the base, finer and coarser inputs; their shape stays put while
+    the mask width learns, and no forward reads the width on the host."""
+    torch.manual_seed(0)
+    cases = (("smnist_4_140", (2, 1, 100)), ("smnist_4_140", (2, 1, 784)), ("cifar10_4_140", (2, 3, 12, 12)))
+    cases += (("cifar10_4_140", (2, 3, 33, 33)), ("cifar10_4_140", (2, 3, 40, 40)))
+    for preset, shape in cases:
+        model = build_ccnn(preset, mode=mode, conv_impl="direct", **TINY).eval()
+        with torch.no_grad():
+            for conv in model.continuous_convs():
+                conv.mask_width.mul_(0.3)  # a narrow mask: the crops are small
+        x = torch.randn(shape)
+        conv = model.continuous_convs()[1]
+        scale = conv.input_scale(x)
+        with torch.no_grad():
+            expected, cropped = model(x), conv.kernel(scale)
+            model.set_static_kernel_shapes()
+            full = conv.kernel(scale)
+            assert math.prod(full.shape) > math.prod(cropped.shape), (preset, shape)
+            if conv.causal:  # the crop keeps the newest taps
+                padded = F.pad(cropped, [full.shape[-1] - cropped.shape[-1], 0])
+            else:
+                padded = F.pad(
+                    cropped, [(f - c) // 2 for f, c in zip(full.shape[:0:-1], cropped.shape[:0:-1]) for _ in "lr"]
+                )
+            assert torch.equal(full, padded), (preset, shape)
+            torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+            conv.mask_width.mul_(2.0)
+        assert conv.plan_is_current(scale) and conv.kernel(scale).shape == full.shape
+
+
+def test_compiled_blocks_are_not_recompiled_when_mask_crops_change():
+    """ccnn-train --compile's layout (stem and blocks compiled, fullgraph) over optimizer steps that
+    move every mask width: one graph per layer, no recompilation."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", dropout=0.0, **TINY).train()
+    model.set_static_kernel_shapes()
+    for part in (model.stem, *model.blocks):
+        part.compile(fullgraph=True, dynamic=False, backend="eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    x, y = torch.randn(4, 1, 100), torch.randint(0, 10, (4,))
+    widths = []
+    for step in range(4):
+        with torch.compiler.set_stance("fail_on_recompile" if step else "default"):
+            F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for conv in model.continuous_convs():
+                conv.mask_width.mul_(0.6)  # the crops an eager model would use shrink every step
+        widths.append(float(model.continuous_convs()[0].effective_mask_width()[0].detach()))
+    assert widths[-1] < 0.5 * widths[0]
+    torch._dynamo.reset()
+
+
 def test_compiling_a_model_that_never_ran_names_the_missing_kernel_plan():
     """Without fullgraph the missing plan is decided eagerly at a graph break; with fullgraph=True
     compilation stops with the way out."""

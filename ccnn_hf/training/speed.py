@@ -13,10 +13,12 @@ def compile_for_training(model: nn.Module, device_type: str) -> str:
     """Compile ``model`` in place (its state dict keeps its keys); returns what was compiled.
 
     A CCNN compiles its stem and each block as one full graph each (``fullgraph=True``, static
-    shapes), while :meth:`CCNN.encode` stays eager: it re-decides the kernel plans (mask crops)
-    with one host read when an optimizer step has changed a mask width, and makes plans for
-    new input sizes (evaluation at other resolutions), which a graph cannot do. Any other model
-    (a timm baseline) is compiled whole. On CUDA, ``mode="reduce-overhead"`` adds CUDA graphs.
+    shapes). Its kernels are sampled on their whole grid (:meth:`CCNN.set_static_kernel_shapes`):
+    a crop would follow the learned mask widths and recompile the graphs at every change, up
+    to torch's recompile limit and a hard failure. :meth:`CCNN.encode` stays eager and makes the
+    kernel plans for new input sizes (evaluation at other resolutions), which a graph cannot do.
+    Any other model (a timm baseline) is compiled whole. On CUDA, ``mode="reduce-overhead"`` adds
+    CUDA graphs.
     """
     mode = "reduce-overhead" if device_type == "cuda" else None
     backbones = [m for m in model.modules() if isinstance(m, CCNN)]
@@ -24,6 +26,7 @@ def compile_for_training(model: nn.Module, device_type: str) -> str:
         model.compile(dynamic=False, mode=mode)
         return "whole model"
     for backbone in backbones:
+        backbone.set_static_kernel_shapes()  # else every change of a mask crop would recompile
         for part in (backbone.stem, *backbone.blocks):
             part.compile(fullgraph=True, dynamic=False, mode=mode)
     return f"{sum(1 + len(b.blocks) for b in backbones)} CCNN layers (stem and blocks), one graph each"
