@@ -37,3 +37,14 @@ def test_gpu_benchmark_smoke_mode_on_cpu(tmp_path):
     ]
     assert all(r["step_ms"] > 0 and r["images_per_s"] > 0 and len(r["times_s"]) == 2 for r in rows)
     assert report["settings"]["tiny"] and "TINY" in (tmp_path / "gpu_speed.md").read_text()
+
+
+def test_training_benchmark_reports_ratios_and_dense_flops(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_training.py"), "--rounds", "1", "--out", str(tmp_path)]
+    subprocess.run([*command, "--only", "14x14 MNIST"], check=True, env=env, capture_output=True, timeout=300)
+    result = json.loads((tmp_path / "training.json").read_text())["results"]["14x14 MNIST"]
+    assert result["ratio"] == result["median_s"]["ccnn"] / result["median_s"]["resnet18"] > 0
+    # The CCNN's 1x1 layers alone (the FFTs are not counted) do more dense work than all of resnet18 at 14x14.
+    assert result["dense_gflop"]["ccnn"] > result["dense_gflop"]["resnet18"] > 0
+    assert result["compiled_ratio"] is None and "| 14x14 MNIST" in (tmp_path / "training.md").read_text()
