@@ -27,6 +27,9 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         mean, std: standardisation statistics of the training waveforms.
         do_normalize: apply the standardisation.
         padding_value: value used to pad batches of different lengths.
+        return_attention_mask: also return ``attention_mask [B, L]`` (1 at real samples, 0 at
+            padding). CCNN models leave padded positions out of every layer, so a clip gets the
+            same logits in a padded batch as alone; without the mask the padding counts as silence.
     """
 
     model_input_names = ["input_values"]
@@ -39,13 +42,19 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         mean: float = 0.0,
         std: float = 1.0,
         do_normalize: bool = True,
+        return_attention_mask: bool = True,
         **kwargs,
     ) -> None:
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):  # NaN fails every comparison
             raise ValueError(f"mean must be finite and std finite and > 0, got mean={mean!r}, std={std!r}")
         self.mean, self.std, self.do_normalize = float(mean), float(std), do_normalize
-        self.return_attention_mask = False
 
     def __call__(
         self,
@@ -54,9 +63,11 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         padding: bool | str = "longest",
         max_length: int | None = None,
         return_tensors: str | TensorType | None = None,
+        return_attention_mask: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
-        """Normalise one waveform or a batch; returns ``input_values`` and ``sampling_rate``."""
+        """Normalise one waveform or a batch; returns ``input_values``, ``sampling_rate`` and, unless
+        turned off, ``attention_mask``."""
         rate = int(sampling_rate or self.sampling_rate)
         if rate <= 0:
             raise ValueError(f"sampling_rate must be positive, got {rate}")
@@ -67,11 +78,18 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError("empty waveform")
         if self.do_normalize:
             waves = [(w - self.mean) / (self.std + 1e-5) for w in waves]
+        with_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
         padded = self.pad(
-            BatchFeature({"input_values": waves}), padding=padding, max_length=max_length, return_tensors=None
+            BatchFeature({"input_values": waves}),
+            padding=padding,
+            max_length=max_length,
+            return_attention_mask=with_mask,
+            return_tensors=None,
         )
-        values = np.stack(padded["input_values"])[:, None, :].astype(np.float32)  # [B, 1, L]
-        return BatchFeature({"input_values": values, "sampling_rate": rate}, tensor_type=return_tensors)
+        features = {"input_values": np.stack(padded["input_values"])[:, None, :].astype(np.float32)}  # [B, 1, L]
+        if with_mask:
+            features["attention_mask"] = np.stack(padded["attention_mask"]).astype(np.int64)  # [B, L]
+        return BatchFeature({**features, "sampling_rate": rate}, tensor_type=return_tensors)
 
     @staticmethod
     def _to_float(wave) -> np.ndarray:

@@ -304,6 +304,24 @@ def test_feature_extractor_passes_the_sampling_rate_and_never_resamples():
     torch.testing.assert_close(via_extractor, direct)
 
 
+def test_a_padded_batch_from_the_feature_extractor_gives_each_clip_its_own_logits():
+    """The extractor returns the padding mask, so a short clip in a batch with a long one gets the
+    logits it gets alone (without the mask the padding would count as silence)."""
+    extractor = CCNNFeatureExtractor(sampling_rate=8000, mean=0.0, std=0.5)
+    rng = np.random.default_rng(1)
+    short, long = rng.standard_normal(500).astype(np.float32), rng.standard_normal(900).astype(np.float32)
+    batch = extractor([short, long], return_tensors="pt")
+    assert batch["attention_mask"].tolist() == [[1] * 500 + [0] * 400, [1] * 900]
+    torch.manual_seed(0)
+    model = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
+    with torch.no_grad():
+        together = model(**batch).logits
+        alone = model(**extractor(short, return_tensors="pt")).logits
+        unmasked = model(**extractor([short, long], return_tensors="pt", return_attention_mask=False)).logits
+    torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(unmasked[0], alone[0], rtol=1e-4, atol=1e-5)
+
+
 def test_auto_classes_are_registered(saved_image_model, tmp_path):
     seq_config = CCNNConfig.from_preset("smnist_4_140", **TINY)
     assert isinstance(AutoModelForSequenceClassification.from_config(seq_config), CCNNForSequenceClassification)
