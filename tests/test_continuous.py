@@ -514,3 +514,14 @@ def test_compiling_a_model_that_never_ran_names_the_missing_kernel_plan():
     with torch.no_grad():
         compiled = torch.compile(model, backend="eager")(x)
         torch.testing.assert_close(compiled, model(x))
+
+
+def test_base_taps_count_the_cropped_kernel_in_static_mode_too():
+    """The initial output scaling (sqrt(1 / base taps)) is the same with static kernel shapes: the
+    base taps are those the mask crop keeps, whether the kernel is cropped or windowed."""
+    torch.manual_seed(0)
+    model = build_ccnn("smnist_4_140", **TINY)
+    cropped = [conv.base_taps() for conv in model.continuous_convs()]
+    model.set_static_kernel_shapes()
+    assert [conv.base_taps() for conv in model.continuous_convs()] == cropped
+    assert cropped[0] < model.continuous_convs()[0].kernel_size[0]  # (the crop drops taps)
