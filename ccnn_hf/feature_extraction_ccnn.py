@@ -32,7 +32,7 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             same logits in a padded batch as alone; without the mask the padding counts as silence.
     """
 
-    model_input_names = ["input_values"]
+    model_input_names = ["input_values", "attention_mask"]
 
     def __init__(
         self,
@@ -62,12 +62,15 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         padding: bool | str = "longest",
         max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
         return_tensors: str | TensorType | None = None,
         return_attention_mask: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Normalise one waveform or a batch; returns ``input_values``, ``sampling_rate`` and, unless
-        turned off, ``attention_mask``."""
+        turned off, ``attention_mask``. ``padding``, ``max_length``, ``truncation`` (cut clips to
+        ``max_length``) and ``pad_to_multiple_of`` act as in transformers' feature extractors."""
         rate = int(sampling_rate or self.sampling_rate)
         if rate <= 0:
             raise ValueError(f"sampling_rate must be positive, got {rate}")
@@ -83,9 +86,17 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             BatchFeature({"input_values": waves}),
             padding=padding,
             max_length=max_length,
+            truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
             return_attention_mask=with_mask,
             return_tensors=None,
         )
+        lengths = sorted({len(w) for w in padded["input_values"]})
+        if len(lengths) > 1:
+            raise ValueError(
+                f"clips of lengths {lengths[0]}..{lengths[-1]} do not fit one batch with padding={padding!r}, "
+                f"max_length={max_length}: pad to the longest clip, or pass truncation=True to cut them to max_length"
+            )
         features = {"input_values": np.stack(padded["input_values"])[:, None, :].astype(np.float32)}  # [B, 1, L]
         if with_mask:
             features["attention_mask"] = np.stack(padded["attention_mask"]).astype(np.int64)  # [B, L]

@@ -322,6 +322,22 @@ def test_a_padded_batch_from_the_feature_extractor_gives_each_clip_its_own_logit
     assert not torch.allclose(unmasked[0], alone[0], rtol=1e-4, atol=1e-5)
 
 
+def test_feature_extractor_truncates_and_pads_as_transformers_extractors_do():
+    """``truncation``, ``max_length`` and ``pad_to_multiple_of`` act on the waveforms and the mask
+    alike (they were accepted and ignored: a clip longer than ``max_length`` broke the batch)."""
+    extractor = CCNNFeatureExtractor(sampling_rate=8000)
+    assert extractor.model_input_names == ["input_values", "attention_mask"]
+    short, long = np.ones(500, dtype=np.float32), np.ones(900, dtype=np.float32)
+    cut = extractor([short, long], padding="max_length", max_length=600, truncation=True, return_tensors="np")
+    assert cut["input_values"].shape == (2, 1, 600) and cut["attention_mask"].sum(1).tolist() == [500, 600]
+    longest = extractor([short, long], truncation=True, max_length=600)
+    assert np.asarray(longest["input_values"]).shape == (2, 1, 600)
+    rounded = extractor([short, long], pad_to_multiple_of=128)
+    assert np.asarray(rounded["attention_mask"]).shape == (2, 1024)
+    with pytest.raises(ValueError, match="max_length"):
+        extractor([short, long], padding="max_length", max_length=600)
+
+
 def test_auto_classes_are_registered(saved_image_model, tmp_path):
     seq_config = CCNNConfig.from_preset("smnist_4_140", **TINY)
     assert isinstance(AutoModelForSequenceClassification.from_config(seq_config), CCNNForSequenceClassification)
