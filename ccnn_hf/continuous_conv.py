@@ -160,9 +160,10 @@ class SeparableContinuousConv(nn.Module):
     def set_static_kernel_shape(self, enable: bool = True) -> None:
         """Sample the kernel on its whole grid and zero the taps the mask crop would drop (a 0/1
         window computed on the device with the crop's own float32 arithmetic), instead of cropping
-        the grid. The kernel is the cropped one, zero-padded; its shape no longer depends on the
-        mask width, so a compiled graph is not recompiled as the width learns and no forward reads
-        the width on the host. Costs the generator and the convolution on the whole grid."""
+        the grid. The kernel is the cropped one, zero-padded (the same taps; values to float32
+        rounding, as the generator and a coarse fold run on the whole grid); its shape no longer
+        depends on the mask width, so a compiled graph is not recompiled as the width learns and no
+        forward reads the width on the host. Costs the generator and the convolution on the whole grid."""
         self.crop_kernel = not enable
         self._plans.clear()
         self._kernel_cache.clear()
