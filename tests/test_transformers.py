@@ -237,6 +237,19 @@ def test_init_weights_leaves_the_kernel_generators_alone():
         torch.testing.assert_close(ours[key], value, msg=key)
 
 
+def test_a_layer_without_a_checkpoint_function_follows_the_attribute_protocol():
+    """Before activation checkpointing is enabled a layer has no checkpoint function: hasattr and
+    getattr see an AttributeError (the property raised KeyError)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model = CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY))
+    layer = next(m for m in model.modules() if isinstance(m, GradientCheckpointingLayer))
+    assert not hasattr(layer, "_gradient_checkpointing_func")
+    assert getattr(layer, "_gradient_checkpointing_func", None) is None
+    model.activation_checkpointing_enable()
+    assert callable(layer._gradient_checkpointing_func)
+
+
 @pytest.mark.parametrize("use_reentrant", [False, True])
 def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentrant):
     """transformers 5's way: the blocks are GradientCheckpointingLayers that checkpoint themselves."""
