@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
+import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType
@@ -101,6 +103,41 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         if with_mask:
             features["attention_mask"] = np.stack(padded["attention_mask"]).astype(np.int64)  # [B, L]
         return BatchFeature({**features, "sampling_rate": rate}, tensor_type=return_tensors)
+
+    def pad(
+        self,
+        processed_features,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+    ) -> BatchFeature:
+        """transformers' padding, also of examples as :meth:`__call__` gives them (``input_values
+        [1, L]`` each: what ``DataCollatorWithPadding``, the Trainer's default collator, hands over),
+        padded along ``L`` and returned as ``[B, 1, L]``."""
+        options = dict(
+            padding=padding,
+            max_length=max_length,
+            truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=return_attention_mask,
+        )
+        examples = processed_features
+        if isinstance(examples, (list, tuple)) and examples and isinstance(examples[0], Mapping):
+            examples = {key: [example[key] for example in examples] for key in examples[0].keys()}
+        values = examples.get("input_values") if isinstance(examples, Mapping) else None
+        if values is None or len(values) == 0 or np.ndim(values[0]) != 2:
+            return super().pad(processed_features, return_tensors=return_tensors, **options)
+        if any(np.shape(v)[0] != 1 for v in values):
+            raise ValueError(f"expected mono examples, input_values [1, L], got shapes {[np.shape(v) for v in values]}")
+        if return_tensors is None:  # (as transformers infers it)
+            return_tensors = "pt" if isinstance(values[0], torch.Tensor) else "np"
+        squeezed = {**examples, "input_values": [np.asarray(v)[0] for v in values]}
+        padded = dict(super().pad(squeezed, return_tensors="np", **options))
+        padded["input_values"] = padded["input_values"][:, None, :]
+        return BatchFeature(padded, tensor_type=return_tensors)
 
     @staticmethod
     def _to_float(wave) -> np.ndarray:

@@ -351,6 +351,31 @@ def test_feature_extractor_truncates_and_pads_as_transformers_extractors_do():
         extractor([short, long], padding="max_length", max_length=600)
 
 
+def test_the_trainers_default_collator_pads_examples_of_the_feature_extractor():
+    """transformers' Trainer pads examples with ``DataCollatorWithPadding(feature_extractor)``: the
+    extractor's own examples (``input_values [1, L]``) come back as a ``[B, 1, L]`` batch with its
+    mask (``pad`` failed on the channel axis), and the short clip keeps its logits."""
+    from transformers import DataCollatorWithPadding
+
+    extractor = CCNNFeatureExtractor(sampling_rate=8000, mean=0.0, std=0.5)
+    rng = np.random.default_rng(2)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in (500, 900)]
+    examples = []
+    for label, clip in enumerate(clips):
+        features = extractor(clip)
+        examples.append({"input_values": features["input_values"][0], "attention_mask": features["attention_mask"][0]})
+        examples[-1].update(label=label, sampling_rate=features["sampling_rate"])
+    batch = DataCollatorWithPadding(extractor)(examples)
+    assert batch["input_values"].shape == (2, 1, 900) and batch["labels"].tolist() == [0, 1]
+    assert batch["attention_mask"].sum(1).tolist() == [500, 900]
+    torch.manual_seed(0)
+    model = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        alone = model(**extractor(clips[0], return_tensors="pt")).logits
+    torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
+
+
 def test_auto_classes_are_registered(saved_image_model, tmp_path):
     seq_config = CCNNConfig.from_preset("smnist_4_140", **TINY)
     assert isinstance(AutoModelForSequenceClassification.from_config(seq_config), CCNNForSequenceClassification)
