@@ -160,9 +160,10 @@ class SeparableContinuousConv(nn.Module):
     def set_static_kernel_shape(self, enable: bool = True) -> None:
         """Sample the kernel on its whole grid and zero the taps the mask crop would drop (a 0/1
         window computed on the device with the crop's own float32 arithmetic), instead of cropping
-        the grid. The kernel is the cropped one, zero-padded; its shape no longer depends on the
-        mask width, so a compiled graph is not recompiled as the width learns and no forward reads
-        the width on the host. Costs the generator and the convolution on the whole grid."""
+        the grid. The kernel is the cropped one, zero-padded (the same taps; values to float32
+        rounding, as the generator and a coarse fold run on the whole grid); its shape no longer
+        depends on the mask width, so a compiled graph is not recompiled as the width learns and no
+        forward reads the width on the host. Costs the generator and the convolution on the whole grid."""
         self.crop_kernel = not enable
         self._plans.clear()
         self._kernel_cache.clear()
@@ -207,14 +208,17 @@ class SeparableContinuousConv(nn.Module):
             return mask
         return torch.clamp(mask - self.mask_threshold, min=0.0) / (1.0 - self.mask_threshold)
 
-    def sampling_plan(self, scale: Sequence[float], width: torch.Tensor | None = None) -> list[AxisGrid]:
+    def sampling_plan(
+        self, scale: Sequence[float], width: torch.Tensor | None = None, crop: bool | None = None
+    ) -> list[AxisGrid]:
         """Per-axis grids for an input ``scale`` x the base resolution (crop included).
 
         ``width``: a host (CPU) copy of :meth:`effective_mask_width`; read from the parameters
-        when None. The crop uses the official float32 arithmetic on that copy.
+        when None. The crop uses the official float32 arithmetic on that copy. ``crop``: whether
+        to crop the grids (default: :attr:`crops`; static kernel shapes keep the whole grid).
         """
         reference = self.mode == "reference"
-        if self.mask_width.is_meta or not self.crops:  # meta: shapes only, no values to crop by
+        if self.mask_width.is_meta or not (self.crops if crop is None else crop):  # meta: no values to crop by
             return [
                 axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
                 for k, s in zip(self.kernel_size, scale)
@@ -368,8 +372,9 @@ class SeparableContinuousConv(nn.Module):
         self._kernel_cache.clear()
 
     def base_taps(self) -> int:
-        """Number of kernel taps at the base resolution after the initial mask crop."""
-        return math.prod(g.taps for g in self.sampling_plan((1.0,) * self.data_dim))
+        """Number of kernel taps at the base resolution after the mask crop (also with static
+        kernel shapes, whose windowed kernel has the cropped one's nonzero taps)."""
+        return math.prod(g.taps for g in self.sampling_plan((1.0,) * self.data_dim, crop=True))
 
     def train(self, mode: bool = True) -> "SeparableContinuousConv":
         self._kernel_cache.clear()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
+import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType
@@ -32,7 +34,7 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             same logits in a padded batch as alone; without the mask the padding counts as silence.
     """
 
-    model_input_names = ["input_values"]
+    model_input_names = ["input_values", "attention_mask"]
 
     def __init__(
         self,
@@ -62,12 +64,15 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         padding: bool | str = "longest",
         max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
         return_tensors: str | TensorType | None = None,
         return_attention_mask: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Normalise one waveform or a batch; returns ``input_values``, ``sampling_rate`` and, unless
-        turned off, ``attention_mask``."""
+        turned off, ``attention_mask``. ``padding``, ``max_length``, ``truncation`` (cut clips to
+        ``max_length``) and ``pad_to_multiple_of`` act as in transformers' feature extractors."""
         rate = int(sampling_rate or self.sampling_rate)
         if rate <= 0:
             raise ValueError(f"sampling_rate must be positive, got {rate}")
@@ -83,13 +88,56 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
             BatchFeature({"input_values": waves}),
             padding=padding,
             max_length=max_length,
+            truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
             return_attention_mask=with_mask,
             return_tensors=None,
         )
+        lengths = sorted({len(w) for w in padded["input_values"]})
+        if len(lengths) > 1:
+            raise ValueError(
+                f"clips of lengths {lengths[0]}..{lengths[-1]} do not fit one batch with padding={padding!r}, "
+                f"max_length={max_length}: pad to the longest clip, or pass truncation=True to cut them to max_length"
+            )
         features = {"input_values": np.stack(padded["input_values"])[:, None, :].astype(np.float32)}  # [B, 1, L]
         if with_mask:
             features["attention_mask"] = np.stack(padded["attention_mask"]).astype(np.int64)  # [B, L]
         return BatchFeature({**features, "sampling_rate": rate}, tensor_type=return_tensors)
+
+    def pad(
+        self,
+        processed_features,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+    ) -> BatchFeature:
+        """transformers' padding, also of examples as :meth:`__call__` gives them (``input_values
+        [1, L]`` each: what ``DataCollatorWithPadding``, the Trainer's default collator, hands over),
+        padded along ``L`` and returned as ``[B, 1, L]``."""
+        options = dict(
+            padding=padding,
+            max_length=max_length,
+            truncation=truncation,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=return_attention_mask,
+        )
+        examples = processed_features
+        if isinstance(examples, (list, tuple)) and examples and isinstance(examples[0], Mapping):
+            examples = {key: [example[key] for example in examples] for key in examples[0].keys()}
+        values = examples.get("input_values") if isinstance(examples, Mapping) else None
+        if values is None or len(values) == 0 or np.ndim(values[0]) != 2:
+            return super().pad(processed_features, return_tensors=return_tensors, **options)
+        if any(np.shape(v)[0] != 1 for v in values):
+            raise ValueError(f"expected mono examples, input_values [1, L], got shapes {[np.shape(v) for v in values]}")
+        if return_tensors is None:  # (as transformers infers it)
+            return_tensors = "pt" if isinstance(values[0], torch.Tensor) else "np"
+        squeezed = {**examples, "input_values": [np.asarray(v)[0] for v in values]}
+        padded = dict(super().pad(squeezed, return_tensors="np", **options))
+        padded["input_values"] = padded["input_values"][:, None, :]
+        return BatchFeature(padded, tensor_type=return_tensors)
 
     @staticmethod
     def _to_float(wave) -> np.ndarray:

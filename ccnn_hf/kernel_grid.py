@@ -21,7 +21,8 @@ Coordinates: a kernel lives on [-1, 1] along every axis. At the base resolution 
 The crop drops the taps where the mask is below its threshold. It is decided on the host from
 the mask width, so the kernel's shape follows a learned parameter. A static plan (what compiled
 training uses) keeps every tap instead and multiplies the kernel by a 0/1 window computed on the
-device with the same float32 arithmetic (:class:`CropRule`): the same kernel, zero-padded.
+device with the same float32 arithmetic (:class:`CropRule`): the same taps, zero-padded (their
+values agree to float32 rounding: the generator and the coarse fold run on the larger grid).
 """
 
 from __future__ import annotations

@@ -259,7 +259,9 @@ class CCNNLayer(CCNNBlock, GradientCheckpointingLayer):
 
     @property
     def _gradient_checkpointing_func(self) -> Callable[..., Any]:
-        checkpoint = self.__dict__["_checkpoint_func"]
+        checkpoint = self.__dict__.get("_checkpoint_func")
+        if checkpoint is None:  # (the attribute protocol: hasattr and getattr expect AttributeError)
+            raise AttributeError(f"{type(self).__name__} has no checkpoint function: activation checkpointing is off")
         return lambda function, *args, **kwargs: checkpoint(updates_stats_once(self, function), *args, **kwargs)
 
     @_gradient_checkpointing_func.setter

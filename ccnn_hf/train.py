@@ -16,6 +16,7 @@ raises :class:`~ccnn_hf.training.errors.UserError`; ``main`` prints it as one li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -587,9 +588,12 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     """Steps 4 and 5 (main process): evaluate the final weights across resolutions, then save the
     model folder, the results, the plot and the card (and push them when asked)."""
     model, task = trained.model, job.task
-    bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
-    check_finite_state(model)  # a model with non-finite weights or statistics is never saved
-    evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
+    # The compiled graphs are for the training step: update_bn's cumulative average cannot be traced,
+    # and every evaluation size and batch would be one more graph, past torch's recompile limit.
+    with torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext():
+        bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
+        check_finite_state(model)  # a model with non-finite weights or statistics is never saved
+        evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
     results = _results(args, accelerator, recipe, job, trained, evaluation, bn_samples)
     _save_model(args, model, out)
     with disk_errors(out, "the plot and the model card"):

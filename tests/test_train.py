@@ -261,8 +261,34 @@ def test_gradient_checkpointing_trains_the_same_model(uninterrupted, tmp_path):
     assert expected.keys() == got.keys()
     for name in expected:  # recomputed activations round differently, never by more than this
         torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-5, msg=name)
-    counters = [k for k in expected if k.endswith("num_batches_tracked")]
-    assert counters and all(torch.equal(got[k], expected[k]) for k in counters)  # each batch counted once
+    # The saved model's BatchNorm statistics are re-estimated after training (adapt_batch_norm); the
+    # last training checkpoint holds those the training steps left: each batch counted once.
+    _uninterrupted(tmp_path / "plain", [])  # (the fixture's run folder is not at hand)
+    plain, checkpointed = (sorted((tmp_path / p / "checkpoints").glob("step_*"))[-1] for p in ("plain", "checkpointed"))
+    assert plain.name == checkpointed.name
+    during, during_checkpointed = (load_file(p / "model.safetensors") for p in (plain, checkpointed))
+    buffers = [k for k in during if "running_" in k or k.endswith("num_batches_tracked")]
+    assert buffers and all(torch.equal(during_checkpointed[k], during[k]) for k in buffers if "batches" in k)
+    for name in buffers:
+        torch.testing.assert_close(during_checkpointed[name], during[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_a_compiled_run_evaluates_and_saves(tmp_path, monkeypatch):
+    """--compile trains the compiled stem and blocks, then adapts the BatchNorm statistics and
+    evaluates at every resolution eagerly (update_bn's cumulative average cannot be traced, and
+    each evaluation size and batch would be one more graph, past torch's recompile limit). The
+    graphs are traced as ccnn-train traces them; only the code generation is skipped (backend
+    "eager"), which decides none of this."""
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(
+        torch.nn.Module, "compile", lambda self, **kw: compile_module(self, **{**kw, "backend": "eager", "mode": None})
+    )
+    torch._dynamo.reset()
+    argv = ["--dataset", "digits", *TINY, "--max_steps", "3", "--batch_size", "16", "--output_dir", str(tmp_path)]
+    results = run([*argv, "--compile", "--eval_resolutions", "6,8,10,12,16"])
+    torch._dynamo.reset()
+    assert {r["setting"] for r in results["evaluation"]} == {f"{n}x{n}" for n in (6, 8, 10, 12, 16)}
+    assert (tmp_path / "model.safetensors").exists()
 
 
 def test_incomplete_checkpoints_are_never_picked(tmp_path):

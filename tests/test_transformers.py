@@ -237,6 +237,19 @@ def test_init_weights_leaves_the_kernel_generators_alone():
         torch.testing.assert_close(ours[key], value, msg=key)
 
 
+def test_a_layer_without_a_checkpoint_function_follows_the_attribute_protocol():
+    """Before activation checkpointing is enabled a layer has no checkpoint function: hasattr and
+    getattr see an AttributeError (the property raised KeyError)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model = CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY))
+    layer = next(m for m in model.modules() if isinstance(m, GradientCheckpointingLayer))
+    assert not hasattr(layer, "_gradient_checkpointing_func")
+    assert getattr(layer, "_gradient_checkpointing_func", None) is None
+    model.activation_checkpointing_enable()
+    assert callable(layer._gradient_checkpointing_func)
+
+
 @pytest.mark.parametrize("use_reentrant", [False, True])
 def test_activation_checkpointing_runs_through_the_layers_and_matches(use_reentrant):
     """transformers 5's way: the blocks are GradientCheckpointingLayers that checkpoint themselves."""
@@ -320,6 +333,47 @@ def test_a_padded_batch_from_the_feature_extractor_gives_each_clip_its_own_logit
         unmasked = model(**extractor([short, long], return_tensors="pt", return_attention_mask=False)).logits
     torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
     assert not torch.allclose(unmasked[0], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_feature_extractor_truncates_and_pads_as_transformers_extractors_do():
+    """``truncation``, ``max_length`` and ``pad_to_multiple_of`` act on the waveforms and the mask
+    alike (they were accepted and ignored: a clip longer than ``max_length`` broke the batch)."""
+    extractor = CCNNFeatureExtractor(sampling_rate=8000)
+    assert extractor.model_input_names == ["input_values", "attention_mask"]
+    short, long = np.ones(500, dtype=np.float32), np.ones(900, dtype=np.float32)
+    cut = extractor([short, long], padding="max_length", max_length=600, truncation=True, return_tensors="np")
+    assert cut["input_values"].shape == (2, 1, 600) and cut["attention_mask"].sum(1).tolist() == [500, 600]
+    longest = extractor([short, long], truncation=True, max_length=600)
+    assert np.asarray(longest["input_values"]).shape == (2, 1, 600)
+    rounded = extractor([short, long], pad_to_multiple_of=128)
+    assert np.asarray(rounded["attention_mask"]).shape == (2, 1024)
+    with pytest.raises(ValueError, match="max_length"):
+        extractor([short, long], padding="max_length", max_length=600)
+
+
+def test_the_trainers_default_collator_pads_examples_of_the_feature_extractor():
+    """transformers' Trainer pads examples with ``DataCollatorWithPadding(feature_extractor)``: the
+    extractor's own examples (``input_values [1, L]``) come back as a ``[B, 1, L]`` batch with its
+    mask (``pad`` failed on the channel axis), and the short clip keeps its logits."""
+    from transformers import DataCollatorWithPadding
+
+    extractor = CCNNFeatureExtractor(sampling_rate=8000, mean=0.0, std=0.5)
+    rng = np.random.default_rng(2)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in (500, 900)]
+    examples = []
+    for label, clip in enumerate(clips):
+        features = extractor(clip)
+        examples.append({"input_values": features["input_values"][0], "attention_mask": features["attention_mask"][0]})
+        examples[-1].update(label=label, sampling_rate=features["sampling_rate"])
+    batch = DataCollatorWithPadding(extractor)(examples)
+    assert batch["input_values"].shape == (2, 1, 900) and batch["labels"].tolist() == [0, 1]
+    assert batch["attention_mask"].sum(1).tolist() == [500, 900]
+    torch.manual_seed(0)
+    model = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        alone = model(**extractor(clips[0], return_tensors="pt")).logits
+    torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
 
 
 def test_auto_classes_are_registered(saved_image_model, tmp_path):

@@ -18,7 +18,8 @@ def compile_for_training(model: nn.Module, device_type: str) -> str:
     to torch's recompile limit and a hard failure. :meth:`CCNN.encode` stays eager and makes the
     kernel plans for new input sizes (evaluation at other resolutions), which a graph cannot do.
     Any other model (a timm baseline) is compiled whole. On CUDA, ``mode="reduce-overhead"`` adds
-    CUDA graphs.
+    CUDA graphs. The graphs serve the training steps: ccnn-train adapts the BatchNorm statistics
+    and evaluates eagerly (``torch.compiler.set_stance("force_eager")``).
     """
     mode = "reduce-overhead" if device_type == "cuda" else None
     backbones = [m for m in model.modules() if isinstance(m, CCNN)]
