@@ -10,6 +10,13 @@ model card (also to ``model_cards/<name>.md``) from the run's ``results.json`` w
 side by side, plots accuracy against resolution for both, draws the learned kernels
 (``kernels.png``, shown on the card) and rewrites ``model_cards/RESULTS.md``.
 
+Seeds: the runs above are seed 0, and their weights are the ones released. Runs of further seeds
+``k`` of the same command (``--seed k``) sit beside them as ``<name>_ccnn_seed<k>`` and
+``<name>_resnet18_seed<k>`` (each CCNN run needs its baseline; the seed in the run's
+``.ccnn-run.json`` must match the folder's). The card then adds the mean and the min-max range over
+all seeds for both models, with the budget of each run, and ``RESULTS.md`` shows the mean over the
+seeds with the range in parentheses.
+
     python model_cards/build_release.py --kernels_only
 
 only redraws the kernel pictures of the releases present and adds them to their existing cards.
@@ -19,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from ccnn_hf.kernel_plots import plot_kernels
 from ccnn_hf.model_card import kernel_section, make_model_card
-from ccnn_hf.released import RELEASES, WEIGHTS_DIR, available_releases
+from ccnn_hf.presets import get_preset
+from ccnn_hf.released import RELEASES, WEIGHTS_DIR, Release, available_releases
 from ccnn_hf.training.model import MODEL_CLASSES
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +76,8 @@ DATASETS = {
     "vowels_drop30": "aeon's JapaneseVowels (12 LPC channels, 7 to 29 steps, 9 speakers; 270 train / 370 test) with "
     "30 % of each series' time points dropped (`--drop_rate 0.3 --drop_seed 0`, train and test)",
 }
+# How the runs shared the machine (stated on the card next to the budget).
+CONDITIONS: dict[str, str] = {}
 # Releases trained on irregularly sampled aeon archives (release -> archive); their cards add the
 # accuracy at each share of dropped points.
 IRREGULAR = {"vowels_drop30": "JapaneseVowels"}
@@ -91,10 +103,151 @@ def add_kernel_section(card: Path, image: str) -> None:
         card.write_text(text.replace("## Citation", kernel_section(image) + "\n## Citation", 1), encoding="utf-8")
 
 
-def run_dirs(runs: Path, name: str) -> tuple[Path, Path]:
+def run_dirs(runs: Path, name: str, seed: int = 0) -> tuple[Path, Path]:
+    """The CCNN run and its resnet18 baseline of ``seed`` (seed 0 without a suffix)."""
+    suffix = f"_seed{seed}" if seed else ""
     if name == "cifar10":
-        return runs / "gpu" / "run_ccnn", runs / "gpu" / "run_resnet18"
-    return runs / f"{name}_ccnn", runs / f"{name}_resnet18"
+        return runs / "gpu" / f"run_ccnn{suffix}", runs / "gpu" / f"run_resnet18{suffix}"
+    return runs / f"{name}_ccnn{suffix}", runs / f"{name}_resnet18{suffix}"
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """The results of one seed: the CCNN run and its baseline, each with its options
+    (``.ccnn-run.json``; empty for runs that lack the file)."""
+
+    seed: int
+    ccnn: dict
+    baseline: dict
+    options: dict
+    baseline_options: dict
+
+
+def run_options(run: Path) -> dict:
+    path = run / ".ccnn-run.json"
+    return json.loads(path.read_text())["options"] if path.exists() else {}
+
+
+def seed_runs(runs: Path, name: str) -> list[SeedRun]:
+    """Every seed of release ``name`` found under ``runs``, seed 0 first (empty without seed 0).
+
+    Raises SystemExit when a seed's CCNN run has no baseline (or the other way round), or when a
+    run folder holds another seed than its name says."""
+    ccnn_dir, base_dir = run_dirs(runs, name)
+    if not (ccnn_dir / "results.json").exists() or not (base_dir / "results.json").exists():
+        return []
+    seeds = {
+        int(found.group(1))
+        for run in (ccnn_dir, base_dir)
+        for folder in run.parent.glob(f"{run.name}_seed*")
+        if (found := re.fullmatch(rf"{re.escape(run.name)}_seed(\d+)", folder.name))
+    }
+    found = []
+    for seed in [0, *sorted(seeds - {0})]:
+        pair = run_dirs(runs, name, seed)
+        missing = [str(run) for run in pair if not (run / "results.json").exists()]
+        if missing:
+            raise SystemExit(f"{name} seed {seed}: no finished run (results.json) in {', '.join(missing)}")
+        options = [run_options(run) for run in pair]
+        for run, opts in zip(pair, options):
+            if opts and opts.get("seed") != seed:
+                raise SystemExit(f"{run} was trained with --seed {opts.get('seed')}, its name says seed {seed}")
+        ccnn, baseline = (json.loads((run / "results.json").read_text()) for run in pair)
+        found.append(SeedRun(seed, ccnn, baseline, *options))
+    return found
+
+
+def seed_accuracies(runs: list[SeedRun], model: str, setting: str, mode: str) -> list[float]:
+    """The accuracies (0-1) of ``model`` ("ccnn" or "baseline") at ``setting`` in ``mode`` over the
+    seeds that measured it."""
+    values = [accuracy(getattr(run, model), setting, mode) for run in runs]
+    return [v for v in values if v is not None]
+
+
+def mean_range(values: list[float], digits: int = 1) -> str:
+    """Accuracies (0-1) as percent: the mean, and the min-max range in parentheses when there are
+    several seeds ("97.5 (97.3-97.7)"); "-" when none was measured."""
+    if not values:
+        return "-"
+    pct = [100 * v for v in values]
+    mean = f"{sum(pct) / len(pct):.{digits}f}"
+    return mean if len(pct) == 1 else f"{mean} ({min(pct):.{digits}f}-{max(pct):.{digits}f})"
+
+
+def epochs(results: dict, options: dict) -> str:
+    """Epochs a run trained: its optimiser steps over the steps of one epoch (batches of the training
+    set, dropping the last partial one, per process and accumulation), as ``ccnn-train`` counts them."""
+    found = re.search(r"steps of batch (\d+) x (\d+) processes", results.get("recipe", ""))
+    if not found or not results.get("steps") or not results.get("train_samples") or not options.get("preset"):
+        return "not recorded"
+    batch, processes = int(found.group(1)), int(found.group(2))
+    accumulation = options.get("grad_accum") or get_preset(options["preset"]).train["grad_accum"]
+    per_epoch = max(1, math.ceil(max(1, results["train_samples"] // batch) / (processes * accumulation)))
+    return f"{results['steps'] / per_epoch:.3g}"
+
+
+def run_of(run: SeedRun, model: str) -> tuple[dict, dict]:
+    """The results and options of ``model`` ("ccnn" or "baseline") in a seed's runs."""
+    return (run.ccnn, run.options) if model == "ccnn" else (run.baseline, run.baseline_options)
+
+
+def time_limits(runs: list[SeedRun]) -> list[float]:
+    """The distinct ``--time_limit`` budgets of the runs (none for runs without a limit or options)."""
+    return sorted({run.options["time_limit"] for run in runs if run.options.get("time_limit")})
+
+
+def budget(runs: list[SeedRun]) -> str:
+    """One line on what each run was given and reached: the wall-time budget, the hardware and,
+    per model, epochs and optimiser steps over the seeds."""
+    limits = "/".join(f"{limit:g}" for limit in time_limits(runs))
+    given = f"{limits} s training budget (`--time_limit`)" if limits else ""
+
+    def reached(model: str) -> str:
+        return ", ".join(
+            f"{epochs(res, opts)} epochs / {steps(res)} steps in {seconds(res.get('train_time_s'))}"
+            for res, opts in (run_of(run, model) for run in runs)
+        )
+
+    return "; ".join(
+        part
+        for part in (
+            given,
+            runs[0].ccnn["hardware"],
+            f"CCNN {reached('ccnn')}",
+            f"resnet18 {reached('baseline')}",
+        )
+        if part
+    )
+
+
+def seeds_section(runs: list[SeedRun], conditions: str = "") -> str:
+    """Card section: mean and min-max range over the seeds for both models at every setting, and
+    the budget of the runs."""
+    first = runs[0].ccnn
+    settings = list(dict.fromkeys(r["setting"] for r in first["evaluation"]))
+    columns = [
+        ("ccnn", "continuous", "CCNN continuous"),
+        ("ccnn", "reference", "CCNN reference"),
+        ("ccnn", "resize", "CCNN, resized to the base"),
+        ("baseline", "timm", "resnet18, as it is"),
+        ("baseline", "resize", "resnet18, resized to the base"),
+    ]
+    columns = [c for c in columns if any(seed_accuracies(runs, c[0], s, c[1]) for s in settings)]
+    rows = ["| evaluated at | " + " | ".join(c[2] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for s in settings:
+        rows.append(
+            f"| {s} | " + " | ".join(mean_range(seed_accuracies(runs, m, s, mode), 2) for m, mode, _ in columns) + " |"
+        )
+    seeds = ", ".join(str(run.seed) for run in runs)
+    return (
+        f"### Over {len(runs)} seed{'s' if len(runs) > 1 else ''}\n\nThe same command with `--seed` {seeds} "
+        "(seed 0 gave the weights above; for the built-in datasets the seed also draws the data: the train/test "
+        "split or the generated samples). Test accuracy in %, mean over the seeds with the min-max range in "
+        f"parentheses:\n\n"
+        + "\n".join(rows)
+        + f"\n\nBudget of each run: {budget(runs)}."
+        + (f" {conditions}" if conditions else "")
+    )
 
 
 def accuracy(results: dict, setting: str, mode: str) -> float | None:
@@ -214,27 +367,67 @@ def plot(ccnn: dict, baseline: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+HEADER = (
+    "| release | data | CCNN at base | CCNN at other resolutions (continuous / reference / resized to the base) | "
+    "resnet18 at base | resnet18 elsewhere (as it is / resized to the base) | time per epoch CCNN / resnet18 | "
+    "hardware | seeds | budget per run |"
+)
+# Cells of the columns added after "hardware", for kept rows written before them (one run each).
+LATER_COLUMNS = ("1", "on the card")
+
+
 def kept_rows(names: set[str]) -> dict[str, str]:
-    """The existing RESULTS.md rows of the releases in ``names`` (kept when they are not rebuilt)."""
+    """The existing RESULTS.md rows of the releases in ``names`` (kept when they are not rebuilt),
+    completed with the cells of columns added since they were written."""
     path = HERE / "RESULTS.md"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
+    width = HEADER.count("|") - 1
     rows = {}
     for line in text.splitlines():
         found = re.match(r"\| \[[^\]]+\]\((\w+)\.md\)", line)
         if found and found.group(1) in names:
-            rows[found.group(1)] = line
+            missing = width - (line.count("|") - 1)
+            later = LATER_COLUMNS[len(LATER_COLUMNS) - missing :] if missing > 0 else ()
+            rows[found.group(1)] = line + "".join(f" {cell} |" for cell in later)
     return rows
+
+
+def results_row(release: Release, name: str, runs: list[SeedRun]) -> str:
+    """The RESULTS.md row of a release: every accuracy as the mean over the seeds (range in parentheses)."""
+    ccnn, baseline = runs[0].ccnn, runs[0].baseline
+    base = ccnn["base_setting"]
+    others = [s for s in dict.fromkeys(r["setting"] for r in ccnn["evaluation"]) if s != base]
+
+    def cell(model: str, setting: str, mode: str) -> str:
+        return mean_range(seed_accuracies(runs, model, setting, mode))
+
+    ccnn_elsewhere = ", ".join(
+        f"{s}: {cell('ccnn', s, 'continuous')} / {cell('ccnn', s, 'reference')} / {cell('ccnn', s, 'resize')}"
+        for s in others
+    )
+    base_elsewhere = ", ".join(f"{s}: {cell('baseline', s, 'timm')} / {cell('baseline', s, 'resize')}" for s in others)
+    limits = "/".join(f"{limit:g}" for limit in time_limits(runs))
+    trained = {model: ", ".join(epochs(*run_of(run, model)) for run in runs) for model in ("ccnn", "baseline")}
+    per_run = (f"{limits} s; " if limits else "") + f"epochs CCNN {trained['ccnn']}, resnet18 {trained['baseline']}"
+    cells = [
+        f"[{release.repo}]({name}.md)",
+        f"{ccnn['dataset']} @ {base}",
+        f"{cell('ccnn', base, 'continuous')} %",
+        ccnn_elsewhere or "none measured",
+        f"{cell('baseline', base, 'timm')} %",
+        base_elsewhere or "none measured",
+        f"{seconds(ccnn['time_per_epoch_s'])} / {seconds(baseline['time_per_epoch_s'])}",
+        ccnn["hardware"],
+        f"{len(runs)} ({', '.join(str(run.seed) for run in runs)})",
+        per_run,
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def build(runs: Path, org: str, names: list[str] | None = None) -> list[str]:
     """Build the named releases (default: every release whose runs exist); the table keeps the rows
     of shipped releases that are not rebuilt."""
-    lines = [
-        "| release | data | CCNN at base | CCNN at other resolutions (continuous / reference / resized to the base) | "
-        "resnet18 at base | resnet18 elsewhere (as it is / resized to the base) | time per epoch CCNN / resnet18 | "
-        "hardware |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [HEADER, "|---" * (HEADER.count("|") - 1) + "|"]
     built, shown = [], []
     unknown = sorted(set(names or ()) - set(RELEASES))
     if unknown:
@@ -245,19 +438,19 @@ def build(runs: Path, org: str, names: list[str] | None = None) -> list[str]:
             lines.append(old_rows[name])
             shown.append(name)
             continue
-        ccnn_dir, base_dir = run_dirs(runs, name)
-        if not (ccnn_dir / "results.json").exists() or not (base_dir / "results.json").exists():
-            print(f"skip {name}: runs not found in {ccnn_dir.parent}")
+        seeds = seed_runs(runs, name)
+        if not seeds:
+            print(f"skip {name}: runs not found in {run_dirs(runs, name)[0].parent}")
             continue
-        ccnn = json.loads((ccnn_dir / "results.json").read_text())
-        baseline = json.loads((base_dir / "results.json").read_text())
+        ccnn_dir = run_dirs(runs, name)[0]
+        ccnn, baseline = seeds[0].ccnn, seeds[0].baseline
         target = WEIGHTS_DIR / name
         target.mkdir(parents=True, exist_ok=True)
         for file in FILES:
             if (ccnn_dir / file).exists():
                 shutil.copy2(ccnn_dir / file, target / file)
         ccnn["description"] = f"{release.summary}. Data: {DATASETS[name]}."
-        comparison = comparison_table(ccnn, baseline)
+        comparison = comparison_table(ccnn, baseline) + "\n\n" + seeds_section(seeds, CONDITIONS.get(name, ""))
         if name in IRREGULAR:
             comparison += "\n\n" + drop_rate_section(target, ccnn_dir, IRREGULAR[name], ccnn)
         draw_kernels(name)
@@ -273,36 +466,15 @@ def build(runs: Path, org: str, names: list[str] | None = None) -> list[str]:
             )
             card.save(path)
         plot(ccnn, baseline, HERE / f"{name}.png", f"{release.repo}: {ccnn['dataset']}")
-        base = ccnn["base_setting"]
-        others = [s for s in dict.fromkeys(r["setting"] for r in ccnn["evaluation"]) if s != base]
-        fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-        lines.append(
-            f"| [{release.repo}]({name}.md) | {ccnn['dataset']} @ {base} | "
-            f"{fmt(accuracy(ccnn, base, 'continuous'))} % | "
-            + (
-                ", ".join(
-                    f"{s}: {fmt(accuracy(ccnn, s, 'continuous'))} / {fmt(accuracy(ccnn, s, 'reference'))} / "
-                    f"{fmt(accuracy(ccnn, s, 'resize'))}"
-                    for s in others
-                )
-                or "none measured"
-            )
-            + f" | {fmt(accuracy(baseline, base, 'timm'))} % | "
-            + (
-                ", ".join(
-                    f"{s}: {fmt(accuracy(baseline, s, 'timm'))} / {fmt(accuracy(baseline, s, 'resize'))}"
-                    for s in others
-                )
-                or "none measured"
-            )
-            + f" | {seconds(ccnn['time_per_epoch_s'])} / {seconds(baseline['time_per_epoch_s'])} | {ccnn['hardware']} |"
-        )
+        lines.append(results_row(release, name, seeds))
         built.append(name)
         shown.append(name)
     update_readme(lines, shown)
     (HERE / "RESULTS.md").write_text(
         "# Released CCNN weights: measured results\n\nAccuracy in %. Generated by "
-        "`model_cards/build_release.py` from the runs' results.json.\n\n" + "\n".join(lines) + "\n"
+        "`model_cards/build_release.py` from the runs' results.json. Where a release was trained with several "
+        "seeds, each accuracy is the mean over the seeds with the min-max range in parentheses (the released "
+        "weights are seed 0's; their own numbers are on the card).\n\n" + "\n".join(lines) + "\n"
     )
     return built
 
