@@ -69,12 +69,6 @@ RELEASES: dict[str, Release] = {
             "CCNN_{4,140} on CIFAR-10 (bf16, one GPU, minutes); runs at 16x16 to 64x64",
         ),
         Release(
-            "pathfinder2d",
-            "ccnn_2d_4_64-pathfinder32",
-            "ccnn_2d.pathfinder32",
-            "CCNN_{4,64} on generated Pathfinder-32 (long-range, 2D); runs at 64x64 too",
-        ),
-        Release(
             "vowels_drop30",
             "ccnn_1d_2_64-japanesevowels-drop30",
             None,
