@@ -110,13 +110,16 @@ def run_dirs(runs: Path, name: str, seed: int = 0) -> tuple[Path, Path]:
 @dataclass(frozen=True)
 class SeedRun:
     """The results of one seed: the CCNN run and its baseline, each with its options
-    (``.ccnn-run.json``; empty for runs that lack the file)."""
+    (``.ccnn-run.json``; empty for runs that lack the file), and, for a CCNN fine-tuned with
+    ``--init_from``, the results and options of the run it started from (its budget counts too)."""
 
     seed: int
     ccnn: dict
     baseline: dict
     options: dict
     baseline_options: dict
+    init: dict | None = None
+    init_options: dict | None = None
 
 
 def run_options(run: Path) -> dict:
@@ -124,11 +127,27 @@ def run_options(run: Path) -> dict:
     return json.loads(path.read_text())["options"] if path.exists() else {}
 
 
+def init_run(runs: Path, ccnn: dict) -> tuple[dict | None, dict | None]:
+    """Results and options of the run a CCNN was fine-tuned from (``init_from`` in its results, a
+    path as given to ``ccnn-train``: absolute, or relative to the folder that holds ``runs``)."""
+    if not ccnn.get("init_from"):
+        return None, None
+    folder = Path(ccnn["init_from"])
+    folder = folder if folder.is_absolute() or folder.exists() else runs.resolve().parent / folder
+    if not (folder / "results.json").exists():
+        raise SystemExit(
+            f"a CCNN run was fine-tuned from {ccnn['init_from']}, which holds no results.json: "
+            "the budget of that first run could not be reported"
+        )
+    return json.loads((folder / "results.json").read_text()), run_options(folder)
+
+
 def seed_runs(runs: Path, name: str) -> list[SeedRun]:
     """Every seed of release ``name`` found under ``runs``, seed 0 first (empty without seed 0).
 
-    Raises SystemExit when a seed's CCNN run has no baseline (or the other way round), or when a
-    run folder holds another seed than its name says."""
+    Raises SystemExit when a seed's CCNN run has no baseline (or the other way round), when a
+    run folder holds another seed than its name says, or when the run a CCNN was fine-tuned from
+    is missing."""
     ccnn_dir, base_dir = run_dirs(runs, name)
     if not (ccnn_dir / "results.json").exists() or not (base_dir / "results.json").exists():
         return []
@@ -149,7 +168,7 @@ def seed_runs(runs: Path, name: str) -> list[SeedRun]:
             if opts and opts.get("seed") != seed:
                 raise SystemExit(f"{run} was trained with --seed {opts.get('seed')}, its name says seed {seed}")
         ccnn, baseline = (json.loads((run / "results.json").read_text()) for run in pair)
-        found.append(SeedRun(seed, ccnn, baseline, *options))
+        found.append(SeedRun(seed, ccnn, baseline, *options, *init_run(runs, ccnn)))
     return found
 
 
@@ -189,7 +208,8 @@ def run_of(run: SeedRun, model: str) -> tuple[dict, dict]:
 
 def time_limits(runs: list[SeedRun]) -> list[float]:
     """The distinct ``--time_limit`` budgets of the runs (none for runs without a limit or options)."""
-    return sorted({run.options["time_limit"] for run in runs if run.options.get("time_limit")})
+    options = [opts for run in runs for opts in (run.options, run.baseline_options, run.init_options or {})]
+    return sorted({opts["time_limit"] for opts in options if opts.get("time_limit")})
 
 
 def budget(runs: list[SeedRun]) -> str:
@@ -198,10 +218,18 @@ def budget(runs: list[SeedRun]) -> str:
     limits = "/".join(f"{limit:g}" for limit in time_limits(runs))
     given = f"{limits} s training budget (`--time_limit`)" if limits else ""
 
+    def trained(results: dict, options: dict) -> str:
+        return f"{epochs(results, options)} epochs / {steps(results)} steps in {seconds(results.get('train_time_s'))}"
+
     def reached(model: str) -> str:
         return ", ".join(
-            f"{epochs(res, opts)} epochs / {steps(res)} steps in {seconds(res.get('train_time_s'))}"
-            for res, opts in (run_of(run, model) for run in runs)
+            trained(*run_of(run, model))
+            + (
+                f" (fine-tuned from a run of {trained(run.init, run.init_options)})"
+                if model == "ccnn" and run.init is not None
+                else ""
+            )
+            for run in runs
         )
 
     return "; ".join(
@@ -403,7 +431,14 @@ def results_row(release: Release, name: str, runs: list[SeedRun]) -> str:
     )
     base_elsewhere = ", ".join(f"{s}: {cell('baseline', s, 'timm')} / {cell('baseline', s, 'resize')}" for s in others)
     limits = "/".join(f"{limit:g}" for limit in time_limits(runs))
-    trained = {model: ", ".join(epochs(*run_of(run, model)) for run in runs) for model in ("ccnn", "baseline")}
+    trained = {
+        model: ", ".join(
+            (f"{epochs(run.init, run.init_options)} + " if model == "ccnn" and run.init is not None else "")
+            + epochs(*run_of(run, model))
+            for run in runs
+        )
+        for model in ("ccnn", "baseline")
+    }
     per_run = (f"{limits} s; " if limits else "") + f"epochs CCNN {trained['ccnn']}, resnet18 {trained['baseline']}"
     cells = [
         f"[{release.repo}]({name}.md)",

@@ -121,3 +121,26 @@ def test_kept_rows_of_older_tables_get_the_new_columns(build_release, tmp_path, 
     kept = build_release.kept_rows({"smnist"})["smnist"]
     assert kept == old + " 1 | on the card |"
     assert kept.count("|") == build_release.HEADER.count("|")
+
+
+def test_the_run_a_ccnn_was_fine_tuned_from_counts_in_its_budget(build_release, tmp_path):
+    write_seeds(tmp_path)
+    write_run(tmp_path / "mnist2d_start", results(0.96, 0.95, 0.96, steps=310), 0)
+    tuned = results(0.97, 0.97, 0.96, steps=62) | {"init_from": "runs/mnist2d_start"}
+    (tmp_path / "runs").mkdir()
+    for entry in tmp_path.iterdir():
+        if entry.name != "runs":
+            entry.rename(tmp_path / "runs" / entry.name)
+    runs = tmp_path / "runs"
+    (runs / "mnist2d_ccnn" / "results.json").write_text(json.dumps(tuned))
+    found = build_release.seed_runs(runs, "mnist2d")
+    assert found[0].init["steps"] == 310 and found[1].init is None
+    section = build_release.seeds_section(found)
+    assert "CCNN 1 epochs / 62 steps in 200.0 s (fine-tuned from a run of 5 epochs / 310 steps in 200.0 s)" in section
+    row = build_release.results_row(RELEASES["mnist2d"], "mnist2d", found)
+    assert row.endswith("480 s; epochs CCNN 5 + 1, 1.61, resnet18 5, 27 |")
+
+    tuned["init_from"] = "runs/elsewhere"
+    (runs / "mnist2d_ccnn" / "results.json").write_text(json.dumps(tuned))
+    with pytest.raises(SystemExit, match="fine-tuned from runs/elsewhere, which holds no results.json"):
+        build_release.seed_runs(runs, "mnist2d")
