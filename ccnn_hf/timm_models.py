@@ -8,7 +8,7 @@ Models (``timm.list_models("ccnn*")``) and pretrained tags (``include_tags=True`
     tags: cifar10 (default), cifar100, stl10, image (LRA Image: grayscale CIFAR-10),
           pathfinder (LRA Pathfinder as 32x32 images)
     released weights shipped in the package (``pretrained=True`` works offline):
-    ccnn_2d_4_140.mnist, ccnn_2d_4_140.cifar10, ccnn_2d.pathfinder32 (see ccnn_hf.released)
+    ccnn_2d_4_140.mnist, ccnn_2d_4_140.cifar10 (see ccnn_hf.released)
 
 A tag selects a task preset of :data:`ccnn_hf.PRESETS` (``<task>_<blocks>_<hidden>``): its
 architecture settings (input channels, classes, base resolution, kernel size, omega_0, mask

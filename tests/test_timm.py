@@ -65,11 +65,11 @@ def test_pretrained_cfgs_hold_real_fields(name):
     if name in RELEASED:  # shipped weights: the cfg describes the data they were trained on
         config = RELEASED[name]
         size = tuple(config["base_resolution"])
-        in_chans, num_classes, mean, std = (
+        in_chans, num_classes, mean, std = (  # mean / std: input_mean / input_std in older releases
             config["num_channels"],
             config["num_classes"],
-            config["input_mean"],
-            config["input_std"],
+            config["mean"] if "mean" in config else config["input_mean"],
+            config["std"] if "std" in config else config["input_std"],
         )
         assert cfg["file"] == config["_file"] and cfg["file"].endswith("model.safetensors")
     else:
