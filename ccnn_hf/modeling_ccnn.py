@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import pickle
-from contextvars import ContextVar
-from pathlib import Path
 from collections.abc import Callable
+from contextvars import ContextVar
+from functools import partial
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -262,11 +263,22 @@ class CCNNLayer(CCNNBlock, GradientCheckpointingLayer):
         checkpoint = self.__dict__.get("_checkpoint_func")
         if checkpoint is None:  # (the attribute protocol: hasattr and getattr expect AttributeError)
             raise AttributeError(f"{type(self).__name__} has no checkpoint function: activation checkpointing is off")
-        return lambda function, *args, **kwargs: checkpoint(updates_stats_once(self, function), *args, **kwargs)
+        return partial(_checkpoint_once, self, checkpoint)
 
     @_gradient_checkpointing_func.setter
     def _gradient_checkpointing_func(self, checkpoint: Callable[..., Any]) -> None:
+        if isinstance(checkpoint, partial) and checkpoint.func is _checkpoint_once:  # our own getter's value back
+            checkpoint = checkpoint.args[1]
         self.__dict__["_checkpoint_func"] = checkpoint
+
+    @_gradient_checkpointing_func.deleter
+    def _gradient_checkpointing_func(self) -> None:  # (unittest.mock.patch.object deletes before restoring)
+        self.__dict__.pop("_checkpoint_func", None)
+
+
+def _checkpoint_once(layer: nn.Module, checkpoint: Callable[..., Any], function: Callable[..., Any], *args, **kwargs):
+    """``checkpoint(function, ...)`` with ``layer``'s BatchNorm statistics updated by the first call only."""
+    return checkpoint(updates_stats_once(layer, function), *args, **kwargs)
 
 
 class CCNNEncoder(CCNN):

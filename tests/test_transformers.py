@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -248,6 +249,10 @@ def test_a_layer_without_a_checkpoint_function_follows_the_attribute_protocol():
     assert getattr(layer, "_gradient_checkpointing_func", None) is None
     model.activation_checkpointing_enable()
     assert callable(layer._gradient_checkpointing_func)
+    stored = layer.__dict__["_checkpoint_func"]
+    with unittest.mock.patch.object(layer, "_gradient_checkpointing_func", side_effect=stored):
+        pass  # transformers' own tests patch it like this: deleted, then set back to what was read
+    assert layer.__dict__["_checkpoint_func"] is stored  # not wrapped once more
 
 
 @pytest.mark.parametrize("use_reentrant", [False, True])
