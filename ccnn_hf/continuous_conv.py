@@ -155,7 +155,7 @@ class SeparableContinuousConv(nn.Module):
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
         self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, device) -> (mask state, plan)
-        self.crop_kernel = True  # see set_static_kernel_shape
+        self.crops = True  # the kernel grid is cropped on the host (its shape follows the mask width)
 
     def set_static_kernel_shape(self, enable: bool = True) -> None:
         """Sample the kernel on its whole grid and zero the taps the mask crop would drop (a 0/1
@@ -164,14 +164,9 @@ class SeparableContinuousConv(nn.Module):
         rounding, as the generator and a coarse fold run on the whole grid); its shape no longer
         depends on the mask width, so a compiled graph is not recompiled as the width learns and no
         forward reads the width on the host. Costs the generator and the convolution on the whole grid."""
-        self.crop_kernel = not enable
+        self.crops = not enable
         self._plans.clear()
         self._kernel_cache.clear()
-
-    @property
-    def crops(self) -> bool:
-        """Whether the kernel grid is cropped on the host (so its shape depends on the mask width)."""
-        return self.crop_kernel
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
