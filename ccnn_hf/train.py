@@ -38,6 +38,7 @@ from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels
+from .training.augment import random_crop_flip
 from .files import write_json_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
@@ -65,6 +66,7 @@ from .training.speed import compile_for_training
 __all__ = ["main", "run"]
 
 _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
+WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 
 
 class EpochPermutation(Sampler[int]):
@@ -225,6 +227,8 @@ def _load_task(args) -> TaskData:
         drop_seed=args.drop_seed,
     )
     check_task(task)
+    if args.augment and task.modality != "image":
+        raise UserError(f"--augment (random crop and flip) applies to image data; {task.name} is {task.modality} data")
     return task
 
 
@@ -392,6 +396,7 @@ class Trainer:
         self.metrics_file = out / "logs" / "metrics.jsonl"
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.epoch_times: list[float] = []
+        self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
@@ -450,6 +455,8 @@ class Trainer:
         batches.set_epoch(self.epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
         started, outputs = time.perf_counter(), []
         for x, y, index in batches:
+            if not self.epoch_times and self.batches_in_epoch - skip == WARM_BATCHES:
+                self.warm_time = time.perf_counter() - started
             if self.job.sampler.started_epoch != self.epoch:
                 raise RuntimeError(
                     f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch {self.epoch}"
@@ -471,6 +478,8 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
+            if self.args.augment:  # keyed by the micro-batch, so that a resumed run draws the same crops
+                x = random_crop_flip(x, self.args.seed, self.epoch * len(self.loader) + self.batches_in_epoch)
             output = model(
                 **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
             )
@@ -522,7 +531,7 @@ class Trainer:
         self.epoch += 1
         self.batches_in_epoch = 0
         if self.args.time_limit and self.epoch == 1:  # the epochs that fit the budget, agreed by every process
-            fit = torch.tensor(max(1, int(self.args.time_limit // self.epoch_times[0])), device=self.accelerator.device)
+            fit = torch.tensor(self._epochs_fit(self.args.time_limit), device=self.accelerator.device)
             epochs_fit = int(self.accelerator.reduce(fit, reduction="min"))
             self.lr_schedule.total_steps = min(self.total_steps, epochs_fit * self.job.steps_per_epoch)
             self.bar.total = self.total_steps
@@ -531,18 +540,29 @@ class Trainer:
             )
         self._test()
 
+    def _epochs_fit(self, budget: float) -> int:
+        """Epochs that fit ``budget`` seconds, from the first epoch: its first :data:`WARM_BATCHES`
+        batches (compilation, allocator and cuDNN warm-up) are paid once, the rest at the pace of
+        the batches after them."""
+        first, batches = self.epoch_times[0], len(self.loader)
+        if self.warm_time is None or batches <= 2 * WARM_BATCHES:
+            return max(1, int(budget // first))
+        steady = (first - self.warm_time) / (batches - WARM_BATCHES) * batches
+        return max(1, 1 + int((budget - first) // steady))
+
     def _test(self) -> None:
         """Test accuracy of the current weights, logged (main process)."""
         accelerator, task = self.accelerator, self.job.task
         if accelerator.is_main_process:
-            acc, test_loss = accuracy(
-                accelerator.unwrap_model(self.model),
-                task.test.inputs,
-                task.test.labels,
-                self.job.binary,
-                2 * self.recipe.batch_size,
-                masks=task.test,
-            )
+            with eager_if_compiled(self.args):
+                acc, test_loss = accuracy(
+                    accelerator.unwrap_model(self.model),
+                    task.test.inputs,
+                    task.test.labels,
+                    self.job.binary,
+                    2 * self.recipe.batch_size,
+                    masks=task.test,
+                )
             _log(
                 self.metrics_file,
                 {"step": self.step, "epoch": self.epoch, "test_accuracy": acc, "test_loss": test_loss},
@@ -563,6 +583,13 @@ def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int],
         f"this step was saved ({'last checkpoint: ' + last.name if last else 'no checkpoint yet'}); "
         "check those samples, or lower --lr / set --grad_clip"
     )
+
+
+def eager_if_compiled(args) -> contextlib.AbstractContextManager:
+    """Run the compiled parts eagerly inside this context (a no-op without ``--compile``): the graphs
+    serve the training step; evaluation batches, eval mode and update_bn's cumulative average would
+    each be one more graph (or cannot be traced), towards torch's recompile limit."""
+    return torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext()
 
 
 def _save_model(args, model, out: Path) -> None:
@@ -588,9 +615,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     """Steps 4 and 5 (main process): evaluate the final weights across resolutions, then save the
     model folder, the results, the plot and the card (and push them when asked)."""
     model, task = trained.model, job.task
-    # The compiled graphs are for the training step: update_bn's cumulative average cannot be traced,
-    # and every evaluation size and batch would be one more graph, past torch's recompile limit.
-    with torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext():
+    with eager_if_compiled(args):
         bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
         check_finite_state(model)  # a model with non-finite weights or statistics is never saved
         evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
@@ -628,6 +653,7 @@ def _results(
         f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
         f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
         f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
+        + (", random crop and flip (--augment)" if args.augment else "")
         + (f", each step at a setting drawn from {settings}" if settings else "")
     )
     epoch_times = trained.epoch_times

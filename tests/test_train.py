@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from ccnn_hf.train import run
 from ccnn_hf.training.checkpoints import latest_checkpoint
+from ccnn_hf.training.errors import UserError
 from helpers import write_tone_audiofolder
 
 TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
@@ -222,6 +223,38 @@ def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypa
     _assert_same_weights(expected, out)
     losses = [json.loads(line).get("loss") for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert losses == [json.loads(line).get("loss") for line in expected_log.splitlines()]  # each step logged once
+
+
+def test_augmented_run_resumes_with_the_same_crops(uninterrupted, tmp_path, monkeypatch):
+    """--augment draws its crops and flips from the run's seed and the micro-batch, so a run resumed
+    mid-epoch 1 ends with the uninterrupted augmented run's weights, which differ from the plain run's."""
+    import ccnn_hf.train as train
+
+    expected, _ = _uninterrupted(tmp_path / "whole", ["--augment"])
+    assert any(not torch.equal(expected[k], uninterrupted[0][k]) for k in expected)  # augmentation took effect
+    out, real_save = tmp_path / "run", train.save_checkpoint
+
+    def save_then_crash(accelerator, root, step, state, keep):
+        real_save(accelerator, root, step, state, keep)
+        if step == 12:
+            raise Crash("mid-epoch 1")
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        run([*RESUME, "--augment", "--save_steps", "4", "--output_dir", str(out)])
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    run([*RESUME, "--augment", "--save_steps", "4", "--output_dir", str(out), "--resume"])
+    _assert_same_weights(expected, out)
+    assert "random crop and flip" in json.loads((out / "results.json").read_text())["recipe"]
+
+
+def test_augment_refuses_data_that_are_not_images(tmp_path):
+    with pytest.raises(UserError, match="--augment .* applies to image data; .* is sequence data"):
+        run(["--dataset", "smnist", *TINY, "--augment", "--max_steps", "1", "--output_dir", str(tmp_path / "run")])
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
@@ -578,3 +611,20 @@ def test_a_timm_baseline_is_trained_by_the_same_command(tmp_path):
     )
     assert results["timm_model"] == "resnet10t" and {r["mode"] for r in results["evaluation"]} == {"timm", "resize"}
     assert results["time_per_epoch_s"] > 0 and (tmp_path / "baseline" / "model.safetensors").exists()
+
+
+def test_time_limit_pays_the_warm_up_once():
+    """--time_limit counts the first epoch's warm-up batches (a compilation, say) once and the rest of
+    the run at the pace of the batches after them; a short epoch falls back to the first epoch's time."""
+    from types import SimpleNamespace
+
+    from ccnn_hf.train import WARM_BATCHES, Trainer
+
+    # 100 batches: 5 warm-up batches took 30 s, the other 95 took 9.5 s (0.1 s each)
+    trainer = SimpleNamespace(epoch_times=[39.5], warm_time=30.0, loader=range(100))
+    assert WARM_BATCHES == 5
+    assert Trainer._epochs_fit(trainer, 139.5) == 11  # the first epoch, then 10 of 10 s each
+    assert Trainer._epochs_fit(trainer, 20.0) == 1  # never less than the epoch already run
+    short = SimpleNamespace(epoch_times=[4.0], warm_time=3.0, loader=range(8))
+    assert Trainer._epochs_fit(short, 41.0) == 10  # 41 // 4
+    assert Trainer._epochs_fit(SimpleNamespace(epoch_times=[4.0], warm_time=None, loader=range(100)), 41.0) == 10

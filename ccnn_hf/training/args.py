@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "range (14-28), rendered from the source data: image sides, or sampling rates in Hz for audio "
         "(the base setting, --image_size / --sampling_rate, stays what the model is saved and tested at)",
     )
+    g.add_argument(
+        "--augment",
+        action="store_true",
+        help="images: each training batch randomly cropped from its mirror-padded copy (padding 1/8 of "
+        "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe)",
+    )
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument(
