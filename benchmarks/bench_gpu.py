@@ -29,11 +29,12 @@ from statistics import median
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
-# (name, builder, input shape without batch)
+# (name, builder, input shape without batch), in the order they run at each batch size: each CCNN
+# next to its resnet18 comparison, so that a --time_budget keeps pairs
 MODELS = [
     ("cifar10_4_140", "ccnn", (3, 32, 32)),
-    ("smnist_4_140", "ccnn", (1, 784)),
     ("resnet18", "timm", (3, 32, 32)),
+    ("smnist_4_140", "ccnn", (1, 784)),
     ("resnet18", "timm", (1, 28, 28)),
 ]
 TINY_CCNN = dict(hidden=16, blocks=1, kernel_hidden=8)
@@ -160,6 +161,10 @@ def markdown(report: dict) -> str:
                 )
     if speedups:
         lines += ["", "Compiled vs eager (step time ratio): " + "; ".join(speedups) + "."]
+    for failure in report.get("failed", []):
+        lines += ["", f"FAILED {failure['row']}: {failure['error']}"]
+    if report.get("skipped_for_time"):
+        lines += ["", "Not run (time budget): " + "; ".join(report["skipped_for_time"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -172,40 +177,63 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=None, help="comma-separated model names to keep (default: all)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20; tiny 2)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5; tiny 1)")
+    parser.add_argument(
+        "--time_budget", type=float, default=None, help="seconds: rows not started by then are skipped (and listed)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     args.steps = args.steps or (2 if args.tiny else 20)
     args.warmup = args.warmup or (1 if args.tiny else 5)
     batches = [int(b) for b in (args.batches or ("2" if args.tiny else "64,256")).split(",")]
     variants = args.variants.split(",")
+    if not set(variants) <= {"eager", "compiled"}:
+        parser.error(f"--variants {args.variants!r}: each must be eager or compiled")
     keep = None if args.models is None else set(args.models.split(","))
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: use --device cpu (with --tiny for a smoke test)")
-    results = []
-    for name, kind, shape in MODELS:
-        if keep is not None and name not in keep:
-            continue
-        if args.tiny:
-            shape = (shape[0], *(min(s, 64) if len(shape) == 2 else min(s, 8) for s in shape[1:]))
-        for batch in batches:
+    results, failed, skipped = [], [], []
+    started = time.perf_counter()
+    for batch in batches:  # every model at the first batch size before any at the next
+        for name, kind, shape in MODELS:
+            if keep is not None and name not in keep:
+                continue
+            if args.tiny:
+                shape = (shape[0], *(min(s, 64) if len(shape) == 2 else min(s, 8) for s in shape[1:]))
             for variant in variants:
-                row = measure(name, kind, shape, batch, variant, args)
-                print(
-                    f"{name} {shape} b{batch} {variant}: {row['step_ms']:.1f} ms/step, {row['images_per_s']:.0f} img/s",
-                    flush=True,
-                )
+                label = f"{name} {'x'.join(map(str, shape))} b{batch} {variant}"
+                if args.time_budget and time.perf_counter() - started > args.time_budget:
+                    skipped.append(label)
+                    continue
+                try:
+                    row = measure(name, kind, shape, batch, variant, args)
+                except Exception as error:  # one failing variant (a compiler error, say) must not lose the rest
+                    failed.append({"row": label, "error": f"{type(error).__name__}: {str(error)[:500]}"})
+                    print(f"{label}: FAILED {failed[-1]['error']}", flush=True)
+                    continue
+                print(f"{label}: {row['step_ms']:.1f} ms/step, {row['images_per_s']:.0f} img/s", flush=True)
                 results.append(row)
+                write_report(args, results, failed, skipped)  # after every row: a killed run keeps what it measured
+    report = write_report(args, results, failed, skipped)
+    print(markdown(report))
+    return report
+
+
+def write_report(args, results: list[dict], failed: list[dict], skipped: list[str]) -> dict:
+    """Write ``gpu_speed.json`` and ``gpu_speed.md`` for the rows so far (each file replaced whole)."""
     report = {
         "machine": machine(args),
         "settings": {"steps": args.steps, "warmup": args.warmup, "tiny": args.tiny, "dtype": "bfloat16 autocast"},
         "results": results,
+        "failed": failed,
+        "skipped_for_time": skipped,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_speed.json").write_text(json.dumps(report, indent=1))
-    (args.out / "gpu_speed.md").write_text(markdown(report))
-    print(markdown(report))
+    for name, text in (("gpu_speed.json", json.dumps(report, indent=1)), ("gpu_speed.md", markdown(report))):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(args.out / name)
     return report
 
 

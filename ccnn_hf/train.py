@@ -443,7 +443,7 @@ class Trainer:
         self.lr_schedule.total_steps = state["total_steps"]
         self.accelerator.print(f"resumed from {ckpt} (step {self.step})")
         tested = _truncate_log(self.metrics_file, self.step) if self.accelerator.is_main_process else True
-        if not tested and self.epoch and not self.batches_in_epoch and self.step < self.total_steps:
+        if not tested and self._tests_epoch() and not self.batches_in_epoch and self.step < self.total_steps:
             # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
             self._test()
 
@@ -538,7 +538,13 @@ class Trainer:
             self.accelerator.print(
                 f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in {self.args.time_limit:g} s"
             )
-        self._test()
+        if self._tests_epoch():
+            self._test()
+
+    def _tests_epoch(self) -> bool:
+        """Whether the epoch just finished is tested (every ``--test_every``-th; the final weights
+        are always evaluated after training)."""
+        return self.epoch > 0 and self.epoch % self.args.test_every == 0
 
     def _epochs_fit(self, budget: float) -> int:
         """Epochs that fit ``budget`` seconds, from the first epoch: its first :data:`WARM_BATCHES`

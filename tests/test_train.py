@@ -628,3 +628,14 @@ def test_time_limit_pays_the_warm_up_once():
     short = SimpleNamespace(epoch_times=[4.0], warm_time=3.0, loader=range(8))
     assert Trainer._epochs_fit(short, 41.0) == 10  # 41 // 4
     assert Trainer._epochs_fit(SimpleNamespace(epoch_times=[4.0], warm_time=None, loader=range(100)), 41.0) == 10
+
+
+def test_test_every_logs_the_test_accuracy_of_every_nth_epoch(tmp_path):
+    out = tmp_path / "run"
+    run(
+        ["--dataset", "digits", *TINY, "--batch_size", "256", "--epochs", "5", "--test_every", "2"]
+        + ["--eval_resolutions", "1x", "--output_dir", str(out)]
+    )
+    log = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    # the last epoch ends the run (its weights get the final evaluation instead)
+    assert [r["epoch"] for r in log if "test_accuracy" in r] == [2, 4]

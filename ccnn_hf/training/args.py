@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_steps", type=POSITIVE_INT, help="checkpoint every N optimiser steps (default: every epoch)")
     g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
     g.add_argument(
+        "--test_every",
+        type=POSITIVE_INT,
+        default=1,
+        help="test accuracy logged every N epochs (default 1; the final weights are always evaluated)",
+    )
+    g.add_argument(
         "--eval_resolutions",
         help="comma-separated: multiples ('0.5x,1x,2x') or sizes / Hz (default 0.5x,1x,2x; audio 1x,2x)",
     )

@@ -48,6 +48,7 @@ RESUME_MAY_CHANGE = {
     "hub_private",
     "save_total_limit",
     "eval_resolutions",
+    "test_every",
     "cpu",
 }
 
