@@ -319,22 +319,30 @@ def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_sampl
     The momentum average lags behind weights that still move. It matters most when fine-tuning
     at a new resolution: a channel that answered fine detail loses orders of magnitude of variance
     on 2x upsampled images within a few dozen steps, the average still remembers the old variance,
-    and eval mode mis-scales that channel (measured: 42 % instead of 82 % on 16x16 digits)."""
+    and eval mode mis-scales that channel (measured: 42 % instead of 82 % on 16x16 digits).
+
+    The samples are a fixed random draw from the whole split, in random order (its own generator,
+    seed 0): folders and archives list their samples class by class, so their first 2 048 would hold
+    a few classes only (CIFAR-10's first 4 000 images are all airplanes), and batches in file order
+    would each hold one class; both mis-scale the statistics that training batches see."""
     from torch.optim.swa_utils import update_bn
 
     count = min(len(dataset), max_samples)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)), batch_size=batch_size)
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count]  # mixed batches
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, chosen.tolist()), batch_size=batch_size)
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout must not move the RNG
         if not dataset.masks():
             update_bn((x for x, _ in loader), model, device=device)
         else:  # update_bn calls model(x) alone; the masks go in as keywords (as update_bn does it otherwise)
-            _update_bn_with_masks(model, dataset, count, batch_size, device)
+            _update_bn_with_masks(model, dataset, chosen, batch_size, device)
     return count
 
 
 @torch.no_grad()
-def _update_bn_with_masks(model: torch.nn.Module, dataset, count: int, batch_size: int, device: torch.device) -> None:
+def _update_bn_with_masks(
+    model: torch.nn.Module, dataset, chosen: torch.Tensor, batch_size: int, device: torch.device
+) -> None:
     """:func:`torch.optim.swa_utils.update_bn` for a masked split: running statistics reset, then
     averaged with equal weights (momentum ``None``) over one pass in training mode."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -347,8 +355,8 @@ def _update_bn_with_masks(model: torch.nn.Module, dataset, count: int, batch_siz
         norm.momentum = None
     was_training = model.training
     model.train()
-    for start in range(0, count, batch_size):
-        index = slice(start, min(start + batch_size, count))
+    for start in range(0, len(chosen), batch_size):
+        index = chosen[start : start + batch_size]
         model(**{model.main_input_name: dataset.inputs[index].to(device)}, **batch_masks(dataset, index, device))
     for norm, momentum in momenta.items():
         norm.momentum = momentum
