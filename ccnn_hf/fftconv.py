@@ -99,7 +99,7 @@ def kernel_spectrum(kernel: torch.Tensor, sizes: Sequence[int], causal: bool) ->
     with torch.autocast(device_type=kernel.device.type, enabled=False):
         k = F.pad(kernel.float(), [q for n, kk in zip(reversed(sizes), reversed(ksize)) for q in (0, n - kk)])
         k = torch.roll(k, shifts=[-p for p in _left_padding(ksize, causal)], dims=dims)
-        return torch.conj(torch.fft.rfftn(k, dim=dims))
+        return torch.conj_physical(torch.fft.rfftn(k, dim=dims))
 
 
 # Working set of the FFT path: (batch, channel) blocks ----------------------------------
@@ -156,61 +156,90 @@ def _correlate_into(
     return out
 
 
-class _FFTCorrelation(torch.autograd.Function):
-    """Depthwise FFT correlation with a hand-written backward that keeps only the input and the
-    kernel for it (no spectra) and recomputes both spectra block by block: autograd through
-    the FFTs would keep the batch's padded complex spectrum (about 4x the input's memory) per
-    layer. Gradients, with ``G = rfftn(grad)`` and ``S`` the kernel spectrum: input
-    ``irfftn(G conj(S))``; kernel taps ``roll(irfftn(sum_batch conj(G) rfftn(x)), P)[:K]``."""
+# The FFT correlation is an opaque custom op with a hand-written backward, for two reasons.
+# Memory: autograd through the FFTs would keep the batch's padded complex spectrum (about 4x the
+# input's memory) per layer; the backward below keeps only the input and the kernel and recomputes
+# both spectra block by block. Compilation: torch.compile sees two real-valued ops and never a
+# complex tensor (Inductor's Triton backend cannot generate code for complex64 buffers on CUDA).
+# Gradients, with ``G = rfftn(grad)`` and ``S`` the kernel spectrum: input ``irfftn(G conj(S))``;
+# kernel taps ``roll(irfftn(sum_batch conj(G) rfftn(x)), P)[:K]``. Every conjugate is physical
+# (``conj_physical``): when a compiled training graph runs these ops, a lazy conjugate's bit was
+# ignored (torch 2.14, measured: another output with no error), which tests/test_continuous.py catches.
 
-    @staticmethod
-    def forward(x: torch.Tensor, kernel: torch.Tensor, sizes: tuple[int, ...], causal: bool) -> torch.Tensor:
-        return _correlate_into(
-            torch.empty(x.shape, dtype=torch.float32, device=x.device), x, kernel, None, sizes, causal
-        )
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        x, kernel, sizes, causal = inputs
-        ctx.sizes, ctx.causal = sizes, causal
-        ctx.save_for_backward(x, kernel)
+@torch.library.custom_op("ccnn_hf::fft_correlate", mutates_args=())
+def _fft_correlate(x: torch.Tensor, kernel: torch.Tensor, sizes: list[int], causal: bool) -> torch.Tensor:
+    """Depthwise correlation of ``x`` with ``kernel`` (float32) through FFTs of ``sizes``."""
+    return _correlate_into(torch.empty(x.shape, dtype=torch.float32, device=x.device), x, kernel, None, sizes, causal)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, kernel = ctx.saved_tensors
-        sizes, causal, dims = ctx.sizes, ctx.causal, tuple(range(-len(ctx.sizes), 0))
-        need_x, need_kernel = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = torch.empty(x.shape, dtype=torch.float32, device=x.device) if need_x else None
-        grad_kernel = torch.zeros(kernel.shape, dtype=torch.float32, device=kernel.device) if need_kernel else None
-        cached = None
-        blocks = _blocks(x, sizes)
-        for i, (b, c) in enumerate(blocks):
-            if cached is None or cached[0] != c:
-                cached = (c, kernel_spectrum(kernel[c], sizes, causal), None)
-            c, spectrum, cross = cached
-            grad_spectrum = torch.fft.rfftn(grad[b, c].float(), s=sizes, dim=dims)
-            if need_kernel:
-                term = torch.fft.rfftn(x[b, c].float(), s=sizes, dim=dims).mul_(grad_spectrum.conj()).sum(0)
-                cross = term if cross is None else cross.add_(term)
-                cached = (c, spectrum, cross)
-            if need_x:
-                grad_spectrum.mul_(spectrum.conj())
-                grad_x[b, c] = _crop(torch.fft.irfftn(grad_spectrum, s=sizes, dim=dims), x.shape[2:])
-            if need_kernel and (i + 1 == len(blocks) or blocks[i + 1][1] != c):  # last block of these channels
-                lags = torch.roll(
-                    torch.fft.irfftn(cross, s=sizes, dim=dims),
-                    shifts=_left_padding(kernel.shape[1:], causal),
-                    dims=dims,
-                )
-                # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
-                lags = _crop(lags, kernel.shape[1:])
-                grad_kernel[(c, *(slice(0, n) for n in lags.shape[1:]))] = lags
-        return (
-            None if grad_x is None else grad_x.to(x.dtype),
-            None if grad_kernel is None else grad_kernel.to(kernel.dtype),
-            None,
-            None,
-        )
+
+@_fft_correlate.register_fake
+def _(x: torch.Tensor, kernel: torch.Tensor, sizes: list[int], causal: bool) -> torch.Tensor:
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("ccnn_hf::fft_correlate_backward", mutates_args=())
+def _fft_correlate_backward(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    sizes: list[int],
+    causal: bool,
+    need_x: bool,
+    need_kernel: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_fft_correlate` for ``x`` and ``kernel`` (an empty tensor for one not needed)."""
+    dims = tuple(range(-len(sizes), 0))
+    grad_x = torch.empty(x.shape, dtype=torch.float32, device=x.device) if need_x else None
+    grad_kernel = torch.zeros(kernel.shape, dtype=torch.float32, device=kernel.device) if need_kernel else None
+    cached = None
+    blocks = _blocks(x, sizes)
+    for i, (b, c) in enumerate(blocks):
+        if cached is None or cached[0] != c:
+            cached = (c, kernel_spectrum(kernel[c], sizes, causal), None)
+        c, spectrum, cross = cached
+        grad_spectrum = torch.fft.rfftn(grad[b, c].float(), s=sizes, dim=dims)
+        if need_kernel:
+            term = torch.fft.rfftn(x[b, c].float(), s=sizes, dim=dims).mul_(grad_spectrum.conj_physical()).sum(0)
+            cross = term if cross is None else cross.add_(term)
+            cached = (c, spectrum, cross)
+        if need_x:
+            grad_spectrum.mul_(spectrum.conj_physical())
+            grad_x[b, c] = _crop(torch.fft.irfftn(grad_spectrum, s=sizes, dim=dims), x.shape[2:])
+        if need_kernel and (i + 1 == len(blocks) or blocks[i + 1][1] != c):  # last block of these channels
+            lags = torch.roll(
+                torch.fft.irfftn(cross, s=sizes, dim=dims),
+                shifts=_left_padding(kernel.shape[1:], causal),
+                dims=dims,
+            )
+            # Taps beyond the FFT length never meet an input sample (kernel_spectrum drops them).
+            lags = _crop(lags, kernel.shape[1:])
+            grad_kernel[(c, *(slice(0, n) for n in lags.shape[1:]))] = lags
+    return (
+        x.new_empty(0) if grad_x is None else grad_x.to(x.dtype),
+        kernel.new_empty(0) if grad_kernel is None else grad_kernel.to(kernel.dtype),
+    )
+
+
+@_fft_correlate_backward.register_fake
+def _(grad, x, kernel, sizes, causal, need_x, need_kernel) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x.new_empty(x.shape if need_x else 0), kernel.new_empty(kernel.shape if need_kernel else 0))
+
+
+def _fft_correlate_setup(ctx, inputs, output) -> None:
+    x, kernel, sizes, causal = inputs
+    ctx.sizes, ctx.causal = sizes, causal
+    ctx.save_for_backward(x, kernel)
+
+
+def _fft_correlate_grad(ctx, grad: torch.Tensor):
+    x, kernel = ctx.saved_tensors
+    need_x, need_kernel = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    grad_x, grad_kernel = _fft_correlate_backward(grad, x, kernel, ctx.sizes, ctx.causal, need_x, need_kernel)
+    return (grad_x if need_x else None, grad_kernel if need_kernel else None, None, None)
+
+
+_fft_correlate.register_autograd(_fft_correlate_grad, setup_context=_fft_correlate_setup)
 
 
 def depthwise_conv_fft(
@@ -226,8 +255,8 @@ def depthwise_conv_fft(
     data_dim = kernel.ndim - 1
     sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], causal))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        if spectrum is None and torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
-            out = _FFTCorrelation.apply(x, kernel.float(), sizes, causal)
+        if spectrum is None:
+            out = _fft_correlate(x, kernel.float(), list(sizes), causal)
         else:
             out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
             _correlate_into(out, x, kernel, spectrum, sizes, causal)

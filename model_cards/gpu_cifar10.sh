@@ -6,6 +6,7 @@
 #    held out) with the same --time_limit BUDGET. A run whose compiled step fails is retried eagerly with
 #    the time that is left.
 # 2. benchmarks/bench_gpu.py with the rest of the time (rows not started by then are listed as skipped).
+# A short lease: BENCH_FIRST=SECONDS runs the benchmark first, and BUDGET=auto gives the training what is left.
 # Results come back under $OUT: the runs as tarballs (no checkpoints; no resnet18 weights), gpu_speed.*,
 # and log.txt. No network: the data is the zip at $DATA, the code this checkout (PYTHONPATH).
 set -uo pipefail
@@ -24,14 +25,14 @@ python3 -c "import torch, transformers, timm, accelerate, huggingface_hub as h; 
 nproc
 
 common=(--dataset "$DATA" --preset cifar10_4_140 --augment --mixed_precision bf16 --batch_size 128
-        --warmup 2 --epochs 500 --eval_resolutions 0.5x,1x,2x --test_every 5 --report_to none
+        --warmup 2 --epochs 500 --eval_resolutions 0.5x,1x,2x --test_every "${TEST_EVERY:-5}" --report_to none
         --save_steps 1000000 --overwrite "${EXTRA[@]}")
 
-# train NAME TIME_LIMIT EXTRA...: one run into run_NAME (log run_NAME.log), killed past its limit + 150 s
+# train NAME TIME_LIMIT EXTRA...: one run into run_NAME (log run_NAME.log), killed past its limit + SLACK s
 train() {
   local name=$1 limit=$2
   shift 2
-  timeout $((limit + 150)) python3 -m ccnn_hf.train "${common[@]}" --time_limit "$limit" "$@" \
+  timeout $((limit + ${SLACK:-150})) python3 -m ccnn_hf.train "${common[@]}" --time_limit "$limit" "$@" \
     --output_dir "run_$name" 2>&1 | tr '\r' '\n' | grep -v -E '^(training|Writing)' > "run_$name.log"
 }
 
@@ -48,6 +49,14 @@ retry() {
   fi
 }
 
+bench() {  # bench SECONDS: bench_gpu.py for at most SECONDS (rows not started by SECONDS - 40 are skipped)
+  echo "== benchmark at ${SECONDS}s: $1 s"
+  timeout "$1" python3 benchmarks/bench_gpu.py --time_budget $(($1 - 40)) --out "$OUT" "${BENCH_ARGS[@]}"
+}
+if [ -n "${BENCH_FIRST:-}" ]; then  # a short lease: the CIFAR-10 rows first, then training with the rest
+  bench "$BENCH_FIRST"
+  [ "$BUDGET" = auto ] && BUDGET=$((TOTAL - SECONDS - 95))
+fi
 echo "== training (budget $BUDGET s each, both at once) at ${SECONDS}s"
 train ccnn "$BUDGET" --compile &
 ccnn=$!
@@ -64,9 +73,6 @@ for name in ccnn resnet18; do
   tar czf "$OUT/${name}_cifar10.tgz" "${skip[@]}" "run_$name"
 done
 
-left=$((TOTAL - SECONDS))
-echo "== benchmark at ${SECONDS}s: $left s left"
-if [ "$left" -ge 60 ]; then
-  timeout $((left - 5)) python3 benchmarks/bench_gpu.py --time_budget $((left - 70)) --out "$OUT" "${BENCH_ARGS[@]}"
-fi
+left=$((TOTAL - SECONDS - 5))
+[ -z "${BENCH_FIRST:-}" ] && [ "$left" -ge 60 ] && bench "$left"
 echo "== done at ${SECONDS}s"
