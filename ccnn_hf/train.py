@@ -50,7 +50,6 @@ from .training.model import (
     build_model,
     check_finite_state,
     enable_activation_checkpointing,
-    l2_norm_penalty,
 )
 from .training.output import (
     acquire_lock,
@@ -61,7 +60,7 @@ from .training.output import (
     write_marker,
 )
 from .training.resolutions import ResolutionSchedule, parse_train_resolutions
-from .training.speed import compile_for_training
+from .training.speed import compile_for_training, regulariser
 
 __all__ = ["main", "run"]
 
@@ -405,6 +404,7 @@ class Trainer:
         )
         self.main_input = accelerator.unwrap_model(self.model).main_input_name
         self.regularise = recipe.weight_decay and not args.timm_model  # the official penalty is CCNN-specific
+        self.penalty = regulariser(accelerator.unwrap_model(self.model), args.compile) if self.regularise else None
 
     @property
     def total_steps(self) -> int:
@@ -485,7 +485,7 @@ class Trainer:
             )
             loss = output.loss
             if self.regularise:
-                loss = loss + self.recipe.weight_decay * l2_norm_penalty(accelerator.unwrap_model(model))
+                loss = loss + self.recipe.weight_decay * self.penalty()
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.args.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.grad_clip)

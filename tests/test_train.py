@@ -312,10 +312,12 @@ def test_a_compiled_run_evaluates_and_saves(tmp_path, monkeypatch):
     each evaluation size and batch would be one more graph, past torch's recompile limit). The
     graphs are traced as ccnn-train traces them; only the code generation is skipped (backend
     "eager"), which decides none of this."""
-    compile_module = torch.nn.Module.compile
+    compile_module, compile_function = torch.nn.Module.compile, torch.compile
     monkeypatch.setattr(
         torch.nn.Module, "compile", lambda self, **kw: compile_module(self, **{**kw, "backend": "eager", "mode": None})
     )
+    # the penalty is compiled as a function
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_function(fn, **{**kw, "backend": "eager"}))
     torch._dynamo.reset()
     argv = ["--dataset", "digits", *TINY, "--max_steps", "3", "--batch_size", "16", "--output_dir", str(tmp_path)]
     results = run([*argv, "--compile", "--eval_resolutions", "6,8,10,12,16"])

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
 from torch import nn
 
 from ..ccnn import CCNN
+from .model import l2_norm_penalty
 
-__all__ = ["compile_for_training"]
+__all__ = ["compile_for_training", "regulariser"]
 
 
 def compile_for_training(model: nn.Module, device_type: str) -> str:
@@ -31,3 +35,18 @@ def compile_for_training(model: nn.Module, device_type: str) -> str:
         for part in (backbone.stem, *backbone.blocks):
             part.compile(fullgraph=True, dynamic=False, mode=mode)
     return f"{sum(1 + len(b.blocks) for b in backbones)} CCNN layers (stem and blocks), one graph each"
+
+
+def regulariser(model: nn.Module, compiled: bool) -> Callable[[], torch.Tensor]:
+    """The official L2-norm penalty of ``model`` (:func:`l2_norm_penalty`) as a function of no
+    arguments, compiled into one graph when ``compiled`` (after :func:`compile_for_training`).
+
+    Eagerly the penalty resamples every kernel and takes one norm per parameter: about 2 200
+    small operations forward and backward for ``cifar10_4_140``, each its own kernel launch on a
+    GPU, while the compiled model's whole step is a few graph replays. Its first call must follow
+    a forward of the model at the base resolution (the kernel plans exist then)."""
+
+    def penalty() -> torch.Tensor:
+        return l2_norm_penalty(model)
+
+    return torch.compile(penalty, fullgraph=True, dynamic=False) if compiled else penalty
