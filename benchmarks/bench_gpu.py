@@ -162,7 +162,7 @@ def markdown(report: dict) -> str:
     if speedups:
         lines += ["", "Compiled vs eager (step time ratio): " + "; ".join(speedups) + "."]
     for failure in report.get("failed", []):
-        lines += ["", f"FAILED {failure['row']}: {failure['error']}"]
+        lines += ["", f"FAILED {failure['row']}: {failure['error'].strip().splitlines()[0]}"]
     if report.get("skipped_for_time"):
         lines += ["", "Not run (time budget): " + "; ".join(report["skipped_for_time"]) + "."]
     return "\n".join(lines) + "\n"
