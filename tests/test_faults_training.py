@@ -946,3 +946,17 @@ def test_a_failed_push_says_the_run_is_saved(tmp_path, monkeypatch):
         )
     assert json.loads((out / ".ccnn-run.json").read_text())["status"] == "complete"
     assert (out / "results.json").exists()
+
+
+def test_resume_of_a_run_written_before_an_option_existed(finished, tmp_path):
+    """A marker without an option added to ccnn-train later (here --augment, --test_every) counts it
+    at its default: the run resumes, and asking for another value is still refused."""
+    out, argv = _copy(finished, tmp_path)
+    marker = json.loads((out / ".ccnn-run.json").read_text())
+    for option in ("augment", "test_every"):
+        del marker["options"][option]
+    (out / ".ccnn-run.json").write_text(json.dumps(marker))
+    with pytest.raises(UserError, match=r"--resume with other options .*--augment True \(the run has False\)"):
+        run([*argv, "--resume", "--augment"])
+    run([*argv, "--resume"])
+    assert json.loads((out / "results.json").read_text())["steps"] == 2

@@ -106,7 +106,11 @@ def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
 
 def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
     """Refuse a --resume whose options would train another model than the run it continues."""
-    before = marker.get("options", {})
+    from .args import build_parser
+
+    # An option added to ccnn-train after the run was written counts as its default there.
+    defaults = _options(build_parser().parse_args([]))
+    before = {**{k: v for k, v in defaults.items() if k not in marker.get("options", {})}, **marker.get("options", {})}
     now = _options(args)
     changed = [k for k in sorted(set(before) | set(now)) if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
     if changed:
