@@ -31,7 +31,10 @@ def reevaluate(run: Path, data_root: Path | None) -> dict:
     from ccnn_hf.training.evaluate import evaluate_points, plot_accuracy
     from ccnn_hf.training.model import MODEL_CLASSES, adapt_batch_norm
 
-    options = json.loads((run / ".ccnn-run.json").read_text())["options"]
+    from ccnn_hf.training.args import build_parser
+
+    # options added to ccnn-train after the run was written take their defaults (as --resume does)
+    options = {**vars(build_parser().parse_args([])), **json.loads((run / ".ccnn-run.json").read_text())["options"]}
     if options.get("timm_model"):
         raise SystemExit(f"{run}: a timm baseline; only CCNN runs are re-evaluated here")
     if data_root is not None and not Path(options["dataset"]).exists():
@@ -49,9 +52,8 @@ def reevaluate(run: Path, data_root: Path | None) -> dict:
     results["evaluation"] = evaluation
     results["batch_norm_statistics_samples"] = samples
     results["reevaluated"] = (
-        "BatchNorm statistics re-estimated on a random draw of the training split (the run drew the "
-        f"first {samples} samples in file order); accuracies before: "
-        + ", ".join(f"{s} {m} {100 * a:.2f} %" for (s, m), a in before.items())
+        f"BatchNorm statistics re-estimated by model_cards/reevaluate_run.py on {samples} training samples "
+        "drawn at random; accuracies before: " + ", ".join(f"{s} {m} {100 * a:.2f} %" for (s, m), a in before.items())
     )
     model.save_pretrained(run)
     write_json_atomic(run / "results.json", results)

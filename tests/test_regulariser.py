@@ -36,3 +36,17 @@ def test_compiled_penalty_is_one_graph_with_the_eager_value_and_gradients(monkey
             for conv in model.continuous_convs():
                 conv.mask_width.mul_(0.9)
     assert regulariser(model, compiled=False)().item() == l2_norm_penalty(model).item()
+
+
+def test_compiled_penalty_makes_the_base_plans_a_graph_cannot_make(monkeypatch):
+    """ccnn-train --compile --train_resolutions: the first step may run at another size than the
+    base, so no kernel plan for the base grid exists when the compiled penalty first runs."""
+    compile_function = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_function(fn, **{**kw, "backend": "eager"}))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_ccnn("cifar10_4_140", hidden=16, blocks=2, kernel_hidden=8).train()
+    model.set_static_kernel_shapes()
+    model(torch.randn(2, 3, 16, 16))  # half the base resolution only
+    got = regulariser(model, compiled=True)()
+    torch.testing.assert_close(got, l2_norm_penalty(model), rtol=1e-5, atol=1e-6)

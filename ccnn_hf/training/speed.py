@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..ccnn import CCNN
+from ..continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .model import l2_norm_penalty
 
 __all__ = ["compile_for_training", "regulariser"]
@@ -43,10 +44,24 @@ def regulariser(model: nn.Module, compiled: bool) -> Callable[[], torch.Tensor]:
 
     Eagerly the penalty resamples every kernel and takes one norm per parameter: about 2 200
     small operations forward and backward for ``cifar10_4_140``, each its own kernel launch on a
-    GPU, while the compiled model's whole step is a few graph replays. Its first call must follow
-    a forward of the model at the base resolution (the kernel plans exist then)."""
+    GPU, while the compiled model's whole step is a few graph replays. The compiled graph is
+    wrapped in a host-side check that makes the base-resolution kernel plans it needs."""
 
     def penalty() -> torch.Tensor:
         return l2_norm_penalty(model)
 
-    return torch.compile(penalty, fullgraph=True, dynamic=False) if compiled else penalty
+    if not compiled:
+        return penalty
+    graph = torch.compile(penalty, fullgraph=True, dynamic=False)
+    convs = [m for m in model.modules() if isinstance(m, SeparableContinuousConv)]
+
+    def planned_penalty() -> torch.Tensor:
+        # The graph samples every kernel on its base grid, whose plan a graph cannot make: make it
+        # here (host only) when missing, e.g. when --train_resolutions drew another size for the
+        # first step, or a resumed run's first step.
+        stale = [c for c in convs if not c.plan_is_current((1.0,) * c.data_dim)]
+        if stale:
+            refresh_kernel_plans(stale, [(1.0,) * stale[0].data_dim])
+        return graph()
+
+    return planned_penalty
