@@ -387,7 +387,8 @@ class Trainer:
 
     One epoch is :meth:`_epoch`; each batch goes through :meth:`_batch` (the model's one call) and
     each optimiser step ends in :meth:`_after_step` (log, divergence check, checkpoint); a finished
-    epoch ends in :meth:`_end_epoch` (time budget, test accuracy).
+    epoch ends in :meth:`_end_epoch` (test accuracy); the first epoch's last step fits the run to
+    ``--time_limit`` (:meth:`_fit_budget`).
     """
 
     def __init__(self, args, accelerator: Accelerator, recipe: Recipe, job: Job, out: Path) -> None:
@@ -396,6 +397,7 @@ class Trainer:
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.epoch_times: list[float] = []
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
+        self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
         self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
@@ -454,6 +456,7 @@ class Trainer:
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         batches.set_epoch(self.epoch)  # through accelerate's wrapper: it re-sets the sampler's epoch from its own count
         started, outputs = time.perf_counter(), []
+        self.epoch_started, self.epoch_skipped = started, skip
         for x, y, index in batches:
             if not self.epoch_times and self.batches_in_epoch - skip == WARM_BATCHES:
                 self.warm_time = time.perf_counter() - started
@@ -511,6 +514,8 @@ class Trainer:
         if accelerator.is_main_process:
             _log(self.metrics_file, record)
             self.bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if self.args.time_limit and self.epoch == 0 and self.batches_in_epoch == len(self.loader):
+            self._fit_budget()  # before the checkpoint of this step, which must carry the fitted length
         if self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps:
             end_of_epoch = self.batches_in_epoch == len(self.loader)
             with disk_errors(self.out / "checkpoints", f"the checkpoint of step {self.step}"):
@@ -527,33 +532,39 @@ class Trainer:
                 )
 
     def _end_epoch(self) -> None:
-        """Count the epoch, fit the run to a time budget after the first one, test the model."""
+        """Count the epoch, test the model."""
         self.epoch += 1
         self.batches_in_epoch = 0
-        if self.args.time_limit and self.epoch == 1:  # the epochs that fit the budget, agreed by every process
-            fit = torch.tensor(self._epochs_fit(self.args.time_limit), device=self.accelerator.device)
-            epochs_fit = int(self.accelerator.reduce(fit, reduction="min"))
-            self.lr_schedule.total_steps = min(self.total_steps, epochs_fit * self.job.steps_per_epoch)
-            self.bar.total = self.total_steps
-            self.accelerator.print(
-                f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in {self.args.time_limit:g} s"
-            )
         if self._tests_epoch():
             self._test()
+
+    def _fit_budget(self) -> None:
+        """Shorten the run to the epochs that fit ``--time_limit``, agreed by every process, at the
+        last step of the first epoch (so that its checkpoint, and a run resumed from it, keep them)."""
+        elapsed = time.perf_counter() - self.epoch_started
+        ran = len(self.loader) - self.epoch_skipped
+        fit = torch.tensor(self._epochs_fit(self.args.time_limit, elapsed, ran), device=self.accelerator.device)
+        epochs_fit = int(self.accelerator.reduce(fit, reduction="min"))
+        self.lr_schedule.total_steps = min(self.total_steps, epochs_fit * self.job.steps_per_epoch)
+        self.bar.total = self.total_steps
+        self.accelerator.print(
+            f"time budget: {epochs_fit} epochs ({self.total_steps} steps) fit in {self.args.time_limit:g} s"
+        )
 
     def _tests_epoch(self) -> bool:
         """Whether the epoch just finished is tested (every ``--test_every``-th; the final weights
         are always evaluated after training)."""
         return self.epoch > 0 and self.epoch % self.args.test_every == 0
 
-    def _epochs_fit(self, budget: float) -> int:
-        """Epochs that fit ``budget`` seconds, from the first epoch: its first :data:`WARM_BATCHES`
-        batches (compilation, allocator and cuDNN warm-up) are paid once, the rest at the pace of
-        the batches after them."""
-        first, batches = self.epoch_times[0], len(self.loader)
-        if self.warm_time is None or batches <= 2 * WARM_BATCHES:
-            return max(1, int(budget // first))
-        steady = (first - self.warm_time) / (batches - WARM_BATCHES) * batches
+    def _epochs_fit(self, budget: float, first: float, ran: int) -> int:
+        """Epochs that fit ``budget`` seconds, from the ``ran`` batches of the first epoch this
+        process ran in ``first`` seconds (all of them, or those after a resume): their first
+        :data:`WARM_BATCHES` batches (compilation, allocator and cuDNN warm-up) are paid once, the
+        rest at the pace of the batches after them."""
+        batches = len(self.loader)
+        if self.warm_time is None or ran <= 2 * WARM_BATCHES:
+            return max(1, int(budget // (first * batches / max(ran, 1))))
+        steady = (first - self.warm_time) / (ran - WARM_BATCHES) * batches
         return max(1, 1 + int((budget - first) // steady))
 
     def _test(self) -> None:

@@ -623,13 +623,41 @@ def test_time_limit_pays_the_warm_up_once():
     from ccnn_hf.train import WARM_BATCHES, Trainer
 
     # 100 batches: 5 warm-up batches took 30 s, the other 95 took 9.5 s (0.1 s each)
-    trainer = SimpleNamespace(epoch_times=[39.5], warm_time=30.0, loader=range(100))
+    trainer = SimpleNamespace(warm_time=30.0, loader=range(100))
     assert WARM_BATCHES == 5
-    assert Trainer._epochs_fit(trainer, 139.5) == 11  # the first epoch, then 10 of 10 s each
-    assert Trainer._epochs_fit(trainer, 20.0) == 1  # never less than the epoch already run
-    short = SimpleNamespace(epoch_times=[4.0], warm_time=3.0, loader=range(8))
-    assert Trainer._epochs_fit(short, 41.0) == 10  # 41 // 4
-    assert Trainer._epochs_fit(SimpleNamespace(epoch_times=[4.0], warm_time=None, loader=range(100)), 41.0) == 10
+    assert Trainer._epochs_fit(trainer, 139.5, 39.5, 100) == 11  # the first epoch, then 10 of 10 s each
+    assert Trainer._epochs_fit(trainer, 20.0, 39.5, 100) == 1  # never less than the epoch already run
+    # resumed after 50 batches: 5 warm-up batches in 30 s, 45 more in 4.5 s
+    assert Trainer._epochs_fit(trainer, 134.5, 34.5, 50) == 11
+    assert Trainer._epochs_fit(SimpleNamespace(warm_time=3.0, loader=range(8)), 41.0, 4.0, 8) == 10  # 41 // 4
+    assert Trainer._epochs_fit(SimpleNamespace(warm_time=None, loader=range(100)), 41.0, 2.0, 50) == 10
+
+
+def test_a_run_resumed_after_its_first_epoch_keeps_the_time_budget(tmp_path, monkeypatch):
+    """The first epoch's last step fits the run to --time_limit before its checkpoint is written, so
+    a run killed in epoch 1 and resumed trains as many steps as an uninterrupted one."""
+    import ccnn_hf.train as train
+
+    monkeypatch.setattr(train.Trainer, "_epochs_fit", lambda self, budget, first, ran: 2)  # "2 epochs fit"
+    argv = ["--dataset", "digits", *TINY, "--batch_size", "128", "--epochs", "4", "--time_limit", "100"]
+    argv += ["--eval_resolutions", "1x", "--output_dir", str(tmp_path / "run")]
+    real_batch = train.Trainer._batch
+
+    def crash_in_epoch_1(self, x, y, index):
+        if self.epoch == 1 and self.batches_in_epoch == 2:
+            raise Crash("epoch 1")
+        return real_batch(self, x, y, index)
+
+    monkeypatch.setattr(train.Trainer, "_batch", crash_in_epoch_1)
+    with pytest.raises(Crash):
+        run(argv)
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    monkeypatch.setattr(train.Trainer, "_batch", real_batch)
+    assert run([*argv, "--resume"])["steps"] == 2 * 11  # 11 batches of 128 digits per epoch
+
 
 
 def test_test_every_logs_the_test_accuracy_of_every_nth_epoch(tmp_path):
