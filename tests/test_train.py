@@ -659,7 +659,6 @@ def test_a_run_resumed_after_its_first_epoch_keeps_the_time_budget(tmp_path, mon
     assert run([*argv, "--resume"])["steps"] == 2 * 11  # 11 batches of 128 digits per epoch
 
 
-
 def test_test_every_logs_the_test_accuracy_of_every_nth_epoch(tmp_path):
     out = tmp_path / "run"
     run(
