@@ -481,8 +481,10 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            if self.args.augment:  # keyed by the micro-batch, so that a resumed run draws the same crops
-                x = random_crop_flip(x, self.args.seed, self.epoch * len(self.loader) + self.batches_in_epoch)
+            if self.args.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
+                batch = self.epoch * len(self.loader) + self.batches_in_epoch
+                key = batch * accelerator.num_processes + accelerator.process_index
+                x = random_crop_flip(x, self.args.seed, key)
             output = model(
                 **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
             )
