@@ -229,11 +229,11 @@ def write_report(args, results: list[dict], failed: list[dict], skipped: list[st
         "failed": failed,
         "skipped_for_time": skipped,
     }
+    from ccnn_hf.files import write_json_atomic, write_text_atomic
+
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("gpu_speed.json", json.dumps(report, indent=1)), ("gpu_speed.md", markdown(report))):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / name)
+    write_json_atomic(args.out / "gpu_speed.json", report)
+    write_text_atomic(args.out / "gpu_speed.md", markdown(report))
     return report
 
 

@@ -405,8 +405,9 @@ class Trainer:
             job.model, optimizer, job.loader, scheduler
         )
         self.main_input = accelerator.unwrap_model(self.model).main_input_name
-        self.regularise = recipe.weight_decay and not args.timm_model  # the official penalty is CCNN-specific
-        self.penalty = regulariser(accelerator.unwrap_model(self.model), args.compile) if self.regularise else None
+        # the official L2-norm penalty is CCNN-specific
+        regularise = recipe.weight_decay and not args.timm_model
+        self.penalty = regulariser(accelerator.unwrap_model(self.model), args.compile) if regularise else None
 
     @property
     def total_steps(self) -> int:
@@ -458,7 +459,7 @@ class Trainer:
         started, outputs = time.perf_counter(), []
         self.epoch_started, self.epoch_skipped = started, skip
         for x, y, index in batches:
-            if not self.epoch_times and self.batches_in_epoch - skip == WARM_BATCHES:
+            if self.epoch == 0 and self.batches_in_epoch - skip == WARM_BATCHES:
                 self.warm_time = time.perf_counter() - started
             if self.job.sampler.started_epoch != self.epoch:
                 raise RuntimeError(
@@ -489,7 +490,7 @@ class Trainer:
                 **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
             )
             loss = output.loss
-            if self.regularise:
+            if self.penalty is not None:
                 loss = loss + self.recipe.weight_decay * self.penalty()
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.args.grad_clip > 0:

@@ -31,10 +31,12 @@ def reevaluate(run: Path, data_root: Path | None) -> dict:
     from ccnn_hf.training.evaluate import evaluate_points, plot_accuracy
     from ccnn_hf.training.model import MODEL_CLASSES, adapt_batch_norm
 
-    from ccnn_hf.training.args import build_parser
+    from ccnn_hf.training.output import read_marker, recorded_options
 
-    # options added to ccnn-train after the run was written take their defaults (as --resume does)
-    options = {**vars(build_parser().parse_args([])), **json.loads((run / ".ccnn-run.json").read_text())["options"]}
+    marker = read_marker(run)
+    if marker is None:
+        raise SystemExit(f"{run}: no .ccnn-run.json; not a ccnn-train run folder")
+    options = recorded_options(marker)  # options added to ccnn-train later at their defaults, as --resume does
     if options.get("timm_model"):
         raise SystemExit(f"{run}: a timm baseline; only CCNN runs are re-evaluated here")
     if data_root is not None and not Path(options["dataset"]).exists():

@@ -106,11 +106,7 @@ def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
 
 def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
     """Refuse a --resume whose options would train another model than the run it continues."""
-    from .args import build_parser
-
-    # An option added to ccnn-train after the run was written counts as its default there.
-    defaults = _options(build_parser().parse_args([]))
-    before = {**{k: v for k, v in defaults.items() if k not in marker.get("options", {})}, **marker.get("options", {})}
+    before = recorded_options(marker)
     now = _options(args)
     changed = [k for k in sorted(set(before) | set(now)) if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
     if changed:
@@ -119,6 +115,14 @@ def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
             f"--resume with other options than the run in {args.output_dir}: {details}; resume with "
             f"the run's options (listed in {Path(args.output_dir) / MARKER}) or start a new run"
         )
+
+
+def recorded_options(marker: dict) -> dict:
+    """The options a run folder's marker records; an option added to ccnn-train after the run was
+    written counts as its default there."""
+    from .args import build_parser
+
+    return {**_options(build_parser().parse_args([])), **marker.get("options", {})}
 
 
 def _options(args: argparse.Namespace) -> dict:
