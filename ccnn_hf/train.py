@@ -66,6 +66,7 @@ __all__ = ["main", "run"]
 
 _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
+LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
 
 
 class EpochPermutation(Sampler[int]):
@@ -244,6 +245,25 @@ def _truncate_log(path: Path, step: int) -> bool:
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
 
 
+def loss_sync_steps(device: torch.device) -> int:
+    """Optimiser steps whose losses are read back to the host at once. Reading a loss waits for the
+    device to finish the step; on an accelerator one read per step would stall the queue of work
+    every step, so the losses are gathered every :data:`LOSS_SYNC_STEPS` steps (and always before a
+    checkpoint, so that no checkpoint follows a non-finite loss). On the CPU a read costs nothing."""
+    return 1 if device.type == "cpu" else LOSS_SYNC_STEPS
+
+
+@dataclass
+class PendingStep:
+    """An optimiser step whose loss is still on the device, with what its log record needs."""
+
+    step: int
+    epoch: int
+    loss: torch.Tensor
+    lr: float
+    outputs: list[tuple[torch.Tensor, torch.Tensor]]  # (logits, dataset indices) per micro-batch
+
+
 def _non_finite_samples(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
     """Dataset indices of the samples whose logits are not finite, from (logits, indices) per micro-batch."""
     bad = []
@@ -398,6 +418,8 @@ class Trainer:
         self.epoch_times: list[float] = []
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
+        self.pending: list[PendingStep] = []  # steps whose losses are not logged yet
+        self.sync_steps = loss_sync_steps(accelerator.device)
         self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule)
@@ -501,26 +523,18 @@ class Trainer:
         return loss, output.logits.detach()
 
     def _after_step(self, loss: torch.Tensor, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Log the step, stop on a non-finite loss, checkpoint when due."""
+        """Count the step; log it, stop on a non-finite loss and checkpoint when due."""
         accelerator = self.accelerator
         self.step += 1
         self.bar.update(1)
-        record = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "loss": accelerator.gather_for_metrics(loss.detach()).mean().item(),
-            "lr": self.scheduler.get_last_lr()[0],
-        }
-        if not math.isfinite(record["loss"]):  # every process sees the same gathered loss and stops here
-            _diverged(self.out, self.step, self.epoch, record["loss"], _non_finite_samples(outputs), self.job.task.name)
-        accelerator.log(record, step=self.step)
-        if accelerator.is_main_process:
-            _log(self.metrics_file, record)
-            self.bar.set_postfix(loss=f"{record['loss']:.3f}")
-        if self.args.time_limit and self.epoch == 0 and self.batches_in_epoch == len(self.loader):
+        self.pending.append(PendingStep(self.step, self.epoch, loss.detach(), self.scheduler.get_last_lr()[0], outputs))
+        end_of_epoch = self.batches_in_epoch == len(self.loader)
+        if self.args.time_limit and self.epoch == 0 and end_of_epoch:
             self._fit_budget()  # before the checkpoint of this step, which must carry the fitted length
-        if self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps:
-            end_of_epoch = self.batches_in_epoch == len(self.loader)
+        saves = self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps
+        if saves or end_of_epoch or len(self.pending) >= self.sync_steps:
+            self._log_pending()  # before any checkpoint: none may follow a non-finite loss
+        if saves:
             with disk_errors(self.out / "checkpoints", f"the checkpoint of step {self.step}"):
                 save_checkpoint(
                     accelerator,
@@ -533,6 +547,23 @@ class Trainer:
                     },
                     self.args.save_total_limit,
                 )
+
+    def _log_pending(self) -> None:
+        """Read the pending steps' losses back in one transfer (the mean over processes), log each
+        step, and stop at the first non-finite loss, naming its samples."""
+        accelerator = self.accelerator
+        losses = accelerator.reduce(torch.stack([p.loss.float() for p in self.pending]), reduction="mean").tolist()
+        pending, self.pending = self.pending, []
+        for done, loss in zip(pending, losses):
+            if not math.isfinite(loss):  # every process sees the same reduced loss and stops here
+                samples = _non_finite_samples(done.outputs)
+                _diverged(self.out, done.step, done.epoch, loss, samples, self.job.task.name)
+            record = {"step": done.step, "epoch": done.epoch, "loss": loss, "lr": done.lr}
+            accelerator.log(record, step=done.step)
+            if accelerator.is_main_process:
+                _log(self.metrics_file, record)
+        if accelerator.is_main_process:
+            self.bar.set_postfix(loss=f"{losses[-1]:.3f}")
 
     def _end_epoch(self) -> None:
         """Count the epoch, test the model."""

@@ -754,7 +754,8 @@ def test_a_nan_sample_is_named_before_training(tmp_path, monkeypatch):
     assert not out.exists()
 
 
-def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monkeypatch):
+def _nan_at_third_batch(monkeypatch) -> None:
+    """The third training batch's loss is NaN and its second sample's logits infinite."""
     from ccnn_hf.modeling_ccnn import CCNNForImageClassification
 
     real_forward = CCNNForImageClassification.forward
@@ -763,12 +764,16 @@ def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monke
     def forward(self, pixel_values=None, labels=None, **kwargs):
         output = real_forward(self, pixel_values=pixel_values, labels=labels, **kwargs)
         calls["n"] += 1
-        if self.training and calls["n"] == 3:  # the third training batch diverges in its second sample
+        if self.training and calls["n"] == 3:
             output.logits[1, 0] = float("inf")
             output.loss = output.loss * float("nan")
         return output
 
     monkeypatch.setattr(CCNNForImageClassification, "forward", forward)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monkeypatch):
+    _nan_at_third_batch(monkeypatch)
     out = tmp_path / "out"
     with pytest.raises(
         UserError,
@@ -778,6 +783,34 @@ def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monke
         run(["--dataset", "digits", *TINY, "--max_steps", "5", "--save_steps", "2", "--output_dir", str(out)])
     assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
+
+
+def test_losses_read_back_in_groups_stop_before_the_next_checkpoint(tmp_path, monkeypatch):
+    # on an accelerator the losses are read every few steps: the step that diverged is still named,
+    # and the checkpoint due after it is not written
+    import ccnn_hf.train as train
+
+    monkeypatch.setattr(train, "loss_sync_steps", lambda device: 8)
+    _nan_at_third_batch(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(
+        UserError, match=r"training stopped at step 3 \(epoch 0\): the loss is nan; non-finite outputs for digits"
+    ):
+        run(["--dataset", "digits", *TINY, "--max_steps", "9", "--save_steps", "2", "--output_dir", str(out)])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
+
+
+def test_losses_read_back_in_groups_log_every_step_as_read_one_by_one(tmp_path, monkeypatch):
+    import ccnn_hf.train as train
+
+    args = ["--dataset", "digits", *TINY, "--epochs", "2", "--save_steps", "5"]
+    run([*args, "--output_dir", str(tmp_path / "each")])
+    monkeypatch.setattr(train, "loss_sync_steps", lambda device: 4)
+    run([*args, "--output_dir", str(tmp_path / "grouped")])
+    logs = [(tmp_path / name / "logs" / "metrics.jsonl").read_text() for name in ("each", "grouped")]
+    records = [json.loads(line) for line in logs[1].splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 45))  # 22 steps per epoch
+    assert logs[0] == logs[1]  # same records, same order (each epoch's test after its steps)
 
 
 def test_a_model_with_non_finite_statistics_is_never_saved(tmp_path, monkeypatch):
