@@ -112,25 +112,11 @@ def run_neural(argv: list[str], log) -> float:
 
 
 def run_minirocket(dataset: str, drop_rate: float, seed: int, drop_seed: int) -> float:
-    """MiniRocket on the same points, missing ones linearly interpolated (see the module docstring).
-
-    aeon sets numba's thread count, which with numba's OpenMP layer is torch's too (one libgomp):
-    without restoring it, every later ``ccnn-train`` run in this process would use another thread
-    count than asked (here: 6x slower on 2 busy cores, and other float roundoff)."""
-    from aeon.classification.convolution_based import MiniRocketClassifier
-
-    from ccnn_hf.data.aeon_archive import interpolate_missing, load_aeon
+    """MiniRocket on the same points, missing ones linearly interpolated (see the module docstring)."""
+    from ccnn_hf.data.aeon_archive import load_aeon, minirocket_accuracies
 
     data = load_aeon(dataset, drop_rate=drop_rate, drop_seed=drop_seed)
-    length = data.base_resolution[0]
-    threads = torch.get_num_threads()
-    try:
-        classifier = MiniRocketClassifier(random_state=seed, n_jobs=1)
-        classifier.fit(interpolate_missing(data.train, length), data.train.labels.numpy())
-        predictions = classifier.predict(interpolate_missing(data.test, length))
-    finally:
-        torch.set_num_threads(threads)
-    return float((np.asarray(predictions).astype(np.int64) == data.test.labels.numpy()).mean())
+    return minirocket_accuracies(data.train, [data.test], data.base_resolution[0], seed)[0]
 
 
 def summarise(runs: list[dict], datasets, models, rates) -> dict:

@@ -78,7 +78,7 @@ LIMITATIONS = {
     "resolutions were not evaluated, so it is not the released model. At 64x64 the released model does slightly "
     "better natively than on the images resized to 32x32 (63.4 against 62.9 %); at 16x16 resizing up to 32x32 is "
     "better (59.3 against 57.9 %).",
-    "vowels_drop30": "Nine speakers, 270 training utterances, a small model trained for seconds on 2 CPU cores. The "
+    "vowels_drop30": "Nine speakers, 270 training utterances, a small model trained for 120 s on one CPU thread. The "
     "dropped points follow ccnn_hf's protocol (uniform per series, drop seed 0); other kinds of missingness (bursts, "
     "whole channels) were not measured. Call it with the masks: without them, padded and dropped zeros count as "
     "observed values.",
@@ -105,6 +105,9 @@ CONDITIONS: dict[str, str] = {
     "CUDA graphs), bf16, `--augment` (random crop of the mirror-padded image and flip), batch 128, warm-up 2 "
     "epochs, the cifar10_4_140 recipe otherwise (lr 0.02; the official L2-norm penalty, weight 1e-4, is the "
     "CCNN's alone). Each run's first epoch included its compilation.",
+    "vowels_drop30": "Each seed's CCNN run and its resnet18 trained at the same time, one thread each "
+    "(`OMP_NUM_THREADS=1`, `PAIR=concurrent BUDGET=120` in `model_cards/train_released.sh`), on a 2-core x86_64 "
+    "machine with no other job (1-minute load average 0.3 before).",
 }
 # Releases trained on irregularly sampled aeon archives (release -> archive); their cards add the
 # accuracy at each share of dropped points.
@@ -365,7 +368,7 @@ def drop_rate_section(folder: Path, run: Path, archive: str, results: dict) -> s
     and drop rate come from the run's options (``.ccnn-run.json``)."""
     import torch
 
-    from ccnn_hf.data.aeon_archive import load_aeon
+    from ccnn_hf.data.aeon_archive import load_aeon, minirocket_accuracies
     from ccnn_hf.training.evaluate import accuracy as split_accuracy
 
     model = MODEL_CLASSES["sequence"].from_pretrained(folder).eval()
@@ -373,19 +376,25 @@ def drop_rate_section(folder: Path, run: Path, archive: str, results: dict) -> s
         "| time points dropped | " + " | ".join(f"{r:.0%}" for r in DROP_RATES) + " |",
         "|---" * (len(DROP_RATES) + 1) + "|",
     ]
-    cells = []
-    for rate in DROP_RATES:
-        test = load_aeon(archive, drop_rate=rate, drop_seed=0).test
+    cells, tests = [], [load_aeon(archive, drop_rate=rate, drop_seed=0).test for rate in DROP_RATES]
+    for test in tests:
         with torch.no_grad():
             acc, _ = split_accuracy(model, test.inputs, test.labels, False, 128, masks=test)
         cells.append(f"{100 * acc:.2f} %")
     rows.append("| CCNN test accuracy | " + " | ".join(cells) + " |")
     options = json.loads((run / ".ccnn-run.json").read_text())["options"]
+    trained_on = load_aeon(archive, drop_rate=options["drop_rate"], drop_seed=options["drop_seed"])
+    rocket = minirocket_accuracies(trained_on.train, tests, trained_on.base_resolution[0])
+    rows.append("| MiniRocket (aeon), same training series | " + " | ".join(f"{100 * a:.2f} %" for a in rocket) + " |")
     return (
         f"### Accuracy at each share of dropped time points\n\nTrained with {options['drop_rate']:.0%} of every "
         f"series' time points dropped (`--seed {options['seed']} --drop_seed {options['drop_seed']}`; "
         f"{results['recipe']}); the {results['test_samples']} test series with 0 to 70 % dropped (drop seed 0), "
-        "masks given:\n\n" + "\n".join(rows) + "\n\nCalled with the masks (`ccnn_hf.data.aeon_archive.load_aeon` "
+        "masks given. MiniRocket, the usual choice for such series, is fitted on the same training series with "
+        "their missing points linearly interpolated (`ccnn_hf.data.aeon_archive.interpolate_missing`, as "
+        "`benchmarks/bench_irregular.py` does; `random_state=0`) and tested the same way:\n\n"
+        + "\n".join(rows)
+        + "\n\nCalled with the masks (`ccnn_hf.data.aeon_archive.load_aeon` "
         "builds them; padded and unobserved inputs may hold anything):\n\n```python\n"
         "from ccnn_hf.data.aeon_archive import load_aeon\n"
         f'test = load_aeon("{archive}", drop_rate=0.5).test\nlogits = model(input_values=test.inputs, '

@@ -324,3 +324,15 @@ def test_minirocket_baseline_leaves_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_minirocket_tests_each_split_with_one_fit():
+    """The model cards' MiniRocket row: one fit, one accuracy per test split, in order, each the
+    accuracy of that split alone."""
+    from ccnn_hf.data.aeon_archive import load_aeon, minirocket_accuracies
+
+    train = load_aeon("GunPoint", drop_rate=0.3).train
+    tests = [load_aeon("GunPoint", drop_rate=rate).test for rate in (0.0, 0.7)]
+    both = minirocket_accuracies(train, tests, 150)
+    assert both == [minirocket_accuracies(train, [t], 150)[0] for t in tests]
+    assert both[0] > 0.8 and both[0] != both[1]
