@@ -2,7 +2,7 @@
 # Reproduces the released CPU-trained weights and their timm resnet18 baselines, trained by the same
 # command on the same data and time budget (--time_limit BUDGET seconds of training per run).
 # Usage: BUDGET=480 SEEDS="0 1" PAIR=concurrent SHARED=../shared bash model_cards/train_released.sh [name ...]
-# names: mnist2d smnist fsdd vowels_drop30 (default: all).
+# names: mnist2d smnist smnist784 pmnist fsdd vowels_drop30 (default: all).
 # SEEDS: the --seed of each run (default 0); the seed also draws the built-in datasets' split or samples.
 # PAIR: "sequential" (default: CCNN then resnet18, each with every core) or "concurrent" (both at once,
 #   one thread each, so that both see the same machine load; how mnist2d was trained).
@@ -21,6 +21,8 @@ common=(--epochs 1000 --warmup 1 --time_limit "$BUDGET" --report_to none --save_
 declare -A ARGS=(
   [mnist2d]="--dataset mnist --dataset_option resolution=14 --preset cifar10_4_140 --batch_size 64 --eval_resolutions 0.5x,1x,2x,4x"
   [smnist]="--dataset smnist --dataset_option resolution=14 --preset smnist_4_140 --batch_size 50 --eval_resolutions 1x"
+  [smnist784]="--dataset smnist --preset smnist_4_140 --batch_size 50 --eval_resolutions 1x"
+  [pmnist]="--dataset pmnist --preset pmnist_4_140 --batch_size 50 --eval_resolutions 1x"
   [fsdd]="--dataset $SHARED/data/fsdd/fsdd_audiofolder.zip --preset sc_raw_4_140 --hidden 32 --sampling_rate 4000 --batch_size 32 --eval_resolutions 1x,2x"
   [vowels_drop30]="--dataset aeon:JapaneseVowels --drop_rate 0.3 --drop_seed 0 --preset smnist_4_140 --hidden 64 --blocks 2 --dropout 0 --batch_size 16 --eval_resolutions 1x"
 )
@@ -60,7 +62,7 @@ train() {
 }
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(mnist2d smnist fsdd vowels_drop30)
+[ ${#names[@]} -eq 0 ] && names=(mnist2d smnist smnist784 pmnist fsdd vowels_drop30)
 for name in "${names[@]}"; do
   [ -n "${ARGS[$name]:-}" ] || { echo "unknown release '$name'" >&2; exit 2; }
   for seed in $SEEDS; do
