@@ -199,7 +199,8 @@ SETTINGS: tuple[Setting, ...] = (
         "omega_0",
         float,
         976.781,
-        "generator frequency scale of the official initialisation",
+        "generator frequency scale of the official initialisation (MAGNet uses it in reference mode only: in "
+        "continuous mode its initial frequencies spread over the band the base grid can carry)",
         real_rule(0.0, None, low_open=True),
         flag="omega_0",
         target="kernel_net",
