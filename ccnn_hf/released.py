@@ -57,6 +57,18 @@ RELEASES: dict[str, Release] = {
             "CCNN_{4,140} on sequential MNIST (14x14 digits as 196-step sequences); runs at 49 to 784 steps",
         ),
         Release(
+            "smnist784",
+            "ccnn_smnist784_4_140",
+            None,
+            "CCNN_{4,140} on sequential MNIST at its standard length: 28x28 digits read row by row, 784 steps",
+        ),
+        Release(
+            "pmnist",
+            "ccnn_pmnist_4_140",
+            None,
+            "CCNN_{4,140} on permuted sequential MNIST: the 784 pixels of each 28x28 digit in one fixed random order",
+        ),
+        Release(
             "fsdd",
             "ccnn_sc_raw_4_32-fsdd",
             None,
