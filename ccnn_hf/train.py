@@ -482,6 +482,7 @@ class Trainer:
         self.epoch_started, self.epoch_skipped = started, skip
         for x, y, index in batches:
             if self.epoch == 0 and self.batches_in_epoch - skip == WARM_BATCHES:
+                self._log_pending()  # waits for the device: the warm-up time includes its work
                 self.warm_time = time.perf_counter() - started
             if self.job.sampler.started_epoch != self.epoch:
                 raise RuntimeError(
@@ -520,16 +521,19 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad()
-        return loss, output.logits.detach()
+        # copies: under CUDA graphs (a compiled timm baseline computes its loss inside the graph) the
+        # outputs' memory is reused by later steps, while these are read when the losses are logged
+        return loss.detach().clone(), output.logits.detach().clone()
 
     def _after_step(self, loss: torch.Tensor, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Count the step; log it, stop on a non-finite loss and checkpoint when due."""
         accelerator = self.accelerator
         self.step += 1
         self.bar.update(1)
-        self.pending.append(PendingStep(self.step, self.epoch, loss.detach(), self.scheduler.get_last_lr()[0], outputs))
+        self.pending.append(PendingStep(self.step, self.epoch, loss, self.scheduler.get_last_lr()[0], outputs))
         end_of_epoch = self.batches_in_epoch == len(self.loader)
         if self.args.time_limit and self.epoch == 0 and end_of_epoch:
+            self._log_pending()  # waits for the device, so that the first epoch's time includes its work
             self._fit_budget()  # before the checkpoint of this step, which must carry the fitted length
         saves = self.step % (self.args.save_steps or self.job.steps_per_epoch) == 0 or self.step == self.total_steps
         if saves or end_of_epoch or len(self.pending) >= self.sync_steps:
@@ -551,6 +555,8 @@ class Trainer:
     def _log_pending(self) -> None:
         """Read the pending steps' losses back in one transfer (the mean over processes), log each
         step, and stop at the first non-finite loss, naming its samples."""
+        if not self.pending:
+            return
         accelerator = self.accelerator
         losses = accelerator.reduce(torch.stack([p.loss.float() for p in self.pending]), reduction="mean").tolist()
         pending, self.pending = self.pending, []

@@ -800,10 +800,12 @@ def test_losses_read_back_in_groups_stop_before_the_next_checkpoint(tmp_path, mo
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002"]
 
 
-def test_losses_read_back_in_groups_log_every_step_as_read_one_by_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("budget", [[], ["--time_limit", "1000"]], ids=["epochs", "time_limit"])
+def test_losses_read_back_in_groups_log_every_step_as_read_one_by_one(tmp_path, monkeypatch, budget):
+    # --time_limit reads the pending losses back at the warm-up batches and before fitting the budget
     import ccnn_hf.train as train
 
-    args = ["--dataset", "digits", *TINY, "--epochs", "2", "--save_steps", "5"]
+    args = ["--dataset", "digits", *TINY, "--epochs", "2", "--save_steps", "5", *budget]
     run([*args, "--output_dir", str(tmp_path / "each")])
     monkeypatch.setattr(train, "loss_sync_steps", lambda device: 4)
     run([*args, "--output_dir", str(tmp_path / "grouped")])
