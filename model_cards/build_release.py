@@ -117,6 +117,16 @@ DATASETS = {
     "vowels_drop30": "aeon's JapaneseVowels (12 LPC channels, 7 to 29 steps, 9 speakers; 270 train / 370 test) with "
     "30 % of each series' time points dropped (`--drop_rate 0.3 --drop_seed 0`, train and test)",
 }
+
+
+def _concurrent(budget: int) -> str:
+    """How ``PAIR=concurrent`` runs of ``train_released.sh`` with ``BUDGET=budget`` shared the machine."""
+    return (
+        "Each seed's CCNN run and its resnet18 trained at the same time, one thread each (`OMP_NUM_THREADS=1`, "
+        f"`PAIR=concurrent BUDGET={budget}` in `model_cards/train_released.sh`), on a 2-core x86_64 machine. "
+    )
+
+
 # How the runs shared the machine (stated on the card next to the budget).
 CONDITIONS: dict[str, str] = {
     "mnist2d": "Each seed's first CCNN run and its resnet18 trained at the same time, one thread each "
@@ -129,20 +139,14 @@ CONDITIONS: dict[str, str] = {
     "CUDA graphs), bf16, `--augment` (random crop of the mirror-padded image and flip), batch 128, warm-up 2 "
     "epochs, the cifar10_4_140 recipe otherwise (lr 0.02; the official L2-norm penalty, weight 1e-4, is the "
     "CCNN's alone). Each run's first epoch included its compilation.",
-    "smnist784": "Each seed's CCNN run and its resnet18 trained at the same time, one thread each "
-    "(`OMP_NUM_THREADS=1`, `PAIR=concurrent BUDGET=1200` in `model_cards/train_released.sh`), on a 2-core x86_64 "
-    "machine. Seed 0 shared it with a few short build jobs (1-minute load average 1.1 before, 2.05 at the end). "
-    "Seed 1 shared it with test runs during its first epoch, which fixes the budget's "
-    "number of epochs: its CCNN fitted 8 epochs instead of 13, its resnet18 22 instead of 28.",
-    "pmnist": "The CCNN run and its resnet18 trained at the same time, one thread each (`OMP_NUM_THREADS=1`, "
-    "`PAIR=concurrent BUDGET=1200` in `model_cards/train_released.sh`), on a 2-core x86_64 machine with no "
-    "other job (1-minute load average 2.05 before, 1.2 at the end).",
-    "fsdd": "Each seed's CCNN run and its resnet18 trained at the same time, one thread each "
-    "(`OMP_NUM_THREADS=1`, `PAIR=concurrent BUDGET=1500` in `model_cards/train_released.sh`), on a 2-core x86_64 "
-    "machine that also ran a few short test and build jobs (1-minute load average 2.0 to 2.9).",
-    "vowels_drop30": "Each seed's CCNN run and its resnet18 trained at the same time, one thread each "
-    "(`OMP_NUM_THREADS=1`, `PAIR=concurrent BUDGET=120` in `model_cards/train_released.sh`), on a 2-core x86_64 "
-    "machine with no other job (1-minute load average 0.3 before).",
+    "smnist784": _concurrent(1200)
+    + "Seed 0 shared the machine with a few short build jobs (1-minute load average 1.1 before, 2.05 at the "
+    "end). Seed 1 shared it with test runs during its first epoch, which fixes the budget's number of epochs: "
+    "its CCNN fitted 8 epochs instead of 13, its resnet18 22 instead of 28.",
+    "pmnist": _concurrent(1200) + "No other job ran (1-minute load average 2.05 before, 1.2 at the end).",
+    "fsdd": _concurrent(1500)
+    + "The machine also ran a few short test and build jobs (1-minute load average 2.0 to 2.9).",
+    "vowels_drop30": _concurrent(120) + "No other job ran (1-minute load average 0.3 before).",
 }
 # Releases trained on irregularly sampled aeon archives (release -> archive); their cards add the
 # accuracy at each share of dropped points.

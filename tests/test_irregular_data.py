@@ -327,8 +327,8 @@ def test_minirocket_baseline_leaves_torch_thread_count_alone():
 
 
 def test_minirocket_tests_each_split_with_one_fit():
-    """The model cards' MiniRocket row: one fit, one accuracy per test split, in order, each the
-    accuracy of that split alone."""
+    """The model cards' MiniRocket row: one accuracy per test split, in order, each the accuracy of
+    that split alone."""
     from ccnn_hf.data.aeon_archive import load_aeon, minirocket_accuracies
 
     train = load_aeon("GunPoint", drop_rate=0.3).train
