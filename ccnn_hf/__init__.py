@@ -12,6 +12,7 @@ from .cli_env import prefer_passive_openmp
 
 prefer_passive_openmp()  # ccnn-train: before torch loads OpenMP (see cli_env)
 
+from .batch_norm import recalibrate_batch_norm  # noqa: E402
 from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem  # noqa: E402
 from .continuous_conv import SeparableContinuousConv  # noqa: E402
 from .deploy import FrozenCCNN, freeze  # noqa: E402
@@ -94,5 +95,6 @@ __all__ = [
     "available_releases",
     "released_weights",
     "plot_kernels",
+    "recalibrate_batch_norm",
     *_HF_NAMES,
 ]

@@ -8,8 +8,6 @@
 #   one thread each, so that both see the same machine load; how mnist2d was trained).
 # Outputs, the layout model_cards/build_release.py reads: release_runs/<name>_{ccnn,resnet18}/ for seed 0
 # (the released weights), release_runs/<name>_{ccnn,resnet18}_seed<k>/ for seed k > 0, each with a .log.
-# Releases in FINETUNE train their CCNN in two steps: the pair as above, the CCNN into <name>_ccnn_start
-# (_seed<k>), then the CCNN fine-tuned from it (--init_from) with these extra options into <name>_ccnn.
 set -euo pipefail
 BUDGET="${BUDGET:-480}"
 SEEDS="${SEEDS:-0}"
@@ -25,11 +23,6 @@ declare -A ARGS=(
   [pmnist]="--dataset pmnist --preset pmnist_4_140 --batch_size 50 --eval_resolutions 1x"
   [fsdd]="--dataset $SHARED/data/fsdd/fsdd_audiofolder.zip --preset sc_raw_4_140 --hidden 32 --sampling_rate 4000 --batch_size 32 --eval_resolutions 1x,2x"
   [vowels_drop30]="--dataset aeon:JapaneseVowels --drop_rate 0.3 --drop_seed 0 --preset smnist_4_140 --hidden 64 --blocks 2 --dropout 0 --batch_size 16 --eval_resolutions 1x"
-)
-# mnist2d: one epoch at 14x14 and 28x28 (each step one of them) after the 14x14 run, so that native 28x28
-# input does as well as resizing it to 14x14 (issue 12's goal for resolution transfer)
-declare -A FINETUNE=(
-  [mnist2d]="--train_resolutions 14,28 --epochs 1 --warmup 0.1 --lr 0.005"
 )
 case "$PAIR" in
   sequential | concurrent) ;;
@@ -51,14 +44,7 @@ train() {
   local name=$1 model=$2 seed=$3 suffix extra=()
   suffix=$([ "$seed" = 0 ] || echo "_seed$seed")
   [ "$model" = resnet18 ] && extra=(--timm_model resnet18)
-  if [ "$model" = ccnn ] && [ -n "${FINETUNE[$name]:-}" ]; then
-    run "$name" "$seed" "$OUT/${name}_ccnn_start$suffix" "${common[@]}"
-    # shellcheck disable=SC2086
-    run "$name" "$seed" "$OUT/${name}_ccnn$suffix" --init_from "$OUT/${name}_ccnn_start$suffix" \
-      --report_to none --save_steps 1000000 --overwrite ${FINETUNE[$name]}
-  else
-    run "$name" "$seed" "$OUT/${name}_${model}$suffix" "${common[@]}" "${extra[@]}"
-  fi
+  run "$name" "$seed" "$OUT/${name}_${model}$suffix" "${common[@]}" "${extra[@]}"
 }
 
 names=("$@")

@@ -1,4 +1,4 @@
-"""The GPU benchmark's CPU smoke mode runs and writes its report (the real run needs CUDA)."""
+"""The benchmarks run and write their reports (the GPU benchmark in its CPU smoke mode; the real run needs CUDA)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,3 +61,27 @@ def test_gpu_benchmark_skips_rows_past_its_time_budget(tmp_path):
     assert [r["input"] for r in report["results"]] == [[3, 8, 8]]  # the first row starts within the budget
     assert report["skipped_for_time"] == ["resnet18 1x8x8 b2 eager"] and not report["failed"]
     assert "Not run (time budget): resnet18 1x8x8 b2 eager." in (tmp_path / "gpu_speed.md").read_text()
+
+
+def test_mnist_test_evaluation_reports_every_mode_with_recalibrated_statistics(tmp_path):
+    """``eval_mnist_test.py`` on a small npz in the real test set's format: every mode at every size,
+    "resize" and "recalibrated" (BatchNorm statistics at that size) only away from the base 14x14."""
+    from ccnn_hf.data.mnist import mnist_csv_path
+
+    table = np.loadtxt(mnist_csv_path(), delimiter=",", dtype=np.uint8, max_rows=40)
+    np.savez(tmp_path / "digits.npz", images=table[:, :-1].reshape(-1, 28, 28), labels=table[:, -1].astype(np.int64))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "benchmarks" / "eval_mnist_test.py"), "--npz", str(tmp_path / "digits.npz")]
+    options = ["--sizes", "14,28", "--bn_samples", "16", "--batch_size", "20"]
+    done = subprocess.run([*command, *options], check=True, env=env, capture_output=True, text=True, timeout=300)
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(r["size"], r["mode"]) for r in rows] == [
+        (14, "continuous"),
+        (14, "reference"),
+        (28, "continuous"),
+        (28, "reference"),
+        (28, "resize"),
+        (28, "recalibrated"),
+    ]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert rows[0]["accuracy"] > 0.5  # the released weights know these digits at 14x14

@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..batch_norm import batch_norms, recalibrate_batch_norm
 from ..configuration_ccnn import CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
@@ -313,8 +314,8 @@ def check_finite_state(model: torch.nn.Module) -> None:
 
 def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_samples: int = 2048) -> int:
     """Re-estimate every BatchNorm's running statistics with the final weights ("precise BN")
-    on up to ``max_samples`` of ``dataset``, with :func:`torch.optim.swa_utils.update_bn`;
-    returns the number of samples seen.
+    on up to ``max_samples`` of ``dataset``, with :func:`ccnn_hf.batch_norm.recalibrate_batch_norm`;
+    returns the number of samples seen (0 for a model without BatchNorm).
 
     The momentum average lags behind weights that still move. It matters most when fine-tuning
     at a new resolution: a channel that answered fine detail loses orders of magnitude of variance
@@ -325,42 +326,12 @@ def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_sampl
     seed 0): folders and archives list their samples class by class, so their first 2 048 would hold
     a few classes only (CIFAR-10's first 4 000 images are all airplanes), and batches in file order
     would each hold one class; both mis-scale the statistics that training batches see."""
-    from torch.optim.swa_utils import update_bn
-
+    if not batch_norms(model):
+        return 0
     count = min(len(dataset), max_samples)
     chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:count]  # mixed batches
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, chosen.tolist()), batch_size=batch_size)
-    device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout must not move the RNG
-        if not dataset.masks():
-            update_bn((x for x, _ in loader), model, device=device)
-        else:  # update_bn calls model(x) alone; the masks go in as keywords (as update_bn does it otherwise)
-            _update_bn_with_masks(model, dataset, chosen, batch_size, device)
-    return count
-
-
-@torch.no_grad()
-def _update_bn_with_masks(
-    model: torch.nn.Module, dataset, chosen: torch.Tensor, batch_size: int, device: torch.device
-) -> None:
-    """:func:`torch.optim.swa_utils.update_bn` for a masked split: running statistics reset, then
-    averaged with equal weights (momentum ``None``) over one pass in training mode."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = {}
-    for norm in norms:
-        norm.reset_running_stats()
-        momenta[norm] = norm.momentum
-        norm.momentum = None
-    was_training = model.training
-    model.train()
-    for start in range(0, len(chosen), batch_size):
-        index = chosen[start : start + batch_size]
-        model(**{model.main_input_name: dataset.inputs[index].to(device)}, **batch_masks(dataset, index, device))
-    for norm, momentum in momenta.items():
-        norm.momentum = momentum
-    model.train(was_training)
+    masks = batch_masks(dataset, chosen, torch.device("cpu"))
+    return recalibrate_batch_norm(model, dataset.inputs[chosen], batch_size, **masks)
 
 
 def l2_norm_penalty(model: torch.nn.Module) -> torch.Tensor:
