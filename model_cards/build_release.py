@@ -54,7 +54,7 @@ LICENCES = {
 LIMITATIONS = {
     "mnist2d": "Trained on 4 000 digits at 14x14 for 720 s on one CPU thread (seeds 0 / 1: 496 / 620 steps, 8 / 10 "
     "epochs), beside a resnet18 given the same 720 s (31 / 39 epochs); the two are level at 14x14. On finer "
-    "digits, continuous mode with the BatchNorm statistics of 14x14 training loses 1 to 2 points against resizing "
+    "digits, continuous mode with the BatchNorm statistics of 14x14 training loses 0.8 to 2.3 points against resizing "
     "the digits to 14x14 first (28x28: 96.2 / 95.0 % against 97.2 / 97.3 %). The kernels transfer; the "
     "statistics do not: finer digits carry detail the 14x14 ones lack, and every layer's activation variance "
     "moves (the stem's by 1.42x). Re-estimating them on 2 048 unlabelled training digits at 28x28 "

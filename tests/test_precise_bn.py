@@ -10,9 +10,7 @@ from ccnn_hf.training.model import adapt_batch_norm
 
 
 class _Norm(nn.Module):
-    """A BatchNorm on the input, callable as update_bn does (positionally) and as a masked model."""
-
-    main_input_name = "input_values"
+    """A BatchNorm on the input, called with the inputs and, for a masked split, its masks."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,3 +48,10 @@ def test_the_draw_is_fixed_and_leaves_the_global_generator_alone():
     adapt_batch_norm(second, split, batch_size=128)
     assert torch.equal(torch.random.get_rng_state(), before)
     assert torch.equal(first.norm.running_mean, second.norm.running_mean)
+
+
+def test_a_model_without_batch_norm_is_left_alone_and_counts_no_samples():
+    model = nn.Sequential(nn.Conv1d(1, 1, 3), nn.LayerNorm(6))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert adapt_batch_norm(model, _sorted_split(False), batch_size=128) == 0
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
