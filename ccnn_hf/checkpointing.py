@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+
+from .batch_norm import batch_norms
 
 
 @contextmanager
@@ -27,7 +28,7 @@ def frozen_running_stats(module: nn.Module) -> Iterator[None]:
     which checkpointing compares) with momentum 0, so that their running mean and variance keep
     their values, and their ``num_batches_tracked`` is put back afterwards. The running buffers
     are not copied back: the BatchNorm backward holds them and checks they were not modified."""
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    norms = [m for m in batch_norms(module) if m.track_running_stats]
     saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
     for norm in norms:
         norm.momentum = 0.0

@@ -644,8 +644,9 @@ def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int],
 
 def eager_if_compiled(args) -> contextlib.AbstractContextManager:
     """Run the compiled parts eagerly inside this context (a no-op without ``--compile``): the graphs
-    serve the training step; evaluation batches, eval mode and the BatchNorm re-estimation's cumulative average would
-    each be one more graph (or cannot be traced), towards torch's recompile limit."""
+    serve the training step; evaluation batches, eval mode and the BatchNorm re-estimation's
+    cumulative average would each be one more graph (or cannot be traced), towards torch's
+    recompile limit."""
     return torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext()
 
 
