@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels
 from .training.augment import random_crop_flip
-from .files import write_json_atomic
+from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
@@ -137,6 +136,7 @@ def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
                 out.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
                 raise UserError(f"--output_dir {out}: a part of that path is a file; choose a folder path") from None
+        refuse_link(out)  # planted since check_output_dir looked
         lock = acquire_lock(out)
         try:
             marker = read_marker(out) if marker is not None else None  # as it is now that the folder is ours
@@ -147,8 +147,8 @@ def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
             files = own_files + (marker.get("files", []) if args.resume else [])
             write_marker(out, args, "running", files)
             with disk_errors(out, "the output folder"):
-                (out / "logs").mkdir(exist_ok=True)
-                (out / "checkpoints").mkdir(exist_ok=True)
+                own_folder(out / "logs")
+                own_folder(out / "checkpoints")
         except BaseException:
             lock.close()
             raise
@@ -170,7 +170,7 @@ def _trackers(report_to: str) -> list[str]:
 
 
 def _log(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    with open_append(path) as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -236,12 +236,11 @@ def _truncate_log(path: Path, step: int) -> bool:
     """Keep the records of steps up to ``step`` (a resumed run logs the later ones again); returns
     whether the kept records end with a test of the model at ``step``."""
     records = []
+    refuse_link(path)
     if path.exists():
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [r for r in records if r.get("step", 0) <= step]
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
 
 
@@ -655,10 +654,9 @@ def _save_model(args, model, out: Path) -> None:
     everything is written into a hidden folder first, recorded in the run marker as the run's own
     files, and each finished file renamed into place (``results.json``, written after this, marks
     the folder complete)."""
-    tmp = out / ".tmp-model"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (out / "results.json").unlink(missing_ok=True)  # the folder is incomplete until the new results land
+    remove(out / "results.json")  # the folder is incomplete until the new results land
     with disk_errors(out, "the trained model"):
+        tmp = fresh_folder(out / ".tmp-model")  # made now: a planted link there is removed, never followed
         model.save_pretrained(tmp)
         names = sorted(item.name for item in tmp.iterdir())
         marker = read_marker(out) or {}
@@ -683,9 +681,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
         plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
         if not args.timm_model:  # the card points at where the model really is
             card = make_model_card(results, args.hub_model_id if args.push_to_hub else str(out.resolve()))
-            tmp_card = out / ".README.md.tmp"
-            card.save(tmp_card)
-            tmp_card.replace(out / "README.md")
+            write_text_atomic(out / "README.md", str(card))
     with disk_errors(out, "results.json"):
         write_json_atomic(out / "results.json", results)
     write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []))

@@ -504,7 +504,38 @@ CASES = [
         "holds no ccnn-train run .*nothing there is deleted",
     ),
     Case("resume_nothing", digits("--resume"), "user", "--resume: .*out holds no ccnn-train run"),
+    # planted symbolic links: nothing is written through them
+    Case(
+        "lock_is_a_planted_link",
+        lambda tmp: digits()(_link(tmp / "out" / ".ccnn-run.lock", write(tmp / "victim.txt", "IMPORTANT\n"))),
+        "user",
+        r"out/\.ccnn-run\.lock is a symbolic link \(to .*victim\.txt\); files are never written through links",
+    ),
+    Case(
+        "marker_is_a_planted_link",
+        lambda tmp: digits()(_link(tmp / "out" / ".ccnn-run.json", write(tmp / "victim.json", "{}"))),
+        "user",
+        r"out/\.ccnn-run\.json is a symbolic link",
+    ),
+    Case(
+        "output_dir_is_a_link",
+        lambda tmp: digits()(_link(tmp / "out", _folder(tmp / "elsewhere"))),
+        "user",
+        r"--output_dir .*out is a symbolic link \(to .*elsewhere\); a run writes only into a real folder",
+    ),
 ]
+
+
+def _link(link: Path, target: Path) -> Path:
+    """``link`` made a symbolic link to ``target``; returns the test's tmp folder (two levels up)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return target.parent
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _zipped(folder: Path) -> Path:
@@ -646,6 +677,109 @@ def test_a_second_run_on_a_locked_folder_is_refused(finished, tmp_path):
         with pytest.raises(UserError, match="is in use by another ccnn-train run"):
             run([*argv, "--overwrite"])
     assert (out / "model.safetensors").exists() and (out / "results.json").exists()
+
+
+def test_a_planted_lock_link_leaves_its_target_untouched(tmp_path):
+    victim = write(tmp_path / "victim.txt", "IMPORTANT\n")
+    _link(tmp_path / "d" / ".ccnn-run.lock", Path("../victim.txt"))
+    with pytest.raises(UserError, match=r"d/\.ccnn-run\.lock is a symbolic link"):
+        run(["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(tmp_path / "d")])
+    assert victim.read_text() == "IMPORTANT\n"
+
+
+def test_links_planted_at_temporary_and_log_names_are_never_written_through(tmp_path):
+    """The old fixed temporary names (``.name.tmp-PID``, ``.tmp-model``, the plot's and card's) and
+    a finished run's own names, planted as links by someone who can write into the folder before
+    a --resume: every target stays as it was, and every file lands in the folder."""
+    import os
+
+    out = tmp_path / "out"
+    argv = ["--dataset", "digits", *TINY, "--max_steps", "2", "--save_steps", "1", "--output_dir", str(out)]
+    run(argv)
+    _reset_accelerate()
+    shutil.rmtree(out / "checkpoints" / "step_00000002")  # resumed from step 1, it saves step 2 again
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    pid = os.getpid()
+    for name in ("results.json", ".ccnn-run.json", "metrics.jsonl"):
+        folder = out / "logs" if name == "metrics.jsonl" else out
+        (folder / f".{name}.tmp-{pid}").symlink_to(write(victims / name, "keep"))
+    (out / "logs" / ".metrics.jsonl.tmp").symlink_to(write(victims / "log", "keep"))
+    (out / ".README.md.tmp").symlink_to(write(victims / "card", "keep"))
+    (out / ".accuracy_vs_resolution.png.tmp.png").symlink_to(write(victims / "plot", "keep"))
+    (out / ".tmp-model").symlink_to(_folder(victims / "model"))
+    write(victims / "model" / "config.json", "keep")
+    (out / "checkpoints" / ".tmp-step_00000002").symlink_to(_folder(victims / "checkpoint"))
+    run([*argv, "--resume"])
+    assert all(p.read_text() == "keep" for p in victims.rglob("*") if p.is_file())
+    assert sorted(p.name for p in victims.rglob("*")) == sorted(
+        ["results.json", ".ccnn-run.json", "metrics.jsonl", "log", "card", "plot", "model", "config.json", "checkpoint"]
+    )
+    assert json.loads((out / "results.json").read_text())["steps"] == 2
+    assert (out / "checkpoints" / "step_00000002" / "trainer_state.json").is_file()
+
+
+@pytest.mark.parametrize("planted", ["checkpoints", "logs", "metrics"])
+def test_a_planted_subfolder_or_log_link_is_refused_on_resume(finished, tmp_path, planted):
+    out, argv = _copy(finished, tmp_path)
+    elsewhere = _folder(tmp_path / "elsewhere")
+    if planted == "metrics":
+        (out / "logs" / "metrics.jsonl").unlink()
+        (out / "logs" / "metrics.jsonl").symlink_to(write(elsewhere / "victim.txt", "keep"))
+        name = r"logs/metrics\.jsonl"
+    else:
+        shutil.copytree(out / planted, elsewhere / planted)
+        shutil.rmtree(out / planted)
+        (out / planted).symlink_to(elsewhere / planted)
+        name = planted
+    with pytest.raises(UserError, match=rf"run/{name} is a symbolic link"):
+        run([*argv, "--resume"])
+    assert all(p.is_symlink() or "victim" not in p.name or p.read_text() == "keep" for p in elsewhere.rglob("*"))
+
+
+def test_the_lock_is_removed_when_a_run_ends(tmp_path, monkeypatch):
+    import ccnn_hf.train
+
+    out = tmp_path / "out"
+    argv = ["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out)]
+    run(argv)
+    assert not (out / ".ccnn-run.lock").exists()
+
+    def diverges(self):
+        assert (out / ".ccnn-run.lock").read_text().startswith("pid ")  # held while the run works
+        raise UserError("training stopped")
+
+    monkeypatch.setattr(ccnn_hf.train.Trainer, "train", diverges)
+    _reset_accelerate()
+    with pytest.raises(UserError, match="training stopped"):  # a run that fails removes it too
+        run([*argv, "--overwrite"])
+    assert not (out / ".ccnn-run.lock").exists()
+
+
+def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again(tmp_path, monkeypatch):
+    """Run A ends and removes its lock file between run B's open and flock: B must not hold a
+    lock on the removed file (a run C would create and lock a new one beside it)."""
+    import fcntl
+    import os
+
+    from ccnn_hf.training.output import acquire_lock
+
+    real_flock, calls = fcntl.flock, []
+
+    def ending_run_removes_the_file(fd, operation):
+        calls.append(fd)
+        if len(calls) == 1:
+            (tmp_path / ".ccnn-run.lock").unlink()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", ending_run_removes_the_file)
+    lock = acquire_lock(tmp_path)
+    assert len(calls) == 2
+    assert os.fstat(lock.fd).st_ino == os.stat(tmp_path / ".ccnn-run.lock").st_ino
+    with pytest.raises(UserError, match="is in use by another ccnn-train run"):
+        acquire_lock(tmp_path)
+    lock.close()
+    assert not (tmp_path / ".ccnn-run.lock").exists()
 
 
 def test_resuming_a_finished_run_changes_nothing(finished, tmp_path):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import load
 
-from ..files import write_json_atomic
+from ..files import fresh_folder, remove, write_json_atomic
 from .errors import UserError
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]
@@ -31,24 +30,23 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, state: dict
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp-step_{step:08d}"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        fresh_folder(tmp)  # made now: a link planted there is removed, never written through
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / STATE_FILE, {**state, "step": step})
-        shutil.rmtree(final, ignore_errors=True)
+        remove(final)
         os.replace(tmp, final)
         for old in sorted(root.glob("step_*"))[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            remove(old)
     accelerator.wait_for_everyone()
     return final
 
 
 def latest_checkpoint(root: Path) -> Path | None:
     """Newest complete checkpoint folder under ``root`` (temporary leftovers are ignored)."""
-    complete = [p for p in sorted(root.glob("step_*")) if (p / STATE_FILE).exists()]
+    complete = [p for p in sorted(root.glob("step_*")) if not p.is_symlink() and (p / STATE_FILE).exists()]
     return complete[-1] if complete else None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data import ArrayDataset
+from ..files import atomic_file
 from .data import EvalPoint, TaskData
 from .masks import batch_masks
 from .resolutions import to_base
@@ -113,7 +114,8 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
     ax.legend()
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as handle:
+            fig.savefig(handle, format="png")
+    finally:
+        plt.close(fig)

@@ -3,8 +3,11 @@
 A run writes ``.ccnn-run.json`` (the marker: the run's options, its status and the files it wrote)
 before anything else. ``--overwrite`` removes only those files from a folder that carries the
 marker, never the folder itself nor anything else in it; a non-empty folder without the marker is
-refused. ``.ccnn-run.lock`` holds an exclusive ``flock`` for as long as a run works in the folder:
-a second run on the same folder is refused, and a killed run's lock goes with its process.
+refused. ``.ccnn-run.lock`` holds an exclusive ``flock`` for as long as a run works in the folder
+and is removed when the run ends: a second run on the same folder is refused, and a killed run's
+lock goes with its process (the file it leaves is taken over). No file is written through a
+symbolic link (:mod:`ccnn_hf.files`): a link planted as the folder, its marker, lock or
+subfolders is refused, naming it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import stat
 from pathlib import Path
-from typing import IO
 
-from ..files import write_json_atomic
+from ..files import refuse_link, remove, write_json_atomic
 from .checkpoints import latest_checkpoint
 from .errors import UserError, disk_errors
 
@@ -26,6 +28,7 @@ __all__ = [
     "check_output_dir",
     "clear_run_files",
     "acquire_lock",
+    "RunLock",
     "read_marker",
     "write_marker",
     "check_resume_options",
@@ -56,6 +59,7 @@ RESUME_MAY_CHANGE = {
 def read_marker(out: Path) -> dict | None:
     """The marker of the run in ``out``, or None when ``out`` holds no ccnn-train run."""
     path = out / MARKER
+    refuse_link(path)
     if not path.is_file():
         return None
     try:
@@ -73,6 +77,11 @@ def read_marker(out: Path) -> dict | None:
 def check_output_dir(out: Path, overwrite: bool, resume: bool) -> dict | None:
     """Refuse an output folder this run must not use; return the marker of the run found there (or None).
     Read-only: every process may call it."""
+    if out.is_symlink():
+        raise UserError(
+            f"--output_dir {out} is a symbolic link (to {os.readlink(out)}); a run writes only into a real "
+            f"folder: pass the folder it points to ({out.resolve()}) or another one"
+        )
     if out.exists() and not out.is_dir():
         raise UserError(f"--output_dir {out} is a file, not a folder; choose a folder path")
     marker = read_marker(out) if out.is_dir() else None
@@ -136,10 +145,7 @@ def clear_run_files(out: Path, marker: dict) -> None:
         path = out / name
         if Path(name).name != name or name in ("", ".", "..", LOCK):
             continue  # a tampered marker never names anything outside the folder
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        remove(path)
 
 
 def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[str]) -> None:
@@ -157,23 +163,70 @@ def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[s
         )
 
 
-def acquire_lock(out: Path) -> IO:
-    """Hold an exclusive lock on ``out`` until the returned file is closed (or the process ends)."""
+class RunLock:
+    """The held lock of a run folder (see :func:`acquire_lock`)."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
+
+    def close(self) -> None:
+        """Remove the lock file, while still holding it, if it is still the one locked; then release it."""
+        if self.fd < 0:
+            return
+        try:
+            if _same_file(self.fd, self.path):
+                self.path.unlink()
+        except OSError:
+            pass  # a read-only folder keeps the (unlocked) file: a later run takes it over
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` (not followed) is the file open as ``fd``."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def acquire_lock(out: Path, attempts: int = 3) -> RunLock:
+    """Hold an exclusive lock on ``out`` until the returned lock is closed (or the process ends).
+
+    The lock file is opened without following a link and without truncation; once locked, it must
+    still be the file named ``.ccnn-run.lock`` (a run that just ended removes it after its last
+    use, so a lock taken on the removed file is retried on the new one)."""
     import fcntl
 
-    handle = open(out / LOCK, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise UserError(
-            f"--output_dir {out} is in use by another ccnn-train run ({owner}); wait for it to end "
-            "or choose another --output_dir"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    return handle
+    path = out / LOCK
+    for _ in range(attempts):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            refuse_link(path)
+            raise error
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise UserError(
+                f"{path} is not a plain file of its own (a device or a hard link); remove it, or choose another "
+                "--output_dir"
+            )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 100, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"--output_dir {out} is in use by another ccnn-train run ({owner}); wait for it to end "
+                "or choose another --output_dir"
+            ) from None
+        if _same_file(fd, path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+            return RunLock(fd, path)
+        os.close(fd)  # locked a file another run removed as it ended: take the new one
+    raise UserError(f"could not lock {path}: it keeps being replaced; is another program using {out}?")
