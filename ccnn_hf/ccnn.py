@@ -44,7 +44,14 @@ from .settings import (
     signature,
 )
 from .checkpointing import updates_stats_once
-from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
+from .validation import (
+    call_scale,
+    check_input,
+    dtype_problems,
+    refuse_checkpoint,
+    resolve_kernel_size,
+    value_problems,
+)
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
 
@@ -515,11 +522,12 @@ class CCNN(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` after refusing tensors of another kind than the model's
-        (an int32 weight for a float parameter would be cast without a word), by name; every
+        (an int32 weight for a float parameter would be cast without a word), NaN or infinite
+        values and impossible mask widths (:func:`~ccnn_hf.validation.value_problems`), by name; every
         loading path of the core and of timm (``pretrained=True``, ``checkpoint_path=``) ends here."""
         stored = {key: value.dtype for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
         expected = {key: value.dtype for key, value in self.state_dict().items()}
-        refuse_checkpoint("the state dict", dtype_problems(stored, expected))
+        refuse_checkpoint("the state dict", dtype_problems(stored, expected) + value_problems(state_dict))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property

@@ -31,7 +31,7 @@ from .checkpointing import updates_stats_once
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
 from .timm_config import timm_fields
-from .validation import dtype_problems, key_problems, refuse_checkpoint
+from .validation import dtype_problems, key_problems, refuse_checkpoint, value_problems
 
 logger = logging.getLogger(__name__)
 # Set while from_pretrained(..., output_loading_info=True) runs: the caller asked for the report.
@@ -104,7 +104,8 @@ class CCNNPreTrainedModel(PreTrainedModel):
     def _finalize_model_loading(model, load_config, loading_info):
         """transformers' finishing steps and report, then a ValueError naming missing or unexpected
         tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
-        a CCNN never runs on weights the checkpoint did not hold without being told so."""
+        a CCNN never runs on weights the checkpoint did not hold without being told so. NaN or
+        infinite values and impossible mask widths are always refused (:func:`~ccnn_hf.validation.value_problems`)."""
         loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
         problems = key_problems(
             loading_info.missing_keys,
@@ -123,6 +124,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
             )
         else:
             refuse_checkpoint(source, problems)
+        refuse_checkpoint(source, value_problems(model.state_dict()))  # the same rule as CCNN.load_state_dict
         return loading_info
 
     def default_processor(self):

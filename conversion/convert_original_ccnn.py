@@ -34,9 +34,10 @@ import torch
 from ccnn_hf import CCNNConfig, build_ccnn, get_preset, load_original_state_dict
 from ccnn_hf.model_card import make_model_card
 from ccnn_hf.original import convert_original_state_dict, read_original_checkpoint
-from ccnn_hf.files import write_json_atomic
+from ccnn_hf.files import remove, write_json_atomic
 from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 from ccnn_hf.state_dict_keys import to_transformers_keys
+from ccnn_hf.validation import refuse_checkpoint, value_problems
 
 TOLERANCE = 1e-5  # max |converted - raw| / max |raw| on the check input
 
@@ -81,7 +82,7 @@ def _replace(staging: Path, output: Path) -> None:
             old.rename(output)
         raise
     if old is not None:
-        shutil.rmtree(old)
+        remove(old)  # a link is unlinked, never its target
 
 
 def convert(
@@ -115,6 +116,7 @@ def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_
     state = read_original_checkpoint(checkpoint)
     core = build_ccnn(preset, mode="reference", legacy_odd_fft=legacy_odd_fft, init_scheme="official")
     mapped = convert_original_state_dict(state, core)  # raises, naming keys, on any mismatch with the preset
+    refuse_checkpoint(str(checkpoint), value_problems(mapped))  # NaN weights would "verify": NaN == NaN fails
 
     p = get_preset(preset)
     config = CCNNConfig.from_preset(preset, mode="reference", legacy_odd_fft=legacy_odd_fft, init_scheme="official")
@@ -134,7 +136,7 @@ def _convert_into(checkpoint: str | Path, preset: str, output: Path, legacy_odd_
         f"verification: max |converted - raw| = {difference:.3e} ({relative:.3e} of max |logit|) on a "
         f"{tuple(x.shape)} input"
     )
-    if relative > TOLERANCE:
+    if not relative <= TOLERANCE:  # NaN compares False: non-finite outputs never pass
         raise RuntimeError(f"converted model disagrees with the raw state dict: relative difference {relative:.3e}")
     base = (
         "x".join(map(str, config.base_resolution))

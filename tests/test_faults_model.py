@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -503,7 +504,27 @@ LOADING = [
         lambda s: {**s, "extra.weight": torch.zeros(2)},
         r"unexpected tensors: extra\.weight" + PARTIAL,
     ),
+    ("nan_weight", lambda s: set_to(s, "classifier.weight", NAN), r"classifier\.weight holds NaN or infinity$"),
+    (
+        "inf_batchnorm_variance",
+        lambda s: set_to(s, "ccnn.encoder.norm.running_var", INF),
+        r"ccnn\.encoder\.norm\.running_var holds NaN or infinity$",
+    ),
+    (
+        "inf_mask_width",
+        lambda s: set_to(s, "ccnn.encoder.blocks.0.conv.mask_width", INF),
+        r"ccnn\.encoder\.blocks\.0\.conv\.mask_width holds NaN or infinity$",
+    ),
+    (
+        "huge_mask_width",
+        lambda s: set_to(s, "ccnn.encoder.blocks.0.conv.mask_width", 1e30),
+        r"ccnn\.encoder\.blocks\.0\.conv\.mask_width is \[1\.0.*e\+30, .*\], beyond the largest mask width \+-1000$",
+    ),
 ]
+
+
+def set_to(state: dict, key: str, value: float) -> dict:
+    return {**state, key: torch.full_like(state[key], value)}
 
 
 @pytest.mark.parametrize("change, message", [pytest.param(c, m, id=i) for i, c, m in LOADING])
@@ -664,6 +685,41 @@ def test_timm_refuses_damaged_checkpoints(models, tmp_path, change, kwargs, mess
         timm_load(models, tmp_path, change, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        pytest.param("blocks.0.conv.kernel_net.linears.0.weight", NAN, "holds NaN or infinity", id="nan_weight"),
+        pytest.param("blocks.0.conv.mask_width", INF, "holds NaN or infinity", id="inf_mask_width"),
+        pytest.param("blocks.0.conv.mask_width", -1e30, "beyond the largest mask width", id="huge_mask_width"),
+    ],
+)
+@pytest.mark.parametrize("how", ["timm_pretrained", "timm_checkpoint_path", "core_load_state_dict"])
+def test_non_finite_weights_and_impossible_mask_widths_are_refused_on_every_core_path(
+    models, tmp_path, how, key, value, message
+):
+    def change(state):
+        return set_to(state, key, value)
+
+    with pytest.raises(ValueError, match=rf"^the state dict does not match the model \(refusing to load it\): {key}"):
+        if how == "timm_pretrained":
+            timm_load(models, tmp_path, change)
+        elif how == "timm_checkpoint_path":
+            save_file(change(dict(models["timm"].state_dict())), tmp_path / "timm.safetensors")
+            timm.create_model("ccnn_2d", **TINY, num_classes=4, checkpoint_path=str(tmp_path / "timm.safetensors"))
+        else:
+            build_ccnn("cifar10_4_140", **TINY).load_state_dict(change(models["core"].state_dict()))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, -0.72])
+def test_zero_and_negative_mask_widths_load(models, saved, tmp_path, value):
+    """The width enters squared and, in continuous mode, bounded into [sigma_min, sigma_max]: a
+    zero or negative value is a valid (trained) width; the released fsdd weights hold -0.72."""
+    folder = damaged(saved, tmp_path, lambda s: set_to(s, "ccnn.encoder.blocks.0.conv.mask_width", value))
+    model = CCNNForImageClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(pixel_values=torch.randn(2, 3, 16, 16)).logits).all()
+
+
 def int32_norm(state):
     return {**state, "norm.weight": state["norm.weight"].to(torch.int32)}
 
@@ -752,3 +808,64 @@ def test_overwrite_replaces_a_converted_folder(tmp_path):
     assert not (tmp_path / "out" / "stale.txt").exists()
     assert f'from_pretrained("{tmp_path / "out"}")' in (tmp_path / "out" / "README.md").read_text()  # the real folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def official_state(core: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``core``'s state dict under the official code's names (the converter's input)."""
+    renames = [
+        (r"^stem\.conv\.", "conv1."),
+        (r"^stem\.norm\.", "norm1."),
+        (r"^blocks\.(\d+)\.conv\.", r"blocks.\1.conv1."),
+        (r"^blocks\.(\d+)\.norm\.", r"blocks.\1.norm1."),
+        (r"^blocks\.(\d+)\.linear\.", r"blocks.\1.linear1."),
+        (r"^norm\.", "out_norm."),
+        (r"^head\.fc\.", "out_layer."),
+        (r"\.kernel_net\.", ".Kernel."),
+        (r"\.mask_width$", ".mask_width_param"),
+    ]
+    out = {}
+    for key, value in core.state_dict().items():
+        for pattern, repl in renames:
+            key = re.sub(pattern, repl, key)
+        out[key] = value.clone()
+    return out
+
+
+@pytest.mark.parametrize("value", [NAN, INF])
+def test_converter_refuses_non_finite_weights(tmp_path, value):
+    core = build_ccnn("smnist_4_140", mode="reference", init_scheme="official")
+    state = official_state(core)
+    save_file(state, tmp_path / "good.safetensors")
+    converter.convert(tmp_path / "good.safetensors", "smnist_4_140", tmp_path / "good")  # the helper is right
+    state["blocks.1.conv1.Kernel.linears.0.weight"][0, 0] = value
+    save_file(state, tmp_path / "nan.safetensors")
+    with pytest.raises(
+        ValueError,
+        match=r"nan\.safetensors does not match the model \(refusing to load it\): "
+        r"blocks\.1\.conv\.kernel_net\.linears\.0\.weight holds NaN or infinity$",
+    ):
+        converter.convert(tmp_path / "nan.safetensors", "smnist_4_140", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_converter_verification_fails_on_non_finite_outputs(tmp_path, monkeypatch):
+    """NaN > tolerance is False: a NaN difference must not pass as verified."""
+    core = build_ccnn("smnist_4_140", mode="reference", init_scheme="official")
+    save_file(official_state(core), tmp_path / "good.safetensors")
+    monkeypatch.setattr(converter, "load_original_state_dict", lambda model, state: _NanModel())
+    with pytest.raises(RuntimeError, match="disagrees with the raw state dict: relative difference nan"):
+        converter.convert(tmp_path / "good.safetensors", "smnist_4_140", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+class _NanModel(torch.nn.Module):
+    def forward(self, x):
+        return torch.full((x.shape[0], 10), NAN)
+
+
+def test_results_json_is_never_written_with_nan(tmp_path):
+    from ccnn_hf.files import write_json_atomic
+
+    with pytest.raises(ValueError, match=r"refusing to write .*results\.json: Out of range float values"):
+        write_json_atomic(tmp_path / "results.json", {"verification_max_abs_diff": NAN})
+    assert list(tmp_path.iterdir()) == []
