@@ -1129,3 +1129,27 @@ def test_resume_of_a_run_written_before_an_option_existed(finished, tmp_path):
         run([*argv, "--resume", "--augment"])
     run([*argv, "--resume"])
     assert json.loads((out / "results.json").read_text())["steps"] == 2
+
+
+def test_sixteen_bit_greyscale_pngs_are_scaled_not_clipped(tmp_path):
+    """A 16-bit PNG (PIL mode I;16) reads as the 8-bit picture it shows: 65535 is white, 32896 mid-grey
+    (PIL's convert("L") clipped every value above 255 to white, and the run trained on blank images)."""
+    from ccnn_hf.training.data import load_task_data
+
+    def folder(root: Path, dtype, scale: int) -> Path:
+        rng = np.random.default_rng(0)
+        for split in ("train", "test"):
+            for label in ("a", "b"):
+                (root / split / label).mkdir(parents=True)
+                for i in range(3):
+                    pixels = rng.integers(0, 256, (8, 8))
+                    Image.fromarray((pixels * scale).astype(dtype)).save(root / split / label / f"{i}.png")
+        return root
+
+    wide = load_task_data(str(folder(tmp_path / "wide", np.uint16, 257)))
+    narrow = load_task_data(str(folder(tmp_path / "narrow", np.uint8, 1)))
+    with Image.open(next((tmp_path / "wide").rglob("*.png"))) as image:
+        assert image.mode == "I;16"
+    assert wide.mean == narrow.mean and 0.3 < wide.mean[0] < 0.7
+    assert torch.equal(wide.train.inputs, narrow.train.inputs)
+    assert torch.equal(wide.test.inputs, narrow.test.inputs)

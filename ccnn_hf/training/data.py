@@ -274,7 +274,7 @@ def _image_task(
     def load(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The split's pictures (resized to --image_size), labels, and pictures as read."""
         entries = chosen[split]
-        pics = [np.asarray(_decoded(folder, f).convert(mode)) for _, f in entries]
+        pics = [np.asarray(_eight_bit(_decoded(folder, f)).convert(mode)) for _, f in entries]
         sizes = {p.shape[:2] for p in pics}
         if len(sizes) > 1 and image_size is None:
             raise UserError(
@@ -330,6 +330,18 @@ def _image_task(
 def _is_colour(image) -> bool:
     """Whether a PIL image has colour (a grey image converts to RGB losslessly; the reverse loses colour)."""
     return image.mode not in ("L", "1", "I", "I;16", "F", "LA")
+
+
+def _eight_bit(image):
+    """``image`` with 8-bit pixels, as the pipeline reads them: 16-bit greyscale (a 16-bit PNG, PIL
+    mode ``I;16``, or ``I`` in PIL before 10) is scaled by 255 / 65535, where PIL's ``convert``
+    would clip every value above 255 to white. (PNG, JPEG, BMP, GIF and WebP hold no wider pixels.)"""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image).astype(np.int64).clip(0, 65535)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+    return image
 
 
 def _decoded(folder: _Folder, name: str):
