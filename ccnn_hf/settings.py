@@ -49,6 +49,7 @@ __all__ = [
     "GLOBAL_POOLS",
     "MODALITIES",
     "DATA_DIMS",
+    "MIN_SIZE",
     "canonical",
     "resolve",
     "defaults",
@@ -63,6 +64,9 @@ __all__ = [
 
 # Allowed values, defined once.
 DATA_DIMS = (1, 2, 3)
+# Fewest samples per axis a CCNN's base resolution (and ccnn-train's data) may have: the kernel's
+# grid step is 2 / (size - 1), and one sample per axis leaves BatchNorm no variance.
+MIN_SIZE = 2
 KERNEL_NETS = ("magnet", "siren")
 MODES = ("continuous", "reference")
 CONV_IMPLS = ("auto", "fft", "direct")
@@ -406,10 +410,11 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
         if (
             not isinstance(base, (list, tuple))
             or (axes is not None and len(base) != axes)
-            or not all(is_integer(r) and r >= 1 for r in base)
+            or not all(is_integer(r) and r >= MIN_SIZE for r in base)
         ):
             problems.append(
-                f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), got {base!r}"
+                f"base_resolution must hold {axes or data_dim!r} integer size(s) >= {MIN_SIZE} (one per axis: "
+                f"a single sample has no grid step for the kernel), got {base!r}"
             )
     if settings.get("causal") is True and axes is not None and axes != 1:
         problems.append(f"causal kernels are only defined for data_dim=1, got data_dim={data_dim}")

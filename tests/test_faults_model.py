@@ -89,8 +89,11 @@ SETTINGS = [
     (
         "base_resolution_fraction",
         dict(base_resolution=[32, 32.5]),
-        r"base_resolution must hold 2 integer size\(s\) >= 1 \(one per axis\), got \[32, 32\.5\]",
+        r"base_resolution must hold 2 integer size\(s\) >= 2 \(one per axis: a single sample has no grid step "
+        r"for the kernel\), got \[32, 32\.5\]",
     ),
+    ("base_resolution_one_2d", dict(base_resolution=(1, 1)), r"base_resolution must hold 2 integer size\(s\) >= 2"),
+    ("base_resolution_one_axis", dict(base_resolution=(8, 1)), r"size\(s\) >= 2 .*got .8, 1.$"),
     ("fft_threshold_negative", dict(fft_threshold=-1), r"fft_threshold must be an integer >= 0, got -1"),
     ("use_fft_string", dict(use_fft="yes"), r"use_fft must be True or False, got 'yes'"),
     ("causal_2d", dict(causal=True), r"causal kernels are only defined for data_dim=1, got data_dim=2"),
@@ -147,6 +150,13 @@ def test_config_settings_are_checked(overrides, message):
 def test_config_only_fields_are_checked(overrides, message):
     with pytest.raises(ValueError, match=r"^invalid CCNNConfig: .*" + message):
         CCNNConfig.from_preset("cifar10_4_140", **{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("build", [build_ccnn, CCNNConfig.from_preset])
+def test_a_one_sample_base_is_refused_in_1d(build):
+    """Was a ZeroDivisionError (the kernel grid's step is 2 / (size - 1))."""
+    with pytest.raises(ValueError, match=r"base_resolution must hold 1 integer size\(s\) >= 2 .*got .1,.$"):
+        build("smnist_4_140", base_resolution=(1,))
 
 
 def test_every_problem_is_listed_at_once():

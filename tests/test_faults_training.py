@@ -185,6 +185,9 @@ def with_config(text: str, name: str = "run.yaml") -> Callable[[Path], list[str]
     return lambda tmp: ["--config", str(write(tmp / name, text)), "--output_dir", str(tmp / "out")]
 
 
+ALL_ONE_PIXEL = {
+    f"{split}/{label}/{i}.png": (1, 1) for split in ("train", "test") for label in ("dark", "light") for i in range(6)
+}
 CORRUPT_PNG = b"\x89PNG\r\n\x1a\nthis is not an image"
 
 CASES = [
@@ -443,6 +446,27 @@ CASES = [
         "user",
         "--eval_resolutions 256: digits_seq: length 256 would be a 16x16 image read row by row, "
         "which is not a resampling",
+    ),
+    # sizes below the smallest a CCNN runs at (2 per axis)
+    Case("image_size_one", digits("--image_size", "1"), "usage", "argument --image_size: expected an integer >= 2"),
+    Case(
+        "eval_resolution_below_two",
+        digits("--eval_resolutions", "0.001x"),
+        "user",
+        r"--eval_resolutions 0\.001x: that is 0x0, below the smallest size a CCNN runs at \(2 per axis\)",
+    ),
+    Case("eval_size_one", digits("--eval_resolutions", "1"), "user", r"--eval_resolutions 1: that is 1x1, below"),
+    Case(
+        "train_resolution_one",
+        digits("--train_resolutions", "1,8"),
+        "user",
+        r"--train_resolutions 1,8: expected sizes >= 2",
+    ),
+    Case(
+        "images_of_one_pixel",
+        on(lambda t: image_folder(t / "imgs", sizes=ALL_ONE_PIXEL)),
+        "user",
+        r"imgs samples are 1x1, below the smallest size a CCNN runs at \(2 per axis\): pass a larger --image_size",
     ),
     # fine-tuning sources
     Case("init_from_mistyped_folder", init("./my-cnn"), "user", "--init_from ./my-cnn: no such folder"),

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..settings import Setting, override_flags
+from ..settings import MIN_SIZE, Setting, override_flags
 from .errors import UserError
 
 __all__ = ["build_parser", "parse_args", "parse_labels", "MODEL_OVERRIDES"]
@@ -45,6 +45,7 @@ POSITIVE_INT, POSITIVE, NON_NEGATIVE, COUNT = (
     _number(int, 0, True),
 )
 SEED = _number(int, 0, True, below=2**32)  # what numpy accepts
+IMAGE_SIZE = _number(int, MIN_SIZE, True)
 DROP_RATE = _number(float, 0, True, below=1)
 
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image_column", help="image column of an HF dataset")
     g.add_argument("--audio_column", help="audio column of an HF dataset")
     g.add_argument("--label_column", default="label")
-    g.add_argument("--image_size", type=POSITIVE_INT, help="train on images resized to this size")
+    g.add_argument("--image_size", type=IMAGE_SIZE, help="train on images resized to this size")
     g.add_argument("--sampling_rate", type=POSITIVE, help="train on audio resampled to this rate (Hz)")
     g.add_argument(
         "--train_resolutions",

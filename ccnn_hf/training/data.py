@@ -19,6 +19,7 @@ import torch
 
 from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
 from ..data.images import resize_images
+from ..settings import MIN_SIZE
 from .errors import UserError
 
 __all__ = ["TaskData", "EvalPoint", "IndexedDataset", "load_task_data", "check_task", "looks_like_path"]
@@ -94,10 +95,14 @@ class TaskData:
         if factor is None and value != int(value):
             raise ValueError("a size must be a whole number")
         size = (
-            tuple(max(1, round(n * factor)) for n in self.base_resolution)
+            tuple(round(n * factor) for n in self.base_resolution)
             if factor is not None
             else (int(value),) * self.data_dim
         )
+        if min(size) < MIN_SIZE:
+            raise ValueError(
+                f"that is {'x'.join(map(str, size))}, below the smallest size a CCNN runs at ({MIN_SIZE} per axis)"
+            )
         data = self.test if size == self.base_resolution else self._render(size, None)
         return EvalPoint("x".join(map(str, size)), size, None, data)
 
@@ -742,6 +747,11 @@ def check_task(task: TaskData) -> None:
     """Refuse data a run cannot learn from or would learn wrongly from: an empty split, labels
     outside ``0..num_classes-1``, fewer than two classes, and non-finite inputs (one NaN sample
     would turn every BatchNorm statistic into NaN); each named with the sample to fix."""
+    if task.modality != "audio" and min(task.base_resolution) < MIN_SIZE:
+        raise UserError(
+            f"{task.name} samples are {'x'.join(map(str, task.base_resolution))}, below the smallest size a CCNN "
+            f"runs at ({MIN_SIZE} per axis)" + (": pass a larger --image_size" if task.modality == "image" else "")
+        )
     if task.num_classes < 2:
         raise UserError(
             f"{task.name} has {task.num_classes} class(es) {task.label_names}; a classifier needs at least two"

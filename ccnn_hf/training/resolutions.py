@@ -17,6 +17,7 @@ import torch
 
 from ..data import ArrayDataset
 from ..data.images import resize_images
+from ..settings import MIN_SIZE
 from .data import TaskData
 from .errors import UserError
 
@@ -69,8 +70,9 @@ def parse_train_resolutions(text: str, task: TaskData) -> list:
         raise UserError(
             f"--train_resolutions {text}: expected whole {what} such as 14,28 or a range such as 14-28"
         ) from None
-    if not values or values[0] < 1:
-        raise UserError(f"--train_resolutions {text}: expected positive {what}, lowest first in a range")
+    lowest = 1 if task.modality == "audio" else MIN_SIZE
+    if not values or values[0] < lowest:
+        raise UserError(f"--train_resolutions {text}: expected {what} >= {lowest}, lowest first in a range")
     if task.render_train is None:
         raise UserError(
             f"--train_resolutions: {task.name} ({task.modality} data) has no source to render its "
