@@ -806,6 +806,41 @@ def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again(tmp_path, monke
     assert not (tmp_path / ".ccnn-run.lock").exists()
 
 
+def test_init_from_writes_the_projects_own_auto_map(finished, tmp_path):
+    """A foreign folder's auto_map (code the new run does not carry) must not reach the new config.json."""
+    source, _ = finished
+    folder = tmp_path / "foreign"
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    own = config["auto_map"]
+    config["auto_map"] = {**own, "AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    run(
+        ["--dataset", "digits", "--init_from", str(folder), "--report_to", "none", "--max_steps", "1"]
+        + ["--output_dir", str(out), "--eval_resolutions", "1x"]
+    )
+    assert json.loads((out / "config.json").read_text())["auto_map"] == own
+
+
+def test_init_from_nan_weights_is_refused_naming_the_tensor(finished, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    source, _ = finished
+    folder = tmp_path / "nan"
+    shutil.copytree(source, folder)
+    state = load_file(folder / "model.safetensors")
+    state["classifier.bias"] = torch.full_like(state["classifier.bias"], float("nan"))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(
+        UserError, match=r"--init_from .*nan: model\.safetensors is unusable: classifier\.bias holds NaN"
+    ):
+        run(
+            ["--dataset", "digits", "--init_from", str(folder), "--report_to", "none", "--max_steps", "1"]
+            + ["--output_dir", str(tmp_path / "out")]
+        )
+
+
 def test_resuming_a_finished_run_changes_nothing(finished, tmp_path):
     from safetensors.torch import load_file
 

@@ -12,11 +12,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..batch_norm import batch_norms, recalibrate_batch_norm
-from ..configuration_ccnn import CCNNConfig
+from ..configuration_ccnn import _AUTO_MAP, CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
 from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
+from ..validation import value_problems
 from .args import MODEL_OVERRIDES
 from .data import TaskData, looks_like_path
 from .errors import UserError
@@ -137,9 +138,11 @@ def _config_from_checkpoint(folder: Path) -> CCNNConfig:
         model_type = raw.get("model_type") if isinstance(raw, dict) else None
         raise UserError(f"--init_from {folder}: config.json is not a CCNN checkpoint (model_type {model_type!r})")
     try:
-        return CCNNConfig.from_pretrained(folder)
+        config = CCNNConfig.from_pretrained(folder)
     except ValueError as error:
         raise UserError(f"--init_from {folder}: {error}") from None
+    config.auto_map = dict(_AUTO_MAP)  # the run's code, never what a foreign folder's config.json names
+    return config
 
 
 class TimmBaseline(torch.nn.Module):
@@ -267,6 +270,9 @@ def build_model(
         state = to_transformers_keys(load_file(folder / "model.safetensors"))
     except (OSError, SafetensorError) as error:
         raise UserError(f"--init_from {args.init_from}: model.safetensors is unreadable ({error})") from None
+    problems = value_problems(state)
+    if problems:
+        raise UserError(f"--init_from {args.init_from}: model.safetensors is unusable: {'; '.join(problems)}")
     if reinit:
         state = {k: v for k, v in state.items() if not k.startswith(HF_CLASSIFIER)}
         say(
