@@ -447,6 +447,12 @@ CASES = [
         "--eval_resolutions 256: digits_seq: length 256 would be a 16x16 image read row by row, "
         "which is not a resampling",
     ),
+    Case(
+        "class_only_in_test_split",
+        on(lambda t: _with_file(image_folder(t / "imgs"), "test/odd/0.png", _png(120))),
+        "user",
+        r"imgs: class\(es\) \['odd'\] occur only in the test split; a model cannot learn them",
+    ),
     # sizes below the smallest a CCNN runs at (2 per axis)
     Case("image_size_one", digits("--image_size", "1"), "usage", "argument --image_size: expected an integer >= 2"),
     Case(
@@ -548,6 +554,12 @@ CASES = [
         r"--output_dir .*out is a symbolic link \(to .*elsewhere\); a run writes only into a real folder",
     ),
 ]
+
+
+def _with_file(root: Path, name: str, data: bytes) -> Path:
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(data)
+    return root
 
 
 def _link(link: Path, target: Path) -> Path:

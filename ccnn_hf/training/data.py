@@ -744,9 +744,10 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
 
 
 def check_task(task: TaskData) -> None:
-    """Refuse data a run cannot learn from or would learn wrongly from: an empty split, labels
-    outside ``0..num_classes-1``, fewer than two classes, and non-finite inputs (one NaN sample
-    would turn every BatchNorm statistic into NaN); each named with the sample to fix."""
+    """Refuse data a run cannot learn from or would learn wrongly from: samples below
+    :data:`~ccnn_hf.settings.MIN_SIZE`, an empty split, labels outside ``0..num_classes-1``, fewer
+    than two classes, non-finite inputs (one NaN sample would turn every BatchNorm statistic into
+    NaN), and classes found only in the test split; each named with the sample or class to fix."""
     if task.modality != "audio" and min(task.base_resolution) < MIN_SIZE:
         raise UserError(
             f"{task.name} samples are {'x'.join(map(str, task.base_resolution))}, below the smallest size a CCNN "
@@ -773,3 +774,10 @@ def check_task(task: TaskData) -> None:
             raise UserError(
                 f"{task.name} {split_name} sample(s) {bad[:10]} hold non-finite values (NaN or inf); fix or drop them"
             )
+    unseen = sorted(set(task.test.labels.tolist()) - set(task.train.labels.tolist()))
+    if unseen:
+        raise UserError(
+            f"{task.name}: class(es) {[task.label_names[k] for k in unseen]} occur only in the test split; a model "
+            "cannot learn them (each such test sample would count as an error): add training samples of them, "
+            "remove them from the test split, or pick classes with --labels"
+        )
