@@ -53,7 +53,9 @@ from .training.model import (
 from .training.output import (
     acquire_lock,
     check_output_dir,
+    check_resume_data,
     check_resume_options,
+    data_fingerprint,
     clear_run_files,
     read_marker,
     write_marker,
@@ -125,8 +127,9 @@ def _on_main(accelerator: Accelerator, action):
     return result
 
 
-def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
-    """Check, lock and (with --overwrite) clean the output folder; returns it and the lock (main process)."""
+def _prepare_output(args, accelerator: Accelerator, own_files: list[str], data: dict):
+    """Check, lock and (with --overwrite) clean the output folder; returns it and the lock (main
+    process). ``data``: the fingerprint of the run's data, recorded in the marker (and compared on --resume)."""
     out = Path(args.output_dir)
 
     def prepare():
@@ -142,10 +145,11 @@ def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
             marker = read_marker(out) if marker is not None else None  # as it is now that the folder is ours
             if args.resume:
                 check_resume_options(marker, args)
+                check_resume_data(marker, data, args.resume_changed_data)
             elif marker is not None:
                 clear_run_files(out, marker)
             files = own_files + (marker.get("files", []) if args.resume else [])
-            write_marker(out, args, "running", files)
+            write_marker(out, args, "running", files, data)
             with disk_errors(out, "the output folder"):
                 own_folder(out / "logs")
                 own_folder(out / "checkpoints")
@@ -299,6 +303,7 @@ class Job:
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
+    data: dict  # the data's fingerprint, recorded in the run marker
 
 
 @dataclass
@@ -324,7 +329,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
         project_dir=args.output_dir,
     )
     job = _build(args, recipe, accelerator)
-    out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
+    out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [], job.data)
     try:
         trained = Trainer(args, accelerator, recipe, job, out).train()
         accelerator.wait_for_everyone()
@@ -398,6 +403,7 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         steps_per_epoch,
         total_steps,
         warmup_steps,
+        data_fingerprint(task),
     )
 
 
@@ -649,7 +655,7 @@ def eager_if_compiled(args) -> contextlib.AbstractContextManager:
     return torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext()
 
 
-def _save_model(args, model, out: Path) -> None:
+def _save_model(args, model, out: Path, data: dict) -> None:
     """Save the model folder files into ``out`` so that no half-written model ever looks complete:
     everything is written into a hidden folder first, recorded in the run marker as the run's own
     files, and each finished file renamed into place (``results.json``, written after this, marks
@@ -661,7 +667,7 @@ def _save_model(args, model, out: Path) -> None:
         names = sorted(item.name for item in tmp.iterdir())
         marker = read_marker(out) or {}
         final = ["results.json", "accuracy_vs_resolution.png"] + ([] if args.timm_model else ["README.md"])
-        write_marker(out, args, "saving", marker.get("files", []) + names + final)
+        write_marker(out, args, "saving", marker.get("files", []) + names + final, data)
         for name in names:
             os.replace(tmp / name, out / name)
         tmp.rmdir()
@@ -676,7 +682,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
         check_finite_state(model)  # a model with non-finite weights or statistics is never saved
         evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
     results = _results(args, accelerator, recipe, job, trained, evaluation, bn_samples)
-    _save_model(args, model, out)
+    _save_model(args, model, out, job.data)
     with disk_errors(out, "the plot and the model card"):
         plot_accuracy(evaluation, out / "accuracy_vs_resolution.png", f"{args.preset} on {task.name}")
         if not args.timm_model:  # the card points at where the model really is
@@ -684,7 +690,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
             write_text_atomic(out / "README.md", str(card))
     with disk_errors(out, "results.json"):
         write_json_atomic(out / "results.json", results)
-    write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []))
+    write_marker(out, args, "complete", (read_marker(out) or {}).get("files", []), job.data)
     for row in evaluation:
         accelerator.print(f"  {row['setting']:>10} {row['mode']:>10}: accuracy {100 * row['accuracy']:.2f} %")
     if args.push_to_hub:

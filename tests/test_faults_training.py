@@ -226,6 +226,12 @@ CASES = [
     ),
     Case("resume_and_overwrite", digits("--resume", "--overwrite"), "usage", "--resume and --overwrite exclude"),
     Case("push_without_repo", digits("--push_to_hub"), "usage", "--push_to_hub needs --hub_model_id"),
+    Case(
+        "resume_changed_data_alone",
+        digits("--resume_changed_data"),
+        "usage",
+        "--resume_changed_data applies to --resume",
+    ),
     # labels
     Case(
         "labels_repeated", digits("--labels", "1,1"), "user", r"--labels '1,1' names class\(es\) \[1\] more than once"
@@ -851,6 +857,46 @@ def test_init_from_nan_weights_is_refused_naming_the_tensor(finished, tmp_path):
             ["--dataset", "digits", "--init_from", str(folder), "--report_to", "none", "--max_steps", "1"]
             + ["--output_dir", str(tmp_path / "out")]
         )
+
+
+def _grown(root: Path, extra: int) -> Path:
+    """``root``'s image folder with ``extra`` more training images per class."""
+    for label, value in (("dark", 40), ("light", 200)):
+        for i in range(extra):
+            (root / "train" / label / f"new{i}.png").write_bytes(_png(value - 20 + 3 * i))
+    return root
+
+
+def test_resume_on_changed_data_is_refused_naming_the_change(tmp_path):
+    data = image_folder(tmp_path / "imgs")
+    out = tmp_path / "out"
+    argv = ["--dataset", str(data), *TINY, "--max_steps", "4", "--save_steps", "1", "--output_dir", str(out)]
+    run(argv)
+    _reset_accelerate()
+    shutil.rmtree(out / "checkpoints" / "step_00000004")  # as if killed after step 3
+    before = (out / "model.safetensors").read_bytes()
+    _grown(data, 6)
+    with pytest.raises(
+        UserError,
+        match=r"--resume: the data differs from the run's .*\(train samples 12 -> 24\); resume on the run's data, "
+        r"start a new run \(--overwrite\), or pass --resume_changed_data",
+    ):
+        run([*argv, "--resume"])
+    assert (out / "model.safetensors").read_bytes() == before
+    (data / "train" / "dark" / "new0.png").unlink()
+    (data / "train" / "light" / "new0.png").unlink()
+    for i in range(1, 6):  # back to 12 training images, one of them different
+        (data / "train" / "dark" / f"new{i}.png").unlink()
+        (data / "train" / "light" / f"new{i}.png").unlink()
+    (data / "train" / "dark" / "0.png").write_bytes(_png(90))
+    _reset_accelerate()
+    with pytest.raises(
+        UserError, match=r"\(the train samples' contents; the test samples' contents\)"
+    ):  # normalised with the train statistics
+        run([*argv, "--resume"])
+    _reset_accelerate()
+    results = run([*argv, "--resume", "--resume_changed_data"])  # said explicitly: continues on the new data
+    assert results["steps"] == 4 and results["train_samples"] == 12
 
 
 def test_resuming_a_finished_run_changes_nothing(finished, tmp_path):

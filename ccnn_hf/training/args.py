@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output_dir", default="runs/ccnn")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    g.add_argument(
+        "--resume_changed_data",
+        action="store_true",
+        help="with --resume: continue although the data differs from the run's (refused otherwise)",
+    )
     g.add_argument("--save_steps", type=POSITIVE_INT, help="checkpoint every N optimiser steps (default: every epoch)")
     g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
     g.add_argument(
@@ -281,6 +286,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--hub_model_id {args.hub_model_id!r}: {str(error).splitlines()[0]}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
+    if args.resume_changed_data and not args.resume:
+        parser.error("--resume_changed_data applies to --resume")
     if args.compile and args.gradient_checkpointing:
         parser.error(
             "--gradient_checkpointing and --compile exclude each other (a compiled block cannot count "

@@ -13,10 +13,13 @@ subfolders is refused, naming it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import stat
 from pathlib import Path
+
+import torch
 
 from ..files import refuse_link, remove, write_json_atomic
 from .checkpoints import latest_checkpoint
@@ -32,6 +35,8 @@ __all__ = [
     "read_marker",
     "write_marker",
     "check_resume_options",
+    "check_resume_data",
+    "data_fingerprint",
 ]
 
 MARKER = ".ccnn-run.json"
@@ -53,6 +58,7 @@ RESUME_MAY_CHANGE = {
     "eval_resolutions",
     "test_every",
     "cpu",
+    "resume_changed_data",
 }
 
 
@@ -126,6 +132,51 @@ def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
         )
 
 
+def data_fingerprint(task) -> dict:
+    """What a run's marker records of its data (a :class:`~ccnn_hf.training.data.TaskData`): the
+    sample counts, the classes and a digest of each split's inputs, labels and masks as the run
+    sees them, so that a --resume on other data is noticed."""
+    return {
+        "train_samples": len(task.train),
+        "test_samples": len(task.test),
+        "classes": [str(name) for name in task.label_names],
+        "train_digest": _digest(task.train),
+        "test_digest": _digest(task.test),
+    }
+
+
+def _digest(split) -> str:
+    """blake2b of a split's tensors (inputs, labels, masks), shapes included."""
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in (split.inputs, split.labels, split.attention_mask, split.observed_mask):
+        if tensor is not None:
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_resume_data(marker: dict, data: dict, accept: bool) -> None:
+    """Refuse a --resume on other data than the run's (recorded by :func:`data_fingerprint`; a run
+    written before fingerprints is not checked), naming what changed, unless ``accept``."""
+    before = marker.get("data")
+    if accept or before is None or before == data:
+        return
+    changes = [
+        f"{key.replace('_', ' ')} {before.get(key)!r} -> {data[key]!r}" for key in data if before.get(key) != data[key]
+    ]
+    changes = [c for c in changes if "digest" not in c] or [
+        f"the {split} samples' contents"
+        for split in ("train", "test")
+        if before.get(f"{split}_digest") != data[f"{split}_digest"]
+    ]
+    raise UserError(
+        f"--resume: the data differs from the run's in {marker.get('options', {}).get('output_dir', 'the folder')} "
+        f"({'; '.join(changes)}); resume on the run's data, start a new run (--overwrite), or pass "
+        "--resume_changed_data to continue on this data"
+    )
+
+
 def recorded_options(marker: dict) -> dict:
     """The options a run folder's marker records; an option added to ccnn-train after the run was
     written counts as its default there."""
@@ -148,8 +199,9 @@ def clear_run_files(out: Path, marker: dict) -> None:
         remove(path)
 
 
-def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[str]) -> None:
-    """Write the run marker (atomically): the options, the status and the run's own top-level files."""
+def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[str], data: dict) -> None:
+    """Write the run marker (atomically): the options, the status, the run's own top-level files and
+    the data's fingerprint (:func:`data_fingerprint`)."""
     with disk_errors(out, MARKER):
         write_json_atomic(
             out / MARKER,
@@ -159,6 +211,7 @@ def write_marker(out: Path, args: argparse.Namespace, status: str, files: list[s
                 "status": status,
                 "options": _options(args),
                 "files": sorted(set(files)),
+                "data": data,
             },
         )
 
