@@ -1270,3 +1270,29 @@ def test_sixteen_bit_greyscale_pngs_are_scaled_not_clipped(tmp_path):
     assert wide.mean == narrow.mean and 0.3 < wide.mean[0] < 0.7
     assert torch.equal(wide.train.inputs, narrow.train.inputs)
     assert torch.equal(wide.test.inputs, narrow.test.inputs)
+
+
+def test_a_non_finite_test_loss_is_recorded_as_null_not_nan():
+    """results.json and metrics.jsonl are JSON, which has no NaN: a test split on which the model
+    gives a non-finite output gets loss None (null); the accuracy is still counted."""
+    from types import SimpleNamespace
+
+    from ccnn_hf.training.evaluate import accuracy
+
+    class Head(torch.nn.Module):
+        main_input_name = "pixel_values"
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, pixel_values):
+            logits = torch.stack([pixel_values.flatten(1).sum(1), -pixel_values.flatten(1).sum(1)], dim=1)
+            return SimpleNamespace(logits=logits * self.scale)
+
+    x = torch.ones(4, 1, 2, 2)
+    x[3, 0, 0, 0] = float("inf")
+    acc, loss = accuracy(Head(), x, torch.tensor([0, 0, 1, 0]), False, 2)
+    assert acc == 0.75 and loss is None
+    acc, loss = accuracy(Head(), x[:3], torch.tensor([0, 0, 1]), False, 2)
+    assert loss is not None and abs(acc - 2 / 3) < 1e-9

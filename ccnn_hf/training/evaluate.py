@@ -5,6 +5,7 @@ model does)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -27,9 +28,10 @@ def accuracy(
     batch_size: int,
     masks: ArrayDataset | None = None,
     **kwargs,
-) -> tuple[float, float]:
-    """Accuracy and mean loss of ``model`` (a transformers CCNN head) on a test split; ``masks``
-    is the split whose padding / observation masks go with ``inputs`` (:mod:`.masks`)."""
+) -> tuple[float, float | None]:
+    """Accuracy and mean loss of ``model`` (a transformers CCNN head) on a test split (the loss is
+    None when some output is not finite: JSON has no NaN); ``masks`` is the split whose padding /
+    observation masks go with ``inputs`` (:mod:`.masks`)."""
     model.eval()
     device = next(model.parameters()).device
     correct, loss_sum = 0, 0.0
@@ -46,7 +48,8 @@ def accuracy(
         else:
             loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
-    return correct / max(len(inputs), 1), loss_sum / max(len(inputs), 1)
+    loss = loss_sum / max(len(inputs), 1)
+    return correct / max(len(inputs), 1), loss if math.isfinite(loss) else None
 
 
 def evaluate_points(
