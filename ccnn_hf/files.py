@@ -47,7 +47,6 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """A binary file to write ``path``'s new content into; renamed over ``path`` when the block
     ends without an error (a link there is replaced, never followed), removed otherwise."""
     path = Path(path)
-    refuse_link(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
