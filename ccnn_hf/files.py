@@ -25,6 +25,7 @@ __all__ = [
     "atomic_file",
     "fresh_folder",
     "open_append",
+    "open_own_file",
     "own_folder",
     "refuse_link",
     "remove",
@@ -73,20 +74,26 @@ def write_json_atomic(path: Path, data: dict) -> None:
     write_text_atomic(path, text + "\n")
 
 
-def open_append(path: Path) -> IO[str]:
-    """``path`` opened for appending text (created if missing), never through a link nor into a
-    file with other names (hard links)."""
+def open_own_file(path: Path, flags: int) -> int:
+    """A descriptor of ``path`` opened with ``flags`` (created if missing, never truncated here),
+    never through a link nor into a file with other names: a device or a hard link is refused."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as error:
-        if os.path.islink(path):
-            refuse_link(path)
-        raise error
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        refuse_link(path)
+        raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        raise UserError(f"{path} is not a plain file of its own (a device or a hard link); remove it")
-    return os.fdopen(fd, "a", encoding="utf-8")
+        raise UserError(
+            f"{path} is not a plain file of its own (a device or a hard link); remove it, or choose another folder"
+        )
+    return fd
+
+
+def open_append(path: Path) -> IO[str]:
+    """``path`` opened for appending text (see :func:`open_own_file`)."""
+    return os.fdopen(open_own_file(path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
 
 
 def own_folder(path: Path) -> Path:

@@ -16,12 +16,11 @@ import argparse
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 
 import torch
 
-from ..files import refuse_link, remove, write_json_atomic
+from ..files import open_own_file, refuse_link, remove, write_json_atomic
 from .checkpoints import latest_checkpoint
 from .errors import UserError, disk_errors
 
@@ -256,18 +255,7 @@ def acquire_lock(out: Path, attempts: int = 3) -> RunLock:
 
     path = out / LOCK
     for _ in range(attempts):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as error:
-            refuse_link(path)
-            raise error
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            os.close(fd)
-            raise UserError(
-                f"{path} is not a plain file of its own (a device or a hard link); remove it, or choose another "
-                "--output_dir"
-            )
+        fd = open_own_file(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
