@@ -12,6 +12,8 @@ import pytest
 from ccnn_hf.released import RELEASES
 from helpers import REPO
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 
 @pytest.fixture(scope="module")
 def build_release():

@@ -37,6 +37,8 @@ from ccnn_hf import (
 from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 from helpers import REPO
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 TINY = dict(hidden_channels=8, num_blocks=1, kernel_hidden=8)
 AUTO = {
     CCNNForImageClassification: "AutoModelForImageClassification",
