@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torchvision.transforms.v2 import functional as tvF
@@ -30,7 +32,16 @@ class CCNNImageProcessor(TorchvisionBackend):
     default: a continuous CCNN samples its kernels on whatever grid the image has. Set
     ``do_resize=True`` and ``size={"height": h, "width": w}`` to resize anyway (bicubic).
     A batch of differently sized images cannot be stacked into one tensor: process them one by
-    one, or resize."""
+    one, or resize.
+
+    A CCNN model's processor is determined by its config (:meth:`model_settings`: ``mean``, ``std``,
+    ``num_channels``); ``save_pretrained`` of a model writes that processor. A 2D image folder's
+    ``config.json`` also carries timm's ``pretrained_cfg``, and transformers >= 5.25 then reads a
+    *local* folder's image processor from ``config.json`` rather than ``preprocessor_config.json``
+    (as for a timm checkpoint): :meth:`from_dict` recognises a model config and builds the model's
+    processor from it, so ``AutoImageProcessor`` and ``pipeline`` give the same processor on every
+    transformers version. A processor saved with other settings into such a folder is read back by
+    ``CCNNImageProcessor.from_pretrained`` (always ``preprocessor_config.json``)."""
 
     valid_kwargs = CCNNImageProcessorKwargs
     model_input_names = ["pixel_values"]
@@ -49,6 +60,25 @@ class CCNNImageProcessor(TorchvisionBackend):
         problems = normalisation_problems(mean, std, self.num_channels, ("image_mean", "image_std"))
         if problems:  # a zero or NaN std would turn every pixel into inf / NaN
             raise ValueError("invalid CCNNImageProcessor: " + "; ".join(problems))
+
+    @staticmethod
+    def model_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+        """The processor settings of a CCNN model config (``CCNNConfig.to_dict()`` or its ``config.json``)."""
+        return dict(
+            image_mean=list(config["mean"]), image_std=list(config["std"]), num_channels=int(config["num_channels"])
+        )
+
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs: Any):
+        """transformers' ``from_dict``; given a CCNN model config (``model_type`` ``"ccnn"``, what
+        transformers >= 5.25 hands over for a local folder with timm's keys), the model's processor."""
+        if image_processor_dict.get("model_type") == "ccnn":
+            pointer = {k: v for k, v in image_processor_dict.get("auto_map", {}).items() if k == "AutoImageProcessor"}
+            image_processor_dict = {
+                **cls.model_settings(image_processor_dict),
+                **({"auto_map": pointer} if pointer else {}),
+            }
+        return super().from_dict(image_processor_dict, **kwargs)
 
     def _per_channel(self, value):
         """A mean / std as a list (one number stands for every channel)."""

@@ -134,7 +134,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
         if config.modality == "image" and config.data_dim == 2:
             from .image_processing_ccnn import CCNNImageProcessor
 
-            return CCNNImageProcessor(image_mean=config.mean, image_std=config.std, num_channels=config.num_channels)
+            return CCNNImageProcessor(**CCNNImageProcessor.model_settings(config.to_dict()))
         if config.modality == "audio":
             from .feature_extraction_ccnn import CCNNFeatureExtractor
 
@@ -229,10 +229,11 @@ def _to_model_keys(stored: dict, expected: dict, prefix: str) -> dict:
 def _processor_pointer(processor, auto_map: dict[str, str]) -> dict:
     """``config.json`` keys naming the image processor (``image_processor_type``, ``auto_map``).
 
-    timm's ``pretrained_cfg`` in a local folder's ``config.json`` makes transformers read the image
-    processor's settings from ``config.json`` instead of ``preprocessor_config.json``; these keys
-    send it on to the processor class, which then reads ``preprocessor_config.json`` (the class is
-    registered in-process, or comes as remote code where ccnn_hf is not installed).
+    timm's ``pretrained_cfg`` in a local folder's ``config.json`` makes transformers look for the image
+    processor in ``config.json`` instead of ``preprocessor_config.json``; these keys name the processor
+    class there (registered in-process, or remote code where ccnn_hf is not installed). Up to 5.24 the
+    class then reads ``preprocessor_config.json``; from 5.25 it is built from ``config.json``, which
+    :meth:`CCNNImageProcessor.from_dict` reads as the model's processor (the one saved beside it).
     """
     if processor is None:
         return {}

@@ -5,8 +5,9 @@
 
 For every release in ``ccnn_hf.released.RELEASES`` whose runs exist (``<runs>/<name>_ccnn`` and the
 timm baseline ``<runs>/<name>_resnet18``, trained by ``model_cards/train_released.sh`` or
-``model_cards/gpu_cifar10.sh``) it copies the weights into ``ccnn_hf/weights/<name>/``, writes the
-model card (also to ``model_cards/<name>.md``) from the run's ``results.json`` with the baseline
+``model_cards/gpu_cifar10.sh``) it copies the weights into ``ccnn_hf/weights/<name>/`` with the code
+files ``save_pretrained`` writes beside them (what ``trust_remote_code=True`` runs where ccnn_hf is not
+installed), writes the model card (also to ``model_cards/<name>.md``) from the run's ``results.json`` with the baseline
 side by side, plots accuracy against resolution for both, draws the learned kernels
 (``kernels.png``, shown on the card) and rewrites ``model_cards/RESULTS.md``.
 
@@ -20,6 +21,11 @@ seeds with the range in parentheses.
     python model_cards/build_release.py --kernels_only
 
 only redraws the kernel pictures of the releases present and adds them to their existing cards.
+
+    python model_cards/build_release.py --code_only
+
+only rewrites the code files of the releases present from the package as it stands (run it after
+changing any module they copy: ``tests/test_build_release.py`` checks that they are current).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import json
 import math
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccnn_hf.files import write_text_atomic
 from ccnn_hf.kernel_plots import plot_kernels
 from ccnn_hf.model_card import kernel_section, make_model_card
 from ccnn_hf.presets import get_preset
@@ -168,14 +176,39 @@ IRREGULAR = {"vowels_drop30": "JapaneseVowels"}
 DROP_RATES = (0.0, 0.3, 0.5, 0.7)
 
 
+def load_release(name: str):
+    """The model of release ``name`` as shipped (its modality's transformers class)."""
+    folder = WEIGHTS_DIR / name
+    modality = json.loads((folder / "config.json").read_text(encoding="utf-8"))["modality"]
+    return MODEL_CLASSES[modality].from_pretrained(folder)
+
+
+def code_files(name: str) -> dict[str, str]:
+    """File name -> text of the code files that ``save_pretrained`` writes for release ``name``'s model:
+    the modelling and processor code named by its ``auto_map``, with the modules they import."""
+    with tempfile.TemporaryDirectory() as tmp:
+        load_release(name).save_pretrained(tmp)
+        return {path.name: path.read_text(encoding="utf-8") for path in sorted(Path(tmp).glob("*.py"))}
+
+
+def write_code(name: str) -> None:
+    """Give release ``name``'s folder the code of :func:`code_files`, removing code files it no longer needs."""
+    folder = WEIGHTS_DIR / name
+    files = code_files(name)
+    for stale in folder.glob("*.py"):
+        if stale.name not in files:
+            stale.unlink()
+    for file, text in files.items():
+        write_text_atomic(folder / file, text)
+
+
 def draw_kernels(name: str) -> None:
     """Draw the learned kernels of release ``name`` into its folder (``kernels.png``, shown on the Hub
     card) and next to its card here (``<name>_kernels.png``)."""
     import matplotlib.pyplot as plt
 
     folder = WEIGHTS_DIR / name
-    modality = json.loads((folder / "config.json").read_text(encoding="utf-8"))["modality"]
-    figure = plot_kernels(MODEL_CLASSES[modality].from_pretrained(folder), folder / "kernels.png")
+    figure = plot_kernels(load_release(name), folder / "kernels.png")
     plt.close(figure)
     shutil.copy2(folder / "kernels.png", HERE / f"{name}_kernels.png")
 
@@ -580,6 +613,7 @@ def build(runs: Path, org: str, names: list[str] | None = None) -> list[str]:
         for file in FILES:
             if (ccnn_dir / file).exists():
                 shutil.copy2(ccnn_dir / file, target / file)
+        write_code(name)
         ccnn["description"] = f"{release.summary}. Data: {DATASETS[name]}."
         comparison = (
             comparison_table(ccnn, baseline, seeds[0].init) + "\n\n" + seeds_section(seeds, CONDITIONS.get(name, ""))
@@ -638,7 +672,17 @@ def main() -> None:
         action="store_true",
         help="only redraw the kernel pictures of the present releases and add them to their cards",
     )
+    parser.add_argument(
+        "--code_only",
+        action="store_true",
+        help="only rewrite the code files of the present releases from the package as it stands",
+    )
     args = parser.parse_args()
+    if args.code_only:
+        for name in available_releases():
+            write_code(name)
+            print(f"code written: {name}")
+        return
     if args.kernels_only:
         for name in available_releases():
             draw_kernels(name)

@@ -12,6 +12,8 @@ import pytest
 from ccnn_hf.released import RELEASES
 from helpers import REPO
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 
 @pytest.fixture(scope="module")
 def build_release():
@@ -144,3 +146,23 @@ def test_the_run_a_ccnn_was_fine_tuned_from_counts_in_its_budget(build_release, 
     (runs / "mnist2d_ccnn" / "results.json").write_text(json.dumps(tuned))
     with pytest.raises(SystemExit, match="fine-tuned from runs/elsewhere, which holds no results.json"):
         build_release.seed_runs(runs, "mnist2d")
+
+
+def test_every_release_carries_the_code_save_pretrained_writes_now(build_release):
+    """The code a shipped folder's auto_map names (run by trust_remote_code=True without ccnn_hf) is
+    the package's own, as it stands: a change to a module it copies needs `build_release.py --code_only`."""
+    from ccnn_hf.released import available_releases, released_weights
+
+    for name in available_releases():
+        shipped = {path.name: path.read_text(encoding="utf-8") for path in released_weights(name).glob("*.py")}
+        expected = build_release.code_files(name)
+        stale = sorted(file for file in set(shipped) | set(expected) if shipped.get(file) != expected.get(file))
+        assert not stale, (
+            f"{name}: {stale} differ from the package; run python model_cards/build_release.py --code_only"
+        )
+        config = json.loads((released_weights(name) / "config.json").read_text(encoding="utf-8"))
+        preprocessor = released_weights(name) / "preprocessor_config.json"
+        pointers = [*config["auto_map"].values()]
+        if preprocessor.exists():
+            pointers += json.loads(preprocessor.read_text(encoding="utf-8"))["auto_map"].values()
+        assert {pointer.split(".")[0] + ".py" for pointer in pointers} <= set(shipped)

@@ -17,6 +17,8 @@ from huggingface_hub.errors import (  # noqa: E402
     RevisionNotFoundError,
 )
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 README = "---\nlicense: mit\ntags:\n- test\n---\n# A test repo\n"
 
 

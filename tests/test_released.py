@@ -19,7 +19,7 @@ from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 from helpers import REPO
 
 AVAILABLE = available_releases()
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason="no released weights in this installation")
+pytestmark = [pytest.mark.hub, pytest.mark.skipif(not AVAILABLE, reason="no released weights in this installation")]
 
 
 def load(name: str):

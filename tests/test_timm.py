@@ -24,6 +24,8 @@ from ccnn_hf.timm_config import timm_fields
 from ccnn_hf.timm_models import RELEASED, TAGS, checkpoint_filter_fn
 from helpers import assert_grad_checkpointing_matches
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
 MODELS = ["ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"]
 

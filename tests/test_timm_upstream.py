@@ -17,6 +17,8 @@ import pytest
 
 from upstream import REPO, timm_model_tests
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 SELECTION = "ccnn and not torchscript"
 PER_TEST_TIMEOUT_S = 900
 

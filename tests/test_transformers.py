@@ -41,6 +41,8 @@ from ccnn_hf import (
 
 from helpers import assert_same_buffers
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 TINY = dict(hidden_channels=12, num_blocks=2, kernel_hidden=8)
 
 

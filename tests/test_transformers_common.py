@@ -26,6 +26,8 @@ from ccnn_hf import (
 )
 from upstream import transformers_common_tests
 
+pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
+
 modeling_common, configuration_common = transformers_common_tests()
 ModelTesterMixin, ConfigTester = modeling_common.ModelTesterMixin, configuration_common.ConfigTester
 

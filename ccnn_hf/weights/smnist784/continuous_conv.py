@@ -1,0 +1,471 @@
+"""Separable continuous convolution (SeparableFlexConv of the official CCNN code).
+
+``depthwise(x, generator(p) * gaussian_mask(p)) + bias`` followed by a 1x1 channel mixer.
+The depthwise kernel is a function of position, sampled on the grid that the input's
+resolution calls for (see :mod:`ccnn_hf.kernel_grid`), so the same parameters serve every
+resolution, length and sampling rate.
+
+Band limits of continuous mode. A kernel can only be resampled if it holds nothing above the
+Nyquist frequency of the grid it was learned on, ``pi / h`` with ``h = 2 / (K - 1)`` the base
+step. The kernel is a sum of terms ``Gaussian(p) * sin(w . p + b)`` whose spectrum is a
+Gaussian of width ``sqrt(sum gamma_l^2 + 1 / sigma^2)`` (MAGNet envelopes and the mask)
+centred on ``sum +-w_l`` (MAGNet sines). Continuous mode therefore bounds, smoothly (tanh)
+and per axis:
+
+* the sines of all layers together to ``SINE_BUDGET`` x Nyquist;
+* each envelope's inverse width to ``ENVELOPE_BUDGET`` x Nyquist / sqrt(layers);
+* the mask width from below, ``sigma_min = 1 / (MASK_BUDGET x Nyquist)``, and from above,
+  ``sigma_max`` = the width whose crop radius reaches the edge of the kernel's domain:
+  ``sigma_eff = sigma_max tanh(sqrt(sigma^2 + sigma_min^2) / sigma_max)``;
+
+so that every term stays below Nyquist out to two spectral standard deviations. The mask is
+also shifted to reach exactly zero at the crop threshold, ``max(m - t, 0) / (1 - t)``, and
+the upper bound keeps that point inside the domain: the kernel is continuous and vanishes
+before the grid ends, which Riemann sums on grids of different steps need to agree. Causal
+kernels end abruptly at the present sample; their last tap gets half weight (trapezoid rule), so sums over grids of
+different steps agree to second order.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .fftconv import (
+    choose_conv_path,
+    depthwise_conv_direct,
+    depthwise_conv_fft,
+    depthwise_conv_fft_official_1d,
+    fft_sizes,
+    kernel_spectrum,
+)
+from .kernel_grid import AxisGrid, CropRule, KernelPlan, axis_grid, crop_roots, crop_rule, gaussian_mask, kernel_plan
+from .kernel_nets import build_kernel_net, pointwise_conv
+from .masking import MaskState, complete
+from .settings import CONV_IMPLS, MODES
+
+__all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
+
+SINE_BUDGET = 0.6
+ENVELOPE_BUDGET = 0.1
+MASK_BUDGET = 0.3
+RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenerate in the backward
+_MAX_PLANS = 16  # kernel plans kept per conv (input scales x devices)
+
+
+class SeparableContinuousConv(nn.Module):
+    """Continuous depthwise convolution with a learned Gaussian mask, then a 1x1 mixer.
+
+    Args:
+        in_channels: channels of the input (and of the depthwise kernel).
+        out_channels: channels after the 1x1 channel mixer.
+        data_dim: number of spatial axes (1, 2 or 3).
+        kernel_size: taps per axis of the kernel at the base resolution (before cropping).
+        base_resolution: input grid size per axis at which one kernel step is one sample;
+            an input of another size is sampled proportionally finer or coarser. None for
+            rate-defined data (audio, tokens): then the scale must be given explicitly.
+        causal: 1D only; output ``t`` depends on inputs up to ``t``.
+        mode: ``"continuous"`` (kernel follows the input resolution, band-limited generator)
+            or ``"reference"`` (the official behaviour: fixed grid whatever the input size).
+        kernel_net: ``"magnet"`` or ``"siren"``.
+        kernel_hidden: width of the generator.
+        kernel_layers: hidden layers of the generator.
+        omega_0: frequency scale of the generator's official initialisation.
+        kernel_options: further generator keywords (the settings of :mod:`ccnn_hf.settings` with
+            ``target="kernel_net"``, under the generator's names); they win over ``kernel_hidden``
+            (``hidden_channels``) and ``omega_0``.
+        mask_init: initial Gaussian mask width (sigma, in kernel coordinates).
+        mask_threshold: mask value below which kernel taps are cropped away.
+        conv_impl: continuous mode: ``"auto"`` (cost model, see
+            :func:`~ccnn_hf.fftconv.choose_conv_path`), ``"fft"`` or ``"direct"``.
+        use_fft: reference mode: the official switch (FFT iff set and every kernel axis is
+            longer than ``fft_threshold`` taps).
+        fft_threshold: see ``use_fft``.
+        legacy_odd_fft: reference mode: reproduce the official odd-length ``irfft`` bug.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        data_dim: int,
+        kernel_size: Sequence[int],
+        base_resolution: Sequence[int] | None = None,
+        causal: bool = False,
+        mode: str = "continuous",
+        kernel_net: str = "magnet",
+        kernel_hidden: int = 32,
+        kernel_layers: int = 3,
+        omega_0: float = 1.0,
+        mask_init: float = 0.075,
+        mask_threshold: float = 0.1,
+        conv_impl: str = "auto",
+        use_fft: bool = False,
+        fft_threshold: int = 50,
+        legacy_odd_fft: bool = False,
+        kernel_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+        if causal and data_dim != 1:
+            raise ValueError("causal convolutions are only defined for data_dim=1")
+        kernel_size = tuple(int(k) for k in kernel_size)
+        if len(kernel_size) != data_dim:
+            raise ValueError(f"kernel_size needs {data_dim} entries, got {kernel_size}")
+        if not causal and any(k % 2 == 0 for k in kernel_size):
+            raise ValueError(f"centred (non-causal) kernels need odd sizes, got {kernel_size}")
+        self.in_channels, self.out_channels, self.data_dim = in_channels, out_channels, data_dim
+        self.kernel_size, self.causal, self.mode = kernel_size, causal, mode
+        self.base_resolution = None if base_resolution is None else tuple(int(r) for r in base_resolution)
+        self.mask_threshold = float(mask_threshold)
+        self.conv_impl, self.use_fft, self.fft_threshold = conv_impl, use_fft, fft_threshold
+        self.legacy_odd_fft = legacy_odd_fft
+
+        continuous = mode == "continuous"
+        nyquist = [math.pi * (k - 1) / 2.0 for k in kernel_size]  # rad per coordinate unit at the base step
+        self.min_mask_width = tuple(1.0 / (MASK_BUDGET * n) for n in nyquist) if continuous else None
+        # Largest width whose crop radius still fits the kernel's domain (2 long when causal).
+        self.max_mask_width = (2.0 if causal else 1.0) / math.sqrt(-2.0 * math.log(mask_threshold))
+        self.mask_init = float(mask_init)
+        self._kernel_net_args = dict(
+            kind=kernel_net,
+            data_dim=data_dim,
+            out_channels=in_channels,
+            no_layers=kernel_layers,
+            init_spatial_value=mask_init * 1.667,
+            causal=causal,
+            max_frequency=[SINE_BUDGET * n for n in nyquist] if continuous else None,
+            max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
+            **{"hidden_channels": kernel_hidden, "omega_0": omega_0, **(kernel_options or {})},
+        )
+        self.kernel_net = build_kernel_net(**self._kernel_net_args)
+        self.bias = nn.Parameter(torch.zeros(in_channels))
+        self.mask_width = nn.Parameter(torch.full((data_dim,), self.mask_init))
+        self.channel_mixer = pointwise_conv(data_dim, in_channels, out_channels)
+        nn.init.kaiming_normal_(self.channel_mixer.weight)
+        nn.init.zeros_(self.channel_mixer.bias)
+        self._kernel_cache: dict[tuple, torch.Tensor] = {}
+        self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, device) -> (mask state, plan)
+        self.crops = True  # the kernel grid is cropped on the host (its shape follows the mask width)
+
+    def set_static_kernel_shape(self, enable: bool = True) -> None:
+        """Sample the kernel on its whole grid and zero the taps the mask crop would drop (a 0/1
+        window computed on the device with the crop's own float32 arithmetic), instead of cropping
+        the grid. The kernel is the cropped one, zero-padded (the same taps; values to float32
+        rounding, as the generator and a coarse fold run on the whole grid); its shape no longer
+        depends on the mask width, so a compiled graph is not recompiled as the width learns and no
+        forward reads the width on the host. Costs the generator and the convolution on the whole grid."""
+        self.crops = not enable
+        self._plans.clear()
+        self._kernel_cache.clear()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw a fresh initialisation (the constructor's, before any base-resolution scaling)."""
+        device = self.mask_width.device
+        fresh = build_kernel_net(**self._kernel_net_args).to(device)
+        for target, source in zip(self.kernel_net.parameters(), fresh.parameters()):
+            target.copy_(source)
+        self.bias.zero_()
+        self.mask_width.fill_(self.mask_init)
+        nn.init.kaiming_normal_(self.channel_mixer.weight)
+        nn.init.zeros_(self.channel_mixer.bias)
+        self._kernel_cache.clear()
+        self._plans.clear()
+
+    # -- kernel ------------------------------------------------------------------------
+    @property
+    def mask_mean(self) -> torch.Tensor:
+        """Mask centre per axis: +1 (the current sample) for causal kernels, else 0."""
+        return torch.full((self.data_dim,), 1.0 if self.causal else 0.0, device=self.mask_width.device)
+
+    def effective_mask_width(self) -> torch.Tensor:
+        """Mask width in use; in continuous mode bounded smoothly into ``[sigma_min, sigma_max]``
+        (see the module docstring)."""
+        if self.min_mask_width is None:
+            return self.mask_width
+        width = torch.sqrt(self.mask_width**2 + self.mask_width.new_tensor(self.min_mask_width) ** 2)
+        return self.max_mask_width * torch.tanh(width / self.max_mask_width)
+
+    def mask(self, positions: torch.Tensor) -> torch.Tensor:
+        """The Gaussian mask ``[1, 1, *K]`` at ``positions`` (zero at the crop threshold in continuous mode)."""
+        mask = gaussian_mask(positions, self.mask_mean.to(positions.dtype), self.effective_mask_width())
+        if self.mode == "reference":
+            return mask
+        return torch.clamp(mask - self.mask_threshold, min=0.0) / (1.0 - self.mask_threshold)
+
+    def sampling_plan(
+        self, scale: Sequence[float], width: torch.Tensor | None = None, crop: bool | None = None
+    ) -> list[AxisGrid]:
+        """Per-axis grids for an input ``scale`` x the base resolution (crop included).
+
+        ``width``: a host (CPU) copy of :meth:`effective_mask_width`; read from the parameters
+        when None. The crop uses the official float32 arithmetic on that copy. ``crop``: whether
+        to crop the grids (default: :attr:`crops`; static kernel shapes keep the whole grid).
+        """
+        reference = self.mode == "reference"
+        if self.mask_width.is_meta or not (self.crops if crop is None else crop):  # meta: no values to crop by
+            return [
+                axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
+                for k, s in zip(self.kernel_size, scale)
+            ]
+        if width is None:
+            with torch.no_grad():
+                width = self.effective_mask_width().detach().float().cpu()
+        mean = torch.full((self.data_dim,), 1.0 if self.causal else 0.0)
+        roots = crop_roots(mean, width, self.mask_threshold, self.causal)
+        return [
+            axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
+            for d, (k, s) in enumerate(zip(self.kernel_size, scale))
+        ]
+
+    # -- kernel plans: the grid decisions, made on the host outside the forward ----------------
+    def _plan_key(self, scale: tuple[float, ...]) -> tuple:
+        return (scale, self.mask_width.device)
+
+    def _mask_state(self) -> tuple:
+        """Host-side identity of the mask parameter's current value (no device read): the
+        parameter object, its storage and its in-place version counter."""
+        return (id(self.mask_width), self.mask_width.data_ptr(), self.mask_width._version)
+
+    def plan_is_current(self, scale: Sequence[float]) -> bool:
+        """Whether the stored plan for ``scale`` was made from the mask width as it is now."""
+        entry = self._plans.get(self._plan_key(tuple(float(s) for s in scale)))
+        return entry is not None and (not self.crops or entry[0] == self._mask_state())
+
+    def planned_scales(self) -> list[tuple[float, ...]]:
+        """The scales this conv holds a kernel plan for (on its current device)."""
+        device = self.mask_width.device
+        return [key[0] for key in self._plans if key[1] == device]
+
+    def store_plan(self, scale: Sequence[float], width: torch.Tensor | None) -> KernelPlan:
+        """Decide and store the kernel plan for ``scale`` from ``width``, a host copy of
+        :meth:`effective_mask_width`. An unchanged grid keeps its plan object (a compiled
+        graph that guards on it stays valid)."""
+        scale = tuple(float(s) for s in scale)
+        key = self._plan_key(scale)
+        reference = self.mode == "reference"
+        crop = (
+            None if self.crops else [crop_rule(k, s, self.causal, reference) for k, s in zip(self.kernel_size, scale)]
+        )
+        plan = kernel_plan(self.sampling_plan(scale, width), self.mask_width.device, crop)
+        previous = self._plans.get(key)
+        if previous is None:
+            while len(self._plans) >= _MAX_PLANS:
+                self._plans.pop(next(iter(self._plans)))
+        elif previous[1].signature == plan.signature:
+            plan = previous[1]
+        self._plans[key] = (self._mask_state(), plan)  # (an existing key keeps its place: compiled guards)
+        return plan
+
+    def kernel_plan(self, scale: Sequence[float]) -> KernelPlan:
+        """The kernel plan for ``scale``, re-decided first if the mask width changed since it was
+        made (eager mode). While compiling or exporting, the stored plan is used as it is (a
+        graph cannot read parameter values on the host): call :func:`refresh_kernel_plans` (or
+        ``CCNN.refresh_kernel_plan``) after every optimizer step of a compiled model."""
+        scale = tuple(float(s) for s in scale)
+        entry = self._plans.get(self._plan_key(scale))
+        if torch.compiler.is_compiling():
+            if entry is not None:
+                return entry[1]
+            if torch.compiler.is_exporting():
+                raise RuntimeError(
+                    f"no kernel plan for input scale {scale}: run the model once in eager mode at this input "
+                    "size, or call model.refresh_kernel_plan(scale), before exporting it"
+                )
+            return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
+        if entry is None or (self.crops and entry[0] != self._mask_state()):
+            refresh_kernel_plans([self], [scale])
+        return self._plans[self._plan_key(scale)][1]
+
+    def kernel(self, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """The masked depthwise kernel ``[C, *K]`` (float32) for an input at ``scale``.
+
+        In eval mode the result is cached per scale and device, and dropped when any
+        parameter changes (in-place updates bump their version counters) or on ``train()``.
+        The cache is bypassed while compiling or exporting (the kernel is part of the graph).
+        """
+        scale = tuple(float(s) for s in (scale or (1.0,) * self.data_dim))
+        plan = self.kernel_plan(scale)
+        if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
+            return self._sample_kernel(plan)
+        if (
+            torch.is_grad_enabled()
+            and plan.positions[0, 0].numel() >= RECOMPUTE_TAPS
+            and any(p.requires_grad for p in self.parameters())
+        ):
+            # Many taps (fine resolutions): the generator's intermediates (hidden x taps, per
+            # layer) are recomputed in the backward instead of kept.
+            return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
+        if self.training:
+            return self._sample_kernel(plan)
+        key = (scale, self.mask_width.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self._kernel_cache.get(key)
+        if cached is None:
+            self._kernel_cache.clear()
+            cached = self._kernel_cache[key] = self._sample_kernel(plan)
+        return cached
+
+    def _sample_kernel(self, plan: KernelPlan) -> torch.Tensor:
+        device = self.mask_width.device
+        no_autocast = torch.autocast(device_type=device.type, enabled=False) if device.type != "meta" else nullcontext()
+        with no_autocast:  # (the meta device has no autocast)
+            dtype = next(self.kernel_net.parameters()).dtype
+            positions = plan.positions.to(dtype)  # [1, D, *K]
+            kernel = self.kernel_net(positions).view(-1, self.in_channels, *positions.shape[2:])
+            kernel = (self.mask(positions) * kernel)[0].float()
+            if self.causal and self.mode == "continuous":
+                # Trapezoid rule at the present sample, where a causal kernel is cut off:
+                # half weight keeps Riemann sums on grids of any step consistent (O(h^2)).
+                kernel = torch.cat([kernel[..., :-1], 0.5 * kernel[..., -1:]], dim=-1)
+            for axis, resample in enumerate(plan.resample):
+                if resample is not None:  # tent-integrate onto the coarse axis
+                    kernel = torch.movedim(torch.movedim(kernel, axis + 1, -1) @ resample.T, -1, axis + 1)
+            if plan.crop is not None:
+                kernel = kernel * self._crop_window(plan.crop)
+            return kernel * plan.riemann if plan.riemann != 1.0 else kernel
+
+    def _crop_window(self, rules: tuple[CropRule | None, ...]) -> torch.Tensor:
+        """The static plan's crop as a 0/1 ``[*K]`` window, from the mask width on the device."""
+        with torch.no_grad():
+            width = self.effective_mask_width().detach().float()
+            roots = crop_roots(self.mask_mean, width, self.mask_threshold, self.causal)
+        window = torch.ones((), device=width.device)
+        for axis, rule in enumerate(rules):
+            if rule is not None:
+                axis_window = rule.window(roots[0] if self.causal else roots[axis])
+                window = window.unsqueeze(-1) * axis_window
+            else:
+                window = window.unsqueeze(-1)
+        return window
+
+    def _cached_spectrum(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The kernel's FFT for this input size, cached next to a cached kernel (eval, no grad)."""
+        if (
+            self.training
+            or kernel.requires_grad
+            or torch.compiler.is_compiling()
+            or not any(v is kernel for v in self._kernel_cache.values())
+        ):
+            return None
+        sizes = tuple(fft_sizes(x.shape[2:], kernel.shape[1:], self.causal))
+        key = ("spectrum", id(kernel), sizes)
+        if key not in self._kernel_cache:
+            self._kernel_cache[key] = kernel_spectrum(kernel, sizes, self.causal)
+        return self._kernel_cache[key]
+
+    def clear_kernel_cache(self) -> None:
+        self._kernel_cache.clear()
+
+    def base_taps(self) -> int:
+        """Number of kernel taps at the base resolution after the mask crop (also with static
+        kernel shapes, whose windowed kernel has the cropped one's nonzero taps)."""
+        return math.prod(g.taps for g in self.sampling_plan((1.0,) * self.data_dim, crop=True))
+
+    def train(self, mode: bool = True) -> "SeparableContinuousConv":
+        self._kernel_cache.clear()
+        return super().train(mode)
+
+    # -- convolution -------------------------------------------------------------------
+    def conv_path(self, x: torch.Tensor, kernel_shape: Sequence[int]) -> str:
+        """Which depthwise implementation runs for this input and kernel."""
+        if self.mode == "reference":
+            if self.legacy_odd_fft and self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]):
+                return "official_fft"
+            return "fft" if self.use_fft and all(k > self.fft_threshold for k in kernel_shape[1:]) else "direct"
+        if self.conv_impl != "auto":
+            return self.conv_impl
+        if x.is_meta:  # shapes only: nothing to time, and both paths give the same shape
+            return "direct"
+        training = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        return choose_conv_path(x.shape, kernel_shape, self.causal, training=training)
+
+    def input_scale(self, x: torch.Tensor) -> tuple[float, ...]:
+        """Resolution of ``x`` relative to the base grid, read from its shape (1 if rate-defined)."""
+        if self.mode == "reference" or self.base_resolution is None:
+            return (1.0,) * self.data_dim
+        return tuple(n / b for n, b in zip(x.shape[2:], self.base_resolution))
+
+    def depthwise(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
+        """The continuous depthwise convolution plus its bias, before the channel mixer."""
+        return self._convolve(x, self.kernel(self.input_scale(x) if scale is None else scale))
+
+    def depthwise_masked(
+        self, x: torch.Tensor, scale: Sequence[float] | None, state: MaskState
+    ) -> tuple[torch.Tensor, MaskState]:
+        """:meth:`depthwise` of an input with padding and / or unobserved positions (see
+        :mod:`ccnn_hf.masking`): unobserved positions are reconstructed by normalised averaging,
+        padded ones are zero; returns the output and the state of its positions."""
+        scale = tuple(self.input_scale(x) if scale is None else scale)
+        kernel = self.kernel(scale)
+        if state.certainty is not None:
+            grid_scale = (1.0,) * self.data_dim if self.mode == "reference" else scale
+            x, state = complete(x, kernel, state, grid_scale, self.causal)
+        elif state.valid is not None:
+            x = torch.where(state.valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return self._convolve(x, kernel), state
+
+    def _convolve(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        path = self.conv_path(x, kernel.shape)
+        if path == "direct":
+            return depthwise_conv_direct(x, kernel, self.bias, self.causal)
+        if path == "fft":
+            return depthwise_conv_fft(x, kernel, self.bias, self.causal, self._cached_spectrum(kernel, x))
+        return depthwise_conv_fft_official_1d(x, kernel, self.bias, self.causal)
+
+    def forward(
+        self, x: torch.Tensor, scale: Sequence[float] | None = None, state: MaskState | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, MaskState]:
+        """Convolve ``x [B, C, *L]``; ``scale`` (input / base resolution per axis) defaults to
+        :meth:`input_scale`. With a :class:`~ccnn_hf.masking.MaskState` the convolution is
+        mask-aware and returns ``(output, state of the output)``."""
+        if state is None:
+            return self.channel_mixer(self.depthwise(x, scale))
+        out, state = self.depthwise_masked(x, scale, state)
+        return self.channel_mixer(out), state
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
+            f"causal={self.causal}, mode={self.mode!r}"
+        )
+
+
+@torch.compiler.disable(
+    reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+    "input size, or call model.refresh_kernel_plan(scale), before compiling it"
+)
+def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...]) -> KernelPlan:
+    """Decide a missing kernel plan eagerly, outside a graph being compiled."""
+    refresh_kernel_plans([conv], [scale])
+    return conv._plans[conv._plan_key(scale)][1]
+
+
+def refresh_kernel_plans(
+    convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None
+) -> None:
+    """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
+    for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
+    convs = list(convs)
+    if not convs:
+        return
+    device = convs[0].mask_width.device
+    cropping = [c for c in convs if c.crops]
+    widths: dict[int, torch.Tensor | None] = {id(c): None for c in convs}  # None: uncropped, or meta (no values)
+    if cropping and device.type != "meta":
+        with torch.no_grad():
+            read = torch.cat([c.effective_mask_width().detach().float().to(device) for c in cropping]).cpu()
+        widths.update(zip(map(id, cropping), read.split([c.data_dim for c in cropping])))
+    for conv in convs:
+        width = widths[id(conv)]
+        for scale in conv.planned_scales() if scales is None else scales:
+            conv.store_plan(scale, width)
