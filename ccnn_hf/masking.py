@@ -101,6 +101,8 @@ __all__ = [
     "WELL_POSED",
     "MAX_GRID_POINTS",
     "MaskState",
+    "RowScales",
+    "real_size_scales",
     "prepare_masks",
     "bin_timestamps",
     "applicability",
@@ -114,6 +116,38 @@ APPLICABILITY_RADIUS = {1: 16.0, 2: 4.0, 3: 2.0}  # base samples, per number of 
 MIN_SUPPORT = 1e-5  # |k|-weighted defined fraction below which a layer output is undefined; certainty floor
 WELL_POSED = 0.1  # local linear fit used where det(Gram) > this x the product of its diagonal
 MAX_GRID_POINTS = 2**24  # timestamps: largest batch x grid length binned onto
+
+
+@dataclass(frozen=True)
+class RowScales:
+    """Input scales per row of a padded batch read as field of view (each row at its real size).
+
+    Attributes:
+        groups: ``(scale, rows)`` pairs: the rows (indices ``[n]`` on the input's device) that share
+            one scale per axis.
+    """
+
+    groups: tuple[tuple[tuple[float, ...], torch.Tensor], ...]
+
+
+def real_size_scales(valid: torch.Tensor, base_resolution: Sequence[int]) -> tuple[float, ...] | RowScales:
+    """The scale of every row of ``valid [B, 1, *S]`` read as field of view: per axis, the extent of
+    its real positions (first to last, holes included) over the base size. One tuple when every row
+    shares it, else :class:`RowScales` (one host read)."""
+    extents = []
+    for axis in range(2, valid.ndim):
+        n = valid.shape[axis]
+        present = valid.any(dim=tuple(d for d in range(1, valid.ndim) if d != axis))  # [B, n]
+        index = torch.arange(n, device=valid.device)
+        first = torch.where(present, index, n).amin(1)
+        last = torch.where(present, index, -1).amax(1)
+        extents.append(last - first + 1)
+    unique, inverse = torch.unique(torch.stack(extents, 1).cpu(), dim=0, return_inverse=True)
+    scales = [tuple(n / b for n, b in zip(row, base_resolution)) for row in unique.tolist()]
+    if len(scales) == 1:
+        return scales[0]
+    rows = [torch.nonzero(inverse == i).flatten().to(valid.device) for i in range(len(scales))]
+    return RowScales(tuple(zip(scales, rows)))
 
 
 @dataclass
