@@ -305,6 +305,11 @@ class CCNN(nn.Module):
         base_resolution: input size per axis the model is native at (training size).
         base_sampling_rate: for rate-defined data (audio: Hz; tokens: 1.0): inputs of any
             length are assumed at this rate unless ``sampling_rate=`` says otherwise.
+        length_semantics: what an input's size means without ``resolution=``: ``"duration"``
+            (the base step whatever the length), ``"field_of_view"`` (the input spans the base
+            field: a larger one is finer; padded rows are read at their real size) or ``"auto"``
+            (duration in 1D, field of view for images and volumes). :attr:`reads_duration` holds
+            the outcome (always true for rate-defined models).
         causal: causal kernels (1D only).
         mode: ``"continuous"`` (default: kernels follow the input resolution) or
             ``"reference"`` (official behaviour, for converted weights).

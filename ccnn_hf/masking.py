@@ -8,9 +8,11 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     convolution and never reconstructed, BatchNorm batch statistics (train mode) and the
     global pooling skip it, and returned features are zero there. A padded sample therefore
     gives the logits it gives alone in a batch of one (up to float roundoff between conv
-    paths), whichever side it is padded on. Rate-defined models (``base_sampling_rate``) keep
-    their kernels whatever the padded length; a grid-defined model reads its input scale from
-    the padded length as from any input, so pass ``resolution=`` when rows share one step.
+    paths), whichever side it is padded on, and whatever the padded length: a model that reads
+    lengths as duration keeps the base step, and one that reads them as field of view reads each
+    row at its real size (the extent of its real positions, :func:`real_size_scales`; rows of
+    different sizes run through their own kernels), unless ``resolution=`` / ``sampling_rate=``
+    set one step for the batch.
     A 0 between 1s is a hole of zeros, not a missing value: use ``observed_mask`` for those.
 ``observed_mask`` ``[B, *spatial]`` or ``[B, C, *spatial]`` (1 = observed)
     A position that exists but whose value is missing (per channel or for all channels). Its
@@ -25,7 +27,8 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     bins are unobserved; bins after a row's last observation are padding. The network then
     runs on that grid with the kernels sampled at step ``1 / r`` (the continuous kernel at the
     actual time differences, rounded to the grid), through the same direct or FFT paths.
-    Timestamps ``0, 1, ..., L - 1`` reproduce the regular model. Cost: the grid has
+    Timestamps ``0, 1, ..., L - 1`` (any ``L``) reproduce the regular series at the base step
+    (a duration model's plain call; ``resolution=`` the base size for field of view). Cost: the grid has
     ``r x span + 1`` points per row (``span`` = last - first timestamp in base samples), so
     time and memory grow with the span and ``r``, not with the number of observations; a
     larger ``r`` keeps more timing precision (rounding error <= ``1 / (2 r)`` base samples).
