@@ -35,7 +35,7 @@ class FrozenConv(nn.Module):
     def __init__(self, conv: SeparableContinuousConv, scale: Sequence[float], input_shape: Sequence[int]) -> None:
         super().__init__()
         with torch.no_grad():
-            kernel = conv.kernel(tuple(scale))
+            kernel = conv.kernel(tuple(scale), tuple(input_shape[2:]))
         self.register_buffer("kernel", kernel.detach().clone())
         self.register_buffer("bias", conv.bias.detach().clone())
         self.channel_mixer = copy.deepcopy(conv.channel_mixer)

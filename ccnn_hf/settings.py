@@ -48,6 +48,7 @@ __all__ = [
     "DROPOUT_TYPES",
     "GLOBAL_POOLS",
     "MODALITIES",
+    "LENGTH_SEMANTICS",
     "DATA_DIMS",
     "MIN_SIZE",
     "canonical",
@@ -57,6 +58,7 @@ __all__ = [
     "config_settings",
     "override_flags",
     "kernel_options",
+    "read_as_duration",
     "signature",
     "settings_problems",
     "check_settings",
@@ -75,6 +77,7 @@ DROPOUT_TYPES = ("channel", "element")
 GLOBAL_POOLS = ("avg", "max", "")
 MISSING_VALUES = ("normalized", "zero_fill")
 MODALITIES = ("image", "sequence", "audio", "tokens")
+LENGTH_SEMANTICS = ("auto", "duration", "field_of_view")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,17 @@ SETTINGS: tuple[Setting, ...] = (
         "rate of rate-defined data (audio: Hz; tokens: 1.0)",
         real_rule(0.0, None, True, optional=True),
     ),
+    Setting(
+        "length_semantics",
+        str,
+        "auto",
+        "what an input's size means without resolution= / sampling_rate=: 'duration' (each sample is one "
+        "base step, so a longer or padded input is a longer signal), 'field_of_view' (the input spans the "
+        "base field, so a larger input is a finer sampling; padded rows are read at their real size) or "
+        "'auto' (duration for 1D, field_of_view for images and volumes); rate-defined models "
+        "(base_sampling_rate) always read duration",
+        choices=LENGTH_SEMANTICS,
+    ),
     Setting("causal", bool, False, "causal kernels (1D only)", flag_rule),
     Setting(
         "mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'", choices=MODES
@@ -366,6 +380,15 @@ def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False
     settings = {**defaults(), **values}
     check_settings(settings, owner)
     return {name: BY_NAME[name].for_model(value) for name, value in settings.items()}
+
+
+def read_as_duration(data_dim: int, base_sampling_rate: float | None, length_semantics: str) -> bool:
+    """Whether a model reads an input's size as duration (its step is the base step unless
+    ``resolution=`` / ``sampling_rate=`` says otherwise) rather than as field of view (see the
+    ``length_semantics`` setting)."""
+    if base_sampling_rate is not None or length_semantics == "duration":
+        return True
+    return length_semantics == "auto" and data_dim == 1
 
 
 def kernel_options(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -382,7 +382,9 @@ def test_plans_follow_optimizer_steps_with_one_host_read_for_all_layers(monkeypa
     calls = []
     real = ccnn_module.refresh_kernel_plans
     monkeypatch.setattr(
-        ccnn_module, "refresh_kernel_plans", lambda convs, scales=None: calls.append(len(convs)) or real(convs, scales)
+        ccnn_module,
+        "refresh_kernel_plans",
+        lambda convs, scales=None, size=None: calls.append(len(convs)) or real(convs, scales, size),
     )
     model(x)
     assert calls == []  # nothing changed: no host read

@@ -57,6 +57,9 @@ class TaskData:
     render_test: Callable[[tuple[int, ...] | None, float | None], ArrayDataset] | None = field(default=None, repr=False)
     # (image side or sampling rate, training indices) -> those samples' normalised inputs at that setting
     render_train: Callable[[float, torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    # what a length means to the model (the length_semantics setting): the built-in sequences are
+    # images read row by row or resampled signals (field of view), archives are time series (duration)
+    length_semantics: str = "auto"
 
     def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
@@ -159,6 +162,7 @@ def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
         ds.test,
         render if ds.render_test is not None else None,
         render_train if ds.render_train is not None else None,
+        "field_of_view" if modality == "sequence" else "auto",
     )
 
 
@@ -185,6 +189,7 @@ def _from_aeon(dataset: str, drop_rate: float, drop_seed: int) -> TaskData:
         tuple(ds.std),
         ds.train,
         ds.test,
+        length_semantics="duration",
     )
 
 
@@ -705,6 +710,7 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
         test,
         task.render_test,
         task.render_train,
+        task.length_semantics,
     )
 
 
@@ -740,6 +746,7 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
         select(task.test),
         render,
         render_train,
+        task.length_semantics,
     )
 
 

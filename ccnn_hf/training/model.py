@@ -86,6 +86,7 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
         base_resolution=list(task.base_resolution),
         base_sampling_rate=task.sampling_rate if task.modality == "audio" else preset.model["base_sampling_rate"],
         kernel_size=_kernel_size(args.preset, task, args.kernel_size),
+        length_semantics=task.length_semantics,
         modality=task.modality,
         mean=list(task.mean),
         std=list(task.std),
