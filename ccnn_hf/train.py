@@ -659,18 +659,30 @@ def _save_model(args, model, out: Path, data: dict) -> None:
     """Save the model folder files into ``out`` so that no half-written model ever looks complete:
     everything is written into a hidden folder first, recorded in the run marker as the run's own
     files, and each finished file renamed into place (``results.json``, written after this, marks
-    the folder complete)."""
-    remove(out / "results.json")  # the folder is incomplete until the new results land
+    the folder complete). A file in ``out`` that no run there wrote is never replaced."""
     with disk_errors(out, "the trained model"):
         tmp = fresh_folder(out / ".tmp-model")  # made now: a planted link there is removed, never followed
         model.save_pretrained(tmp)
         names = sorted(item.name for item in tmp.iterdir())
         marker = read_marker(out) or {}
         final = ["results.json", "accuracy_vs_resolution.png"] + ([] if args.timm_model else ["README.md"])
+        _refuse_foreign(out, names + final, marker.get("files", []), tmp)
+        remove(out / "results.json")  # the folder is incomplete until the new results land
         write_marker(out, args, "saving", marker.get("files", []) + names + final, data)
         for name in names:
             os.replace(tmp / name, out / name)
         tmp.rmdir()
+
+
+def _refuse_foreign(out: Path, names: list[str], owned: list[str], kept: Path) -> None:
+    """Refuse to write ``names`` into ``out`` where one is there and not ``owned`` (listed in the
+    run marker): a user's file beside an earlier run's (which --overwrite keeps) is never replaced."""
+    foreign = [name for name in names if name not in owned and os.path.lexists(out / name)]
+    if foreign:
+        raise UserError(
+            f"{out} holds {', '.join(foreign)}, which no ccnn-train run there wrote; nothing was replaced. The "
+            f"trained model is in {kept}: move those files away and run again with --resume to save it there"
+        )
 
 
 def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job, trained: Trained, out: Path) -> dict:

@@ -649,6 +649,26 @@ def test_overwrite_deletes_only_the_runs_own_files(finished, tmp_path):
     assert len((out / "logs" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_overwrite_never_replaces_a_users_file_named_like_a_run_file(finished, tmp_path):
+    """A README.md that no run wrote (say, notes beside a timm baseline's run, which writes no card)
+    is kept; the run stops with the trained model kept and says how to finish."""
+    out, argv = _copy(finished, tmp_path)
+    marker = json.loads((out / ".ccnn-run.json").read_text())
+    marker["files"].remove("README.md")
+    (out / ".ccnn-run.json").write_text(json.dumps(marker))
+    write(out / "README.md", "my notes")
+    with pytest.raises(
+        UserError, match=r"run holds README\.md, which no ccnn-train run there wrote; nothing was replaced"
+    ):
+        run([*argv, "--overwrite"])
+    assert (out / "README.md").read_text() == "my notes"
+    assert (out / ".tmp-model" / "model.safetensors").is_file()
+    (out / "README.md").rename(tmp_path / "notes.md")
+    _reset_accelerate()
+    run([*argv, "--resume"])
+    assert (out / "results.json").is_file() and (out / "README.md").read_text() != "my notes"
+
+
 def test_overwrite_never_follows_a_tampered_marker_out_of_the_folder(finished, tmp_path):
     out, argv = _copy(finished, tmp_path)
     victim = write(tmp_path / "precious.txt", "keep me")
