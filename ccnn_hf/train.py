@@ -52,6 +52,7 @@ from .training.model import (
     enable_activation_checkpointing,
 )
 from .training.output import (
+    MARKER,
     acquire_lock,
     check_output_dir,
     check_resume_options,
@@ -137,7 +138,8 @@ def _prepare_output(args, accelerator: Accelerator, own_files: list[str]):
                 out.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
                 raise UserError(f"--output_dir {out}: a part of that path is a file; choose a folder path") from None
-        lock = acquire_lock(out)
+        with disk_errors(out, "the run's lock file"):
+            lock = acquire_lock(out)
         try:
             marker = read_marker(out) if marker is not None else None  # as it is now that the folder is ours
             if args.resume:
@@ -170,7 +172,7 @@ def _trackers(report_to: str) -> list[str]:
 
 
 def _log(path: Path, record: dict) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    with disk_errors(path.parent, "the metrics log"), path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -240,8 +242,9 @@ def _truncate_log(path: Path, step: int) -> bool:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [r for r in records if r.get("step", 0) <= step]
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(path)
+        with disk_errors(path.parent, "the metrics log"):
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            tmp.replace(path)
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
 
 
@@ -773,14 +776,37 @@ def _push(args, out: Path, message: str) -> None:
         ) from error
 
 
+def _resume_hint(argv: Sequence[str] | None) -> str:
+    """What to do after an interrupted run: resume from its newest complete checkpoint, or start again."""
+    try:
+        args = parse_args(argv)
+    except (UserError, SystemExit):
+        return "nothing was trained"
+    out = Path(args.output_dir)
+    last = latest_checkpoint(out / "checkpoints")
+    if last is None:
+        again = " with --overwrite" if (out / MARKER).exists() and not args.overwrite else ""
+        return f"no checkpoint was written in {out}; run the command again{again} to start afresh"
+    flag = "--resume instead of --overwrite" if args.overwrite else "--resume"
+    return (
+        f"the run can continue from its last checkpoint {last}: run the same command with {flag} (--output_dir {out})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: a :class:`UserError` becomes one line on stderr and exit status 2."""
+    """Console entry point: a :class:`UserError` becomes one line on stderr and exit status 2; Ctrl-C
+    one line saying how to resume, and exit status 130 (the shell's code for SIGINT)."""
     keep_large_allocations()
     try:
         run(argv)
+        return
     except UserError as error:
         print(f"ccnn-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass  # said below, once the interrupted run's frames (and its progress bar) are gone
+    print(f"ccnn-train: interrupted; {_resume_hint(argv)}", file=sys.stderr)
+    raise SystemExit(130)
 
 
 if __name__ == "__main__":

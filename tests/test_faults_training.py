@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import pickle
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -995,3 +996,300 @@ def test_resume_of_a_run_written_before_an_option_existed(finished, tmp_path):
         run([*argv, "--resume", "--augment"])
     run([*argv, "--resume"])
     assert json.loads((out / "results.json").read_text())["steps"] == 2
+
+
+# == issue 27: faults that ended in a traceback ======================================================
+# Each row breaks one thing (the disk, a checkpoint file, the data, the user's patience) and states
+# the outcome: "user" a UserError matching ``match`` (main prints it as one line, exit status 2),
+# "main" the exit status and one stderr line of ``main``, "ok" a run that succeeds with a correct result.
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    setup: Callable[[Path, pytest.MonkeyPatch, tuple[Path, list[str]]], list[str]]  # -> argv
+    kind: str
+    match: str
+    check: Callable[..., None] | None = None  # "ok": (tmp, results); "main": (tmp, argv)
+
+
+def _fail_opening(monkeypatch, name: str, code: int) -> None:
+    """Opening any file called ``name`` fails with ``code``, through open(), Path.open and os.open."""
+    import builtins
+    import os
+
+    def failing(real):
+        def wrapper(file, *args, **kwargs):
+            if Path(os.fsdecode(file)).name == name:
+                raise OSError(code, os.strerror(code), str(file))
+            return real(file, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(builtins, "open", failing(builtins.open))
+    monkeypatch.setattr(os, "open", failing(os.open))
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: failing(io.open)(self, *a, **k))
+
+
+def _fresh(tmp: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset",
+        "digits",
+        *TINY,
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        str(tmp / "out"),
+        *extra,
+    ]
+
+
+def lock_fails(code: int):
+    def setup(tmp, monkeypatch, finished):
+        (tmp / "out").mkdir()  # the folder exists: only the lock file cannot be created
+        _fail_opening(monkeypatch, ".ccnn-run.lock", code)
+        return _fresh(tmp)
+
+    return setup
+
+
+def metrics_log_fails(code: int):
+    def setup(tmp, monkeypatch, finished):
+        _fail_opening(monkeypatch, "metrics.jsonl", code)
+        return _fresh(tmp)
+
+    return setup
+
+
+def checkpoint_write_fails(message: str):
+    def setup(tmp, monkeypatch, finished):
+        import accelerate.utils.other
+        from safetensors import SafetensorError
+
+        def native_failure(*args, **kwargs):
+            raise SafetensorError(message)
+
+        monkeypatch.setattr(accelerate.utils.other, "safe_save_file", native_failure)
+        return _fresh(tmp)
+
+    return setup
+
+
+def damaged_checkpoint(name: str, damage: Callable[[bytes], bytes]):
+    """``--resume`` of a copy of the finished run whose newest checkpoint's ``name`` went through ``damage``."""
+
+    def setup(tmp, monkeypatch, finished):
+        out, argv = _copy(finished, tmp)
+        path = out / "checkpoints" / "step_00000002" / name
+        path.write_bytes(damage(path.read_bytes()))
+        return [*argv, "--resume"]
+
+    return setup
+
+
+class _Code:
+    """A pickle that would run a command when unpickled."""
+
+    def __reduce__(self):
+        return __import__("os").system, ("echo unpickled > /dev/null",)
+
+
+def _malicious_optimizer(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state": {}, "param_groups": [], "hook": _Code()}, buffer)
+    return buffer.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def bomb_in_image_folder(tmp, monkeypatch, finished):
+    folder = image_folder(tmp / "imgs", broken={"train/dark/2.png": _png_claiming(20000, 20000)})
+    return on(lambda t: folder)(tmp)
+
+
+def poisoned_cache(tmp, monkeypatch, finished):
+    """A generated dataset's cache file replaced by one that lacks the arrays it should hold."""
+    from ccnn_hf.data import load_builtin
+
+    monkeypatch.setenv("CCNN_HF_CACHE", str(tmp / "cache"))
+    load_builtin("mnist1d", n_train=64, n_test=16)
+    (cached,) = (tmp / "cache").glob("mnist1d-*.npz")
+    np.savez(cached, train_signals=np.zeros((3, 72), dtype=np.float32))
+    return [
+        "--dataset",
+        "mnist1d",
+        "--preset",
+        "smnist_4_140",
+        *TINY[:-2],
+        "--max_steps",
+        "1",
+        "--dataset_option",
+        "n_train=64",
+        "--dataset_option",
+        "n_test=16",
+        "--output_dir",
+        str(tmp / "out"),
+    ]
+
+
+def check_poisoned_cache(tmp: Path, results: dict) -> None:
+    from ccnn_hf.data import load_builtin
+
+    assert results["train_samples"] == 64 and results["test_samples"] == 16
+    (cached,) = (tmp / "cache").glob("mnist1d-*.npz")
+    with np.load(cached) as stored:  # rebuilt, so that the next load is complete again
+        assert sorted(stored.files) == ["test_labels", "test_signals", "train_labels", "train_signals"]
+    assert load_builtin("mnist1d", n_train=64, n_test=16).train.inputs.shape == (64, 1, 40)
+
+
+def interrupted_after_step(step: int):
+    """Ctrl-C right after the checkpoint of ``step`` is written."""
+
+    def setup(tmp, monkeypatch, finished):
+        import ccnn_hf.train as train
+
+        real = train.save_checkpoint
+
+        def save_then_interrupt(accelerator, root, at, state, keep):
+            folder = real(accelerator, root, at, state, keep)
+            if at == step:
+                raise KeyboardInterrupt
+            return folder
+
+        monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+        return _fresh(tmp, "--max_steps", "4")
+
+    return setup
+
+
+def _resumes_to_the_end(argv: list[str], steps: int) -> None:
+    """The command the interrupted run's message gives, run: it finishes the run."""
+    assert run([*argv, "--resume"])["steps"] == steps
+
+
+NOT_FREE_SPACE = r"(?!.*free some space)"  # a read-only or forbidden place is not a full disk
+FAULTS = [
+    Fault(
+        "lock_on_read_only_file_system",
+        lock_fails(errno.EROFS),
+        "user",
+        NOT_FREE_SPACE + r"could not write the run's lock file to .*out: Read-only file system \(the file system "
+        r"is mounted read-only; choose another --output_dir\)",
+    ),
+    Fault(
+        "lock_in_immutable_folder",
+        lock_fails(errno.EPERM),
+        "user",
+        NOT_FREE_SPACE + r"lock file to .*out: Operation not permitted \(the folder or file is read-only or immutable",
+    ),
+    Fault(
+        "lock_in_forbidden_folder",
+        lock_fails(errno.EACCES),
+        "user",
+        NOT_FREE_SPACE + r"lock file to .*out: Permission denied \(the folder or file is read-only or immutable",
+    ),
+    Fault(
+        "metrics_log_disk_full",
+        metrics_log_fails(errno.ENOSPC),
+        "user",
+        r"could not write the metrics log to .*out/logs: No space left on device \(free some space",
+    ),
+    Fault(
+        "metrics_log_quota",
+        metrics_log_fails(errno.EDQUOT),
+        "user",
+        r"could not write the metrics log to .*logs: Disk quota exceeded \(free some space",
+    ),
+    Fault(
+        "checkpoint_disk_full_safetensors",
+        checkpoint_write_fails("Error while serializing: I/O error: No space left on device (os error 28)"),
+        "user",
+        r"could not write the checkpoint of step 1 to .*checkpoints: No space left on device \(free some space",
+    ),
+    Fault(
+        "checkpoint_read_only_safetensors",
+        checkpoint_write_fails("Error while serializing: I/O error: Read-only file system (os error 30)"),
+        "user",
+        NOT_FREE_SPACE + r"checkpoint of step 1 to .*checkpoints: Read-only file system \(the file system is mounted",
+    ),
+    Fault(
+        "resume_zero_byte_optimizer",
+        damaged_checkpoint("optimizer.bin", lambda data: b""),
+        "user",
+        r"cannot resume from checkpoint .*step_00000002: optimizer.bin is empty \(0 bytes\): the checkpoint is "
+        r"truncated.*delete that checkpoint folder",
+    ),
+    Fault(
+        "resume_truncated_optimizer",
+        damaged_checkpoint("optimizer.bin", lambda data: data[: len(data) // 2]),
+        "user",
+        r"^(?!.*does not fit the model)cannot resume from checkpoint .*step_00000002: optimizer.bin is truncated "
+        r"or corrupt",
+    ),
+    Fault(
+        "resume_zero_byte_model",
+        damaged_checkpoint("model.safetensors", lambda data: b""),
+        "user",
+        r"step_00000002: model.safetensors is empty \(0 bytes\)",
+    ),
+    Fault(
+        "resume_truncated_model",
+        damaged_checkpoint("model.safetensors", lambda data: data[: len(data) // 2]),
+        "user",
+        r"step_00000002: model.safetensors is truncated or corrupt \(SafetensorError",
+    ),
+    Fault(
+        "resume_malicious_optimizer",
+        damaged_checkpoint("optimizer.bin", _malicious_optimizer),
+        "user",
+        r"step_00000002: optimizer.bin holds objects other than tensors, which the safe loader refuses; it was "
+        r"not loaded",
+    ),
+    Fault(
+        "decompression_bomb_png",
+        bomb_in_image_folder,
+        "user",
+        r"imgs/train/dark/2.png is refused as a possible decompression bomb \(Image size \(400000000 pixels\)",
+    ),
+    Fault("dataset_cache_missing_arrays", poisoned_cache, "ok", "", check_poisoned_cache),
+    Fault(
+        "ctrl_c",
+        interrupted_after_step(2),
+        "main",
+        r"^ccnn-train: interrupted; the run can continue from its last checkpoint .*out/checkpoints/step_00000002: "
+        r"run the same command with --resume \(--output_dir .*out\)$",
+        lambda tmp, argv: _resumes_to_the_end(argv, 4),
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+def test_faults_end_in_one_clear_line_or_a_correct_result(fault: Fault, finished, tmp_path, monkeypatch, capsys):
+    argv = fault.setup(tmp_path, monkeypatch, finished)
+    if fault.kind == "user":
+        with pytest.raises(UserError, match=fault.match):
+            run(argv)
+    elif fault.kind == "main":
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 130
+        err = capsys.readouterr().err
+        assert err.endswith("\n") and re.search(fault.match, re.split(r"[\r\n]", err.rstrip("\n"))[-1])
+        if fault.check:
+            _reset_accelerate()
+            fault.check(tmp_path, argv)
+    else:
+        fault.check(tmp_path, run(argv))

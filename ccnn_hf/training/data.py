@@ -220,6 +220,11 @@ class _Folder:
 
         try:
             return Image.open(io.BytesIO(self.read(name)))
+        except Image.DecompressionBombError as error:
+            raise UserError(
+                f"{self.describe(name)} is refused as a possible decompression bomb ({_short(error)}); "
+                "resize or remove it"
+            ) from None
         except (UnidentifiedImageError, OSError) as error:
             raise UserError(
                 f"{self.describe(name)} is not a readable image ({_short(error)}); fix or remove it"
