@@ -43,6 +43,7 @@ from .files import write_json_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
+from .training.memory import check_fits, forward_bytes
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
 from .training.masks import batch_masks
 from .training.model import (
@@ -66,6 +67,7 @@ from .training.speed import compile_for_training, regulariser
 __all__ = ["main", "run"]
 
 _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
+EVAL_BATCH = 128  # the batch of the final evaluation across resolutions
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
 
@@ -371,6 +373,7 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     )
     set_seed(args.seed)
     model, init_info = build_model(args, task, say=accelerator.print)
+    _check_activations(model, task, points, schedule, recipe.batch_size, accelerator.device)
     if args.gradient_checkpointing:
         accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
     if args.compile:
@@ -403,6 +406,33 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         total_steps,
         warmup_steps,
     )
+
+
+def _check_activations(
+    model: torch.nn.Module,
+    task: TaskData,
+    points: list,
+    schedule: ResolutionSchedule | None,
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """Refuse a training or evaluation size whose activations cannot fit on ``device`` (a lower
+    bound, :func:`~ccnn_hf.training.memory.forward_bytes`) before the run starts; timm baselines
+    are not estimated."""
+    config = model.config
+    if config.model_type != "ccnn":
+        return
+    if schedule:
+        steps = [(f"--train_resolutions {s}", task.input_shape(s)) for s in schedule.settings]
+    else:
+        steps = [("training", task.base_resolution)]
+    tests = [(f"--eval_resolutions {p.label}", p.resolution or task.input_shape(p.sampling_rate)) for p in points]
+    cases = [(what, shape, batch_size, True) for what, shape in steps]
+    cases += [(what, shape, min(EVAL_BATCH, len(task.test)), False) for what, shape in tests]
+    for what, shape, batch, training in cases:
+        need = forward_bytes(config.num_channels, config.hidden_channels, config.num_blocks, batch, shape, training)
+        step = "a training step" if training else "evaluating a batch"
+        check_fits(f"{what}: {step} of {batch} at {'x'.join(map(str, shape))} with this model", need, device)
 
 
 class Trainer:
@@ -679,7 +709,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     with eager_if_compiled(args):
         bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
         check_finite_state(model)  # a model with non-finite weights or statistics is never saved
-        evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
+        evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=EVAL_BATCH)
     results = _results(args, accelerator, recipe, job, trained, evaluation, bn_samples)
     _save_model(args, model, out)
     with disk_errors(out, "the plot and the model card"):

@@ -1179,6 +1179,20 @@ def _resumes_to_the_end(argv: list[str], steps: int) -> None:
     assert run([*argv, "--resume"])["steps"] == steps
 
 
+def with_memory(available: int, argv: Callable[[Path], list[str]]):
+    """``argv`` on a machine with ``available`` bytes of memory free (so that the refusals do not
+    depend on the machine running the tests)."""
+
+    def setup(tmp, monkeypatch, finished):
+        import ccnn_hf.training.memory as memory
+
+        monkeypatch.setattr(memory, "available_memory", lambda device=None: available)
+        return argv(tmp)
+
+    return setup
+
+
+GB, MB = 10**9, 10**6
 NOT_FREE_SPACE = r"(?!.*free some space)"  # a read-only or forbidden place is not a full disk
 FAULTS = [
     Fault(
@@ -1264,6 +1278,46 @@ FAULTS = [
         r"imgs/train/dark/2.png is refused as a possible decompression bomb \(Image size \(400000000 pixels\)",
     ),
     Fault("dataset_cache_missing_arrays", poisoned_cache, "ok", "", check_poisoned_cache),
+    Fault(
+        "image_size_beyond_memory",
+        with_memory(16 * GB, digits("--image_size", "100000")),
+        "user",
+        r"^--image_size 100000: the 1797 digits images at 100000x100000 would take at least 144 TB, more than "
+        r"the 16 GB of memory available; choose a smaller size$",
+    ),
+    Fault(
+        "image_size_beyond_memory_image_folder",
+        with_memory(16 * GB, on(lambda t: image_folder(t / "imgs"), "--image_size", "100000")),
+        "user",
+        r"^--image_size 100000: 16 images at 100000x100000 would take at least 1.28 TB",
+    ),
+    Fault(
+        "eval_resolution_beyond_memory",
+        with_memory(16 * GB, digits("--eval_resolutions", "1x,100000")),
+        "user",
+        r"^--eval_resolutions 100000: the test set at 100000x100000 \(360 samples\) would take at least 28.8 TB, "
+        r"more than the 16 GB of memory available",
+    ),
+    Fault(
+        "train_resolution_beyond_memory",
+        with_memory(16 * GB, digits("--train_resolutions", "8,100000")),
+        "user",
+        r"^--train_resolutions 8,100000: one training sample at 100000 \(100000x100000 values\) would take at "
+        r"least 80 GB",
+    ),
+    Fault(
+        "eval_activations_beyond_memory",  # the test set at 200x200 fits (115 MB), a batch of 128 through the model not
+        with_memory(200 * MB, digits("--eval_resolutions", "1x,200")),
+        "user",
+        r"^--eval_resolutions 200x200: evaluating a batch of 128 at 200x200 with this model would take at least "
+        r"266 MB, more than the 200 MB of memory available",
+    ),
+    Fault(
+        "train_activations_beyond_memory",
+        with_memory(100 * MB, digits("--train_resolutions", "8,100")),
+        "user",
+        r"^--train_resolutions 100: a training step of 64 at 100x100 with this model would take at least 125 MB",
+    ),
     Fault(
         "ctrl_c",
         interrupted_after_step(2),
