@@ -364,8 +364,6 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
         task = _load_task(args)
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
-    for note in skipped:
-        accelerator.print(f"evaluation {note}")
     schedule = (
         ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
         if args.train_resolutions
@@ -373,7 +371,14 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     )
     set_seed(args.seed)
     model, init_info = build_model(args, task, say=accelerator.print)
-    _check_activations(model, task, points, schedule, recipe.batch_size, accelerator.device)
+    if getattr(model.config, "model_type", None) == "ccnn":  # timm baselines are not estimated
+        _check_training_activations(model.config, task, schedule, recipe.batch_size, accelerator.device)
+        points, too_large = _evaluable_points(
+            model.config, task, points, bool(args.eval_resolutions), accelerator.device
+        )
+        skipped += too_large
+    for note in skipped:
+        accelerator.print(f"evaluation {note}")
     if args.gradient_checkpointing:
         accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
     if args.compile:
@@ -408,31 +413,44 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     )
 
 
-def _check_activations(
-    model: torch.nn.Module,
-    task: TaskData,
-    points: list,
-    schedule: ResolutionSchedule | None,
-    batch_size: int,
-    device: torch.device,
+def _activations_fit(config, what: str, batch: int, shape: Sequence[int], training: bool, device) -> None:
+    """Refuse ``what`` when a forward (``training``: and backward) of ``batch`` inputs of ``shape``
+    cannot fit on ``device`` (the lower bound :func:`~ccnn_hf.training.memory.forward_bytes`)."""
+    need = forward_bytes(config.num_channels, config.hidden_channels, config.num_blocks, batch, shape, training)
+    step = "a training step" if training else "evaluating a batch"
+    check_fits(f"{what}{step} of {batch} at {'x'.join(map(str, shape))} with this model", need, device)
+
+
+def _check_training_activations(
+    config, task: TaskData, schedule: ResolutionSchedule | None, batch_size: int, device: torch.device
 ) -> None:
-    """Refuse a training or evaluation size whose activations cannot fit on ``device`` (a lower
-    bound, :func:`~ccnn_hf.training.memory.forward_bytes`) before the run starts; timm baselines
-    are not estimated."""
-    config = model.config
-    if config.model_type != "ccnn":
-        return
-    if schedule:
-        steps = [(f"--train_resolutions {s}", task.input_shape(s)) for s in schedule.settings]
-    else:
-        steps = [("training", task.base_resolution)]
-    tests = [(f"--eval_resolutions {p.label}", p.resolution or task.input_shape(p.sampling_rate)) for p in points]
-    cases = [(what, shape, batch_size, True) for what, shape in steps]
-    cases += [(what, shape, min(EVAL_BATCH, len(task.test)), False) for what, shape in tests]
-    for what, shape, batch, training in cases:
-        need = forward_bytes(config.num_channels, config.hidden_channels, config.num_blocks, batch, shape, training)
-        step = "a training step" if training else "evaluating a batch"
-        check_fits(f"{what}: {step} of {batch} at {'x'.join(map(str, shape))} with this model", need, device)
+    """Refuse a training size (the base, or each ``--train_resolutions`` setting) whose step cannot fit."""
+    if schedule is None:
+        _activations_fit(config, f"--batch_size {batch_size}: ", batch_size, task.base_resolution, True, device)
+    for setting in schedule.settings if schedule else []:
+        _activations_fit(
+            config, f"--train_resolutions {setting}: ", batch_size, task.input_shape(setting), True, device
+        )
+
+
+def _evaluable_points(
+    config, task: TaskData, points: list, requested: bool, device: torch.device
+) -> tuple[list, list[str]]:
+    """The evaluation points whose batches fit on ``device``; one the user asked for that does not
+    is refused, a default one is skipped with a note saying why."""
+    kept, notes = [], []
+    batch = min(EVAL_BATCH, len(task.test))
+    for point in points:
+        shape = point.resolution or task.input_shape(point.sampling_rate)
+        try:
+            _activations_fit(config, "", batch, shape, False, device)
+        except UserError as error:
+            if requested:
+                raise UserError(f"--eval_resolutions {point.label}: {error}") from None
+            notes.append(f"at {point.label} skipped: {error}")
+            continue
+        kept.append(point)
+    return kept, notes
 
 
 class Trainer:

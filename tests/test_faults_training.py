@@ -1193,6 +1193,13 @@ def with_memory(available: int, argv: Callable[[Path], list[str]]):
 
 
 GB, MB = 10**9, 10**6
+
+
+def _evaluated_at(results: dict, settings: set[str], skipped: str) -> None:
+    assert {r["setting"] for r in results["evaluation"]} == settings
+    assert [note.split("; choose")[0] for note in results["skipped_evaluations"]] == [skipped]
+
+
 NOT_FREE_SPACE = r"(?!.*free some space)"  # a read-only or forbidden place is not a full disk
 FAULTS = [
     Fault(
@@ -1311,6 +1318,20 @@ FAULTS = [
         "user",
         r"^--eval_resolutions 200x200: evaluating a batch of 128 at 200x200 with this model would take at least "
         r"266 MB, more than the 200 MB of memory available",
+    ),
+    Fault(
+        "default_eval_point_beyond_memory_is_skipped",  # 2x (16x16): 1.7 MB for a batch of 128; 1x: 0.43 MB
+        with_memory(
+            MB, lambda tmp: ["--dataset", "digits", *TINY[:-2], "--max_steps", "1", "--output_dir", str(tmp / "out")]
+        ),
+        "ok",
+        "",
+        lambda tmp, results: _evaluated_at(
+            results,
+            {"4x4", "8x8"},
+            "at 16x16 skipped: evaluating a batch of 128 at "
+            "16x16 with this model would take at least 1.7 MB, more than the 1 MB of memory available",
+        ),
     ),
     Fault(
         "train_activations_beyond_memory",
