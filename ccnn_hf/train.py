@@ -835,6 +835,8 @@ def _resume_hint(argv: Sequence[str] | None) -> str:
     if last is None:
         again = " with --overwrite" if (out / MARKER).exists() and not args.overwrite else ""
         return f"no checkpoint was written in {out}; run the command again{again} to start afresh"
+    if args.resume:
+        return f"the run can continue from its last checkpoint {last}: run the same command again"
     flag = "--resume instead of --overwrite" if args.overwrite else "--resume"
     return (
         f"the run can continue from its last checkpoint {last}: run the same command with {flag} (--output_dir {out})"

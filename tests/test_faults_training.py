@@ -1174,6 +1174,16 @@ def interrupted_after_step(step: int):
     return setup
 
 
+def interrupted_again_while_resuming(tmp, monkeypatch, finished):
+    """Ctrl-C after step 2, then again after step 3 of the --resume that continues it."""
+    argv = interrupted_after_step(2)(tmp, monkeypatch, finished)
+    with pytest.raises(KeyboardInterrupt):
+        run(argv)
+    _reset_accelerate()
+    interrupted_after_step(3)(tmp, monkeypatch, finished)
+    return [*argv, "--resume"]
+
+
 def _resumes_to_the_end(argv: list[str], steps: int) -> None:
     """The command the interrupted run's message gives, run: it finishes the run."""
     assert run([*argv, "--resume"])["steps"] == steps
@@ -1345,6 +1355,14 @@ FAULTS = [
         "main",
         r"^ccnn-train: interrupted; the run can continue from its last checkpoint .*out/checkpoints/step_00000002: "
         r"run the same command with --resume \(--output_dir .*out\)$",
+        lambda tmp, argv: _resumes_to_the_end(argv, 4),
+    ),
+    Fault(
+        "ctrl_c_while_resuming",
+        interrupted_again_while_resuming,
+        "main",
+        r"^ccnn-train: interrupted; the run can continue from its last checkpoint .*out/checkpoints/step_00000003: "
+        r"run the same command again$",
         lambda tmp, argv: _resumes_to_the_end(argv, 4),
     ),
 ]
