@@ -8,7 +8,8 @@ HERE = Path(__file__).parent
 
 HF = ["transformers>=5.0", "huggingface-hub>=1.0", "safetensors>=0.4", "torchvision", "pillow"]
 TIMM = ["timm>=1.0.20", "huggingface-hub>=1.0", "safetensors>=0.4"]
-TRAIN = HF + ["accelerate>=1.0", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]  # ccnn-train (quickstart: 8x8 digits)
+# ccnn-train (quickstart: 8x8 digits); psutil: the memory available, against which sizes are checked
+TRAIN = HF + ["accelerate>=1.0", "psutil", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]
 DATA = [
     "soundfile",
     "scipy",

@@ -188,24 +188,56 @@ def read_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        with torch.serialization.safe_globals(LIGHTNING_SAFE_GLOBALS):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} needs types outside the allow-list of what PyTorch Lightning checkpoints hold "
-            f"(tensors, containers, numbers, strings, numpy scalars); refusing to unpickle it. "
-            f"Details: {str(error).splitlines()[0]}"
-        ) from None
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); the checkpoint was not written completely")
+    data = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickled(path)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ValueError(
             f"{path} holds no state dict (expected a Lightning checkpoint with 'state_dict', "
-            "or a mapping of parameter names to tensors)"
+            "or a non-empty mapping of parameter names to tensors)"
+        )
+    sparse = sorted(k for k, v in data.items() if v.layout != torch.strided)
+    if sparse:
+        raise ValueError(
+            f"{path} holds sparse tensors ({', '.join(sparse[:5])}); official CCNN checkpoints hold dense tensors only"
         )
     return dict(data)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's tensors, or a ValueError naming a file that is not one (truncated, garbled)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({_first_line(error)})") from None
+
+
+def _read_pickled(path: Path):
+    """A ``torch.save`` file read with ``weights_only=True`` and the Lightning allow-list; a ValueError
+    for a file that needs other types (never unpickled) or is no ``torch.save`` file at all."""
+    try:
+        with torch.serialization.safe_globals(LIGHTNING_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})") from None
+        raise ValueError(
+            f"{path} needs types outside the allow-list of what PyTorch Lightning checkpoints hold "
+            f"(tensors, containers, numbers, strings, numpy scalars); refusing to unpickle it. "
+            f"Details: {_first_line(error)}"
+        ) from None
+    except Exception as error:  # torch's own errors for a truncated archive, a text file, a foreign format
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint: truncated, or not written by torch.save "
+            f"({type(error).__name__}: {_first_line(error)})"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -42,6 +42,7 @@ from .files import fresh_folder, open_append, own_folder, refuse_link, remove, w
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .training.data import IndexedDataset, TaskData, check_task, load_task_data
 from .training.errors import UserError, disk_errors
+from .training.memory import check_fits, forward_bytes
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
 from .training.masks import batch_masks
 from .training.model import (
@@ -51,12 +52,13 @@ from .training.model import (
     enable_activation_checkpointing,
 )
 from .training.output import (
+    MARKER,
     acquire_lock,
     check_output_dir,
     check_resume_data,
     check_resume_options,
-    data_fingerprint,
     clear_run_files,
+    data_fingerprint,
     read_marker,
     write_marker,
 )
@@ -66,6 +68,7 @@ from .training.speed import compile_for_training, regulariser
 __all__ = ["main", "run"]
 
 _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
+EVAL_BATCH = 128  # the batch of the final evaluation across resolutions
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
 
@@ -140,7 +143,8 @@ def _prepare_output(args, accelerator: Accelerator, own_files: list[str], data: 
             except (FileExistsError, NotADirectoryError):
                 raise UserError(f"--output_dir {out}: a part of that path is a file; choose a folder path") from None
         refuse_link(out)  # planted since check_output_dir looked
-        lock = acquire_lock(out)
+        with disk_errors(out, "the run's lock file"):
+            lock = acquire_lock(out)
         try:
             marker = read_marker(out) if marker is not None else None  # as it is now that the folder is ours
             if args.resume:
@@ -174,7 +178,7 @@ def _trackers(report_to: str) -> list[str]:
 
 
 def _log(path: Path, record: dict) -> None:
-    with open_append(path) as f:
+    with disk_errors(path.parent, "the metrics log"), open_append(path) as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -244,7 +248,8 @@ def _truncate_log(path: Path, step: int) -> bool:
     if path.exists():
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [r for r in records if r.get("step", 0) <= step]
-        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+        with disk_errors(path.parent, "the metrics log"):
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
 
 
@@ -363,8 +368,6 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
         task = _load_task(args)
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
-    for note in skipped:
-        accelerator.print(f"evaluation {note}")
     schedule = (
         ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
         if args.train_resolutions
@@ -372,6 +375,14 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     )
     set_seed(args.seed)
     model, init_info = build_model(args, task, say=accelerator.print)
+    if getattr(model.config, "model_type", None) == "ccnn":  # timm baselines are not estimated
+        _check_training_activations(model.config, task, schedule, recipe.batch_size, accelerator.device)
+        points, too_large = _evaluable_points(
+            model.config, task, points, bool(args.eval_resolutions), accelerator.device
+        )
+        skipped += too_large
+    for note in skipped:
+        accelerator.print(f"evaluation {note}")
     if args.gradient_checkpointing:
         accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
     if args.compile:
@@ -405,6 +416,46 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         warmup_steps,
         data_fingerprint(task),
     )
+
+
+def _activations_fit(config, what: str, batch: int, shape: Sequence[int], training: bool, device) -> None:
+    """Refuse ``what`` when a forward (``training``: and backward) of ``batch`` inputs of ``shape``
+    cannot fit on ``device`` (the lower bound :func:`~ccnn_hf.training.memory.forward_bytes`)."""
+    need = forward_bytes(config.num_channels, config.hidden_channels, config.num_blocks, batch, shape, training)
+    step = "a training step" if training else "evaluating a batch"
+    check_fits(f"{what}{step} of {batch} at {'x'.join(map(str, shape))} with this model", need, device)
+
+
+def _check_training_activations(
+    config, task: TaskData, schedule: ResolutionSchedule | None, batch_size: int, device: torch.device
+) -> None:
+    """Refuse a training size (the base, or each ``--train_resolutions`` setting) whose step cannot fit."""
+    if schedule is None:
+        _activations_fit(config, f"--batch_size {batch_size}: ", batch_size, task.base_resolution, True, device)
+    for setting in schedule.settings if schedule else []:
+        _activations_fit(
+            config, f"--train_resolutions {setting}: ", batch_size, task.input_shape(setting), True, device
+        )
+
+
+def _evaluable_points(
+    config, task: TaskData, points: list, requested: bool, device: torch.device
+) -> tuple[list, list[str]]:
+    """The evaluation points whose batches fit on ``device``; one the user asked for that does not
+    is refused, a default one is skipped with a note saying why."""
+    kept, notes = [], []
+    batch = min(EVAL_BATCH, len(task.test))
+    for point in points:
+        shape = point.resolution or task.input_shape(point.sampling_rate)
+        try:
+            _activations_fit(config, "", batch, shape, False, device)
+        except UserError as error:
+            if requested:
+                raise UserError(f"--eval_resolutions {point.label}: {error}") from None
+            notes.append(f"at {point.label} skipped: {error}")
+            continue
+        kept.append(point)
+    return kept, notes
 
 
 class Trainer:
@@ -692,7 +743,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     with eager_if_compiled(args):
         bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
         check_finite_state(model)  # a model with non-finite weights or statistics is never saved
-        evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=128)
+        evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=EVAL_BATCH)
     results = _results(args, accelerator, recipe, job, trained, evaluation, bn_samples)
     _save_model(args, model, out, job.data)
     with disk_errors(out, "the plot and the model card"):
@@ -787,14 +838,39 @@ def _push(args, out: Path, message: str) -> None:
         ) from error
 
 
+def _resume_hint(argv: Sequence[str] | None) -> str:
+    """What to do after an interrupted run: resume from its newest complete checkpoint, or start again."""
+    try:
+        args = parse_args(argv)
+    except (UserError, SystemExit):
+        return "nothing was trained"
+    out = Path(args.output_dir)
+    last = latest_checkpoint(out / "checkpoints")
+    if last is None:
+        again = " with --overwrite" if (out / MARKER).exists() and not args.overwrite else ""
+        return f"no checkpoint was written in {out}; run the command again{again} to start afresh"
+    if args.resume:
+        return f"the run can continue from its last checkpoint {last}: run the same command again"
+    flag = "--resume instead of --overwrite" if args.overwrite else "--resume"
+    return (
+        f"the run can continue from its last checkpoint {last}: run the same command with {flag} (--output_dir {out})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: a :class:`UserError` becomes one line on stderr and exit status 2."""
+    """Console entry point: a :class:`UserError` becomes one line on stderr and exit status 2; Ctrl-C
+    one line saying how to resume, and exit status 130 (the shell's code for SIGINT)."""
     keep_large_allocations()
     try:
         run(argv)
+        return
     except UserError as error:
         print(f"ccnn-train: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass  # said below, once the interrupted run's frames (and its progress bar) are gone
+    print(f"ccnn-train: interrupted; {_resume_hint(argv)}", file=sys.stderr)
+    raise SystemExit(130)
 
 
 if __name__ == "__main__":

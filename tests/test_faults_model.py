@@ -13,7 +13,9 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import timm
@@ -879,3 +881,177 @@ def test_results_json_is_never_written_with_nan(tmp_path):
     with pytest.raises(ValueError, match=r"refusing to write .*results\.json: Out of range float values"):
         write_json_atomic(tmp_path / "results.json", {"verification_max_abs_diff": NAN})
     assert list(tmp_path.iterdir()) == []
+
+
+# == issue 27: tracebacks of the converter, the release publisher and a config without model_type ======
+# Each command row must end in one "error:" line on stderr and exit status 2, never a traceback.
+
+publish_spec = importlib.util.spec_from_file_location("publish", REPO / "model_cards" / "publish.py")
+publisher = importlib.util.module_from_spec(publish_spec)
+publish_spec.loader.exec_module(publisher)
+
+
+def _official(tmp: Path) -> bytes:
+    """The bytes of a small official-style Lightning checkpoint."""
+    core = build_ccnn("smnist_4_140", **TINY)
+    torch.save({"state_dict": {f"network.{k}": v for k, v in core.state_dict().items()}}, tmp / "good.ckpt")
+    return (tmp / "good.ckpt").read_bytes()
+
+
+def _sparse(tmp: Path) -> bytes:
+    core = build_ccnn("smnist_4_140", **TINY)
+    state = {f"network.{k}": v for k, v in core.state_dict().items()}
+    key = next(k for k, v in state.items() if v.dim() >= 2)
+    state[key] = state[key].to_sparse()
+    torch.save({"state_dict": state}, tmp / "sparse.ckpt")
+    return (tmp / "sparse.ckpt").read_bytes()
+
+
+def _empty_safetensors(tmp: Path) -> bytes:
+    save_file({}, tmp / "empty.safetensors")
+    return (tmp / "empty.safetensors").read_bytes()
+
+
+def convert(name: str, content: Callable[[Path], bytes]) -> Callable[[Path, pytest.MonkeyPatch], list[str]]:
+    def argv(tmp: Path, monkeypatch) -> list[str]:
+        (tmp / name).write_bytes(content(tmp))
+        return ["--checkpoint", str(tmp / name), "--preset", "smnist_4_140", "--output", str(tmp / "out")]
+
+    return argv
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def publish_offline(tmp: Path, monkeypatch) -> list[str]:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    return ["--org", "someone", "--names", "mnist2d"]
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    main: Callable[[list[str]], None]
+    argv: Callable[[Path, pytest.MonkeyPatch], list[str]]
+    match: str
+
+
+COMMANDS = [
+    Command(
+        "convert_zero_byte_checkpoint",
+        converter.main,
+        convert("model.ckpt", lambda tmp: b""),
+        r"convert_original_ccnn: error: .*model\.ckpt is empty \(0 bytes\)",
+    ),
+    Command(
+        "convert_truncated_checkpoint",
+        converter.main,
+        convert("model.ckpt", lambda tmp: _official(tmp)[:2000]),
+        r"error: .*model\.ckpt is not a readable PyTorch checkpoint: truncated, or not written by torch\.save",
+    ),
+    Command(
+        "convert_text_file",
+        converter.main,
+        convert("notes.ckpt", lambda tmp: b"these are my notes, not weights\n"),
+        r"error: .*notes\.ckpt is not a readable PyTorch checkpoint: truncated, or not written by torch\.save",
+    ),
+    Command(
+        "convert_empty_safetensors",
+        converter.main,
+        convert("model.safetensors", _empty_safetensors),
+        r"error: .*model\.safetensors holds no state dict",
+    ),
+    Command(
+        "convert_garbage_safetensors",
+        converter.main,
+        convert("model.safetensors", lambda tmp: b"\x10\x00\x00\x00\x00\x00\x00\x00not json"),
+        r"error: .*model\.safetensors is not a readable safetensors file",
+    ),
+    Command(
+        "convert_sparse_tensor",
+        converter.main,
+        convert("sparse.ckpt", _sparse),
+        r"error: .*sparse\.ckpt holds sparse tensors \(network\.stem\.conv\.kernel_net\.linears\.0\.weight\); "
+        r"official CCNN checkpoints hold dense tensors only",
+    ),
+    Command(
+        "publish_offline",
+        publisher.main,
+        publish_offline,
+        r"publish: error: could not push someone/ccnn_2d_4_140-mnist to the Hub at http://127\.0\.0\.1:\d+ "
+        r"\(ConnectError: .*\); check the connection and log in",
+    ),
+    Command(
+        "publish_unknown_name",
+        publisher.main,
+        lambda tmp, monkeypatch: ["--org", "someone", "--names", "nosuch"],
+        r"error: argument --names: invalid choice: 'nosuch' \(choose from 'mnist2d', 'smnist', .*'vowels_drop30'\)",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c.id for c in COMMANDS])
+def test_commands_end_in_one_error_line(command: Command, tmp_path, monkeypatch, capsys):
+    argv = command.argv(tmp_path, monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        command.main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "error:" in line] == [err.splitlines()[-1]]
+    assert re.search(command.match, err.splitlines()[-1])
+    assert not (tmp_path / "out").exists()
+
+
+def _without_model_type(folder: Path, architecture: str | None = None) -> None:
+    saved = json.loads((folder / "config.json").read_text())
+    del saved["model_type"]
+    if architecture:
+        saved["architecture"] = architecture
+    (folder / "config.json").write_text(json.dumps(saved))
+
+
+NO_MODEL_TYPE = [  # transformers takes such a folder for a timm checkpoint (model_type "timm_wrapper")
+    ("named_class", lambda folder: CCNNForImageClassification.from_pretrained(folder)),
+    ("backbone_class", lambda folder: CCNNModel.from_pretrained(folder)),
+    (
+        "auto_with_trust_remote_code",
+        lambda folder: AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("load", [pytest.param(f, id=i) for i, f in NO_MODEL_TYPE])
+def test_a_config_without_model_type_loads_through_the_ccnn_classes(models, tmp_path, load):
+    models["image_head"].save_pretrained(tmp_path)
+    _without_model_type(tmp_path)
+    loaded = load(tmp_path).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = models["image_head"](pixel_values=x)
+        output = loaded(pixel_values=x)
+        if isinstance(loaded, CCNNModel):
+            torch.testing.assert_close(
+                output.pooler_output, models["image_head"].ccnn(pixel_values=x).pooler_output, rtol=0, atol=0
+            )
+        else:
+            torch.testing.assert_close(output.logits, expected.logits, rtol=0, atol=0)
+    assert loaded.config.model_type == "ccnn"
+
+
+def test_a_config_without_model_type_of_another_timm_architecture_is_refused(models, tmp_path):
+    models["image_head"].save_pretrained(tmp_path)
+    _without_model_type(tmp_path, architecture="resnet50")
+    with pytest.raises(
+        ValueError, match="needs model_type 'ccnn', got 'timm_wrapper'. config.json has no \"model_type\""
+    ):
+        CCNNForImageClassification.from_pretrained(tmp_path)

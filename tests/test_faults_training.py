@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import pickle
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -1316,3 +1317,393 @@ def test_a_non_finite_test_loss_is_recorded_as_null_not_nan():
     assert acc == 0.75 and loss is None
     acc, loss = accuracy(Head(), x[:3], torch.tensor([0, 0, 1]), False, 2)
     assert loss is not None and abs(acc - 2 / 3) < 1e-9
+
+
+# == issue 27: faults that ended in a traceback ======================================================
+# Each row breaks one thing (the disk, a checkpoint file, the data, the user's patience) and states
+# the outcome: "user" a UserError matching ``match`` (main prints it as one line, exit status 2),
+# "main" the exit status and one stderr line of ``main``, "ok" a run that succeeds with a correct result.
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    setup: Callable[[Path, pytest.MonkeyPatch, tuple[Path, list[str]]], list[str]]  # -> argv
+    kind: str
+    match: str
+    check: Callable[..., None] | None = None  # "ok": (tmp, results); "main": (tmp, argv)
+
+
+def _fail_opening(monkeypatch, name: str, code: int) -> None:
+    """Opening any file called ``name`` fails with ``code``, through open(), Path.open and os.open."""
+    import builtins
+    import os
+
+    def failing(real):
+        def wrapper(file, *args, **kwargs):
+            if Path(os.fsdecode(file)).name == name:
+                raise OSError(code, os.strerror(code), str(file))
+            return real(file, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(builtins, "open", failing(builtins.open))
+    monkeypatch.setattr(os, "open", failing(os.open))
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: failing(io.open)(self, *a, **k))
+
+
+def _fresh(tmp: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset",
+        "digits",
+        *TINY,
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        str(tmp / "out"),
+        *extra,
+    ]
+
+
+def lock_fails(code: int):
+    def setup(tmp, monkeypatch, finished):
+        (tmp / "out").mkdir()  # the folder exists: only the lock file cannot be created
+        _fail_opening(monkeypatch, ".ccnn-run.lock", code)
+        return _fresh(tmp)
+
+    return setup
+
+
+def metrics_log_fails(code: int):
+    def setup(tmp, monkeypatch, finished):
+        _fail_opening(monkeypatch, "metrics.jsonl", code)
+        return _fresh(tmp)
+
+    return setup
+
+
+def checkpoint_write_fails(message: str):
+    def setup(tmp, monkeypatch, finished):
+        import accelerate.utils.other
+        from safetensors import SafetensorError
+
+        def native_failure(*args, **kwargs):
+            raise SafetensorError(message)
+
+        monkeypatch.setattr(accelerate.utils.other, "safe_save_file", native_failure)
+        return _fresh(tmp)
+
+    return setup
+
+
+def damaged_checkpoint(name: str, damage: Callable[[bytes], bytes]):
+    """``--resume`` of a copy of the finished run whose newest checkpoint's ``name`` went through ``damage``."""
+
+    def setup(tmp, monkeypatch, finished):
+        out, argv = _copy(finished, tmp)
+        path = out / "checkpoints" / "step_00000002" / name
+        path.write_bytes(damage(path.read_bytes()))
+        return [*argv, "--resume"]
+
+    return setup
+
+
+class _Code:
+    """A pickle that would run a command when unpickled."""
+
+    def __reduce__(self):
+        return __import__("os").system, ("echo unpickled > /dev/null",)
+
+
+def _malicious_optimizer(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state": {}, "param_groups": [], "hook": _Code()}, buffer)
+    return buffer.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def bomb_in_image_folder(tmp, monkeypatch, finished):
+    folder = image_folder(tmp / "imgs", broken={"train/dark/2.png": _png_claiming(20000, 20000)})
+    return on(lambda t: folder)(tmp)
+
+
+def poisoned_cache(tmp, monkeypatch, finished):
+    """A generated dataset's cache file replaced by one that lacks the arrays it should hold."""
+    from ccnn_hf.data import load_builtin
+
+    monkeypatch.setenv("CCNN_HF_CACHE", str(tmp / "cache"))
+    load_builtin("mnist1d", n_train=64, n_test=16)
+    (cached,) = (tmp / "cache").glob("mnist1d-*.npz")
+    np.savez(cached, train_signals=np.zeros((3, 72), dtype=np.float32))
+    return [
+        "--dataset",
+        "mnist1d",
+        "--preset",
+        "smnist_4_140",
+        *TINY[:-2],
+        "--max_steps",
+        "1",
+        "--dataset_option",
+        "n_train=64",
+        "--dataset_option",
+        "n_test=16",
+        "--output_dir",
+        str(tmp / "out"),
+    ]
+
+
+def check_poisoned_cache(tmp: Path, results: dict) -> None:
+    from ccnn_hf.data import load_builtin
+
+    assert results["train_samples"] == 64 and results["test_samples"] == 16
+    (cached,) = (tmp / "cache").glob("mnist1d-*.npz")
+    with np.load(cached) as stored:  # rebuilt, so that the next load is complete again
+        assert sorted(stored.files) == ["test_labels", "test_signals", "train_labels", "train_signals"]
+    assert load_builtin("mnist1d", n_train=64, n_test=16).train.inputs.shape == (64, 1, 40)
+
+
+def interrupted_after_step(step: int):
+    """Ctrl-C right after the checkpoint of ``step`` is written."""
+
+    def setup(tmp, monkeypatch, finished):
+        import ccnn_hf.train as train
+
+        real = train.save_checkpoint
+
+        def save_then_interrupt(accelerator, root, at, state, keep):
+            folder = real(accelerator, root, at, state, keep)
+            if at == step:
+                raise KeyboardInterrupt
+            return folder
+
+        monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+        return _fresh(tmp, "--max_steps", "4")
+
+    return setup
+
+
+def interrupted_again_while_resuming(tmp, monkeypatch, finished):
+    """Ctrl-C after step 2, then again after step 3 of the --resume that continues it."""
+    argv = interrupted_after_step(2)(tmp, monkeypatch, finished)
+    with pytest.raises(KeyboardInterrupt):
+        run(argv)
+    _reset_accelerate()
+    interrupted_after_step(3)(tmp, monkeypatch, finished)
+    return [*argv, "--resume"]
+
+
+def _resumes_to_the_end(argv: list[str], steps: int) -> None:
+    """The command the interrupted run's message gives, run: it finishes the run."""
+    assert run([*argv, "--resume"])["steps"] == steps
+
+
+def with_memory(available: int, argv: Callable[[Path], list[str]]):
+    """``argv`` on a machine with ``available`` bytes of memory free (so that the refusals do not
+    depend on the machine running the tests)."""
+
+    def setup(tmp, monkeypatch, finished):
+        import ccnn_hf.training.memory as memory
+
+        monkeypatch.setattr(memory, "available_memory", lambda device=None: available)
+        return argv(tmp)
+
+    return setup
+
+
+GB, MB = 10**9, 10**6
+
+
+def _evaluated_at(results: dict, settings: set[str], skipped: str) -> None:
+    assert {r["setting"] for r in results["evaluation"]} == settings
+    assert [note.split("; choose")[0] for note in results["skipped_evaluations"]] == [skipped]
+
+
+NOT_FREE_SPACE = r"(?!.*free some space)"  # a read-only or forbidden place is not a full disk
+FAULTS = [
+    Fault(
+        "lock_on_read_only_file_system",
+        lock_fails(errno.EROFS),
+        "user",
+        NOT_FREE_SPACE + r"could not write the run's lock file to .*out: Read-only file system \(the file system "
+        r"is mounted read-only; choose another --output_dir\)",
+    ),
+    Fault(
+        "lock_in_immutable_folder",
+        lock_fails(errno.EPERM),
+        "user",
+        NOT_FREE_SPACE + r"lock file to .*out: Operation not permitted \(the folder or file is read-only or immutable",
+    ),
+    Fault(
+        "lock_in_forbidden_folder",
+        lock_fails(errno.EACCES),
+        "user",
+        NOT_FREE_SPACE + r"lock file to .*out: Permission denied \(the folder or file is read-only or immutable",
+    ),
+    Fault(
+        "metrics_log_disk_full",
+        metrics_log_fails(errno.ENOSPC),
+        "user",
+        r"could not write the metrics log to .*out/logs: No space left on device \(free some space",
+    ),
+    Fault(
+        "metrics_log_quota",
+        metrics_log_fails(errno.EDQUOT),
+        "user",
+        r"could not write the metrics log to .*logs: Disk quota exceeded \(free some space",
+    ),
+    Fault(
+        "checkpoint_disk_full_safetensors",
+        checkpoint_write_fails("Error while serializing: I/O error: No space left on device (os error 28)"),
+        "user",
+        r"could not write the checkpoint of step 1 to .*checkpoints: No space left on device \(free some space",
+    ),
+    Fault(
+        "checkpoint_read_only_safetensors",
+        checkpoint_write_fails("Error while serializing: I/O error: Read-only file system (os error 30)"),
+        "user",
+        NOT_FREE_SPACE + r"checkpoint of step 1 to .*checkpoints: Read-only file system \(the file system is mounted",
+    ),
+    Fault(
+        "resume_zero_byte_optimizer",
+        damaged_checkpoint("optimizer.bin", lambda data: b""),
+        "user",
+        r"cannot resume from checkpoint .*step_00000002: optimizer.bin is empty \(0 bytes\): the checkpoint is "
+        r"truncated.*delete that checkpoint folder",
+    ),
+    Fault(
+        "resume_truncated_optimizer",
+        damaged_checkpoint("optimizer.bin", lambda data: data[: len(data) // 2]),
+        "user",
+        r"^(?!.*does not fit the model)cannot resume from checkpoint .*step_00000002: optimizer.bin is truncated "
+        r"or corrupt",
+    ),
+    Fault(
+        "resume_zero_byte_model",
+        damaged_checkpoint("model.safetensors", lambda data: b""),
+        "user",
+        r"step_00000002: model.safetensors is empty \(0 bytes\)",
+    ),
+    Fault(
+        "resume_truncated_model",
+        damaged_checkpoint("model.safetensors", lambda data: data[: len(data) // 2]),
+        "user",
+        r"step_00000002: model.safetensors is truncated or corrupt \(SafetensorError",
+    ),
+    Fault(
+        "resume_malicious_optimizer",
+        damaged_checkpoint("optimizer.bin", _malicious_optimizer),
+        "user",
+        r"step_00000002: optimizer.bin holds objects other than tensors, which the safe loader refuses; it was "
+        r"not loaded",
+    ),
+    Fault(
+        "decompression_bomb_png",
+        bomb_in_image_folder,
+        "user",
+        r"imgs/train/dark/2.png is refused as a possible decompression bomb \(Image size \(400000000 pixels\)",
+    ),
+    Fault("dataset_cache_missing_arrays", poisoned_cache, "ok", "", check_poisoned_cache),
+    Fault(
+        "image_size_beyond_memory",
+        with_memory(16 * GB, digits("--image_size", "100000")),
+        "user",
+        r"^--image_size 100000: the 1797 digits images at 100000x100000 would take at least 144 TB, more than "
+        r"the 16 GB of memory available; choose a smaller size$",
+    ),
+    Fault(
+        "image_size_beyond_memory_image_folder",
+        with_memory(16 * GB, on(lambda t: image_folder(t / "imgs"), "--image_size", "100000")),
+        "user",
+        r"^--image_size 100000: 16 images at 100000x100000 would take at least 1.28 TB",
+    ),
+    Fault(
+        "eval_resolution_beyond_memory",
+        with_memory(16 * GB, digits("--eval_resolutions", "1x,100000")),
+        "user",
+        r"^--eval_resolutions 100000: the test set at 100000x100000 \(360 samples\) would take at least 28.8 TB, "
+        r"more than the 16 GB of memory available",
+    ),
+    Fault(
+        "train_resolution_beyond_memory",
+        with_memory(16 * GB, digits("--train_resolutions", "8,100000")),
+        "user",
+        r"^--train_resolutions 8,100000: one training sample at 100000 \(100000x100000 values\) would take at "
+        r"least 80 GB",
+    ),
+    Fault(
+        "eval_activations_beyond_memory",  # the test set at 200x200 fits (115 MB), a batch of 128 through the model not
+        with_memory(200 * MB, digits("--eval_resolutions", "1x,200")),
+        "user",
+        r"^--eval_resolutions 200x200: evaluating a batch of 128 at 200x200 with this model would take at least "
+        r"266 MB, more than the 200 MB of memory available",
+    ),
+    Fault(
+        "default_eval_point_beyond_memory_is_skipped",  # 2x (16x16): 1.7 MB for a batch of 128; 1x: 0.43 MB
+        with_memory(
+            MB, lambda tmp: ["--dataset", "digits", *TINY[:-2], "--max_steps", "1", "--output_dir", str(tmp / "out")]
+        ),
+        "ok",
+        "",
+        lambda tmp, results: _evaluated_at(
+            results,
+            {"4x4", "8x8"},
+            "at 16x16 skipped: evaluating a batch of 128 at "
+            "16x16 with this model would take at least 1.7 MB, more than the 1 MB of memory available",
+        ),
+    ),
+    Fault(
+        "train_activations_beyond_memory",
+        with_memory(100 * MB, digits("--train_resolutions", "8,100")),
+        "user",
+        r"^--train_resolutions 100: a training step of 64 at 100x100 with this model would take at least 125 MB",
+    ),
+    Fault(
+        "ctrl_c",
+        interrupted_after_step(2),
+        "main",
+        r"^ccnn-train: interrupted; the run can continue from its last checkpoint .*out/checkpoints/step_00000002: "
+        r"run the same command with --resume \(--output_dir .*out\)$",
+        lambda tmp, argv: _resumes_to_the_end(argv, 4),
+    ),
+    Fault(
+        "ctrl_c_while_resuming",
+        interrupted_again_while_resuming,
+        "main",
+        r"^ccnn-train: interrupted; the run can continue from its last checkpoint .*out/checkpoints/step_00000003: "
+        r"run the same command again$",
+        lambda tmp, argv: _resumes_to_the_end(argv, 4),
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+def test_faults_end_in_one_clear_line_or_a_correct_result(fault: Fault, finished, tmp_path, monkeypatch, capsys):
+    argv = fault.setup(tmp_path, monkeypatch, finished)
+    if fault.kind == "user":
+        with pytest.raises(UserError, match=fault.match):
+            run(argv)
+    elif fault.kind == "main":
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 130
+        err = capsys.readouterr().err
+        assert err.endswith("\n") and re.search(fault.match, re.split(r"[\r\n]", err.rstrip("\n"))[-1])
+        if fault.check:
+            _reset_accelerate()
+            fault.check(tmp_path, argv)
+    else:
+        fault.check(tmp_path, run(argv))

@@ -264,14 +264,3 @@ def test_every_shipped_release_works_without_the_package(tmp_path):
     for outputs, model, x, folder in zip(run_without_package(jobs, tmp_path), models, inputs, jobs):
         check(outputs, model, x, folder)
 
-
-def test_a_ccnn_folder_without_model_type_gets_a_clear_error(tmp_path):
-    model = CCNNForImageClassification(CCNNConfig.from_preset("cifar10_4_140", **TINY))
-    model.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    del saved["model_type"]
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match='no "model_type", so transformers took the folder for a timm checkpoint'):
-        CCNNForImageClassification.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="needs model_type 'ccnn', got 'timm_wrapper'"):
-        AutoConfig.from_pretrained(tmp_path, trust_remote_code=True)

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,18 @@ def cache_path(
     return root / f"{name}-v{version}-{digest}.npz"
 
 
-def cached_arrays(path: Path, build: Callable[[], Arrays]) -> Arrays:
-    """Load the arrays stored at ``path``, or build, store and return them."""
+def split_keys(*names: str) -> tuple[str, ...]:
+    """``train_NAME`` and ``test_NAME`` for every name: the arrays a generator stores per split."""
+    return tuple(f"{split}_{name}" for split in ("train", "test") for name in names)
+
+
+def cached_arrays(path: Path, build: Callable[[], Arrays], keys: Collection[str]) -> Arrays:
+    """Load the arrays stored at ``path``, or build, store and return them. A stored file that
+    is unreadable or lacks any of ``keys`` (the arrays ``build`` returns) is built again."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in stored.files}
+            if set(keys) <= set(stored.files):
+                return {key: stored[key] for key in stored.files}
     except (FileNotFoundError, zipfile.BadZipFile, EOFError, ValueError):
         pass  # missing or unreadable: regenerate
     arrays = build()

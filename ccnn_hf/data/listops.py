@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .base import BuiltinDataset, make_split
-from .cache import cache_path, cached_arrays
+from .cache import cache_path, cached_arrays, split_keys
 
 VERSION = "1"
 VOCAB = ("<pad>",) + tuple(str(d) for d in range(10)) + ("[MIN", "[MAX", "[MED", "[SM", "]")
@@ -141,6 +141,7 @@ def load_listops(
     arrays = cached_arrays(
         cache_path(cache_dir, "listops", VERSION, {"n_train": n_train, "n_test": n_test, **rules}, seed),
         lambda: _build(seed, n_train, n_test, **rules),
+        split_keys("tokens", "labels"),
     )
     return BuiltinDataset(
         name="listops",

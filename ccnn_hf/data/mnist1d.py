@@ -16,7 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .base import ArrayDataset, BuiltinDataset, Resolution, channel_stats, make_split, normalise
-from .cache import cache_path, cached_arrays
+from .cache import cache_path, cached_arrays, split_keys
 
 VERSION = "1"
 LABEL_NAMES = [str(d) for d in range(10)]
@@ -107,7 +107,9 @@ def load_mnist1d(
     """``mnist1d``: ``[N, 1, length]`` signals, 10 balanced classes; normalised with the train mean/std."""
     options = {"n_train": n_train, "n_test": n_test}  # the cache holds length-free 72-point signals
     arrays = cached_arrays(
-        cache_path(cache_dir, "mnist1d", VERSION, options, seed), lambda: _build(seed, n_train, n_test)
+        cache_path(cache_dir, "mnist1d", VERSION, options, seed),
+        lambda: _build(seed, n_train, n_test),
+        split_keys("signals", "labels"),
     )
     train_raw = _resample(arrays["train_signals"], length)[:, None]
     mean, std = channel_stats(train_raw)

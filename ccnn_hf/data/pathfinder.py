@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .base import ArrayDataset, BuiltinDataset, Resolution, channel_stats, make_split, normalise
-from .cache import cache_path, cached_arrays
+from .cache import cache_path, cached_arrays, split_keys
 
 VERSION = "1"
 LABEL_NAMES = ["disconnected", "connected"]
@@ -344,6 +344,7 @@ def load_pathfinder(
     arrays = cached_arrays(
         cache_path(cache_dir, "pathfinder", VERSION, options, seed),
         lambda: _build(seed, n_train, n_test, resolution, contour_length),
+        split_keys("labels", "dashes", "offsets", "markers", "images"),
     )
     train_raw = arrays["train_images"][:, None] / np.float32(255)
     mean, std = channel_stats(train_raw)

@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
 from .base import ArrayDataset, BuiltinDataset, Resolution, channel_stats, make_split, normalise
-from .cache import cache_path, cached_arrays
+from .cache import cache_path, cached_arrays, split_keys
 
 VERSION = "1"
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -147,7 +147,11 @@ def load_spoken_digits(
         test = _synthesise_split(n_test, TEST_VARIANTS, rng, "espeak-ng test")
         return {f"train_{k}": v for k, v in train.items()} | {f"test_{k}": v for k, v in test.items()}
 
-    arrays = cached_arrays(cache_path(cache_dir, "spoken_digits", VERSION, options, seed), build)
+    arrays = cached_arrays(
+        cache_path(cache_dir, "spoken_digits", VERSION, options, seed),
+        build,
+        split_keys("labels", "clips", "offsets"),
+    )
     rng = np.random.default_rng([seed, 1])  # placement and noise: cheap, redrawn on every load
     train_16k = _place(arrays["train_clips"], arrays["train_offsets"], rng)
     test_16k = _place(arrays["test_clips"], arrays["test_offsets"], rng)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -72,6 +73,8 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
             f"{rng_file.name} is unreadable or tampered ({type(error).__name__}: "
             f"{_first_line(error)}), so the run could not continue exactly",
         ) from None
+    for path in _state_files(folder):
+        _check_readable(folder, path)
     try:
         accelerator.load_state(str(folder))
     except (OSError, RuntimeError, KeyError, ValueError) as error:
@@ -79,6 +82,34 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
     if not torch.equal(torch.get_rng_state(), torch_state):
         raise _unusable(folder, f"accelerate did not restore the random states of {rng_file.name}")
     return state
+
+
+def _state_files(folder: Path) -> list[Path]:
+    """The tensor files ``accelerator.load_state`` reads from ``folder`` (model, optimiser,
+    scheduler, sampler, scaler; the random states are checked on their own)."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+
+
+def _check_readable(folder: Path, path: Path) -> None:
+    """Refuse a checkpoint file that the safe loaders cannot read, naming it: a zero-byte, truncated
+    or garbled file, or a pickle holding objects other than tensors (never unpickled: the file is
+    read with ``weights_only=True``, memory-mapped so that no tensor data is copied)."""
+    from safetensors import safe_open
+
+    if path.stat().st_size == 0:
+        raise _unusable(folder, f"{path.name} is empty (0 bytes): the checkpoint is truncated")
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), "pt") as handle:
+                handle.keys()
+        else:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # safetensors' and torch's own error types for a file they cannot parse
+        if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+            why = f"{path.name} holds objects other than tensors, which the safe loader refuses; it was not loaded"
+        else:
+            why = f"{path.name} is truncated or corrupt ({type(error).__name__}: {_first_line(error)})"
+        raise _unusable(folder, why) from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -21,6 +21,7 @@ from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
 from ..data.images import resize_images
 from ..settings import MIN_SIZE
 from .errors import UserError
+from .memory import check_fits, render_bytes
 
 __all__ = ["TaskData", "EvalPoint", "IndexedDataset", "load_task_data", "check_task", "looks_like_path"]
 
@@ -112,7 +113,19 @@ class TaskData:
     def _render(self, size: tuple[int, ...] | None, rate: float | None) -> ArrayDataset:
         if self.render_test is None:
             raise ValueError(f"{self.name}'s test set exists only at its base setting")
+        shape = size if size is not None else self.input_shape(rate)
+        at = "x".join(map(str, size)) if size is not None else f"{rate / 1000:g} kHz"
+        check_fits(
+            f"the test set at {at} ({len(self.test)} samples)", render_bytes(len(self.test), self.in_channels, shape)
+        )
         return self.render_test(size, rate)
+
+    def input_shape(self, setting: float) -> tuple[int, ...]:
+        """The shape of one input at ``setting``: an image side or sequence length, or for audio a
+        sampling rate (the base clip length scaled by the rate)."""
+        if self.modality == "audio":
+            return (max(1, round(self.base_resolution[0] * setting / self.sampling_rate)),)
+        return (int(setting),) * self.data_dim
 
 
 class IndexedDataset(torch.utils.data.Dataset):
@@ -230,6 +243,11 @@ class _Folder:
 
         try:
             return Image.open(io.BytesIO(self.read(name)))
+        except Image.DecompressionBombError as error:
+            raise UserError(
+                f"{self.describe(name)} is refused as a possible decompression bomb ({_short(error)}); "
+                "resize or remove it"
+            ) from None
         except (UnidentifiedImageError, OSError) as error:
             raise UserError(
                 f"{self.describe(name)} is not a readable image ({_short(error)}); fix or remove it"
@@ -280,6 +298,12 @@ def _image_task(
 
     chosen = {split: _spread(folder.entries[split], max_samples) for split in (train_split, test_split)}
     mode = "RGB" if any(_is_colour(folder.image(f)) for entries in chosen.values() for _, f in entries) else "L"
+    if image_size is not None:  # before any picture is decoded or resized
+        count = sum(len(entries) for entries in chosen.values())
+        check_fits(
+            f"--image_size {image_size}: {count} images at {image_size}x{image_size}",
+            render_bytes(count, 3 if mode == "RGB" else 1, (image_size, image_size)),
+        )
 
     def load(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The split's pictures (resized to --image_size), labels, and pictures as read."""
@@ -689,6 +713,11 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
     target = (size, size)
     if target == task.base_resolution:
         return task
+    count = len(task.train) + len(task.test)
+    check_fits(
+        f"--image_size {size}: the {count} {task.name} images at {size}x{size}",
+        render_bytes(count, task.in_channels, target),
+    )
     train = ArrayDataset(resize_images(task.train.inputs, target), task.train.labels)
     test = (
         task.render_test(target, None)

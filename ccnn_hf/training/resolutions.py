@@ -20,6 +20,7 @@ from ..data.images import resize_images
 from ..settings import MIN_SIZE
 from .data import TaskData
 from .errors import UserError
+from .memory import check_fits, render_bytes
 
 __all__ = ["to_base", "resample_audio", "ResolutionSchedule", "parse_train_resolutions"]
 
@@ -81,6 +82,11 @@ def parse_train_resolutions(text: str, task: TaskData) -> list:
     base = task.sampling_rate if task.modality == "audio" else task.base_resolution[0]
     for value in values:
         if value != base:
+            check_fits(
+                f"--train_resolutions {text}: one training sample at {value} "
+                f"({'x'.join(map(str, task.input_shape(value)))} values)",
+                render_bytes(1, task.in_channels, task.input_shape(value)),
+            )
             try:
                 task.render_train(value, torch.arange(1))
             except ValueError as error:
