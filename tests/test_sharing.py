@@ -263,4 +263,3 @@ def test_every_shipped_release_works_without_the_package(tmp_path):
     assert {"AutoImageProcessor", "AutoFeatureExtractor"} <= {j["processor"] for j in jobs}
     for outputs, model, x, folder in zip(run_without_package(jobs, tmp_path), models, inputs, jobs):
         check(outputs, model, x, folder)
-
