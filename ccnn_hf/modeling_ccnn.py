@@ -405,6 +405,13 @@ class _CCNNClassifier(CCNNPreTrainedModel):
             _mark_initialized(self.classifier)
         self.post_init()
 
+    def _one_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` series / mono waveforms of a one-channel 1D model as ``[B, 1, L]`` (the
+        layout of transformers' audio extractors and collators); other inputs unchanged."""
+        if isinstance(values, torch.Tensor) and values.ndim == 2 and self.config.num_channels == 1:
+            return values.unsqueeze(1)
+        return values
+
     def _classify(
         self,
         x,
@@ -462,7 +469,8 @@ class CCNNForImageClassification(_CCNNClassifier):
 
 
 class CCNNForSequenceClassification(_CCNNClassifier):
-    """CCNN sequence classifier on float sequences ``input_values [B, C, L]`` or token ids
+    """CCNN sequence classifier on float sequences ``input_values [B, C, L]`` (``[B, L]`` with one
+    channel, as :class:`CCNNFeatureExtractor` and transformers' collators give them) or token ids
     ``input_ids [B, L]`` (raw ids as floats in one channel, as the official LRA models read them,
     or through a token embedding when ``config.use_token_embedding``)."""
 
@@ -506,7 +514,7 @@ class CCNNForSequenceClassification(_CCNNClassifier):
             else:
                 input_values = input_ids.unsqueeze(1).float()
         return self._classify(
-            input_values,
+            self._one_channel(input_values),
             labels,
             resolution,
             sampling_rate,
@@ -543,10 +551,8 @@ class CCNNForAudioClassification(_CCNNClassifier):
         ``timestamps``: see :mod:`ccnn_hf.masking`."""
         if input_values is None:
             raise ValueError("input_values is required")
-        if isinstance(input_values, torch.Tensor) and input_values.ndim == 2 and self.config.num_channels == 1:
-            input_values = input_values.unsqueeze(1)
         return self._classify(
-            input_values,
+            self._one_channel(input_values),
             labels,
             None,
             sampling_rate,

@@ -306,12 +306,12 @@ def test_feature_extractor_passes_the_sampling_rate_and_never_resamples():
     extractor = CCNNFeatureExtractor(sampling_rate=16000, mean=0.0, std=0.5)
     ints = (np.sin(np.linspace(0, 20, 800)) * 2**14).astype(np.int16)
     batch = extractor(ints, sampling_rate=8000, return_tensors="pt")
-    assert batch["input_values"].shape == (1, 1, 800) and int(batch["sampling_rate"]) == 8000
-    torch.testing.assert_close(
-        batch["input_values"][0, 0], torch.tensor(ints / 2**15 / (0.5 + 1e-5), dtype=torch.float32)
-    )
+    # mono audio as [B, L] and the rate a plain number, as transformers' collators can batch them
+    assert batch["input_values"].shape == (1, 800) and type(batch["sampling_rate"]) is int
+    assert batch["sampling_rate"] == 8000
+    torch.testing.assert_close(batch["input_values"][0], torch.tensor(ints / 2**15 / (0.5 + 1e-5), dtype=torch.float32))
     padded = extractor([np.zeros(10, np.float32), np.ones(6, np.float32)], return_tensors="pt")
-    assert padded["input_values"].shape == (2, 1, 10)
+    assert padded["input_values"].shape == (2, 10) and padded["attention_mask"].shape == (2, 10)
     with pytest.raises(ValueError, match="empty"):
         extractor(np.zeros(0, np.float32))
     with pytest.raises(ValueError, match="NaN"):
@@ -349,9 +349,9 @@ def test_feature_extractor_truncates_and_pads_as_transformers_extractors_do():
     assert extractor.model_input_names == ["input_values", "attention_mask"]
     short, long = np.ones(500, dtype=np.float32), np.ones(900, dtype=np.float32)
     cut = extractor([short, long], padding="max_length", max_length=600, truncation=True, return_tensors="np")
-    assert cut["input_values"].shape == (2, 1, 600) and cut["attention_mask"].sum(1).tolist() == [500, 600]
+    assert cut["input_values"].shape == (2, 600) and cut["attention_mask"].sum(1).tolist() == [500, 600]
     longest = extractor([short, long], truncation=True, max_length=600)
-    assert np.asarray(longest["input_values"]).shape == (2, 1, 600)
+    assert np.asarray(longest["input_values"]).shape == (2, 600)
     rounded = extractor([short, long], pad_to_multiple_of=128)
     assert np.asarray(rounded["attention_mask"]).shape == (2, 1024)
     with pytest.raises(ValueError, match="max_length"):
@@ -360,8 +360,8 @@ def test_feature_extractor_truncates_and_pads_as_transformers_extractors_do():
 
 def test_the_trainers_default_collator_pads_examples_of_the_feature_extractor():
     """transformers' Trainer pads examples with ``DataCollatorWithPadding(feature_extractor)``: the
-    extractor's own examples (``input_values [1, L]``) come back as a ``[B, 1, L]`` batch with its
-    mask (``pad`` failed on the channel axis), and the short clip keeps its logits."""
+    extractor's own examples (``input_values [L]``) come back as a ``[B, L]`` batch with its mask,
+    the short clip keeps its logits, and examples of another shape get an error naming it."""
     from transformers import DataCollatorWithPadding
 
     extractor = CCNNFeatureExtractor(sampling_rate=8000, mean=0.0, std=0.5)
@@ -373,7 +373,7 @@ def test_the_trainers_default_collator_pads_examples_of_the_feature_extractor():
         examples.append({"input_values": features["input_values"][0], "attention_mask": features["attention_mask"][0]})
         examples[-1].update(label=label, sampling_rate=features["sampling_rate"])
     batch = DataCollatorWithPadding(extractor)(examples)
-    assert batch["input_values"].shape == (2, 1, 900) and batch["labels"].tolist() == [0, 1]
+    assert batch["input_values"].shape == (2, 900) and batch["labels"].tolist() == [0, 1]
     assert batch["attention_mask"].sum(1).tolist() == [500, 900]
     torch.manual_seed(0)
     model = CCNNForAudioClassification(CCNNConfig.from_preset("sc_raw_4_140", **TINY)).eval()
@@ -381,6 +381,21 @@ def test_the_trainers_default_collator_pads_examples_of_the_feature_extractor():
         together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         alone = model(**extractor(clips[0], return_tensors="pt")).logits
     torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"mono waveforms of shape \[L\], got shape \(1, 500\)"):
+        DataCollatorWithPadding(extractor)([{"input_values": example["input_values"][None]} for example in examples])
+
+
+def test_the_sequence_head_reads_one_channel_series_given_as_b_l():
+    """``input_values [B, L]`` (the extractor's and transformers' collators' layout) is one channel
+    for the sequence head as for the audio head; several channels still need ``[B, C, L]``."""
+    torch.manual_seed(0)
+    model = CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY)).eval()
+    series = torch.randn(3, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_values=series).logits, model(input_values=series[:, None]).logits)
+    two = CCNNForSequenceClassification(CCNNConfig.from_preset("smnist_4_140", **TINY, num_channels=2))
+    with pytest.raises(ValueError):
+        two(input_values=series)
 
 
 def test_auto_classes_are_registered(saved_image_model, tmp_path):

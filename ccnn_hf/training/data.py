@@ -429,19 +429,19 @@ def _audio_task(
     mean, std = float(scaled.mean()), float(scaled.std())
     extractor = CCNNFeatureExtractor(sampling_rate=int(rate), mean=mean, std=std)
 
+    def extract(clips: np.ndarray, target_rate: float) -> torch.Tensor:
+        """The extractor's mono ``[N, L]`` waveforms as the network's ``[N, 1, L]``."""
+        return torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"])[:, None]
+
     def render(size, target_rate):
         clips = _fixed_clips(test_waves, test_native, target_rate, clip_seconds)
-        return ArrayDataset(
-            torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"]), test_y
-        )
+        return ArrayDataset(extract(clips, target_rate), test_y)
 
     def render_train(target_rate, indices):
         clips = _fixed_clips([train_waves[i] for i in indices.tolist()], native, target_rate, clip_seconds)
-        return torch.from_numpy(extractor(list(clips), sampling_rate=int(target_rate))["input_values"])
+        return extract(clips, target_rate)
 
-    train = ArrayDataset(
-        torch.from_numpy(extractor(list(train_clips), sampling_rate=int(rate))["input_values"]), train_y
-    )
+    train = ArrayDataset(extract(train_clips, rate), train_y)
     test = render(None, rate)
     return TaskData(
         name,
