@@ -6,10 +6,14 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
-HF = ["transformers>=5.0", "huggingface-hub>=1.0", "safetensors>=0.4", "torchvision", "pillow"]
-TIMM = ["timm>=1.0.20", "huggingface-hub>=1.0", "safetensors>=0.4"]
+# The floors are the oldest releases CI tests (.ci/oldest.txt, .ci/oldest): transformers 5.23 brought
+# activation_checkpointing_enable (and needs huggingface-hub 1.31, safetensors 0.8); timm 1.0.31 is the
+# first to write a model's model_args on save_for_hf / push_to_hf_hub (an overridden CCNN rebuilds from
+# its Hub repo); accelerate 1.7 keeps the sampler's epoch when a run resumes mid-epoch.
+HF = ["transformers>=5.23", "huggingface-hub>=1.31", "safetensors>=0.8", "torchvision", "pillow"]
+TIMM = ["timm>=1.0.31", "huggingface-hub>=1.31", "safetensors>=0.8"]
 # ccnn-train (quickstart: 8x8 digits); psutil: the memory available, against which sizes are checked
-TRAIN = HF + ["accelerate>=1.0", "psutil", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]
+TRAIN = HF + ["accelerate>=1.7", "psutil", "tqdm", "pyyaml", "matplotlib", "scikit-learn"]
 DATA = [
     "soundfile",
     "scipy",

@@ -163,6 +163,10 @@ class CCNNPreTrainedModel(PreTrainedModel):
             and not (folder / "preprocessor_config.json").exists()
         ):
             processor.save_pretrained(folder)
+        elif timm_keys and kwargs.get("is_main_process", True):
+            from .image_processing_ccnn import warn_if_auto_reads_another_processor
+
+            warn_if_auto_reads_another_processor(folder)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -1,7 +1,8 @@
 """CCNN weights released with ccnn_hf: shipped inside the package, so they load offline.
 
 Each release is a folder under ``ccnn_hf/weights/`` (``model.safetensors``, ``config.json``,
-processor config, ``results.json``, model card) trained with ``ccnn-train`` (see
+processor config, ``results.json``, model card, and the code files ``save_pretrained`` writes, so that
+``trust_remote_code=True`` loads it without ccnn_hf) trained with ``ccnn-train`` (see
 ``model_cards/train_released.sh`` and ``model_cards/gpu_cifar10.sh``)::
 
     from transformers import AutoModelForImageClassification

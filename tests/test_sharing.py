@@ -140,7 +140,7 @@ def check(outputs: dict, model, x: torch.Tensor, job: dict) -> None:
         ):
             processed = processor(sample, return_tensors="pt")[model.main_input_name]
             torch.testing.assert_close(torch.tensor(outputs["processed"]), processed, rtol=1e-5, atol=1e-6)
-        predictions = transformers.pipeline(job["task"], model=job["path"])(sample)
+        predictions = transformers.pipeline(job["task"], model=job["path"], trust_remote_code=False)(sample)
         assert [r["label"] for r in outputs["pipeline"]] == [r["label"] for r in predictions]
         scores = [r["score"] for r in outputs["pipeline"]]
         torch.testing.assert_close(torch.tensor(scores), torch.tensor([r["score"] for r in predictions]))

@@ -302,6 +302,40 @@ def test_image_processor_keeps_size_and_normalises():
         processor([image, Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))], return_tensors="pt")
 
 
+def test_a_one_channel_folders_processor_is_its_saved_one_whichever_file_transformers_reads(tmp_path):
+    """transformers >= 5.25 gives AutoImageProcessor a local 2D folder's config.json (it holds timm's
+    pretrained_cfg), <= 5.24 its preprocessor_config.json: both give the processor saved with the model."""
+    config = image_config(num_channels=1, mean=[0.1307], std=[0.3081])
+    CCNNForImageClassification(config).save_pretrained(tmp_path)
+    saved = CCNNImageProcessor.from_pretrained(tmp_path).to_dict()
+    assert (list(saved["image_mean"]), list(saved["image_std"]), saved["num_channels"]) == ([0.1307], [0.3081], 1)
+    model_config = json.loads((tmp_path / "config.json").read_text())
+    assert "pretrained_cfg" in model_config
+    assert CCNNImageProcessor.from_dict(model_config).to_dict() == saved
+    assert AutoImageProcessor.from_pretrained(tmp_path).to_dict() == saved
+    resized = AutoImageProcessor.from_pretrained(tmp_path, do_resize=True, size={"height": 8, "width": 8})
+    assert resized(Image.new("L", (20, 12)), return_tensors="pt")["pixel_values"].shape == (1, 1, 8, 8)
+
+
+def test_saving_a_processor_that_transformers_would_not_read_back_warns(tmp_path, caplog):
+    """In a local 2D folder transformers >= 5.25 builds AutoImageProcessor from config.json: a
+    preprocessor_config.json with other settings is named, in whichever order the two are saved."""
+    model = CCNNForImageClassification(image_config())
+    other = CCNNImageProcessor(
+        image_mean=[0.5] * 3, image_std=[0.5] * 3, do_resize=True, size={"height": 8, "width": 8}
+    )
+    with caplog.at_level("WARNING", logger="ccnn_hf.image_processing_ccnn"):
+        model.save_pretrained(tmp_path / "default")
+        assert not caplog.records
+        model.save_pretrained(tmp_path / "first")
+        other.save_pretrained(tmp_path / "first")
+        other.save_pretrained(tmp_path / "then")
+        model.save_pretrained(tmp_path / "then")
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and all("differs from the model's processor in" in m for m in warned)
+    assert all("do_resize" in m and "image_mean" in m and "CCNNImageProcessor.from_pretrained" in m for m in warned)
+
+
 def test_feature_extractor_passes_the_sampling_rate_and_never_resamples():
     extractor = CCNNFeatureExtractor(sampling_rate=16000, mean=0.0, std=0.5)
     ints = (np.sin(np.linspace(0, 20, 800)) * 2**14).astype(np.int16)

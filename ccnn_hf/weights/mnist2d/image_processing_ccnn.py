@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import numbers
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +19,8 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from .validation import normalisation_problems
 
 __all__ = ["CCNNImageProcessor"]
+
+logger = logging.getLogger(__name__)
 
 
 class CCNNImageProcessorKwargs(ImagesKwargs, total=False):
@@ -80,6 +85,13 @@ class CCNNImageProcessor(TorchvisionBackend):
             }
         return super().from_dict(image_processor_dict, **kwargs)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' ``save_pretrained``, with a warning when the folder's model config gives
+        another processor (see :func:`warn_if_auto_reads_another_processor`)."""
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        warn_if_auto_reads_another_processor(save_directory)
+        return saved
+
     def _per_channel(self, value):
         """A mean / std as a list (one number stands for every channel)."""
         if isinstance(value, numbers.Real):
@@ -127,3 +139,26 @@ class CCNNImageProcessor(TorchvisionBackend):
                 "separately or pass do_resize=True with a size"
             )
         return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
+
+
+def warn_if_auto_reads_another_processor(folder) -> None:
+    """Warn when a folder's ``preprocessor_config.json`` differs from the processor of its CCNN
+    ``config.json`` with timm's keys: transformers >= 5.25 builds ``AutoImageProcessor`` and
+    ``pipeline``'s processor of such a local folder from ``config.json`` (:meth:`CCNNImageProcessor.from_dict`)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if config.get("model_type") != "ccnn" or "pretrained_cfg" not in config or "image_mean" not in saved:
+        return
+    mine = CCNNImageProcessor.from_dict(saved).to_dict()
+    derived = CCNNImageProcessor.from_dict(config).to_dict()
+    differ = sorted(k for k in mine.keys() | derived.keys() if k != "auto_map" and mine.get(k) != derived.get(k))
+    if differ:
+        logger.warning(
+            f"{folder}: preprocessor_config.json differs from the model's processor in {', '.join(differ)}; "
+            "transformers >= 5.25 builds AutoImageProcessor and pipeline of this local folder from config.json "
+            "(mean, std, num_channels), so load this processor with CCNNImageProcessor.from_pretrained"
+        )
