@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
-from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels
+from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
 from .training.augment import random_crop_flip
 from .files import write_json_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -67,6 +67,9 @@ __all__ = ["main", "run"]
 _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in results.json
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
+# The wall-time estimate: the first PACE_SKIP steps (compilation, warm-up) are paid once, the pace is
+# measured over the PACE_STEPS steps after them, or fewer when they take PACE_SECONDS.
+PACE_SKIP, PACE_STEPS, PACE_SECONDS = 3, 10, 20.0
 
 
 class EpochPermutation(Sampler[int]):
@@ -324,6 +327,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
         log_with=_trackers(args.report_to) or None,
         project_dir=args.output_dir,
     )
+    notice = quickstart_notice(argv)
+    if notice:
+        accelerator.print(notice)
     job = _build(args, recipe, accelerator)
     out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [])
     try:
@@ -415,6 +421,9 @@ class Trainer:
         self.args, self.accelerator, self.recipe, self.job, self.out = args, accelerator, recipe, job, out
         self.metrics_file = out / "logs" / "metrics.jsonl"
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
+        self.started, self.first_step = 0.0, 0  # when and at which step this process's training began
+        self.pace_mark: tuple[float, int] | None = None  # (time, step) at which the pace is measured from
+        self.estimated = False  # whether the wall-time estimate was printed
         self.epoch_times: list[float] = []
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
@@ -437,10 +446,12 @@ class Trainer:
 
     def train(self) -> Trained:
         args, accelerator, task = self.args, self.accelerator, self.job.task
+        overrides = ", ".join(f"{k} {v}" for k, v in _overrides(args).items())
         accelerator.print(
             f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
             f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-            f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
+            f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}"
+            f"{f' ({overrides})' if overrides and not args.timm_model else ''}, "
             f"{sum(p.numel() for p in self.model.parameters()):,} parameters; output: {self.out}"
         )
         accelerator.init_trackers(
@@ -448,16 +459,67 @@ class Trainer:
         )
         if args.resume:
             self._resume()
+        accelerator.print(self._plan())
         self.bar = tqdm(
             total=self.total_steps, initial=self.step, desc="training", disable=not accelerator.is_local_main_process
         )
-        started = time.perf_counter()
+        self.started, self.first_step = time.perf_counter(), self.step
         while self.step < self.total_steps:
             if self._epoch():
                 self._end_epoch()
         self.bar.close()
         return Trained(
-            accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times, time.perf_counter() - started
+            accelerator.unwrap_model(self.model),
+            self.total_steps,
+            self.epoch_times,
+            time.perf_counter() - self.started,
+        )
+
+    def _plan(self) -> str:
+        """The run's length as planned: optimiser steps, batch, epochs and where the length comes from."""
+        args, recipe, per_epoch = self.args, self.recipe, self.job.steps_per_epoch
+        processes = self.accelerator.num_processes
+        batch = f"{recipe.batch_size}" + (f" x {processes} processes" if processes > 1 else "")
+        batch += f" x {recipe.grad_accum} accumulated" if recipe.grad_accum > 1 else ""
+        if args.max_steps is not None:
+            source = "--max_steps"
+        elif args.epochs is not None:
+            source = f"{args.epochs:g} epochs"
+        else:
+            source = f"the preset's {recipe.epochs:g} epochs; --epochs, --max_steps or --time_limit shorten it"
+        text = (
+            f"plan: {self.total_steps:,} optimiser steps of batch {batch} "
+            f"({self.total_steps / per_epoch:.3g} epochs of {per_epoch:,} steps; {source})"
+        )
+        if self.step:
+            text += f", resumed at step {self.step:,}"
+        if args.time_limit and self.epoch == 0:
+            text += f"; --time_limit {args.time_limit:g} s keeps the epochs that fit, decided after the first"
+        timed = self.total_steps - self.step > PACE_SKIP + 1
+        return text + ("; the estimated time follows once the first steps are timed" if timed else "")
+
+    def _estimate_time(self) -> None:
+        """Print the run's estimated wall time once, when the pace is known: this process's first
+        :data:`PACE_SKIP` steps (compilation, warm-up) are paid once, the remaining steps take the
+        pace of up to :data:`PACE_STEPS` steps after them (:data:`PACE_SECONDS` at most)."""
+        ran = self.step - self.first_step
+        if self.estimated or ran < PACE_SKIP or self.step >= self.total_steps:
+            return
+        self._log_pending()  # waits for the device: the times include the steps' work
+        now = time.perf_counter()
+        if self.pace_mark is None:
+            self.pace_mark = (now, self.step)
+            return
+        since, mark = self.pace_mark
+        if self.step - mark < PACE_STEPS and now - since < PACE_SECONDS:
+            return
+        self.estimated = True
+        pace = (now - since) / (self.step - mark)
+        total = now - self.started + pace * (self.total_steps - self.step)
+        self.accelerator.print(
+            f"estimate: training takes ~{_duration(total)} for {self.total_steps - self.first_step:,} steps "
+            f"({pace:.3g} s per step over steps {mark + 1}-{self.step}; the tests and the final evaluation "
+            "come on top)"
         )
 
     def _resume(self) -> None:
@@ -551,6 +613,7 @@ class Trainer:
                     },
                     self.args.save_total_limit,
                 )
+        self._estimate_time()
 
     def _log_pending(self) -> None:
         """Read the pending steps' losses back in one transfer (the mean over processes), log each
@@ -732,7 +795,7 @@ def _results(
         "train_samples": len(task.train),
         "test_samples": len(task.test),
         "params": sum(p.numel() for p in model.parameters()),
-        "overrides": {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None},
+        "overrides": _overrides(args),
         "recipe": recipe_text,
         "steps": trained.total_steps,
         "train_resolutions": settings,
@@ -749,6 +812,20 @@ def _results(
         if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
+
+
+def _overrides(args) -> dict:
+    """The model flags the run sets (its preset's settings it overrides)."""
+    return {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None}
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a person: ``"40 s"``, ``"12 min"``, ``"5.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _push(args, out: Path, message: str) -> None:
