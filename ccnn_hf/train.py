@@ -68,8 +68,9 @@ _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
 # The wall-time estimate: the first PACE_SKIP steps (compilation, warm-up) are paid once, the pace is
-# measured over the PACE_STEPS steps after them, or fewer when they take PACE_SECONDS.
-PACE_SKIP, PACE_STEPS, PACE_SECONDS = 3, 10, 20.0
+# measured over the PACE_STEPS steps after them (counted in steps, so that every process reads the
+# losses back, a collective operation, at the same steps).
+PACE_SKIP, PACE_STEPS = 3, 10
 
 
 class EpochPermutation(Sampler[int]):
@@ -422,8 +423,7 @@ class Trainer:
         self.metrics_file = out / "logs" / "metrics.jsonl"
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.started, self.first_step = 0.0, 0  # when and at which step this process's training began
-        self.pace_mark: tuple[float, int] | None = None  # (time, step) at which the pace is measured from
-        self.estimated = False  # whether the wall-time estimate was printed
+        self.pace_mark = 0.0  # when the steps that measure the pace began
         self.epoch_times: list[float] = []
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
@@ -482,44 +482,42 @@ class Trainer:
         batch = f"{recipe.batch_size}" + (f" x {processes} processes" if processes > 1 else "")
         batch += f" x {recipe.grad_accum} accumulated" if recipe.grad_accum > 1 else ""
         if args.max_steps is not None:
-            source = "--max_steps"
-        elif args.epochs is not None:
-            source = f"{args.epochs:g} epochs"
+            source = "; --max_steps"
+        elif args.epochs is None:
+            source = f"; the preset's {recipe.epochs:g} epochs: --epochs, --max_steps or --time_limit shorten it"
         else:
-            source = f"the preset's {recipe.epochs:g} epochs; --epochs, --max_steps or --time_limit shorten it"
+            source = ""
         text = (
             f"plan: {self.total_steps:,} optimiser steps of batch {batch} "
-            f"({self.total_steps / per_epoch:.3g} epochs of {per_epoch:,} steps; {source})"
+            f"({self.total_steps / per_epoch:.3g} epochs of {per_epoch:,} steps{source})"
         )
         if self.step:
             text += f", resumed at step {self.step:,}"
         if args.time_limit and self.epoch == 0:
             text += f"; --time_limit {args.time_limit:g} s keeps the epochs that fit, decided after the first"
-        timed = self.total_steps - self.step > PACE_SKIP + 1
+        timed = self.total_steps - self.step > PACE_SKIP + PACE_STEPS
         return text + ("; the estimated time follows once the first steps are timed" if timed else "")
 
     def _estimate_time(self) -> None:
         """Print the run's estimated wall time once, when the pace is known: this process's first
         :data:`PACE_SKIP` steps (compilation, warm-up) are paid once, the remaining steps take the
-        pace of up to :data:`PACE_STEPS` steps after them (:data:`PACE_SECONDS` at most)."""
+        pace of the :data:`PACE_STEPS` steps after them."""
         ran = self.step - self.first_step
-        if self.estimated or ran < PACE_SKIP or self.step >= self.total_steps:
+        if ran not in (PACE_SKIP, PACE_SKIP + PACE_STEPS) or self.step >= self.total_steps:
             return
         self._log_pending()  # waits for the device: the times include the steps' work
         now = time.perf_counter()
-        if self.pace_mark is None:
-            self.pace_mark = (now, self.step)
+        if ran == PACE_SKIP:
+            self.pace_mark = now
             return
-        since, mark = self.pace_mark
-        if self.step - mark < PACE_STEPS and now - since < PACE_SECONDS:
-            return
-        self.estimated = True
-        pace = (now - since) / (self.step - mark)
+        pace = (now - self.pace_mark) / PACE_STEPS
         total = now - self.started + pace * (self.total_steps - self.step)
-        self.accelerator.print(
+        if not self.accelerator.is_main_process:
+            return
+        tqdm.write(  # above the progress bar
             f"estimate: training takes ~{_duration(total)} for {self.total_steps - self.first_step:,} steps "
-            f"({pace:.3g} s per step over steps {mark + 1}-{self.step}; the tests and the final evaluation "
-            "come on top)"
+            f"({pace:.3g} s per step over steps {self.step - PACE_STEPS + 1}-{self.step}; the tests and the final "
+            "evaluation come on top)"
         )
 
     def _resume(self) -> None:

@@ -127,6 +127,6 @@ def test_the_plan_of_the_presets_recipe_says_how_to_shorten_it(tmp_path, monkeyp
     with pytest.raises(_Plan) as plan:
         run(["--dataset", "digits", *TINY, "--output_dir", str(tmp_path)])
     assert str(plan.value) == (
-        "plan: 7,700 optimiser steps of batch 64 (350 epochs of 22 steps; the preset's 350 epochs; --epochs, "
+        "plan: 7,700 optimiser steps of batch 64 (350 epochs of 22 steps; the preset's 350 epochs: --epochs, "
         "--max_steps or --time_limit shorten it); the estimated time follows once the first steps are timed"
     )
