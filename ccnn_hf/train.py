@@ -2,9 +2,10 @@
 
 Examples::
 
-    ccnn-train                                              # small CCNN on 8x8 digits, a few minutes on CPU
-    ccnn-train --preset smnist_4_140 --dataset smnist --epochs 5
-    ccnn-train --dataset path/to/fsdd_audiofolder.zip --preset sc_raw_4_140 --sampling_rate 4000
+    ccnn-train                                              # the quickstart: small CCNN on 8x8 digits, ~1 min on CPU
+    ccnn-train --output_dir runs/mine --report_to none      # the quickstart too (only output options given)
+    ccnn-train --preset smnist_4_140 --dataset smnist --time_limit 300
+    ccnn-train --dataset path/to/fsdd_audiofolder.zip --preset sc_raw_4_140 --sampling_rate 4000 --time_limit 300
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ccnn_hf.train --cpu ...
 
 The output folder holds ``model.safetensors`` + config + processor config (loadable with

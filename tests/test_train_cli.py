@@ -130,3 +130,25 @@ def test_the_plan_of_the_presets_recipe_says_how_to_shorten_it(tmp_path, monkeyp
         "plan: 7,700 optimiser steps of batch 64 (350 epochs of 22 steps; the preset's 350 epochs: --epochs, "
         "--max_steps or --time_limit shorten it); the estimated time follows once the first steps are timed"
     )
+
+
+def test_every_readme_training_command_has_a_budget_and_states_its_time(tmp_path, monkeypatch):
+    """No README command trains a preset's whole official recipe (hours to a day on a CPU) unannounced:
+    each sets --epochs, --max_steps or --time_limit itself or through its config (the quickstart's, the
+    README's run.yaml), and states its measured time beside it, or marks its data as the reader's own."""
+    from test_readme import bash_commands, readme_blocks
+
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    for language, code in readme_blocks():
+        if language == "yaml":  # run.yaml, as the README's readers write it
+            (tmp_path / re.match(r"#\s*(\S+\.ya?ml)", code).group(1)).write_text(code, encoding="utf-8")
+        elif language == "bash":
+            lines += [line for line in code.splitlines() if line.startswith(("ccnn-train", "accelerate launch"))]
+    assert len(lines) >= 12
+    for line in lines:
+        words = bash_commands(line)[0]
+        args = parse_args(words[words.index("ccnn_hf.train") + 1 :] if words[0] == "accelerate" else words[1:])
+        assert args.epochs or args.max_steps or args.time_limit, line
+        comment = line.partition(" #")[2]
+        assert re.search(r"~\d+(\.\d+)? (s|min|h)\b", comment) or "placeholder" in comment, line
