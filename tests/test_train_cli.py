@@ -101,7 +101,7 @@ def test_a_run_prints_its_plan_and_estimated_time_before_training(tmp_path, caps
         + ["--output_dir", str(tmp_path)]
     )
     out = capsys.readouterr().out
-    assert "note: not the quickstart: --blocks --dataset --eval_resolutions" not in out  # output options are not named
+    # the options that drop the quickstart, not the output ones (--eval_resolutions, --output_dir, --report_to)
     assert "note: not the quickstart: --blocks --dataset --hidden --kernel_hidden --max_steps given" in out
     assert "model: cifar10_4_140 (hidden 12, blocks 2, kernel_hidden 8), 2,450 parameters" in out
     assert "plan: 16 optimiser steps of batch 64 (0.727 epochs of 22 steps; --max_steps)" in out
