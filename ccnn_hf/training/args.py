@@ -292,7 +292,8 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 def quickstart_keeps(parser: argparse.ArgumentParser) -> list[str]:
     """The options that, given without ``--config``, keep the quickstart: the output group's (where the
-    run goes, how it reports and is evaluated), ``--seed`` and ``--cpu``; none changes what is trained."""
+    run goes, how it reports and is evaluated), ``--seed`` and ``--cpu``: none changes the data, the model
+    or the recipe."""
     group = next(g for g in parser._action_groups if g.title == OUTPUT_GROUP)
     return [a.dest for a in group._group_actions] + list(QUICKSTART_ALSO_KEEPS)
 
