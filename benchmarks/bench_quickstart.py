@@ -9,8 +9,10 @@ Each run is ``python -m ccnn_hf.train`` without arguments (the quickstart config
 fresh process and a temporary working directory while ``load`` busy-looping processes compete for the CPUs.
 Policy ``default`` leaves ``OMP_WAIT_POLICY`` unset, so ``ccnn-train`` applies its own (``PASSIVE``, see
 ``ccnn_hf/cli_env.py``); other values are passed to the run as ``OMP_WAIT_POLICY``. Reports wall
-time, the run's CPU time (user + system, children's rusage) and the load average before and after,
-to ``OUT/quickstart.json`` and ``OUT/quickstart.md`` (default OUT: ``benchmarks/results``).
+time, the run's CPU time (user + system, children's rusage), the load average before and after, the
+run's torch threads and its continuous-mode accuracies (they repeat exactly on one processor with one
+thread count, and differ between processors and thread counts: float rounding), to
+``OUT/quickstart.json`` and ``OUT/quickstart.md`` (default OUT: ``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def _spin() -> None:
         pass
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_quickstart(load: int, policy: str, timeout: float) -> dict:
     """One quickstart run next to ``load`` busy processes; wall and CPU seconds."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -57,6 +70,8 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
             text=True,
             timeout=timeout,
         )
+        results = Path(workdir, "runs", "quickstart", "results.json")
+        run_results = json.loads(results.read_text()) if done.returncode == 0 else {}
     wall = time.perf_counter() - start
     after_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     for spinner in spinners:
@@ -72,6 +87,8 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
         "cpu_s": cpu,
         "load_before": before,
         "load_after": os.getloadavg(),
+        "hardware": run_results["hardware"],
+        "accuracy": {f"{r['setting']} {r['mode']}": r["accuracy"] for r in run_results["evaluation"]},
         "stdout_tail": done.stdout[-600:],
     }
 
@@ -83,14 +100,16 @@ def markdown(report: dict) -> str:
         f"Machine: {report['machine']}. Competing load: busy-looping processes started with the run. "
         "Load average (1 / 5 / 15 min) before and after each run, including the machine's other users.",
         "",
-        "| competing load | OMP_WAIT_POLICY | wall s | CPU s | load before | load after |",
-        "|---:|---|---:|---:|---|---|",
+        "| competing load | OMP_WAIT_POLICY | wall s | CPU s | load before | load after | hardware | "
+        "continuous accuracy 8x8 / 16x16 / 32x32 % |",
+        "|---:|---|---:|---:|---|---|---|---|",
     ]
     for r in report["results"]:
         fmt = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
+        accuracy = " / ".join(f"{100 * r['accuracy'][f'{side} continuous']:.2f}" for side in ("8x8", "16x16", "32x32"))
         lines.append(
             f"| {r['load']} | {r['policy']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {fmt(r['load_before'])} | "
-            f"{fmt(r['load_after'])} |"
+            f"{fmt(r['load_after'])} | {r['hardware']} | {accuracy} |"
         )
     idle = next((r for r in report["results"] if r["load"] == 0 and r["policy"] == "default"), None)
     if idle:
@@ -118,8 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"load {load}, {policy}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} s CPU", flush=True)
             results.append(row)
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-        f"Python {platform.python_version()}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 
 Examples::
 
-    ccnn-train                                              # small CCNN on 8x8 digits, a few minutes on CPU
-    ccnn-train --preset smnist_4_140 --dataset smnist --epochs 5
-    ccnn-train --dataset path/to/fsdd_audiofolder.zip --preset sc_raw_4_140 --sampling_rate 4000
+    ccnn-train                                              # the quickstart: small CCNN on 8x8 digits, ~1 min on CPU
+    ccnn-train --output_dir runs/mine --report_to none      # the quickstart too (only output options given)
+    ccnn-train --preset smnist_4_140 --dataset smnist --time_limit 300
+    ccnn-train --dataset path/to/fsdd_audiofolder.zip --preset sc_raw_4_140 --sampling_rate 4000 --time_limit 300
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ccnn_hf.train --cpu ...
 
 The output folder holds ``model.safetensors`` + config + processor config (loadable with
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
-from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels
+from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
 from .training.augment import random_crop_flip
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -71,6 +72,10 @@ _RECORDED_OVERRIDES = tuple(MODEL_OVERRIDES)  # the model flags a run records in
 EVAL_BATCH = 128  # the batch of the final evaluation across resolutions
 WARM_BATCHES = 5  # batches that pay for compilation and warm-up, left out of --time_limit's pace
 LOSS_SYNC_STEPS = 16  # on an accelerator, the steps whose losses are read back (and logged) together
+# The wall-time estimate: the first PACE_SKIP steps (compilation, warm-up) are paid once, the pace is
+# measured over the PACE_STEPS steps after them (counted in steps, so that every process reads the
+# losses back, a collective operation, at the same steps).
+PACE_SKIP, PACE_STEPS = 3, 10
 
 
 class EpochPermutation(Sampler[int]):
@@ -333,6 +338,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
         log_with=_trackers(args.report_to) or None,
         project_dir=args.output_dir,
     )
+    notice = quickstart_notice(argv)
+    if notice:
+        accelerator.print(notice)
     job = _build(args, recipe, accelerator)
     out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [], job.data)
     try:
@@ -471,6 +479,8 @@ class Trainer:
         self.args, self.accelerator, self.recipe, self.job, self.out = args, accelerator, recipe, job, out
         self.metrics_file = out / "logs" / "metrics.jsonl"
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
+        self.started, self.first_step = 0.0, 0  # when and at which step this process's training began
+        self.pace_mark = 0.0  # when the steps that measure the pace began
         self.epoch_times: list[float] = []
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
@@ -493,10 +503,12 @@ class Trainer:
 
     def train(self) -> Trained:
         args, accelerator, task = self.args, self.accelerator, self.job.task
+        overrides = ", ".join(f"{k} {v}" for k, v in _overrides(args).items())
         accelerator.print(
             f"data: {task.name} ({task.modality}, {len(task.train)} train / {len(task.test)} test), "
             f"in_channels={task.in_channels}, labels={task.num_classes}, base "
-            f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}, "
+            f"{task.sampling_rate or task.base_resolution}; model: {args.timm_model or args.preset}"
+            f"{f' ({overrides})' if overrides and not args.timm_model else ''}, "
             f"{sum(p.numel() for p in self.model.parameters()):,} parameters; output: {self.out}"
         )
         accelerator.init_trackers(
@@ -504,16 +516,65 @@ class Trainer:
         )
         if args.resume:
             self._resume()
+        accelerator.print(self._plan())
         self.bar = tqdm(
             total=self.total_steps, initial=self.step, desc="training", disable=not accelerator.is_local_main_process
         )
-        started = time.perf_counter()
+        self.started, self.first_step = time.perf_counter(), self.step
         while self.step < self.total_steps:
             if self._epoch():
                 self._end_epoch()
         self.bar.close()
         return Trained(
-            accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times, time.perf_counter() - started
+            accelerator.unwrap_model(self.model),
+            self.total_steps,
+            self.epoch_times,
+            time.perf_counter() - self.started,
+        )
+
+    def _plan(self) -> str:
+        """The run's length as planned: optimiser steps, batch, epochs and where the length comes from."""
+        args, recipe, per_epoch = self.args, self.recipe, self.job.steps_per_epoch
+        processes = self.accelerator.num_processes
+        batch = f"{recipe.batch_size}" + (f" x {processes} processes" if processes > 1 else "")
+        batch += f" x {recipe.grad_accum} accumulated" if recipe.grad_accum > 1 else ""
+        if args.max_steps is not None:
+            source = "; --max_steps"
+        elif args.epochs is None:
+            source = f"; the preset's {recipe.epochs:g} epochs: --epochs, --max_steps or --time_limit shorten it"
+        else:
+            source = ""
+        text = (
+            f"plan: {self.total_steps:,} optimiser steps of batch {batch} "
+            f"({self.total_steps / per_epoch:.3g} epochs of {per_epoch:,} steps{source})"
+        )
+        if self.step:
+            text += f", resumed at step {self.step:,}"
+        if args.time_limit and self.epoch == 0:
+            text += f"; --time_limit {args.time_limit:g} s keeps the epochs that fit, decided after the first"
+        timed = self.total_steps - self.step > PACE_SKIP + PACE_STEPS
+        return text + ("; the estimated time follows once the first steps are timed" if timed else "")
+
+    def _estimate_time(self) -> None:
+        """Print the run's estimated wall time once, when the pace is known: this process's first
+        :data:`PACE_SKIP` steps (compilation, warm-up) are paid once, the remaining steps take the
+        pace of the :data:`PACE_STEPS` steps after them."""
+        ran = self.step - self.first_step
+        if ran not in (PACE_SKIP, PACE_SKIP + PACE_STEPS) or self.step >= self.total_steps:
+            return
+        self._log_pending()  # waits for the device: the times include the steps' work
+        now = time.perf_counter()
+        if ran == PACE_SKIP:
+            self.pace_mark = now
+            return
+        pace = (now - self.pace_mark) / PACE_STEPS
+        total = now - self.started + pace * (self.total_steps - self.step)
+        if not self.accelerator.is_main_process:
+            return
+        tqdm.write(  # above the progress bar
+            f"estimate: training takes ~{_duration(total)} for {self.total_steps - self.first_step:,} steps "
+            f"({pace:.3g} s per step over steps {self.step - PACE_STEPS + 1}-{self.step}; the tests and the final "
+            "evaluation come on top)"
         )
 
     def _resume(self) -> None:
@@ -607,6 +668,7 @@ class Trainer:
                     },
                     self.args.save_total_limit,
                 )
+        self._estimate_time()
 
     def _log_pending(self) -> None:
         """Read the pending steps' losses back in one transfer (the mean over processes), log each
@@ -797,7 +859,7 @@ def _results(
         "train_samples": len(task.train),
         "test_samples": len(task.test),
         "params": sum(p.numel() for p in model.parameters()),
-        "overrides": {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None},
+        "overrides": _overrides(args),
         "recipe": recipe_text,
         "steps": trained.total_steps,
         "train_resolutions": settings,
@@ -814,6 +876,20 @@ def _results(
         if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
+
+
+def _overrides(args) -> dict:
+    """The model flags the run sets (its preset's settings it overrides)."""
+    return {k: v for k, v in vars(args).items() if k in _RECORDED_OVERRIDES and v is not None}
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a person: ``"40 s"``, ``"12 min"``, ``"5.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _push(args, out: Path, message: str) -> None:

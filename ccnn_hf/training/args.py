@@ -8,10 +8,12 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data import BUILTIN_DATASETS
+from ..presets import get_preset
 from ..settings import MIN_SIZE, Setting, override_flags
 from .errors import UserError
 
-__all__ = ["build_parser", "parse_args", "parse_labels", "MODEL_OVERRIDES"]
+__all__ = ["build_parser", "parse_args", "parse_labels", "quickstart_notice", "quickstart_keeps", "MODEL_OVERRIDES"]
 
 # CLI flag -> CCNNConfig field, for overriding the preset: the settings with a ``flag`` in ccnn_hf.settings.
 MODEL_OVERRIDES = {flag: setting.field for flag, setting in override_flags().items()}
@@ -66,21 +68,36 @@ def _flag_options(setting: Setting) -> dict[str, Any]:
     return dict(type=setting.type, help=setting.help)
 
 
+OUTPUT_GROUP = "output (these, --seed and --cpu keep the quickstart)"
+# Given alone (without --config), the options of OUTPUT_GROUP and these keep the quickstart: none
+# changes its data, model or recipe (quickstart_keeps).
+QUICKSTART_ALSO_KEEPS = ("seed", "cpu")
+DEFAULT_PRESET = "cifar10_4_140"
+
+
+def _preset_epochs(name: str) -> str:
+    return f"{get_preset(name).train['epochs']:g}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ccnn-train",
         description="Train a Continuous CNN with Accelerate and evaluate it across resolutions. "
-        "Run directly, or under `accelerate launch` for several processes. Without arguments it runs "
-        "the built-in quickstart (ccnn_hf/configs/quickstart.yaml: a small CCNN on 8x8 digits).",
+        "Run directly, or under `accelerate launch` for several processes. Without arguments, or with "
+        "only output options (the 'output' group below, --seed and --cpu), it runs the built-in "
+        "quickstart (ccnn_hf/configs/quickstart.yaml: a 14k-parameter CCNN on 8x8 digits, 20 epochs, "
+        "about a minute on a CPU). Any other option without --config trains the preset with its official "
+        f"recipe ({DEFAULT_PRESET}: {_preset_epochs(DEFAULT_PRESET)} epochs) instead; the run prints its plan "
+        "and estimated time at the start.",
     )
     p.add_argument("--config", help="YAML or JSON file with any of these options (command-line flags win)")
     g = p.add_argument_group("task")
-    g.add_argument("--preset", default="cifar10_4_140", help="CCNN preset (default: %(default)s)")
+    g.add_argument("--preset", default=DEFAULT_PRESET, help="CCNN preset (default: %(default)s)")
     g.add_argument(
         "--dataset",
         default="digits",
-        help="built-in name, imagefolder/audiofolder dir or zip, saved "
-        "datasets folder, or Hub dataset id (default: %(default)s)",
+        help=f"built-in name ({', '.join(BUILTIN_DATASETS)}), aeon:NAME (a UCR/UEA archive shipped with aeon), "
+        "imagefolder/audiofolder dir or zip, saved datasets folder, or Hub dataset id (default: %(default)s)",
     )
     g.add_argument("--dataset_config", help="Hub dataset configuration name")
     g.add_argument(
@@ -90,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="option of a built-in dataset, e.g. n_train=2000 (repeatable)",
     )
-    g.add_argument("--train_split", default="train")
-    g.add_argument("--test_split", default="test")
+    g.add_argument("--train_split", default="train", help="split to train on (default: %(default)s)")
+    g.add_argument("--test_split", default="test", help="split to test on (default: %(default)s)")
     g.add_argument("--image_column", help="image column of an HF dataset")
     g.add_argument("--audio_column", help="audio column of an HF dataset")
-    g.add_argument("--label_column", default="label")
+    g.add_argument("--label_column", default="label", help="label column of an HF dataset (default: %(default)s)")
     g.add_argument("--image_size", type=IMAGE_SIZE, help="train on images resized to this size")
     g.add_argument("--sampling_rate", type=POSITIVE, help="train on audio resampled to this rate (Hz)")
     g.add_argument(
@@ -110,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="images: each training batch randomly cropped from its mirror-padded copy (padding 1/8 of "
         "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe)",
     )
-    g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
+    g.add_argument(
+        "--clip_seconds",
+        type=POSITIVE,
+        default=1.0,
+        help="audio clips are centre-cropped/padded to this (default: %(default)s)",
+    )
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument(
         "--max_samples", type=POSITIVE_INT, help="use at most this many samples per split (folders, HF datasets)"
@@ -139,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         "data, recipe and budget (the preset still supplies the recipe)",
     )
     g = p.add_argument_group("optimisation (defaults: the preset's official recipe)")
-    g.add_argument("--epochs", type=POSITIVE)
+    g.add_argument(
+        "--epochs",
+        type=POSITIVE,
+        help=f"training epochs (default: the preset's, e.g. {_preset_epochs(DEFAULT_PRESET)} for "
+        f"{DEFAULT_PRESET}; the quickstart: 20)",
+    )
     g.add_argument("--max_steps", type=POSITIVE_INT, help="stop after this many optimiser steps (overrides --epochs)")
     g.add_argument("--batch_size", type=POSITIVE_INT, help="per process")
     g.add_argument("--lr", type=POSITIVE)
@@ -152,12 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
         "shortened to the epochs that fit (the schedule follows)",
     )
     g.add_argument("--grad_accum", type=POSITIVE_INT)
-    g.add_argument("--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (0: off, as official)")
-    g.add_argument("--seed", type=SEED, default=0)
+    g.add_argument(
+        "--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (default 0: off, as official)"
+    )
+    g.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s; keeps the quickstart)")
     g.add_argument(
         "--mixed_precision", choices=["no", "bf16", "fp16"], help="default: as `accelerate launch` says, else no"
     )
-    g.add_argument("--cpu", action="store_true", help="force the CPU (also for multi-process CPU runs)")
+    g.add_argument(
+        "--cpu", action="store_true", help="force the CPU (also for multi-process CPU runs; keeps the quickstart)"
+    )
     g.add_argument(
         "--compile",
         action="store_true",
@@ -171,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only each block's input for the backward and recompute the rest "
         "(less memory for large inputs, about a third more compute per step)",
     )
-    g = p.add_argument_group("output")
-    g.add_argument("--output_dir", default="runs/ccnn")
+    g = p.add_argument_group(OUTPUT_GROUP)
+    g.add_argument(
+        "--output_dir",
+        default="runs/ccnn",
+        help="folder of the model, results, logs and checkpoints "
+        "(default: %(default)s; the quickstart: runs/quickstart)",
+    )
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     g.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     g.add_argument(
@@ -181,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --resume: continue although the data differs from the run's (refused otherwise)",
     )
     g.add_argument("--save_steps", type=POSITIVE_INT, help="checkpoint every N optimiser steps (default: every epoch)")
-    g.add_argument("--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all)")
+    g.add_argument(
+        "--save_total_limit", type=COUNT, default=2, help="checkpoints to keep (0: all; default: %(default)s)"
+    )
     g.add_argument(
         "--test_every",
         type=POSITIVE_INT,
@@ -196,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report_to",
         default="auto",
         choices=["auto", "tensorboard", "none"],
-        help="'auto' (TensorBoard if installed), 'tensorboard' or 'none'",
+        help="'auto' (TensorBoard if installed), 'tensorboard' or 'none' (default: %(default)s)",
     )
     g.add_argument("--push_to_hub", action="store_true")
     g.add_argument("--hub_model_id", help="org/name of the Hub repo to push to")
@@ -258,14 +296,60 @@ def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset (checked
-    as if typed as flags). Without any argument the built-in quickstart config runs (small CCNN on 8x8 digits)."""
+def quickstart_keeps(parser: argparse.ArgumentParser) -> list[str]:
+    """The options that, given without ``--config``, keep the quickstart: the output group's (where the
+    run goes, how it reports and is evaluated), ``--seed`` and ``--cpu``: none changes the data, the model
+    or the recipe."""
+    group = next(g for g in parser._action_groups if g.title == OUTPUT_GROUP)
+    return [a.dest for a in group._group_actions] + list(QUICKSTART_ALSO_KEEPS)
+
+
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The options (their ``dest``) that ``argv`` gives, whatever their values."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS  # an option not given stays out of the namespace
+    return set(vars(probe.parse_args(argv)))
+
+
+def runs_quickstart(parser: argparse.ArgumentParser, given: set[str]) -> bool:
+    """Whether the quickstart config fills in the options: no ``--config``, nothing but output options."""
+    return given <= set(quickstart_keeps(parser))
+
+
+def quickstart_notice(argv: Sequence[str] | None = None) -> str | None:
+    """Why the quickstart does not run, for command lines that give other options without ``--config``
+    (None for the quickstart and for config files): those runs train the preset's official recipe."""
+    parser = build_parser()
+    given = given_options(_command_line(argv))
+    if "config" in given or runs_quickstart(parser, given):
+        return None
+    dropped = " ".join(f"--{name}" for name in sorted(given - set(quickstart_keeps(parser))))
+    return (
+        f"note: not the quickstart: {dropped} given without --config, so the preset and its official recipe "
+        "set every option not given (only the output options of --help, --seed and --cpu keep the quickstart; "
+        f"add --config {QUICKSTART} to start from it)"
+    )
+
+
+def _command_line(argv: Sequence[str] | None) -> list[str]:
     import sys
 
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse flags; values from ``--config`` fill in whatever the command line leaves unset (checked
+    as if typed as flags). Without any argument, or with only output options (:func:`quickstart_keeps`),
+    the built-in quickstart config fills them in (small CCNN on 8x8 digits); its ``overwrite`` then
+    applies to its own folder only (not with ``--output_dir`` or ``--resume``)."""
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv or ["--config", str(QUICKSTART)])
+    argv = _command_line(argv)
+    args = parser.parse_args(argv)
+    given = given_options(argv)
+    quickstart = runs_quickstart(parser, given)
+    if quickstart:
+        args.config = str(QUICKSTART)
     if args.config:
         actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
         for key, value in _read_config(args.config).items():
@@ -274,6 +358,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 raise UserError(f"--config {args.config}: unknown option {key!r}")
             if value is None or getattr(args, key) != actions[key].default:
                 continue  # unset in the file, or given on the command line
+            if quickstart and key == "overwrite" and given & {"output_dir", "resume"}:
+                continue  # the quickstart replaces its own runs/quickstart, never a folder named by the user
             setattr(args, key, _config_value(actions[key], value, f"--config {args.config}"))
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id org/name")
