@@ -19,7 +19,7 @@ from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem  # noqa: E402
 from .continuous_conv import SeparableContinuousConv  # noqa: E402
 from .deploy import FrozenCCNN, freeze  # noqa: E402
 from .factory import build_ccnn, preset_model_kwargs  # noqa: E402
-from . import hf_registration, import_hooks  # noqa: E402
+from . import continuous_conv, hf_registration, import_hooks  # noqa: E402
 from .kernel_nets import MAGNet, SIREN  # noqa: E402
 from .kernel_plots import plot_kernels  # noqa: E402
 from .original import convert_original_state_dict, load_original_state_dict  # noqa: E402
@@ -41,6 +41,7 @@ _HF_NAMES = {
 }
 
 hf_registration.install()  # the Auto classes, and remote code for saved folders, once transformers is imported
+import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~100 MB
 import_hooks.after_import("timm", lambda: import_hooks.import_optional("ccnn_hf.timm_models"))  # timm's registry
 
 
