@@ -58,7 +58,7 @@ def test_core_imports_and_runs_with_torch_alone():
     assert result.stdout.strip().endswith("ok")
 
 
-LAYERS = {"transformers", "timm", "accelerate", "torchvision"}
+LAYERS = {"transformers", "timm", "accelerate", "torchvision", "torch._dynamo"}
 
 LAZY = r"""
 import sys
@@ -69,7 +69,7 @@ from ccnn_hf import build_ccnn
 model = build_ccnn("smnist_4_140", width=8, depth=1).eval()
 with torch.no_grad():
     model(torch.randn(1, 1, 64))
-print(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[1].split(","))))
+print(sorted(name for name in sys.argv[1].split(",") if name in sys.modules))
 """
 
 # Run after `import ccnn_hf` (the first line), in this order: the layers must be registered.
@@ -117,7 +117,8 @@ def _python(code: str, *args: str) -> str:
 
 
 def test_import_and_build_leave_the_layers_unimported():
-    """`import ccnn_hf` and a model built and run import neither transformers, timm, accelerate nor torchvision."""
+    """`import ccnn_hf` and a model built and run import neither transformers, timm, accelerate, torchvision
+    nor the compiler (torch._dynamo)."""
     assert _python(LAZY, ",".join(sorted(LAYERS))) == "[]"
 
 
@@ -125,3 +126,21 @@ def test_import_and_build_leave_the_layers_unimported():
 def test_layers_register_whichever_is_imported_first(order, tmp_path):
     """timm's registry and transformers' Auto classes know the CCNNs, whether imported before or after ccnn_hf."""
     assert _python(ORDERS[order] + "\n" + REGISTERED, str(tmp_path)).endswith("ok")
+
+
+COMPILE_FIRST_TIME = r"""
+import torch
+from ccnn_hf import build_ccnn
+
+model = build_ccnn("cifar10_4_140", hidden=8, blocks=1, kernel_hidden=8).eval()
+try:
+    torch.compile(model, fullgraph=True, backend="eager")(torch.randn(1, 3, 11, 11))
+except Exception as error:
+    print(str(error))
+"""
+
+
+def test_the_compiler_imported_after_ccnn_hf_still_keeps_kernel_plans_out_of_graphs():
+    """`import ccnn_hf` leaves the compiler unimported; compiled later, a model that never ran stops at the
+    kernel plan (fullgraph=True) with the way out."""
+    assert "kernel plans read mask widths on the host" in _python(COMPILE_FIRST_TIME)
