@@ -48,7 +48,9 @@ __all__ = [
     "DROPOUT_TYPES",
     "GLOBAL_POOLS",
     "MODALITIES",
+    "LENGTH_SEMANTICS",
     "DATA_DIMS",
+    "MIN_SIZE",
     "canonical",
     "resolve",
     "defaults",
@@ -56,6 +58,7 @@ __all__ = [
     "config_settings",
     "override_flags",
     "kernel_options",
+    "read_as_duration",
     "signature",
     "settings_problems",
     "check_settings",
@@ -63,6 +66,9 @@ __all__ = [
 
 # Allowed values, defined once.
 DATA_DIMS = (1, 2, 3)
+# Fewest samples per axis a CCNN's base resolution (and ccnn-train's data) may have: the kernel's
+# grid step is 2 / (size - 1), and one sample per axis leaves BatchNorm no variance.
+MIN_SIZE = 2
 KERNEL_NETS = ("magnet", "siren")
 MODES = ("continuous", "reference")
 CONV_IMPLS = ("auto", "fft", "direct")
@@ -71,6 +77,7 @@ DROPOUT_TYPES = ("channel", "element")
 GLOBAL_POOLS = ("avg", "max", "")
 MISSING_VALUES = ("normalized", "zero_fill")
 MODALITIES = ("image", "sequence", "audio", "tokens")
+LENGTH_SEMANTICS = ("auto", "duration", "field_of_view")
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,17 @@ SETTINGS: tuple[Setting, ...] = (
         "rate of rate-defined data (audio: Hz; tokens: 1.0)",
         real_rule(0.0, None, True, optional=True),
     ),
+    Setting(
+        "length_semantics",
+        str,
+        "auto",
+        "what an input's size means without resolution= / sampling_rate=: 'duration' (each sample is one "
+        "base step, so a longer or padded input is a longer signal), 'field_of_view' (the input spans the "
+        "base field, so a larger input is a finer sampling; padded rows are read at their real size) or "
+        "'auto' (duration for 1D, field_of_view for images and volumes); rate-defined models "
+        "(base_sampling_rate) always read duration",
+        choices=LENGTH_SEMANTICS,
+    ),
     Setting("causal", bool, False, "causal kernels (1D only)", flag_rule),
     Setting(
         "mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'", choices=MODES
@@ -364,6 +382,15 @@ def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False
     return {name: BY_NAME[name].for_model(value) for name, value in settings.items()}
 
 
+def read_as_duration(data_dim: int, base_sampling_rate: float | None, length_semantics: str) -> bool:
+    """Whether a model reads an input's size as duration (its step is the base step unless
+    ``resolution=`` / ``sampling_rate=`` says otherwise) rather than as field of view (see the
+    ``length_semantics`` setting)."""
+    if base_sampling_rate is not None or length_semantics == "duration":
+        return True
+    return length_semantics == "auto" and data_dim == 1
+
+
 def kernel_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings addressed to the kernel generator, under the generator's keywords."""
     return {s.kernel_name or s.name: settings[s.name] for s in SETTINGS if s.target == "kernel_net"}
@@ -406,10 +433,11 @@ def _relation_problems(settings: Mapping[str, Any]) -> list[str]:
         if (
             not isinstance(base, (list, tuple))
             or (axes is not None and len(base) != axes)
-            or not all(is_integer(r) and r >= 1 for r in base)
+            or not all(is_integer(r) and r >= MIN_SIZE for r in base)
         ):
             problems.append(
-                f"base_resolution must hold {axes or data_dim!r} integer size(s) >= 1 (one per axis), got {base!r}"
+                f"base_resolution must hold {axes or data_dim!r} integer size(s) >= {MIN_SIZE} (one per axis: "
+                f"a single sample has no grid step for the kernel), got {base!r}"
             )
     if settings.get("causal") is True and axes is not None and axes != 1:
         problems.append(f"causal kernels are only defined for data_dim=1, got data_dim={data_dim}")

@@ -41,6 +41,7 @@ __all__ = [
     "crop_roots",
     "crop_rule",
     "gaussian_mask",
+    "grid_reach",
     "kernel_plan",
     "threshold_radius",
 ]
@@ -185,7 +186,31 @@ def _official_step(n: int) -> torch.Tensor:
     return torch.tensor(2.0 / (n - 1), dtype=torch.float32)
 
 
-def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, reference: bool) -> AxisGrid:
+def grid_reach(taps: int, scale: float, causal: bool, reference: bool) -> int:
+    """How many taps the uncropped kernel of :func:`axis_grid` reaches from the present sample
+    (causal) or from its centre: offsets ``-reach..0`` or ``-reach..reach``, in output taps."""
+    if taps < 2:
+        return 0
+    if reference or scale == 1.0:
+        return taps - 1 if causal else taps // 2
+    step = 2.0 / (taps - 1) / scale
+    return int(math.floor((2.0 if causal else 1.0) / step + 1e-6))
+
+
+def _clip(positions: torch.Tensor, reach: int | None, causal: bool) -> torch.Tensor:
+    """The taps of a (possibly cropped) axis within ``reach`` taps of the present sample (causal:
+    the last ones) or of the centre; all of them when ``reach`` is None."""
+    if reach is None:
+        return positions
+    if causal:
+        return positions[-(reach + 1) :]
+    mid = positions.numel() // 2
+    return positions[max(mid - reach, 0) : mid + reach + 1]
+
+
+def axis_grid(
+    taps: int, scale: float, causal: bool, root: torch.Tensor | None, reference: bool, reach: int | None = None
+) -> AxisGrid:
     """Sampling plan of one axis with ``taps`` base taps, for an input ``scale`` x the base rate.
 
     Args:
@@ -194,6 +219,9 @@ def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, 
         causal: kernel ends at +1 (the current sample) instead of being centred on 0.
         root: mask crop root for this axis (see :func:`crop_roots`), or None for no crop.
         reference: use the official grid (``linspace(-1, 1, taps)``) and ignore ``scale``.
+        reach: keep only the taps at most this many steps from the present sample (causal) or the
+            centre: the ones that can touch an input of ``reach + 1`` samples (None: all). The
+            kernel is then neither evaluated nor convolved where it cannot meet the input.
     """
     if taps < 2:
         positions = torch.zeros(1)
@@ -203,7 +231,7 @@ def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, 
         step = _official_step(taps)
         if root is not None:
             positions = positions[_crop_causal(-1.0, step, root) if causal else _crop_centered(taps, step, root)]
-        return AxisGrid(positions, None, 1.0)
+        return AxisGrid(_clip(positions, reach, causal), None, 1.0)
 
     base_step = 2.0 / (taps - 1)
     out_step = base_step / scale
@@ -211,6 +239,7 @@ def axis_grid(taps: int, scale: float, causal: bool, root: torch.Tensor | None, 
     step32 = torch.tensor(out_step, dtype=torch.float32)
     if root is not None:
         out = out[_crop_causal(float(out[0]), step32, root) if causal else _crop_centered(out.numel(), step32, root)]
+    out = _clip(out, reach, causal)
     if scale > 1.0:
         return AxisGrid(out, None, 1.0 / scale)
     # Coarse axis: evaluate at the base step around the output taps, then fold onto them.

@@ -6,7 +6,6 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType
@@ -15,7 +14,11 @@ __all__ = ["CCNNFeatureExtractor"]
 
 
 class CCNNFeatureExtractor(SequenceFeatureExtractor):
-    """Turns waveforms into ``input_values [B, 1, L]`` and passes their ``sampling_rate`` on.
+    """Turns mono waveforms into ``input_values [B, L]`` (as transformers' audio extractors, e.g.
+    Wav2Vec2's, give them; the CCNN audio and sequence heads read ``[B, L]`` as one channel) and
+    passes their ``sampling_rate`` on as a plain number, never a tensor: transformers' collators
+    (pipelines with ``batch_size``, ``DataCollatorWithPadding``) pad the waveforms and masks of
+    clips of different lengths, and the model takes one rate or a list of equal ones.
 
     Normalisation follows the official raw Speech Commands pipeline: 16-bit integer audio is
     scaled by 2^-15, then standardised with training-set statistics (``mean``, ``std``; the
@@ -99,45 +102,29 @@ class CCNNFeatureExtractor(SequenceFeatureExtractor):
                 f"clips of lengths {lengths[0]}..{lengths[-1]} do not fit one batch with padding={padding!r}, "
                 f"max_length={max_length}: pad to the longest clip, or pass truncation=True to cut them to max_length"
             )
-        features = {"input_values": np.stack(padded["input_values"])[:, None, :].astype(np.float32)}  # [B, 1, L]
+        features = {"input_values": np.stack(padded["input_values"]).astype(np.float32)}  # [B, L]
         if with_mask:
             features["attention_mask"] = np.stack(padded["attention_mask"]).astype(np.int64)  # [B, L]
-        return BatchFeature({**features, "sampling_rate": rate}, tensor_type=return_tensors)
-
-    def pad(
-        self,
-        processed_features,
-        padding: bool | str = True,
-        max_length: int | None = None,
-        truncation: bool = False,
-        pad_to_multiple_of: int | None = None,
-        return_attention_mask: bool | None = None,
-        return_tensors: str | TensorType | None = None,
-    ) -> BatchFeature:
-        """transformers' padding, also of examples as :meth:`__call__` gives them (``input_values
-        [1, L]`` each: what ``DataCollatorWithPadding``, the Trainer's default collator, hands over),
-        padded along ``L`` and returned as ``[B, 1, L]``."""
-        options = dict(
-            padding=padding,
-            max_length=max_length,
-            truncation=truncation,
-            pad_to_multiple_of=pad_to_multiple_of,
-            return_attention_mask=return_attention_mask,
+        return BatchFeature(
+            {**features, "sampling_rate": rate}, tensor_type=return_tensors, skip_tensor_conversion={"sampling_rate"}
         )
+
+    def pad(self, processed_features, *args, **kwargs) -> BatchFeature:
+        """transformers' padding (what ``DataCollatorWithPadding`` calls) of examples as
+        :meth:`__call__` gives them, ``input_values [L]`` each; a ValueError names an example of
+        another shape (``[1, L]`` examples were stored by versions that gave ``[B, 1, L]``)."""
         examples = processed_features
         if isinstance(examples, (list, tuple)) and examples and isinstance(examples[0], Mapping):
-            examples = {key: [example[key] for example in examples] for key in examples[0].keys()}
-        values = examples.get("input_values") if isinstance(examples, Mapping) else None
-        if values is None or len(values) == 0 or np.ndim(values[0]) != 2:
-            return super().pad(processed_features, return_tensors=return_tensors, **options)
-        if any(np.shape(v)[0] != 1 for v in values):
-            raise ValueError(f"expected mono examples, input_values [1, L], got shapes {[np.shape(v) for v in values]}")
-        if return_tensors is None:  # (as transformers infers it)
-            return_tensors = "pt" if isinstance(values[0], torch.Tensor) else "np"
-        squeezed = {**examples, "input_values": [np.asarray(v)[0] for v in values]}
-        padded = dict(super().pad(squeezed, return_tensors="np", **options))
-        padded["input_values"] = padded["input_values"][:, None, :]
-        return BatchFeature(padded, tensor_type=return_tensors)
+            values = [example.get("input_values") for example in examples]
+        else:
+            values = examples.get("input_values") if isinstance(examples, Mapping) else None
+        shapes = [tuple(np.shape(v)) for v in ([] if values is None else values) if np.ndim(v) != 1]
+        if shapes:
+            raise ValueError(
+                f"input_values examples must be mono waveforms of shape [L], got shape {shapes[0]}: "
+                "drop the channel axis (CCNNFeatureExtractor gives input_values [B, L])"
+            )
+        return super().pad(processed_features, *args, **kwargs)
 
     @staticmethod
     def _to_float(wave) -> np.ndarray:

@@ -8,9 +8,11 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     convolution and never reconstructed, BatchNorm batch statistics (train mode) and the
     global pooling skip it, and returned features are zero there. A padded sample therefore
     gives the logits it gives alone in a batch of one (up to float roundoff between conv
-    paths), whichever side it is padded on. Rate-defined models (``base_sampling_rate``) keep
-    their kernels whatever the padded length; a grid-defined model reads its input scale from
-    the padded length as from any input, so pass ``resolution=`` when rows share one step.
+    paths), whichever side it is padded on, and whatever the padded length: a model that reads
+    lengths as duration keeps the base step, and one that reads them as field of view reads each
+    row at its real size (the extent of its real positions, :func:`real_size_scales`; rows of
+    different sizes run through their own kernels), unless ``resolution=`` / ``sampling_rate=``
+    set one step for the batch.
     A 0 between 1s is a hole of zeros, not a missing value: use ``observed_mask`` for those.
 ``observed_mask`` ``[B, *spatial]`` or ``[B, C, *spatial]`` (1 = observed)
     A position that exists but whose value is missing (per channel or for all channels). Its
@@ -25,7 +27,8 @@ Three optional forward arguments of :class:`ccnn_hf.CCNN` (and of every transfor
     bins are unobserved; bins after a row's last observation are padding. The network then
     runs on that grid with the kernels sampled at step ``1 / r`` (the continuous kernel at the
     actual time differences, rounded to the grid), through the same direct or FFT paths.
-    Timestamps ``0, 1, ..., L - 1`` reproduce the regular model. Cost: the grid has
+    Timestamps ``0, 1, ..., L - 1`` (any ``L``) reproduce the regular series at the base step
+    (a duration model's plain call; ``resolution=`` the base size for field of view). Cost: the grid has
     ``r x span + 1`` points per row (``span`` = last - first timestamp in base samples), so
     time and memory grow with the span and ``r``, not with the number of observations; a
     larger ``r`` keeps more timing precision (rounding error <= ``1 / (2 r)`` base samples).
@@ -101,6 +104,8 @@ __all__ = [
     "WELL_POSED",
     "MAX_GRID_POINTS",
     "MaskState",
+    "RowScales",
+    "real_size_scales",
     "prepare_masks",
     "bin_timestamps",
     "applicability",
@@ -114,6 +119,38 @@ APPLICABILITY_RADIUS = {1: 16.0, 2: 4.0, 3: 2.0}  # base samples, per number of 
 MIN_SUPPORT = 1e-5  # |k|-weighted defined fraction below which a layer output is undefined; certainty floor
 WELL_POSED = 0.1  # local linear fit used where det(Gram) > this x the product of its diagonal
 MAX_GRID_POINTS = 2**24  # timestamps: largest batch x grid length binned onto
+
+
+@dataclass(frozen=True)
+class RowScales:
+    """Input scales per row of a padded batch read as field of view (each row at its real size).
+
+    Attributes:
+        groups: ``(scale, rows)`` pairs: the rows (indices ``[n]`` on the input's device) that share
+            one scale per axis.
+    """
+
+    groups: tuple[tuple[tuple[float, ...], torch.Tensor], ...]
+
+
+def real_size_scales(valid: torch.Tensor, base_resolution: Sequence[int]) -> tuple[float, ...] | RowScales:
+    """The scale of every row of ``valid [B, 1, *S]`` read as field of view: per axis, the extent of
+    its real positions (first to last, holes included) over the base size. One tuple when every row
+    shares it, else :class:`RowScales` (one host read)."""
+    extents = []
+    for axis in range(2, valid.ndim):
+        n = valid.shape[axis]
+        present = valid.any(dim=tuple(d for d in range(1, valid.ndim) if d != axis))  # [B, n]
+        index = torch.arange(n, device=valid.device)
+        first = torch.where(present, index, n).amin(1)
+        last = torch.where(present, index, -1).amax(1)
+        extents.append(last - first + 1)
+    unique, inverse = torch.unique(torch.stack(extents, 1).cpu(), dim=0, return_inverse=True)
+    scales = [tuple(n / b for n, b in zip(row, base_resolution)) for row in unique.tolist()]
+    if len(scales) == 1:
+        return scales[0]
+    rows = [torch.nonzero(inverse == i).flatten().to(valid.device) for i in range(len(scales))]
+    return RowScales(tuple(zip(scales, rows)))
 
 
 @dataclass

@@ -26,7 +26,16 @@ __all__ = [
     "dtype_problems",
     "key_problems",
     "refuse_checkpoint",
+    "value_problems",
+    "MAX_MASK_WIDTH",
 ]
+
+# Largest |mask_width| a checkpoint may hold, in kernel coordinates (the kernel's domain is [-1, 1],
+# 2 long when causal). The width is used squared and, in continuous mode, bounded smoothly into
+# [sigma_min, sigma_max], so its sign and a zero are harmless (released weights hold -0.72 and
+# -5e-13); trained widths stay near the domain (|w| <= 1.4 in every release). A larger one is
+# no mask at all, and squared it overflows float32 from about 1.8e19.
+MAX_MASK_WIDTH = 1e3
 
 _AXES = {
     1: "[batch, channels, length]",
@@ -292,6 +301,21 @@ def key_problems(
     )
     if problems:
         problems[-1] += " (to load part of a checkpoint on purpose, use model.load_state_dict(state, strict=False))"
+    return problems
+
+
+def value_problems(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Tensors of a checkpoint (or of a loaded model) no model should run on: NaN or infinity in
+    any floating-point tensor (the outputs would be NaN), and a ``mask_width`` beyond
+    :data:`MAX_MASK_WIDTH`."""
+    problems = []
+    for key, tensor in sorted(tensors.items()):
+        if not isinstance(tensor, torch.Tensor) or tensor.is_meta or not tensor.is_floating_point():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            problems.append(f"{key} holds NaN or infinity")
+        elif key.endswith("mask_width") and bool((tensor.abs() > MAX_MASK_WIDTH).any()):
+            problems.append(f"{key} is {tensor.tolist()}, beyond the largest mask width +-{MAX_MASK_WIDTH:g}")
     return problems
 
 

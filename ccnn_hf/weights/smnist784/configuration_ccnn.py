@@ -7,6 +7,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from .presets import get_preset, preset_model_kwargs
+from .timm_config import TIMM_ARCHITECTURES
 from .settings import BY_NAME, canonical, check_settings, config_settings, signature
 
 __all__ = ["CCNNConfig"]
@@ -20,16 +21,18 @@ _AUTO_MAP = {
 }
 
 
-def _check_model_type(model_type: str | None) -> None:
-    """Refuse a config dict of another model type; name the usual cause (a ``config.json``
-    without ``model_type``, which transformers takes for a timm checkpoint: ``timm_wrapper``)."""
+def _check_model_type(model_type: str | None, architecture: Any) -> None:
+    """Refuse a config dict of another model type. A ``config.json`` without ``model_type`` that
+    carries timm's ``pretrained_cfg`` reaches here as ``timm_wrapper`` (transformers' guess for a timm
+    checkpoint): it is a CCNN config when its timm ``architecture`` is a CCNN one, and loads."""
     if model_type in (None, CCNNConfig.model_type):
+        return
+    if model_type == "timm_wrapper" and architecture in TIMM_ARCHITECTURES:
         return
     hint = (
         (
             ' config.json has no "model_type", so transformers took the folder for a timm checkpoint (its '
-            '"pretrained_cfg"); add "model_type": "ccnn" to config.json, or load it with '
-            'timm.create_model("local-dir:<folder>") after import ccnn_hf'
+            '"pretrained_cfg"); add "model_type": "ccnn" to config.json'
         )
         if model_type == "timm_wrapper"
         else ""
@@ -89,7 +92,7 @@ class CCNNConfig(PretrainedConfig):
             setattr(self, setting.field, setting.for_config(fields[setting.field]))
         self.mean = [0.0] * self.num_channels if self.mean is None else self.mean
         self.std = [1.0] * self.num_channels if self.std is None else self.std
-        _check_model_type(kwargs.pop("model_type", None))
+        _check_model_type(kwargs.pop("model_type", None), kwargs.get("architecture"))
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):

@@ -29,6 +29,7 @@ different steps agree to second order.
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import nullcontext
 from typing import Any, Mapping, Sequence
 
@@ -44,9 +45,19 @@ from .fftconv import (
     fft_sizes,
     kernel_spectrum,
 )
-from .kernel_grid import AxisGrid, CropRule, KernelPlan, axis_grid, crop_roots, crop_rule, gaussian_mask, kernel_plan
+from .kernel_grid import (
+    AxisGrid,
+    CropRule,
+    KernelPlan,
+    axis_grid,
+    crop_roots,
+    crop_rule,
+    gaussian_mask,
+    grid_reach,
+    kernel_plan,
+)
 from .kernel_nets import build_kernel_net, pointwise_conv
-from .masking import MaskState, complete
+from .masking import MaskState, RowScales, complete
 from .settings import CONV_IMPLS, MODES
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
@@ -154,7 +165,7 @@ class SeparableContinuousConv(nn.Module):
         nn.init.kaiming_normal_(self.channel_mixer.weight)
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
-        self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, device) -> (mask state, plan)
+        self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, reach, device) -> (mask state, plan)
         self.crops = True  # the kernel grid is cropped on the host (its shape follows the mask width)
 
     def set_static_kernel_shape(self, enable: bool = True) -> None:
@@ -204,19 +215,25 @@ class SeparableContinuousConv(nn.Module):
         return torch.clamp(mask - self.mask_threshold, min=0.0) / (1.0 - self.mask_threshold)
 
     def sampling_plan(
-        self, scale: Sequence[float], width: torch.Tensor | None = None, crop: bool | None = None
+        self,
+        scale: Sequence[float],
+        width: torch.Tensor | None = None,
+        crop: bool | None = None,
+        reach: Sequence[int | None] | None = None,
     ) -> list[AxisGrid]:
         """Per-axis grids for an input ``scale`` x the base resolution (crop included).
 
         ``width``: a host (CPU) copy of :meth:`effective_mask_width`; read from the parameters
         when None. The crop uses the official float32 arithmetic on that copy. ``crop``: whether
         to crop the grids (default: :attr:`crops`; static kernel shapes keep the whole grid).
+        ``reach``: per axis, clip the grid to the taps that can touch the input (see :meth:`reach`).
         """
         reference = self.mode == "reference"
+        reach = reach or (None,) * self.data_dim
         if self.mask_width.is_meta or not (self.crops if crop is None else crop):  # meta: no values to crop by
             return [
-                axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference)
-                for k, s in zip(self.kernel_size, scale)
+                axis_grid(k, 1.0 if reference else float(s), self.causal, None, reference, r)
+                for k, s, r in zip(self.kernel_size, scale, reach)
             ]
         if width is None:
             with torch.no_grad():
@@ -224,40 +241,64 @@ class SeparableContinuousConv(nn.Module):
         mean = torch.full((self.data_dim,), 1.0 if self.causal else 0.0)
         roots = crop_roots(mean, width, self.mask_threshold, self.causal)
         return [
-            axis_grid(k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference)
-            for d, (k, s) in enumerate(zip(self.kernel_size, scale))
+            axis_grid(
+                k, 1.0 if reference else float(s), self.causal, roots[0] if self.causal else roots[d], reference, r
+            )
+            for d, (k, s, r) in enumerate(zip(self.kernel_size, scale, reach))
         ]
 
+    def reach(self, scale: Sequence[float], size: Sequence[int] | None) -> tuple[int | None, ...] | None:
+        """Per axis, how far (in taps) the kernel for an input of ``size`` samples at ``scale`` must
+        reach: ``size - 1`` where the kernel is longer than that (its further taps can never touch
+        the input, so they are neither sampled nor convolved: the cost follows the input, not the
+        resolution it claims), else None; None when no axis needs clipping, when ``size`` is None,
+        in reference mode (the official grid) and with static kernel shapes (fixed for compiling)."""
+        if size is None or self.mode == "reference" or not self.crops:
+            return None
+        reach = tuple(
+            n - 1 if grid_reach(k, float(s), self.causal, False) > n - 1 else None
+            for k, s, n in zip(self.kernel_size, scale, size)
+        )
+        return None if all(r is None for r in reach) else reach
+
     # -- kernel plans: the grid decisions, made on the host outside the forward ----------------
-    def _plan_key(self, scale: tuple[float, ...]) -> tuple:
-        return (scale, self.mask_width.device)
+    def _plan_key(self, scale: tuple[float, ...], reach: tuple[int | None, ...] | None = None) -> tuple:
+        return (scale, reach, self.mask_width.device)
 
     def _mask_state(self) -> tuple:
         """Host-side identity of the mask parameter's current value (no device read): the
         parameter object, its storage and its in-place version counter."""
         return (id(self.mask_width), self.mask_width.data_ptr(), self.mask_width._version)
 
-    def plan_is_current(self, scale: Sequence[float]) -> bool:
-        """Whether the stored plan for ``scale`` was made from the mask width as it is now."""
-        entry = self._plans.get(self._plan_key(tuple(float(s) for s in scale)))
+    def plan_is_current(self, scale: Sequence[float], size: Sequence[int] | None = None) -> bool:
+        """Whether the stored plan for ``scale`` (and an input of ``size``, see :meth:`reach`) was
+        made from the mask width as it is now."""
+        scale = tuple(float(s) for s in scale)
+        entry = self._plans.get(self._plan_key(scale, self.reach(scale, size)))
         return entry is not None and (not self.crops or entry[0] == self._mask_state())
 
     def planned_scales(self) -> list[tuple[float, ...]]:
         """The scales this conv holds a kernel plan for (on its current device)."""
-        device = self.mask_width.device
-        return [key[0] for key in self._plans if key[1] == device]
+        return list(dict.fromkeys(scale for scale, _ in self.planned_grids()))
 
-    def store_plan(self, scale: Sequence[float], width: torch.Tensor | None) -> KernelPlan:
-        """Decide and store the kernel plan for ``scale`` from ``width``, a host copy of
-        :meth:`effective_mask_width`. An unchanged grid keeps its plan object (a compiled
-        graph that guards on it stays valid)."""
+    def planned_grids(self) -> list[tuple[tuple[float, ...], tuple[int | None, ...] | None]]:
+        """``(scale, reach)`` of every kernel plan this conv holds (on its current device)."""
+        device = self.mask_width.device
+        return [key[:2] for key in self._plans if key[2] == device]
+
+    def store_plan(
+        self, scale: Sequence[float], width: torch.Tensor | None, reach: tuple[int | None, ...] | None = None
+    ) -> KernelPlan:
+        """Decide and store the kernel plan for ``scale`` (clipped to ``reach``, see :meth:`reach`)
+        from ``width``, a host copy of :meth:`effective_mask_width`. An unchanged grid keeps its
+        plan object (a compiled graph that guards on it stays valid)."""
         scale = tuple(float(s) for s in scale)
-        key = self._plan_key(scale)
+        key = self._plan_key(scale, reach)
         reference = self.mode == "reference"
         crop = (
             None if self.crops else [crop_rule(k, s, self.causal, reference) for k, s in zip(self.kernel_size, scale)]
         )
-        plan = kernel_plan(self.sampling_plan(scale, width), self.mask_width.device, crop)
+        plan = kernel_plan(self.sampling_plan(scale, width, reach=reach), self.mask_width.device, crop)
         previous = self._plans.get(key)
         if previous is None:
             while len(self._plans) >= _MAX_PLANS:
@@ -267,13 +308,15 @@ class SeparableContinuousConv(nn.Module):
         self._plans[key] = (self._mask_state(), plan)  # (an existing key keeps its place: compiled guards)
         return plan
 
-    def kernel_plan(self, scale: Sequence[float]) -> KernelPlan:
-        """The kernel plan for ``scale``, re-decided first if the mask width changed since it was
-        made (eager mode). While compiling or exporting, the stored plan is used as it is (a
-        graph cannot read parameter values on the host): call :func:`refresh_kernel_plans` (or
-        ``CCNN.refresh_kernel_plan``) after every optimizer step of a compiled model."""
+    def kernel_plan(self, scale: Sequence[float], size: Sequence[int] | None = None) -> KernelPlan:
+        """The kernel plan for ``scale`` (clipped to an input of ``size``, see :meth:`reach`),
+        re-decided first if the mask width changed since it was made (eager mode). While compiling
+        or exporting, the stored plan is used as it is (a graph cannot read parameter values on the
+        host): call :func:`refresh_kernel_plans` (or ``CCNN.refresh_kernel_plan``) after every
+        optimizer step of a compiled model."""
         scale = tuple(float(s) for s in scale)
-        entry = self._plans.get(self._plan_key(scale))
+        reach = self.reach(scale, size)
+        entry = self._plans.get(self._plan_key(scale, reach))
         if torch.compiler.is_compiling():
             if entry is not None:
                 return entry[1]
@@ -282,20 +325,21 @@ class SeparableContinuousConv(nn.Module):
                     f"no kernel plan for input scale {scale}: run the model once in eager mode at this input "
                     "size, or call model.refresh_kernel_plan(scale), before exporting it"
                 )
-            return _plan_outside_graph(self, scale)  # a graph break (an error under fullgraph=True)
+            return _plan_outside_graph(self, scale, size)  # a graph break (an error under fullgraph=True)
         if entry is None or (self.crops and entry[0] != self._mask_state()):
-            refresh_kernel_plans([self], [scale])
-        return self._plans[self._plan_key(scale)][1]
+            refresh_kernel_plans([self], [scale], size)
+        return self._plans[self._plan_key(scale, reach)][1]
 
-    def kernel(self, scale: Sequence[float] | None = None) -> torch.Tensor:
-        """The masked depthwise kernel ``[C, *K]`` (float32) for an input at ``scale``.
+    def kernel(self, scale: Sequence[float] | None = None, size: Sequence[int] | None = None) -> torch.Tensor:
+        """The masked depthwise kernel ``[C, *K]`` (float32) for an input at ``scale``; with the
+        input's spatial ``size``, only the taps that can touch it (see :meth:`reach`).
 
         In eval mode the result is cached per scale and device, and dropped when any
         parameter changes (in-place updates bump their version counters) or on ``train()``.
         The cache is bypassed while compiling or exporting (the kernel is part of the graph).
         """
         scale = tuple(float(s) for s in (scale or (1.0,) * self.data_dim))
-        plan = self.kernel_plan(scale)
+        plan = self.kernel_plan(scale, size)
         if torch.compiler.is_compiling():  # (the compiler's partitioner decides what to recompute)
             return self._sample_kernel(plan)
         if (
@@ -308,7 +352,12 @@ class SeparableContinuousConv(nn.Module):
             return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
         if self.training:
             return self._sample_kernel(plan)
-        key = (scale, self.mask_width.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        key = (
+            scale,
+            self.reach(scale, size),
+            self.mask_width.device,
+            tuple((p.data_ptr(), p._version) for p in self.parameters()),
+        )
         cached = self._kernel_cache.get(key)
         if cached is None:
             self._kernel_cache.clear()
@@ -397,7 +446,7 @@ class SeparableContinuousConv(nn.Module):
 
     def depthwise(self, x: torch.Tensor, scale: Sequence[float] | None = None) -> torch.Tensor:
         """The continuous depthwise convolution plus its bias, before the channel mixer."""
-        return self._convolve(x, self.kernel(self.input_scale(x) if scale is None else scale))
+        return self._convolve(x, self.kernel(self.input_scale(x) if scale is None else scale, x.shape[2:]))
 
     def depthwise_masked(
         self, x: torch.Tensor, scale: Sequence[float] | None, state: MaskState
@@ -406,13 +455,29 @@ class SeparableContinuousConv(nn.Module):
         :mod:`ccnn_hf.masking`): unobserved positions are reconstructed by normalised averaging,
         padded ones are zero; returns the output and the state of its positions."""
         scale = tuple(self.input_scale(x) if scale is None else scale)
-        kernel = self.kernel(scale)
+        kernel = self.kernel(scale, x.shape[2:])
         if state.certainty is not None:
             grid_scale = (1.0,) * self.data_dim if self.mode == "reference" else scale
             x, state = complete(x, kernel, state, grid_scale, self.causal)
         elif state.valid is not None:
             x = torch.where(state.valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
         return self._convolve(x, kernel), state
+
+    def depthwise_rows(self, x: torch.Tensor, scales: RowScales, state: MaskState) -> tuple[torch.Tensor, MaskState]:
+        """:meth:`depthwise_masked` of a padded batch whose rows have their own scales (read as
+        field of view, each at its real size): every group of rows through the kernel of its scale."""
+        outputs, certainties = [], []
+        for scale, rows in scales.groups:
+            part = MaskState(*(None if m is None else m[rows] for m in (state.valid, state.certainty)))
+            out, part_state = self.depthwise_masked(x[rows], scale, part)
+            outputs.append(out)
+            certainties.append(part_state.certainty)
+        order = torch.argsort(torch.cat([rows for _, rows in scales.groups]))
+        certainty = None
+        if any(c is not None for c in certainties):  # a row without undefined positions: certain where real
+            parts = zip(certainties, scales.groups)
+            certainty = torch.cat([state.valid[rows].float() if c is None else c for c, (_, rows) in parts])[order]
+        return torch.cat(outputs)[order], MaskState(state.valid, certainty)
 
     def _convolve(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         path = self.conv_path(x, kernel.shape)
@@ -430,7 +495,10 @@ class SeparableContinuousConv(nn.Module):
         mask-aware and returns ``(output, state of the output)``."""
         if state is None:
             return self.channel_mixer(self.depthwise(x, scale))
-        out, state = self.depthwise_masked(x, scale, state)
+        if isinstance(scale, RowScales):
+            out, state = self.depthwise_rows(x, scale, state)
+        else:
+            out, state = self.depthwise_masked(x, scale, state)
         return self.channel_mixer(out), state
 
     def extra_repr(self) -> str:
@@ -440,21 +508,41 @@ class SeparableContinuousConv(nn.Module):
         )
 
 
-@torch.compiler.disable(
-    reason="kernel plans read mask widths on the host: run the model once eagerly at this "
-    "input size, or call model.refresh_kernel_plan(scale), before compiling it"
-)
-def _plan_outside_graph(conv: SeparableContinuousConv, scale: tuple[float, ...]) -> KernelPlan:
+def _plan_outside_graph(
+    conv: SeparableContinuousConv, scale: tuple[float, ...], size: Sequence[int] | None
+) -> KernelPlan:
     """Decide a missing kernel plan eagerly, outside a graph being compiled."""
-    refresh_kernel_plans([conv], [scale])
-    return conv._plans[conv._plan_key(scale)][1]
+    refresh_kernel_plans([conv], [scale], size)
+    return conv._plans[conv._plan_key(scale, conv.reach(scale, size))][1]
+
+
+def keep_plans_out_of_graphs() -> None:
+    """Make :func:`_plan_outside_graph` a graph break for the compiler (``torch.compiler.disable``).
+
+    Importing the compiler costs seconds and ~100 MB, so this runs once ``torch._dynamo`` is imported
+    (``import ccnn_hf`` watches for it, see :mod:`ccnn_hf.import_hooks`), or at once if it already is.
+    """
+    global _plan_outside_graph
+    if not hasattr(_plan_outside_graph, "__wrapped__"):
+        _plan_outside_graph = torch.compiler.disable(
+            _plan_outside_graph,
+            reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+            "input size, or call model.refresh_kernel_plan(scale), before compiling it",
+        )
+
+
+if "torch._dynamo" in sys.modules:
+    keep_plans_out_of_graphs()
 
 
 def refresh_kernel_plans(
-    convs: Sequence[SeparableContinuousConv], scales: Sequence[Sequence[float]] | None = None
+    convs: Sequence[SeparableContinuousConv],
+    scales: Sequence[Sequence[float]] | None = None,
+    size: Sequence[int] | None = None,
 ) -> None:
     """Re-decide the kernel plans of ``convs`` from their current mask widths, with one host read
-    for all of them: for ``scales``, or for every scale each conv already holds a plan for."""
+    for all of them: for ``scales`` (and inputs of spatial ``size``, see
+    :meth:`SeparableContinuousConv.reach`), or for every plan each conv already holds."""
     convs = list(convs)
     if not convs:
         return
@@ -467,5 +555,10 @@ def refresh_kernel_plans(
         widths.update(zip(map(id, cropping), read.split([c.data_dim for c in cropping])))
     for conv in convs:
         width = widths[id(conv)]
-        for scale in conv.planned_scales() if scales is None else scales:
-            conv.store_plan(scale, width)
+        if scales is None:
+            grids = conv.planned_grids()
+        else:
+            grids = [(tuple(float(s) for s in scale), None) for scale in scales]
+            grids = [(scale, conv.reach(scale, size)) for scale, _ in grids]
+        for scale, reach in grids:
+            conv.store_plan(scale, width, reach)

@@ -32,7 +32,15 @@ from torch.utils.checkpoint import checkpoint
 
 from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .kernel_nets import pointwise_conv
-from .masking import MaskState, masked_batch_norm, masked_pool, prepare_masks, zero_fill_input
+from .masking import (
+    MaskState,
+    RowScales,
+    masked_batch_norm,
+    masked_pool,
+    prepare_masks,
+    real_size_scales,
+    zero_fill_input,
+)
 from .settings import (
     DROPOUT_TYPES,
     GLOBAL_POOLS,
@@ -40,11 +48,19 @@ from .settings import (
     check_settings,
     kernel_options,
     model_settings,
+    read_as_duration,
     resolve,
     signature,
 )
 from .checkpointing import updates_stats_once
-from .validation import call_scale, check_input, dtype_problems, refuse_checkpoint, resolve_kernel_size
+from .validation import (
+    call_scale,
+    check_input,
+    dtype_problems,
+    refuse_checkpoint,
+    resolve_kernel_size,
+    value_problems,
+)
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
 
@@ -296,6 +312,11 @@ class CCNN(nn.Module):
         base_resolution: input size per axis the model is native at (training size).
         base_sampling_rate: for rate-defined data (audio: Hz; tokens: 1.0): inputs of any
             length are assumed at this rate unless ``sampling_rate=`` says otherwise.
+        length_semantics: what an input's size means without ``resolution=``: ``"duration"``
+            (the base step whatever the length), ``"field_of_view"`` (the input spans the base
+            field: a larger one is finer; padded rows are read at their real size) or ``"auto"``
+            (duration in 1D, field of view for images and volumes). :attr:`reads_duration` holds
+            the outcome (always true for rate-defined models).
         causal: causal kernels (1D only).
         mode: ``"continuous"`` (default: kernels follow the input resolution) or
             ``"reference"`` (official behaviour, for converted weights).
@@ -354,13 +375,16 @@ class CCNN(nn.Module):
         self.base_resolution, self.base_sampling_rate = base_resolution, base_sampling_rate
         self.mode, self.causal, self.check_finite = settings["mode"], causal, settings["check_finite"]
         self.missing_values, self.nan_is_missing = settings["missing_values"], settings["nan_is_missing"]
+        self.length_semantics = settings["length_semantics"]
+        # Duration: every layer reads an input at the base step (resolution= / sampling_rate= say otherwise).
+        self.reads_duration = read_as_duration(data_dim, base_sampling_rate, self.length_semantics)
         self.num_features = self.head_hidden_size = hidden_channels
         self.drop_rate = settings["dropout"]
         self.grad_checkpointing = False
         self.kernel_size = resolve_kernel_size(settings["kernel_size"], base_resolution, causal)
         conv_kwargs = dict(
             kernel_size=self.kernel_size,
-            base_resolution=None if base_sampling_rate is not None else base_resolution,
+            base_resolution=None if self.reads_duration else base_resolution,
             kernel_options=kernel_options(settings),
             **{name: settings[name] for name in _CONV_SETTINGS},
         )
@@ -491,10 +515,14 @@ class CCNN(nn.Module):
         convs = self.continuous_convs()
         if not convs:  # e.g. ccnn_hf.freeze replaced them with fixed kernels
             return
-        layer_scale = tuple(scale) if scale is not None else convs[0].input_scale(x)
-        stale = [conv for conv in convs if not conv.plan_is_current(layer_scale)]
+        if isinstance(scale, RowScales):
+            scales = [group_scale for group_scale, _ in scale.groups]
+        else:
+            scales = [tuple(scale) if scale is not None else convs[0].input_scale(x)]
+        size = tuple(x.shape[2:])
+        stale = [conv for conv in convs if not all(conv.plan_is_current(s, size) for s in scales)]
         if stale:
-            refresh_kernel_plans(stale, [layer_scale])
+            refresh_kernel_plans(stale, scales, size)
 
     # -- timm-style API ------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -515,11 +543,12 @@ class CCNN(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` after refusing tensors of another kind than the model's
-        (an int32 weight for a float parameter would be cast without a word), by name; every
+        (an int32 weight for a float parameter would be cast without a word), NaN or infinite
+        values and impossible mask widths (:func:`~ccnn_hf.validation.value_problems`), by name; every
         loading path of the core and of timm (``pretrained=True``, ``checkpoint_path=``) ends here."""
         stored = {key: value.dtype for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
         expected = {key: value.dtype for key, value in self.state_dict().items()}
-        refuse_checkpoint("the state dict", dtype_problems(stored, expected))
+        refuse_checkpoint("the state dict", dtype_problems(stored, expected) + value_problems(state_dict))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
@@ -692,6 +721,8 @@ class CCNN(nn.Module):
             )
             if masks[2] is not None and self.mode == "continuous":  # the grid's step is 1 / grid_rate base samples
                 scale = (grid_rate,)
+            elif scale is None and state.valid is not None and not self.reads_duration and self.mode == "continuous":
+                scale = real_size_scales(state.valid, self.base_resolution)  # each row at its real size
         if self.missing_values == "zero_fill":
             x, state = zero_fill_input(x, state)
         if state.active:

@@ -31,7 +31,7 @@ from .checkpointing import updates_stats_once
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
 from .timm_config import timm_fields
-from .validation import dtype_problems, key_problems, refuse_checkpoint
+from .validation import dtype_problems, key_problems, refuse_checkpoint, value_problems
 
 logger = logging.getLogger(__name__)
 # Set while from_pretrained(..., output_loading_info=True) runs: the caller asked for the report.
@@ -104,7 +104,8 @@ class CCNNPreTrainedModel(PreTrainedModel):
     def _finalize_model_loading(model, load_config, loading_info):
         """transformers' finishing steps and report, then a ValueError naming missing or unexpected
         tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
-        a CCNN never runs on weights the checkpoint did not hold without being told so."""
+        a CCNN never runs on weights the checkpoint did not hold without being told so. NaN or
+        infinite values and impossible mask widths are always refused (:func:`~ccnn_hf.validation.value_problems`)."""
         loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
         problems = key_problems(
             loading_info.missing_keys,
@@ -123,6 +124,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
             )
         else:
             refuse_checkpoint(source, problems)
+        refuse_checkpoint(source, value_problems(model.state_dict()))  # the same rule as CCNN.load_state_dict
         return loading_info
 
     def default_processor(self):
@@ -403,6 +405,13 @@ class _CCNNClassifier(CCNNPreTrainedModel):
             _mark_initialized(self.classifier)
         self.post_init()
 
+    def _one_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` series / mono waveforms of a one-channel 1D model as ``[B, 1, L]`` (the
+        layout of transformers' audio extractors and collators); other inputs unchanged."""
+        if isinstance(values, torch.Tensor) and values.ndim == 2 and self.config.num_channels == 1:
+            return values.unsqueeze(1)
+        return values
+
     def _classify(
         self,
         x,
@@ -460,7 +469,8 @@ class CCNNForImageClassification(_CCNNClassifier):
 
 
 class CCNNForSequenceClassification(_CCNNClassifier):
-    """CCNN sequence classifier on float sequences ``input_values [B, C, L]`` or token ids
+    """CCNN sequence classifier on float sequences ``input_values [B, C, L]`` (``[B, L]`` with one
+    channel, as :class:`CCNNFeatureExtractor` and transformers' collators give them) or token ids
     ``input_ids [B, L]`` (raw ids as floats in one channel, as the official LRA models read them,
     or through a token embedding when ``config.use_token_embedding``)."""
 
@@ -504,7 +514,7 @@ class CCNNForSequenceClassification(_CCNNClassifier):
             else:
                 input_values = input_ids.unsqueeze(1).float()
         return self._classify(
-            input_values,
+            self._one_channel(input_values),
             labels,
             resolution,
             sampling_rate,
@@ -541,10 +551,8 @@ class CCNNForAudioClassification(_CCNNClassifier):
         ``timestamps``: see :mod:`ccnn_hf.masking`."""
         if input_values is None:
             raise ValueError("input_values is required")
-        if isinstance(input_values, torch.Tensor) and input_values.ndim == 2 and self.config.num_channels == 1:
-            input_values = input_values.unsqueeze(1)
         return self._classify(
-            input_values,
+            self._one_channel(input_values),
             labels,
             None,
             sampling_rate,

@@ -61,6 +61,7 @@ class _Task:
     base_sampling_rate: float | None
     stats: tuple[tuple[float, ...], tuple[float, ...]]
     description: str
+    length_semantics: str = "auto"  # "field_of_view" for images read as sequences (a longer one is finer)
 
 
 _TASKS: dict[str, _Task] = {
@@ -73,6 +74,7 @@ _TASKS: dict[str, _Task] = {
         base_sampling_rate=None,
         stats=MNIST_STATS,
         description="sequential MNIST (row-major, 784 steps)",
+        length_semantics="field_of_view",
     ),
     "pmnist": _Task(
         "sequence",
@@ -83,6 +85,7 @@ _TASKS: dict[str, _Task] = {
         base_sampling_rate=None,
         stats=MNIST_STATS,
         description="permuted sequential MNIST",
+        length_semantics="field_of_view",
     ),
     "scifar10": _Task(
         "sequence",
@@ -93,6 +96,7 @@ _TASKS: dict[str, _Task] = {
         base_sampling_rate=None,
         stats=CIFAR10_STATS,
         description="sequential CIFAR-10 (3 channels x 1024 steps)",
+        length_semantics="field_of_view",
     ),
     "sc_mfcc": _Task(
         "sequence",
@@ -173,6 +177,7 @@ _TASKS: dict[str, _Task] = {
         base_sampling_rate=None,
         stats=LRA_GRAY_STATS,
         description="LRA Image: grayscale CIFAR-10 as 1024 steps",
+        length_semantics="field_of_view",
     ),
     "pathfinder": _Task(
         "sequence",
@@ -183,6 +188,7 @@ _TASKS: dict[str, _Task] = {
         base_sampling_rate=None,
         stats=UNIT_STATS,
         description="LRA Pathfinder 32x32 as 1024 steps (binary)",
+        length_semantics="field_of_view",
     ),
     "image2d": _Task(
         "image",
@@ -239,6 +245,7 @@ def _row(task: str, *, blocks: int, hidden: int, params: int, recipe: Mapping[st
         base_resolution=t.base_resolution,
         base_sampling_rate=t.base_sampling_rate,
         causal=causal,
+        length_semantics=t.length_semantics,
         mask_threshold=0.1,
         use_fft=causal,
         **model,
