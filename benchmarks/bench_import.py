@@ -1,9 +1,11 @@
 """The cost of ``import ccnn_hf``: wall time and resident memory, each run in a fresh interpreter.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_import.py --runs 7
+    OMP_NUM_THREADS=1 python benchmarks/bench_import.py --runs 7 [--compare /path/to/another/checkout]
 
-Every configuration runs ``--runs`` times, one fresh ``python -c`` per run, the configurations
-interleaved round by round (so load changes hit all of them); the table gives medians. Writes
+``--compare`` adds the ``ccnn_hf`` rows run from another checkout (its root on ``PYTHONPATH``), in the
+same rounds: an older commit measured in the same conditions. Every configuration runs ``--runs``
+times, one fresh ``python -c`` per run, the configurations interleaved round by round (so load
+changes hit all of them); the table gives medians. Writes
 ``results/import.md`` and ``results/import.json``.
 """
 
@@ -49,9 +51,10 @@ print(json.dumps(dict(
 """
 
 
-def run_once(statement: str) -> dict:
-    """One fresh interpreter: the statement's seconds and RSS, the process's wall time, the layers it imported."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+def run_once(statement: str, tree: Path = REPO) -> dict:
+    """One fresh interpreter (``tree`` on its path): the statement's seconds and RSS, the process's wall time,
+    the layers it imported."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CHILD.format(statement=statement, layers=LAYERS)],
@@ -91,7 +94,8 @@ def markdown(results: dict, machine: dict, runs: int) -> str:
         f"`python benchmarks/bench_import.py --runs {runs}`: each row is the median of {runs} fresh interpreters, "
         "rows interleaved round by round. **import s**: the statement alone (interpreter start-up excluded); "
         "**process s**: the whole `python -c` run; **RSS MB**: resident memory after the statement "
-        "(`VmRSS`), **peak MB**: its high-water mark (`VmHWM`); **over torch**: RSS minus that of `import torch`.",
+        "(`VmRSS`), **peak MB**: its high-water mark (`VmHWM`); **over torch**: RSS minus that of `import torch`. "
+        "A row ending in `[name]` ran from that other checkout (`--compare`).",
         "",
         f"Conditions: Python {machine['python']}, torch {machine['torch']}, {machine['cpus']} CPUs, "
         f"OMP_NUM_THREADS={machine['OMP_NUM_THREADS']}, load average before "
@@ -115,15 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per configuration")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder of import.md / import.json")
+    parser.add_argument("--compare", type=Path, help="another checkout: add its ccnn_hf rows")
     args = parser.parse_args(argv)
+    configs = {name: (statement, REPO) for name, statement in CONFIGS.items()}
+    if args.compare is not None:
+        for name, statement in list(CONFIGS.items())[1:3]:
+            configs[f"{name} [{args.compare.name}]"] = (statement, args.compare.resolve())
     load_before = os.getloadavg()
-    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
     for round_ in range(args.runs):
-        for name, statement in CONFIGS.items():
-            runs[name].append(run_once(statement))
+        for name, (statement, tree) in configs.items():
+            runs[name].append(run_once(statement, tree))
             print(f"round {round_ + 1}/{args.runs} {name}: {runs[name][-1]['seconds']:.2f} s", flush=True)
     results = {name: summarise(r) for name, r in runs.items()}
-    machine = conditions(load_before, os.getloadavg())
+    machine = {**conditions(load_before, os.getloadavg()), "compare": str(args.compare) if args.compare else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "import.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1) + "\n")
     (args.out / "import.md").write_text(markdown(results, machine, args.runs))
