@@ -58,6 +58,7 @@ def run_once(statement: str, tree: Path = REPO) -> dict:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CHILD.format(statement=statement, layers=LAYERS)],
+        cwd=tree,  # python -c puts its working directory first on sys.path
         env=env,
         capture_output=True,
         text=True,

@@ -41,7 +41,7 @@ _HF_NAMES = {
 }
 
 hf_registration.install()  # the Auto classes, and remote code for saved folders, once transformers is imported
-import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~100 MB
+import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~150 MB
 import_hooks.after_import("timm", lambda: import_hooks.import_optional("ccnn_hf.timm_models"))  # timm's registry
 
 

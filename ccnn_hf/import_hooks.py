@@ -42,6 +42,9 @@ class _RunThenCall(importlib.abc.Loader):
         self._finder = finder
         self._package = package
 
+    def __getattr__(self, name: str):
+        return getattr(self._loader, name)  # get_code, get_source, is_package, ... (runpy, inspect)
+
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
 

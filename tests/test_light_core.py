@@ -89,6 +89,9 @@ from transformers import AutoModelForImageClassification
 
 assert timm.list_models("ccnn_2d*") == ["ccnn_2d", "ccnn_2d_4_140", "ccnn_2d_6_380"], timm.list_models("ccnn*")
 assert timm.create_model("ccnn_2d", hidden=8, blocks=1, num_classes=3).head.fc.out_features == 3
+modeling_auto = sys.modules["transformers.models.auto.modeling_auto"]
+for module in (timm, timm.models, modeling_auto):  # the watched modules keep their own loader
+    assert module.__loader__ is module.__spec__.loader and "ccnn_hf" not in type(module.__loader__).__module__
 config = AutoConfig.for_model("ccnn", hidden_channels=8, num_blocks=1, num_labels=3)
 assert type(config).__name__ == "CCNNConfig", type(config)
 model = AutoModelForImageClassification.from_config(config)
