@@ -89,11 +89,13 @@ def conditions(load_before: tuple, load_after: tuple) -> dict:
 
 def markdown(results: dict, machine: dict, runs: int) -> str:
     torch_row = results["import torch"]
+    compare = f" --compare {machine['compare']}" if machine.get("compare") else ""
     lines = [
         "# `import ccnn_hf`: time and memory",
         "",
-        f"`python benchmarks/bench_import.py --runs {runs}`: each row is the median of {runs} fresh interpreters, "
-        "rows interleaved round by round. **import s**: the statement alone (interpreter start-up excluded); "
+        f"`python benchmarks/bench_import.py --runs {runs}{compare}`: each row is the median of {runs} fresh "
+        "interpreters, rows interleaved round by round. **import s**: the statement alone "
+        "(interpreter start-up excluded); "
         "**process s**: the whole `python -c` run; **RSS MB**: resident memory after the statement "
         "(`VmRSS`), **peak MB**: its high-water mark (`VmHWM`); **over torch**: RSS minus that of `import torch`. "
         "A row ending in `[name]` ran from that other checkout (`--compare`).",
