@@ -519,7 +519,7 @@ def _plan_outside_graph(
 def keep_plans_out_of_graphs() -> None:
     """Make :func:`_plan_outside_graph` a graph break for the compiler (``torch.compiler.disable``).
 
-    Importing the compiler costs seconds and ~100 MB, so this runs once ``torch._dynamo`` is imported
+    Importing the compiler costs seconds and ~150 MB, so this runs once ``torch._dynamo`` is imported
     (``import ccnn_hf`` watches for it, see :mod:`ccnn_hf.import_hooks`), or at once if it already is.
     """
     global _plan_outside_graph
