@@ -1,11 +1,13 @@
 """ccnn_hf: Continuous CNNs (CCNN) for any length, resolution and dimension.
 
 The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`, the settings table
-:mod:`ccnn_hf.settings`) needs torch alone. The layers over it register themselves on
-``import ccnn_hf`` when their library is installed: the transformers classes (``CCNNConfig``,
-``CCNNFor*``, the processors; ``pip install ccnn_hf[hf]``) with transformers' Auto classes, and
-the ``ccnn_2d*`` models with timm's registry (``pip install ccnn_hf[timm]``). Without them those
-names raise an ImportError saying what to install.
+:mod:`ccnn_hf.settings`) needs torch alone, and ``import ccnn_hf`` imports nothing more. The layers
+over it register themselves when their library is imported, before or after ccnn_hf: the
+transformers classes (``CCNNConfig``, ``CCNNFor*``, the processors; ``pip install ccnn_hf[hf]``)
+with transformers' Auto classes, and the ``ccnn_2d*`` models with timm's registry (``pip install
+ccnn_hf[timm]``); see :mod:`ccnn_hf.import_hooks`. The transformers classes are imported on first
+use (``from ccnn_hf import CCNNForImageClassification``); without transformers they raise an
+ImportError saying what to install.
 """
 
 from .cli_env import prefer_passive_openmp
@@ -17,6 +19,7 @@ from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem  # noqa: E402
 from .continuous_conv import SeparableContinuousConv  # noqa: E402
 from .deploy import FrozenCCNN, freeze  # noqa: E402
 from .factory import build_ccnn, preset_model_kwargs  # noqa: E402
+from . import continuous_conv, hf_registration, import_hooks  # noqa: E402
 from .kernel_nets import MAGNet, SIREN  # noqa: E402
 from .kernel_plots import plot_kernels  # noqa: E402
 from .original import convert_original_state_dict, load_original_state_dict  # noqa: E402
@@ -25,7 +28,7 @@ from .released import RELEASES, available_releases, released_weights  # noqa: E4
 
 __version__ = "0.1.0"
 
-# The transformers layer: name -> (module, the extra that installs its library).
+# The transformers layer: name -> module.
 _HF_NAMES = {
     "CCNNConfig": "configuration_ccnn",
     "CCNNFeatureExtractor": "feature_extraction_ccnn",
@@ -36,24 +39,10 @@ _HF_NAMES = {
     "CCNNForSequenceClassification": "modeling_ccnn",
     "CCNNForAudioClassification": "modeling_ccnn",
 }
-_OPTIONAL = {"transformers": "hf", "timm": "timm", "torchvision": "hf"}
 
-
-def _register(module: str) -> bool:
-    """Import a layer whose library may be missing; False when it is (any other error propagates)."""
-    import importlib
-
-    try:
-        importlib.import_module(f".{module}", __name__)
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] not in _OPTIONAL:
-            raise
-        return False
-    return True
-
-
-_register("hf_registration")  # the Auto classes, and remote code for saved folders
-_register("timm_models")  # the ccnn_2d* models in timm's registry
+hf_registration.install()  # the Auto classes, and remote code for saved folders, once transformers is imported
+import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~150 MB
+import_hooks.after_import("timm", lambda: import_hooks.import_optional("ccnn_hf.timm_models"))  # timm's registry
 
 
 def __getattr__(name: str):
@@ -66,9 +55,11 @@ def __getattr__(name: str):
         module = importlib.import_module(f".{_HF_NAMES[name]}", __name__)
     except ModuleNotFoundError as error:
         missing = (error.name or "").split(".")[0]
-        if missing not in _OPTIONAL:
+        if missing not in import_hooks.OPTIONAL:
             raise
-        raise ImportError(f"ccnn_hf.{name} needs {missing}: pip install 'ccnn_hf[{_OPTIONAL[missing]}]'") from error
+        raise ImportError(
+            f"ccnn_hf.{name} needs {missing}: pip install 'ccnn_hf[{import_hooks.OPTIONAL[missing]}]'"
+        ) from error
     return getattr(module, name)
 
 

@@ -1,4 +1,4 @@
-"""timm integration: the 2D image CCNNs in timm's model registry (registered on ``import ccnn_hf``).
+"""timm integration: the 2D image CCNNs in timm's model registry (registered once timm and ccnn_hf are imported).
 
 Models (``timm.list_models("ccnn*")``) and pretrained tags (``include_tags=True``)::
 

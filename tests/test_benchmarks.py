@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,3 +86,16 @@ def test_mnist_test_evaluation_reports_every_mode_with_recalibrated_statistics(t
     ]
     assert all(0 <= r["accuracy"] <= 1 for r in rows)
     assert rows[0]["accuracy"] > 0.5  # the released weights know these digits at 14x14
+
+
+@pytest.mark.slow
+def test_import_benchmark_reports_each_statement_and_the_layers_it_imported(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_import.py"), "--runs", "1", "--out", str(tmp_path)]
+    subprocess.run(command, check=True, env=env, capture_output=True, text=True, timeout=600)
+    results = json.loads((tmp_path / "import.json").read_text())["results"]
+    assert list(results)[:3] == ["import torch", "import ccnn_hf", "import ccnn_hf + build_ccnn"]
+    assert results["import ccnn_hf + build_ccnn"]["layers"] == []
+    assert {"timm", "transformers"} <= set(results[list(results)[3]]["layers"])
+    assert all(row["seconds"] > 0 and row["rss_mb"] > 0 for row in results.values())
+    assert "| import ccnn_hf + build_ccnn |" in (tmp_path / "import.md").read_text()

@@ -29,6 +29,7 @@ different steps agree to second order.
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import nullcontext
 from typing import Any, Mapping, Sequence
 
@@ -507,16 +508,31 @@ class SeparableContinuousConv(nn.Module):
         )
 
 
-@torch.compiler.disable(
-    reason="kernel plans read mask widths on the host: run the model once eagerly at this "
-    "input size, or call model.refresh_kernel_plan(scale), before compiling it"
-)
 def _plan_outside_graph(
     conv: SeparableContinuousConv, scale: tuple[float, ...], size: Sequence[int] | None
 ) -> KernelPlan:
     """Decide a missing kernel plan eagerly, outside a graph being compiled."""
     refresh_kernel_plans([conv], [scale], size)
     return conv._plans[conv._plan_key(scale, conv.reach(scale, size))][1]
+
+
+def keep_plans_out_of_graphs() -> None:
+    """Make :func:`_plan_outside_graph` a graph break for the compiler (``torch.compiler.disable``).
+
+    Importing the compiler costs seconds and ~150 MB, so this runs once ``torch._dynamo`` is imported
+    (``import ccnn_hf`` watches for it, see :mod:`ccnn_hf.import_hooks`), or at once if it already is.
+    """
+    global _plan_outside_graph
+    if not hasattr(_plan_outside_graph, "__wrapped__"):
+        _plan_outside_graph = torch.compiler.disable(
+            _plan_outside_graph,
+            reason="kernel plans read mask widths on the host: run the model once eagerly at this "
+            "input size, or call model.refresh_kernel_plan(scale), before compiling it",
+        )
+
+
+if "torch._dynamo" in sys.modules:
+    keep_plans_out_of_graphs()
 
 
 def refresh_kernel_plans(
