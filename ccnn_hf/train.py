@@ -40,7 +40,8 @@ from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_l
 from .training.augment import random_crop_flip
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from .training.data import IndexedDataset, TaskData, check_task, load_task_data
+from .data import ArrayDataset
+from .training.data import IndexedDataset, TaskData, check_task, hold_out, load_task_data, validation_size
 from .training.errors import UserError, disk_errors
 from .training.memory import check_fits, forward_bytes
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
@@ -63,6 +64,7 @@ from .training.output import (
     write_marker,
 )
 from .training.resolutions import ResolutionSchedule, parse_train_resolutions
+from .training.selection import Selection, load_best, save_best
 from .training.speed import compile_for_training, regulariser
 
 __all__ = ["main", "run"]
@@ -250,14 +252,19 @@ def _load_task(args) -> TaskData:
     return task
 
 
-def _truncate_log(path: Path, step: int) -> bool:
-    """Keep the records of steps up to ``step`` (a resumed run logs the later ones again); returns
-    whether the kept records end with a test of the model at ``step``."""
+def _truncate_log(path: Path, step: int, redo: Sequence[str] = ()) -> bool:
+    """Keep the records of steps up to ``step`` (a resumed run logs the later ones again), except
+    those at ``step`` holding a key in ``redo`` (checks that run again); returns whether the kept
+    records end with a test of the model at ``step``."""
     records = []
     refuse_link(path)
     if path.exists():
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        records = [r for r in records if r.get("step", 0) <= step]
+        records = [
+            r
+            for r in records
+            if r.get("step", 0) < step or (r.get("step", 0) == step and not any(key in r for key in redo))
+        ]
         with disk_errors(path.parent, "the metrics log"):
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
@@ -319,6 +326,7 @@ class Job:
     total_steps: int
     warmup_steps: int
     data: dict  # the data's fingerprint, recorded in the run marker
+    validation: ArrayDataset | None = None  # held out of the training data (--val_split)
 
 
 @dataclass
@@ -329,6 +337,7 @@ class Trained:
     total_steps: int
     epoch_times: list[float]
     train_time: float
+    selection: Selection | None = None  # which weights --val_split selected
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -377,6 +386,9 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     set_seed(args.seed)
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
         task = _load_task(args)
+    validation = None
+    if args.val_split:
+        task, validation = hold_out(task, validation_size(args.val_split, len(task.train)))
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
     schedule = (
         ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
@@ -424,7 +436,8 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         steps_per_epoch,
         total_steps,
         warmup_steps,
-        data_fingerprint(task),
+        data_fingerprint(task, validation),
+        validation,
     )
 
 
@@ -485,6 +498,7 @@ class Trainer:
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
         self.pending: list[PendingStep] = []  # steps whose losses are not logged yet
+        self.selection = Selection(args.patience) if job.validation is not None else None
         self.sync_steps = loss_sync_steps(accelerator.device)
         self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
@@ -518,13 +532,61 @@ class Trainer:
             total=self.total_steps, initial=self.step, desc="training", disable=not accelerator.is_local_main_process
         )
         started = time.perf_counter()
-        while self.step < self.total_steps:
+        while self.step < self.total_steps and not (self.selection and self.selection.stop):
             if self._epoch():
                 self._end_epoch()
         self.bar.close()
-        return Trained(
-            accelerator.unwrap_model(self.model), self.total_steps, self.epoch_times, time.perf_counter() - started
+        train_time = time.perf_counter() - started
+        model = accelerator.unwrap_model(self.model)
+        if self.selection is not None:
+            self._select_best(model)
+        return Trained(model, self.step, self.epoch_times, train_time, self.selection)
+
+    def _select_best(self, model: torch.nn.Module) -> None:
+        """Validate the final weights (unless their epoch's end did), then load the best ones (main process)."""
+        if self.selection.validated_step != self.step:
+            self._validate()
+        self.accelerator.wait_for_everyone()
+        selection = self.selection
+        if self.accelerator.is_main_process:
+            load_best(model, self.out / "checkpoints", selection)
+        stopped = f"stopped early after {selection.patience} epochs without improvement; " if selection.stop else ""
+        self.accelerator.print(
+            f"{stopped}selected the weights of step {selection.best_step} (epoch {selection.best_epoch}): "
+            f"validation accuracy {100 * selection.best_accuracy:.2f} %"
         )
+
+    def _validate(self) -> None:
+        """Validation accuracy of the current weights (main process, shared with the others),
+        logged; the best weights so far are written atomically."""
+        accelerator, validation = self.accelerator, self.job.validation
+        result = [None, None]
+        if accelerator.is_main_process:
+            with eager_if_compiled(self.args):
+                result = list(
+                    accuracy(
+                        accelerator.unwrap_model(self.model),
+                        validation.inputs,
+                        validation.labels,
+                        self.job.binary,
+                        2 * self.recipe.batch_size,
+                        masks=validation,
+                    )
+                )
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(result)
+        acc, loss = result
+        epoch = self.epoch + self.batches_in_epoch / len(self.loader)  # a fraction when the run ended mid-epoch
+        epoch = int(epoch) if epoch == int(epoch) else round(epoch, 3)
+        if self.selection.update(self.step, epoch, acc, loss) and accelerator.is_main_process:
+            with disk_errors(self.out / "checkpoints", "the best-validation weights"):
+                save_best(accelerator.unwrap_model(self.model), self.out / "checkpoints", self.selection)
+        if accelerator.is_main_process:
+            record = {"step": self.step, "epoch": epoch, "val_accuracy": acc, "val_loss": loss}
+            _log(self.metrics_file, record)
+            accelerator.log({"val/accuracy": acc, "val/loss": loss}, step=self.step)
 
     def _resume(self) -> None:
         """Continue from the newest checkpoint; test its weights if the run was killed before the test."""
@@ -533,8 +595,17 @@ class Trainer:
         self.step, self.epoch, self.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
         self.lr_schedule.total_steps = state["total_steps"]
         self.accelerator.print(f"resumed from {ckpt} (step {self.step})")
-        tested = _truncate_log(self.metrics_file, self.step) if self.accelerator.is_main_process else True
-        if not tested and self._tests_epoch() and not self.batches_in_epoch and self.step < self.total_steps:
+        epoch_end = not self.batches_in_epoch and self.step < self.total_steps and self.epoch > 0
+        if self.selection is not None:  # the state as the checkpoint saw it: before its step's validation
+            self.selection = Selection.from_state(state["selection"], self.args.patience)
+        # the validation at this step (and at an epoch's end its test) runs again, in order
+        redo = ("val_accuracy", "test_accuracy") if epoch_end else ("val_accuracy",)
+        redo = redo if self.selection is not None else ()
+        main = self.accelerator.is_main_process
+        tested = _truncate_log(self.metrics_file, self.step, redo) if main else True
+        if self.selection is not None and epoch_end:
+            self._end_epoch_checks()
+        elif not tested and self._tests_epoch() and epoch_end:
             # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
             self._test()
 
@@ -614,6 +685,7 @@ class Trainer:
                         "epoch": self.epoch + 1 if end_of_epoch else self.epoch,
                         "batches_in_epoch": 0 if end_of_epoch else self.batches_in_epoch,
                         "total_steps": self.total_steps,
+                        **({"selection": self.selection.state()} if self.selection else {}),
                     },
                     self.args.save_total_limit,
                 )
@@ -638,9 +710,15 @@ class Trainer:
             self.bar.set_postfix(loss=f"{losses[-1]:.3f}")
 
     def _end_epoch(self) -> None:
-        """Count the epoch, test the model."""
+        """Count the epoch, validate and test the model."""
         self.epoch += 1
         self.batches_in_epoch = 0
+        self._end_epoch_checks()
+
+    def _end_epoch_checks(self) -> None:
+        """Validate the weights at an epoch's end (with --val_split), test them when due."""
+        if self.selection is not None:
+            self._validate()
         if self._tests_epoch():
             self._test()
 
@@ -788,6 +866,11 @@ def _results(
         f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
         + (", random crop and flip (--augment)" if args.augment else "")
         + (f", each step at a setting drawn from {settings}" if settings else "")
+        + (
+            f", the best-validation weights ({len(job.validation)} training samples held out)"
+            if trained.selection
+            else ""
+        )
     )
     epoch_times = trained.epoch_times
     return {
@@ -817,12 +900,30 @@ def _results(
         if not torch.cuda.is_available()
         else torch.cuda.get_device_name(),
         "evaluation": evaluation,
+        **({"selection": _selection_record(args, job, trained)} if trained.selection else {}),
         "skipped_evaluations": job.skipped,
         "batch_norm_statistics_samples": bn_samples,
         **job.init_info,
         "description": f"a CCNN (`{args.preset}`) trained on {task.name}."
         if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
+    }
+
+
+def _selection_record(args, job: Job, trained: Trained) -> dict:
+    """What results.json says of --val_split: the held-out samples, the weights selected (whose
+    test accuracy ``evaluation`` reports) and whether --patience stopped the run."""
+    selection = trained.selection
+    return {
+        "val_split": args.val_split,
+        "validation_samples": len(job.validation),
+        "selected_step": selection.best_step,
+        "selected_epoch": selection.best_epoch,
+        "validation_accuracy": selection.best_accuracy,
+        "validation_loss": selection.best_loss,
+        "patience": args.patience,
+        "stopped_early": selection.stop,
+        "steps_trained": trained.total_steps,
     }
 
 

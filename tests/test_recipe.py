@@ -4,6 +4,7 @@ weights, early stopping), CIFAR augmentation and fixed normalisation constants."
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -51,3 +52,138 @@ def test_a_warm_up_as_long_as_the_run_keeps_a_finite_bounded_schedule():
     for warmup, total in ((11, 21), (20, 21), (30, 30), (0, 10)):
         values = [WarmupCosine(warmup, total)(step) for step in range(total + 3)]
         assert all(0 <= v <= 1.0 + 1e-12 for v in values[:total]) and values[0] <= 1.0
+
+
+# -- the official evaluation protocol (--val_split, --patience) ------------------------------------------
+
+TINY = ["--dataset", "digits", "--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
+VALIDATED = [
+    *TINY,
+    "--batch_size",
+    "128",
+    "--eval_resolutions",
+    "1x",
+    "--val_split",
+    "0.2",
+]  # 1 150 train: 8 steps an epoch
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Every run builds its own Accelerator, as a new process would."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    yield
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
+def _reset_accelerate() -> None:
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
+def test_the_validation_split_is_stratified_fixed_and_disjoint():
+    from ccnn_hf.training.data import hold_out, load_task_data, validation_size
+
+    task = load_task_data("digits")
+    size = validation_size(0.2, len(task.train))
+    kept, validation = hold_out(task, size)
+    again, same = hold_out(load_task_data("digits"), size)
+    assert len(validation) == size and len(kept.train) + size == len(task.train)
+    assert torch.equal(validation.inputs, same.inputs) and torch.equal(kept.train.inputs, again.train.inputs)
+    rows = {tuple(x.flatten().tolist()) for x in task.train.inputs}
+    assert len(rows) == len(task.train)  # (digits has no duplicate images: rows identify samples)
+    held = {tuple(x.flatten().tolist()) for x in validation.inputs}
+    assert held.isdisjoint(tuple(x.flatten().tolist()) for x in kept.train.inputs) and held <= rows
+    expected = torch.bincount(task.train.labels).double() * size / len(task.train)
+    assert (torch.bincount(validation.labels, minlength=10).double() - expected).abs().max() <= 1.0  # stratified
+    assert validation_size(500, 1000) == 500 and validation_size(0.001, 100) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--patience", "3"], "--patience needs --val_split"),
+        (["--val_split", "2.5"], "--val_split 2.5: expected a fraction below 1"),
+        (["--val_split", "5000"], "--val_split 5000 holds out 5000 of the 1437 training samples"),
+    ],
+)
+def test_bad_validation_options_are_named(tmp_path, capsys, argv, message):
+    from ccnn_hf.train import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([*TINY, "--max_steps", "1", "--output_dir", str(tmp_path / "run"), *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def _scripted_validation(monkeypatch, accuracies: list[float]) -> None:
+    """The validation accuracy of each validation in turn is scripted (the test accuracy stays real)."""
+    import ccnn_hf.train as train
+
+    real, script = train.accuracy, iter(accuracies)
+
+    def accuracy(model, inputs, labels, binary, batch_size, masks=None, **kwargs):
+        acc, loss = real(model, inputs, labels, binary, batch_size, masks=masks, **kwargs)
+        return (next(script), loss) if len(labels) == 287 else (acc, loss)  # the 20 % held out of 1 437
+
+    monkeypatch.setattr(train, "accuracy", accuracy)
+
+
+def test_the_best_validation_weights_are_tested_and_patience_stops_the_run(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from ccnn_hf.train import run
+
+    _scripted_validation(monkeypatch, [0.5, 0.7, 0.6, 0.65, 0.9])  # best after epoch 2, patience 2: stop after 4
+    out = tmp_path / "run"
+    results = run([*VALIDATED, "--epochs", "8", "--patience", "2", "--save_total_limit", "0", "--output_dir", str(out)])
+    selection = results["selection"]
+    assert results["steps"] == 32 and selection["stopped_early"] and selection["steps_trained"] == 32
+    assert (selection["selected_step"], selection["selected_epoch"], selection["validation_accuracy"]) == (16, 2, 0.7)
+    assert selection["validation_samples"] == 287 and results["train_samples"] == 1437 - 287
+    log = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_accuracy"] for r in log if "val_accuracy" in r] == [0.5, 0.7, 0.6, 0.65]
+    saved, at_step_16 = (
+        load_file(out / "model.safetensors"),
+        load_file(out / "checkpoints" / "step_00000016" / "model.safetensors"),
+    )
+    last = load_file(out / "checkpoints" / "step_00000032" / "model.safetensors")
+    weights = [k for k in saved if "running" not in k and "num_batches" not in k]  # BN statistics are re-estimated
+    assert all(torch.equal(saved[k], at_step_16[k]) for k in weights)
+    assert any(not torch.equal(saved[k], last[k]) for k in weights)
+
+
+class Crash(Exception):
+    """Stands for a kill right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize(("crash_at", "position"), [(16, "epoch boundary"), (20, "mid-epoch"), (24, "last step")])
+def test_a_resumed_validated_run_selects_and_logs_what_an_uninterrupted_one_does(
+    tmp_path, monkeypatch, crash_at, position
+):
+    import ccnn_hf.train as train
+    from safetensors.torch import load_file
+
+    argv = [*VALIDATED, "--epochs", "3", "--dropout", "0.1", "--save_steps", "4", "--patience", "5"]
+    whole = train.run([*argv, "--output_dir", str(tmp_path / "whole")])
+    _reset_accelerate()
+    out, real_save = tmp_path / "run", train.save_checkpoint
+
+    def save_then_crash(accelerator, root, step, state, keep):
+        real_save(accelerator, root, step, state, keep)
+        if step == crash_at:
+            raise Crash(position)
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        train.run([*argv, "--output_dir", str(out)])
+    _reset_accelerate()
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    resumed = train.run([*argv, "--output_dir", str(out), "--resume"])
+    assert resumed["selection"] == whole["selection"]
+    expected, got = load_file(tmp_path / "whole" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert (out / "logs" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "logs" / "metrics.jsonl").read_text()

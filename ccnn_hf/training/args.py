@@ -152,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
         "shortened to the epochs that fit (the schedule follows)",
     )
     g.add_argument("--grad_accum", type=POSITIVE_INT)
+    g.add_argument(
+        "--val_split",
+        type=POSITIVE,
+        help="the official evaluation protocol: hold out this fraction (0.1) or number (5000) of the training "
+        "samples, stratified by class, the same for every seed; the weights of the best validation accuracy "
+        "are tested and saved (default: off, the final weights)",
+    )
+    g.add_argument(
+        "--patience",
+        type=POSITIVE_INT,
+        help="with --val_split: stop after this many epochs without a better validation accuracy "
+        "(the budget stays a cap)",
+    )
     g.add_argument("--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (0: off, as official)")
     g.add_argument("--seed", type=SEED, default=0)
     g.add_argument(
@@ -288,6 +301,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--resume and --overwrite exclude each other")
     if args.resume_changed_data and not args.resume:
         parser.error("--resume_changed_data applies to --resume")
+    if args.patience is not None and args.val_split is None:
+        parser.error("--patience needs --val_split (the validation split it watches)")
     if args.compile and args.gradient_checkpointing:
         parser.error(
             "--gradient_checkpointing and --compile exclude each other (a compiled block cannot count "

@@ -23,8 +23,19 @@ from ..settings import MIN_SIZE
 from .errors import UserError
 from .memory import check_fits, render_bytes
 
-__all__ = ["TaskData", "EvalPoint", "IndexedDataset", "load_task_data", "check_task", "looks_like_path"]
+__all__ = [
+    "TaskData",
+    "EvalPoint",
+    "IndexedDataset",
+    "load_task_data",
+    "check_task",
+    "looks_like_path",
+    "hold_out",
+    "validation_size",
+    "VALIDATION_SEED",
+]
 
+VALIDATION_SEED = 0  # the held-out samples are the same for every --seed and model, so that runs compare on one split
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -817,3 +828,48 @@ def check_task(task: TaskData) -> None:
             "cannot learn them (each such test sample would count as an error): add training samples of them, "
             "remove them from the test split, or pick classes with --labels"
         )
+
+
+# -- validation split (--val_split) -------------------------------------------------------------------
+
+
+def validation_size(spec: float, train_samples: int) -> int:
+    """Samples ``--val_split`` holds out of ``train_samples``: a fraction below 1 (rounded, at
+    least one) or a whole count; refused when nothing would be left to train on."""
+    size = max(1, round(spec * train_samples)) if spec < 1 else int(spec)
+    if spec >= 1 and spec != int(spec):
+        raise UserError(f"--val_split {spec:g}: expected a fraction below 1 (0.1) or a whole number of samples (5000)")
+    if size >= train_samples:
+        raise UserError(
+            f"--val_split {spec:g} holds out {size} of the {train_samples} training samples, leaving none to "
+            "train on; pass a smaller fraction or count"
+        )
+    return size
+
+
+def stratified_indices(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` sorted indices drawn at random (``seed``), each class in proportion to its count
+    (classes placed by the quantile of each sample's random rank within its class); a class with a
+    single sample keeps it for training."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    counts = torch.bincount(shuffled)
+    grouped = torch.argsort(shuffled, stable=True)  # positions in ``order``, class by class
+    rank = torch.empty(len(labels), dtype=torch.float64)
+    rank[grouped] = (torch.arange(len(labels)) - (torch.cumsum(counts, 0) - counts)[shuffled[grouped]]).double()
+    quantile = (rank + 0.5) / counts[shuffled].double()
+    quantile[counts[shuffled] < 2] = float("inf")
+    return torch.sort(order[torch.argsort(quantile, stable=True)[:size]]).values
+
+
+def hold_out(task: TaskData, size: int, seed: int = VALIDATION_SEED) -> tuple[TaskData, ArrayDataset]:
+    """Split ``size`` stratified samples (drawn with ``seed``) off ``task``'s training split: the
+    task that trains on the rest, and the held-out validation split (masks included)."""
+    chosen = stratified_indices(task.train.labels, size, seed)
+    keep = torch.ones(len(task.train), dtype=torch.bool)
+    keep[chosen] = False
+    kept = torch.nonzero(keep).flatten()  # new training index -> index in task.train
+    render_train = (
+        (lambda setting, indices: task.render_train(setting, kept[indices])) if task.render_train is not None else None
+    )
+    return replace(task, train=task.train.subset(kept), render_train=render_train), task.train.subset(chosen)
