@@ -187,3 +187,68 @@ def test_a_resumed_validated_run_selects_and_logs_what_an_uninterrupted_one_does
     expected, got = load_file(tmp_path / "whole" / "model.safetensors"), load_file(out / "model.safetensors")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert (out / "logs" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "logs" / "metrics.jsonl").read_text()
+
+
+# -- the penalty reuses the forward's kernels ---------------------------------------------------------
+
+
+def _penalty_and_grads(model, x, labels, fresh: bool) -> tuple[torch.Tensor, dict]:
+    """The official penalty after a training forward, its value and the gradients of (loss + penalty)."""
+    from torch.nn import functional as F
+
+    from ccnn_hf.training.model import l2_norm_penalty
+
+    model.zero_grad()
+    torch.manual_seed(1)  # the same dropout masks
+    loss = F.cross_entropy(model(x), labels)
+    if fresh:  # what the penalty was before: every kernel sampled again
+        for conv in model.continuous_convs():
+            conv._last_kernel = type(conv._last_kernel)()
+    penalty = l2_norm_penalty(model)
+    (loss + 1e-3 * penalty).backward()
+    return penalty.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("preset", ["cifar10_4_140", "smnist_4_140"])  # centred 2D, causal 1D
+def test_the_penalty_reuses_the_forward_kernels_with_the_same_value_and_gradients(monkeypatch, preset):
+    import copy
+
+    from ccnn_hf import build_ccnn
+    from ccnn_hf.continuous_conv import SeparableContinuousConv
+    from ccnn_hf.training.model import l2_norm_penalty
+
+    torch.manual_seed(0)
+    model = build_ccnn(preset, hidden=16, blocks=2, kernel_hidden=8, num_classes=4).train().double()
+    base = next(iter(model.continuous_convs())).base_resolution
+    channels = next(iter(model.continuous_convs())).in_channels
+    x, labels = torch.randn(4, channels, *base, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    expected, expected_grads = _penalty_and_grads(model, x, labels, fresh=True)
+    samples = []
+    real = SeparableContinuousConv._sample_kernel
+    monkeypatch.setattr(
+        SeparableContinuousConv, "_sample_kernel", lambda self, plan: samples.append(1) or real(self, plan)
+    )
+    got, grads = _penalty_and_grads(model, x, labels, fresh=False)
+    convs = len(list(model.continuous_convs()))
+    assert len(samples) == convs  # the forward's samples only: the penalty sampled none
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        # the kernel is float32: its two gradients (conv, penalty) are summed there before the generator
+        scale = expected_grads[name].abs().max().item()
+        torch.testing.assert_close(grad, expected_grads[name], rtol=1e-5, atol=1e-6 * scale)
+    with torch.no_grad():  # an optimiser step without a new forward: the penalty samples the new kernels
+        for conv in model.continuous_convs():
+            conv.mask_width.mul_(0.9)
+    model(x)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(1e-3)
+    samples.clear()
+    after = l2_norm_penalty(model)
+    assert len(samples) == convs
+    for conv in model.continuous_convs():
+        conv._last_kernel = type(conv._last_kernel)()
+    torch.testing.assert_close(after, l2_norm_penalty(model))
+    model(x)
+    copy.deepcopy(model)  # a kernel kept for the penalty never blocks a copy of the model
