@@ -284,7 +284,7 @@ class PendingStep:
 
     step: int
     epoch: int
-    loss: torch.Tensor
+    loss: torch.Tensor  # [cross-entropy, weighted penalty]
     lr: float
     outputs: list[tuple[torch.Tensor, torch.Tensor]]  # (logits, dataset indices) per micro-batch
 
@@ -625,7 +625,7 @@ class Trainer:
                 raise RuntimeError(
                     f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch {self.epoch}"
                 )
-            loss, logits = self._batch(x, y, index)
+            loss, logits = self._batch(x, y, index)  # the loss: [cross-entropy, weighted penalty]
             outputs.append((logits, index))  # kept to name bad samples, no sync
             self.batches_in_epoch += 1
             if self.accelerator.sync_gradients:  # an optimiser step was taken
@@ -637,7 +637,8 @@ class Trainer:
         return True
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward of one micro-batch (the optimiser steps when accumulation says so)."""
+        """Forward and backward of one micro-batch (the optimiser steps when accumulation says so);
+        returns the cross-entropy and the weighted penalty (one tensor) and the logits."""
         accelerator, model = self.accelerator, self.model
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
@@ -649,10 +650,8 @@ class Trainer:
             output = model(
                 **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
             )
-            loss = output.loss
-            if self.penalty is not None:
-                loss = loss + self.recipe.weight_decay * self.penalty()
-            accelerator.backward(loss)
+            penalty = self.recipe.weight_decay * self.penalty() if self.penalty is not None else 0.0
+            accelerator.backward(output.loss + penalty)
             if accelerator.sync_gradients and self.args.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.grad_clip)
             self.optimizer.step()
@@ -660,7 +659,9 @@ class Trainer:
             self.optimizer.zero_grad()
         # copies: under CUDA graphs (a compiled timm baseline computes its loss inside the graph) the
         # outputs' memory is reused by later steps, while these are read when the losses are logged
-        return loss.detach().clone(), output.logits.detach().clone()
+        loss = output.loss.detach().float()
+        losses = torch.stack([loss, penalty.detach().float() if torch.is_tensor(penalty) else loss.new_zeros(())])
+        return losses, output.logits.detach().clone()
 
     def _after_step(self, loss: torch.Tensor, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Count the step; log it, stop on a non-finite loss and checkpoint when due."""
@@ -696,18 +697,21 @@ class Trainer:
         if not self.pending:
             return
         accelerator = self.accelerator
-        losses = accelerator.reduce(torch.stack([p.loss.float() for p in self.pending]), reduction="mean").tolist()
+        losses = accelerator.reduce(torch.stack([p.loss for p in self.pending]), reduction="mean").tolist()
         pending, self.pending = self.pending, []
-        for done, loss in zip(pending, losses):
-            if not math.isfinite(loss):  # every process sees the same reduced loss and stops here
+        for done, (loss, penalty) in zip(pending, losses):
+            if not math.isfinite(loss + penalty):  # every process sees the same reduced loss and stops here
                 samples = _non_finite_samples(done.outputs)
-                _diverged(self.out, done.step, done.epoch, loss, samples, self.job.task.name)
+                _diverged(self.out, done.step, done.epoch, loss + penalty, samples, self.job.task.name)
+            # the loss is the cross-entropy alone, as the official code logs it; the penalty on its own
             record = {"step": done.step, "epoch": done.epoch, "loss": loss, "lr": done.lr}
+            record.update({"penalty": penalty} if self.penalty is not None else {})
             accelerator.log(record, step=done.step)
             if accelerator.is_main_process:
                 _log(self.metrics_file, record)
         if accelerator.is_main_process:
-            self.bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            shown = {"loss": f"{losses[-1][0]:.3f}"} | ({"penalty": f"{losses[-1][1]:.3f}"} if self.penalty else {})
+            self.bar.set_postfix(shown)
 
     def _end_epoch(self) -> None:
         """Count the epoch, validate and test the model."""

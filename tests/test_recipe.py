@@ -252,3 +252,18 @@ def test_the_penalty_reuses_the_forward_kernels_with_the_same_value_and_gradient
     torch.testing.assert_close(after, l2_norm_penalty(model))
     model(x)
     copy.deepcopy(model)  # a kernel kept for the penalty never blocks a copy of the model
+
+
+def test_the_logged_loss_is_the_cross_entropy_and_the_penalty_is_logged_beside_it(tmp_path):
+    """As the official code logs it: a penalty of weight 1 (over 100 here) never enters "loss"."""
+    from ccnn_hf.train import run
+
+    out = tmp_path / "run"
+    run(
+        [*TINY, "--batch_size", "128", "--max_steps", "3", "--weight_decay", "1", "--lr", "1e-9"]
+        + ["--eval_resolutions", "1x", "--output_dir", str(out)]
+    )
+    steps = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if "lr" in r]
+    assert len(steps) == 3 and all(r["penalty"] > 5 for r in steps)
+    assert all(abs(r["loss"] - 2.3) < 0.5 for r in steps)  # ten classes at chance: ln 10
