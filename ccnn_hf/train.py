@@ -115,7 +115,7 @@ class WarmupCosine:
     def __call__(self, step: int) -> float:
         warmup, cosine_steps = self.warmup_steps, max(1, self.total_steps - self.warmup_steps)
         ramp = 1e-8 + (1 - 1e-8) * min(step, warmup) / warmup if warmup else 1.0
-        if 2 * (warmup - 1) > cosine_steps:
+        if 2 * abs(warmup - 1) > cosine_steps:
             progress = max(0, step - warmup) / cosine_steps
             return ramp * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         angle = math.pi * min(step - warmup + 1, cosine_steps) / cosine_steps  # one step ahead
@@ -307,6 +307,7 @@ class Recipe:
     grad_accum: int
     epochs: float  # the preset's run and warm-up (the warm-up's share of the run carries over)
     warmup_epochs: float
+    augment: bool  # the preset's official augmentation, for the data it was made for (or --augment)
 
 
 @dataclass
@@ -326,6 +327,7 @@ class Job:
     total_steps: int
     warmup_steps: int
     data: dict  # the data's fingerprint, recorded in the run marker
+    augment: bool  # random crop and flip of every training batch
     validation: ArrayDataset | None = None  # held out of the training data (--val_split)
 
 
@@ -378,6 +380,7 @@ def _recipe(args) -> Recipe:
         grad_accum=args.grad_accum or official["grad_accum"],
         epochs=official["epochs"],
         warmup_epochs=official["warmup_epochs"],
+        augment=args.augment or (official["augment"] and not args.no_augment),
     )
 
 
@@ -437,8 +440,15 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         total_steps,
         warmup_steps,
         data_fingerprint(task, validation),
+        _augments(args, recipe, task),
         validation,
     )
+
+
+def _augments(args, recipe: Recipe, task: TaskData) -> bool:
+    """Whether the training batches are augmented: with --augment, or by a CIFAR preset's recipe
+    on the data it was made for (CIFAR-10/100, recognised by name, channels and size)."""
+    return args.augment or (recipe.augment and task.known in ("cifar10", "cifar100"))
 
 
 def _activations_fit(config, what: str, batch: int, shape: Sequence[int], training: bool, device) -> None:
@@ -643,7 +653,7 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            if self.args.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
+            if self.job.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
                 batch = self.epoch * len(self.loader) + self.batches_in_epoch
                 key = batch * accelerator.num_processes + accelerator.process_index
                 x = random_crop_flip(x, self.args.seed, key)
@@ -868,7 +878,11 @@ def _results(
         f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
         f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
         f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
-        + (", random crop and flip (--augment)" if args.augment else "")
+        + (
+            ", random crop and flip" + (" (--augment)" if args.augment else " (the preset's recipe)")
+            if job.augment
+            else ""
+        )
         + (f", each step at a setting drawn from {settings}" if settings else "")
         + (
             f", the best-validation weights ({len(job.validation)} training samples held out)"

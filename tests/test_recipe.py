@@ -49,7 +49,7 @@ def test_the_official_schedule_peaks_above_the_nominal_lr_as_the_official_code_d
 
 def test_a_warm_up_as_long_as_the_run_keeps_a_finite_bounded_schedule():
     """Where the official formula would divide by zero (a warm-up of half the run), the plain one runs."""
-    for warmup, total in ((11, 21), (20, 21), (30, 30), (0, 10)):
+    for warmup, total in ((11, 21), (20, 21), (30, 30), (0, 10), (0, 1), (1, 1), (0, 2)):
         values = [WarmupCosine(warmup, total)(step) for step in range(total + 3)]
         assert all(0 <= v <= 1.0 + 1e-12 for v in values[:total]) and values[0] <= 1.0
 
@@ -267,3 +267,61 @@ def test_the_logged_loss_is_the_cross_entropy_and_the_penalty_is_logged_beside_i
     steps = [r for r in steps if "lr" in r]
     assert len(steps) == 3 and all(r["penalty"] > 5 for r in steps)
     assert all(abs(r["loss"] - 2.3) < 0.5 for r in steps)  # ten classes at chance: ln 10
+
+
+# -- known datasets: the official normalisation constants and CIFAR augmentation --------------------------
+
+
+def _image_zip(path, size: int, mode: str = "RGB"):
+    """An imagefolder zip of noise pictures, two classes, 16 train and 4 test images each."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in (("train", 16), ("test", 4)):
+            for label in ("a", "b"):
+                for i in range(count):
+                    pixels = rng.integers(0, 256, (size, size, 3 if mode == "RGB" else 1), dtype=np.uint8)
+                    buffer = io.BytesIO()
+                    Image.fromarray(pixels.squeeze(-1) if mode == "L" else pixels, mode).save(buffer, "PNG")
+                    archive.writestr(f"{split}/{label}/{i}.png", buffer.getvalue())
+    return path
+
+
+def test_known_datasets_are_recognised_by_name_channels_and_size():
+    from ccnn_hf.training.data import known_dataset
+
+    for name in ("cifar10_imagefolder", "CIFAR-10", "uoft-cs/cifar10", "cifar10_40k"):
+        assert known_dataset(name, 3, (32, 32)) == "cifar10"
+    assert known_dataset("cifar-100", 3, (32, 32)) == "cifar100" and known_dataset("mnist", 1, (28, 28)) == "mnist"
+    assert known_dataset("cifar10", 1, (32, 32)) is None and known_dataset("cifar10", 3, (64, 64)) is None
+    assert known_dataset("fashion_mnist", 1, (28, 28)) is None and known_dataset("shapes", 3, (32, 32)) is None
+
+
+def test_a_cifar_folder_gets_the_official_constants_and_the_presets_augmentation(tmp_path):
+    from ccnn_hf.presets import CIFAR10_STATS
+    from ccnn_hf.train import run
+    from ccnn_hf.training.data import load_task_data
+
+    cifar, other = _image_zip(tmp_path / "cifar10_small.zip", 32), _image_zip(tmp_path / "noise.zip", 32)
+    task = load_task_data(str(cifar))
+    assert (task.mean, task.std) == CIFAR10_STATS and task.known == "cifar10"
+    assert abs(load_task_data(str(other)).mean[0] - 0.5) < 0.05  # noise: the data's own statistics
+    common = [*TINY[2:], "--max_steps", "1", "--batch_size", "8", "--eval_resolutions", "1x"]
+    recipe = {}
+    for name, data, extra in (
+        ("preset", cifar, []),
+        ("off", cifar, ["--no_augment"]),
+        ("other", other, []),
+        ("asked", other, ["--augment"]),
+    ):
+        _reset_accelerate()
+        results = run(["--dataset", str(data), *common, *extra, "--output_dir", str(tmp_path / name)])
+        recipe[name] = results["recipe"]
+    assert "random crop and flip (the preset's recipe)" in recipe["preset"]
+    assert "random crop" not in recipe["off"] and "random crop" not in recipe["other"]
+    assert "random crop and flip (--augment)" in recipe["asked"]

@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         action="store_true",
         help="images: each training batch randomly cropped from its mirror-padded copy (padding 1/8 of "
-        "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe)",
+        "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe; "
+        "on by default where a CIFAR preset trains on CIFAR-10/100 data)",
     )
+    g.add_argument("--no_augment", action="store_true", help="no augmentation, also where the preset's recipe has it")
     g.add_argument("--clip_seconds", type=POSITIVE, default=1.0, help="audio clips are centre-cropped/padded to this")
     g.add_argument("--labels", help="comma-separated class indices to keep (renumbered in this order)")
     g.add_argument(
@@ -301,6 +303,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--resume and --overwrite exclude each other")
     if args.resume_changed_data and not args.resume:
         parser.error("--resume_changed_data applies to --resume")
+    if args.augment and args.no_augment:
+        parser.error("--augment and --no_augment exclude each other")
     if args.patience is not None and args.val_split is None:
         parser.error("--patience needs --val_split (the validation split it watches)")
     if args.compile and args.gradient_checkpointing:

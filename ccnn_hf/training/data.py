@@ -19,6 +19,7 @@ import torch
 
 from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
 from ..data.images import resize_images
+from ..presets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS
 from ..settings import MIN_SIZE
 from .errors import UserError
 from .memory import check_fits, render_bytes
@@ -33,9 +34,17 @@ __all__ = [
     "hold_out",
     "validation_size",
     "VALIDATION_SEED",
+    "known_dataset",
 ]
 
 VALIDATION_SEED = 0  # the held-out samples are the same for every --seed and model, so that runs compare on one split
+# Image datasets with official normalisation constants: (mean, std), channels, image size. A folder,
+# zip or Hub dataset is recognised by its name and must have that dataset's channels and size.
+KNOWN_IMAGES = {
+    "cifar10": (CIFAR10_STATS, 3, (32, 32)),
+    "cifar100": (CIFAR100_STATS, 3, (32, 32)),
+    "mnist": (MNIST_STATS, 1, (28, 28)),
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -72,6 +81,7 @@ class TaskData:
     # what a length means to the model (the length_semantics setting): the built-in sequences are
     # images read row by row or resampled signals (field of view), archives are time series (duration)
     length_semantics: str = "auto"
+    known: str | None = None  # the image dataset recognised (KNOWN_IMAGES): its official constants normalise it
 
     def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
@@ -335,9 +345,13 @@ def _image_task(
     train_raw, train_y, train_source = load(train_split)
     test_raw, test_y, _ = load(test_split)
     channels = train_raw.shape[1]
-    scaled = train_raw.float() / 255.0
-    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+    known = known_dataset(name, channels, tuple(train_source.shape[-2:]))
+    if known is not None:  # the official constants, as the official data pipeline normalises it
+        mean, std = KNOWN_IMAGES[known][0]
+    else:
+        scaled = train_raw.float() / 255.0
+        mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+        std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
     processor = CCNNImageProcessor(image_mean=list(mean), image_std=list(std), num_channels=channels)
 
     def process(raw: torch.Tensor) -> torch.Tensor:
@@ -369,7 +383,19 @@ def _image_task(
         ArrayDataset(process(test_raw), test_y),
         render,
         render_train,
+        known=known,
     )
+
+
+def known_dataset(name: str, channels: int, size: tuple[int, ...]) -> str | None:
+    """The :data:`KNOWN_IMAGES` dataset that a folder, zip or Hub dataset named ``name`` is
+    (``cifar10_imagefolder``, ``CIFAR-10``, ``uoft-cs/cifar10`` are CIFAR-10; ``fashion_mnist`` is
+    not MNIST), when its images have that dataset's channels and size; else None."""
+    import re
+
+    word = re.match(r"[a-z0-9]+", Path(name).name.lower().replace("-", ""))
+    entry = KNOWN_IMAGES.get(word.group(0)) if word else None
+    return word.group(0) if entry is not None and entry[1:] == (channels, tuple(size)) else None
 
 
 def _is_colour(image) -> bool:
@@ -751,6 +777,7 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
         task.render_test,
         task.render_train,
         task.length_semantics,
+        task.known,
     )
 
 
@@ -787,6 +814,7 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
         render,
         render_train,
         task.length_semantics,
+        task.known,
     )
 
 
