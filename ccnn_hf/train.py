@@ -353,6 +353,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
         gradient_accumulation_steps=recipe.grad_accum,
         log_with=_trackers(args.report_to) or None,
         project_dir=args.output_dir,
+        # the schedule counts optimiser steps (the trainer steps it once per step, below): accelerate's
+        # default would step it once per process per step, running it num_processes times too fast
+        step_scheduler_with_optimizer=False,
     )
     job = _build(args, recipe, accelerator)
     out, lock = _prepare_output(args, accelerator, ["ccnn"] if accelerator.log_with else [], job.data)
@@ -665,7 +668,8 @@ class Trainer:
             if accelerator.sync_gradients and self.args.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.grad_clip)
             self.optimizer.step()
-            self.scheduler.step()
+            if accelerator.sync_gradients:
+                self.scheduler.step()
             self.optimizer.zero_grad()
         # copies: under CUDA graphs (a compiled timm baseline computes its loss inside the graph) the
         # outputs' memory is reused by later steps, while these are read when the losses are logged
