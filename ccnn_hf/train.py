@@ -888,11 +888,7 @@ def _results(
             else ""
         )
         + (f", each step at a setting drawn from {settings}" if settings else "")
-        + (
-            f", the best-validation weights ({len(job.validation)} training samples held out)"
-            if trained.selection
-            else ""
-        )
+        + (_selection_text(job, trained.selection) if trained.selection else "")
     )
     epoch_times = trained.epoch_times
     return {
@@ -930,6 +926,15 @@ def _results(
         if not args.timm_model
         else f"timm `{args.timm_model}` baseline trained on {task.name} with the recipe of `{args.preset}`.",
     }
+
+
+def _selection_text(job: Job, selection: Selection) -> str:
+    """The recipe's words (and the card's) for the weights --val_split selected."""
+    stopped = f"; stopped early after {selection.patience} epochs without improvement" if selection.stop else ""
+    return (
+        f", the best-validation weights (step {selection.best_step}, {100 * selection.best_accuracy:.2f} % on "
+        f"{len(job.validation)} held-out training samples{stopped})"
+    )
 
 
 def _selection_record(args, job: Job, trained: Trained) -> dict:

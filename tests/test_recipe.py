@@ -144,6 +144,11 @@ def test_the_best_validation_weights_are_tested_and_patience_stops_the_run(tmp_p
     assert results["steps"] == 32 and selection["stopped_early"] and selection["steps_trained"] == 32
     assert (selection["selected_step"], selection["selected_epoch"], selection["validation_accuracy"]) == (16, 2, 0.7)
     assert selection["validation_samples"] == 287 and results["train_samples"] == 1437 - 287
+    assert (
+        "the best-validation weights (step 16, 70.00 % on 287 held-out training samples; stopped early"
+        in (results["recipe"])
+    )
+    assert "best-validation weights (step 16" in (out / "README.md").read_text()  # the model card
     log = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_accuracy"] for r in log if "val_accuracy" in r] == [0.5, 0.7, 0.6, 0.65]
     saved, at_step_16 = (
