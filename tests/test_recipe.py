@@ -334,7 +334,8 @@ def test_a_cifar_folder_gets_the_official_constants_and_the_presets_augmentation
 
 def test_two_processes_run_the_schedule_once_per_optimiser_step(tmp_path):
     """accelerate steps a prepared scheduler once per process and step by default: with two processes
-    the cosine reached 0 halfway and the second half trained at lr 0."""
+    the cosine reached 0 halfway and the second half trained at lr 0. The validation of the main
+    process is shared with the other (its stop decision too)."""
     import os
     import subprocess
     import sys
@@ -343,10 +344,11 @@ def test_two_processes_run_the_schedule_once_per_optimiser_step(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ccnn_hf.train"]
     command += ["--cpu", *TINY, "--max_steps", "6", "--warmup", "0", "--batch_size", "16", "--lr", "0.01"]
-    command += ["--eval_resolutions", "1x", "--output_dir", str(out)]
+    command += ["--eval_resolutions", "1x", "--val_split", "0.1", "--output_dir", str(out)]  # (validated: no hang)
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     records = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
     logged = [r["lr"] for r in records if "lr" in r]
     schedule = WarmupCosine(0, 6)
     assert logged == pytest.approx([0.01 * schedule(step) for step in range(1, 7)])  # the lr of the next step
+    assert json.loads((out / "results.json").read_text())["selection"]["selected_step"] == 6
