@@ -352,3 +352,14 @@ def test_two_processes_run_the_schedule_once_per_optimiser_step(tmp_path):
     schedule = WarmupCosine(0, 6)
     assert logged == pytest.approx([0.01 * schedule(step) for step in range(1, 7)])  # the lr of the next step
     assert json.loads((out / "results.json").read_text())["selection"]["selected_step"] == 6
+
+
+def test_multi_resolution_batches_render_the_samples_that_stayed_in_training():
+    """--train_resolutions renders a batch from the source pictures by training index: after the
+    split those indices count the samples left, and must render those samples."""
+    from ccnn_hf.training.data import hold_out, load_task_data
+
+    task = load_task_data("mnist", options={"resolution": 14})
+    kept, _ = hold_out(task, 500)
+    index = torch.tensor([0, 5, 100, 3000])
+    torch.testing.assert_close(kept.render_train(14, index), kept.train.inputs[index], rtol=0, atol=0)
