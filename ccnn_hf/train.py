@@ -716,6 +716,8 @@ class Trainer:
         for done, (loss, penalty) in zip(pending, losses):
             if not math.isfinite(loss + penalty):  # every process sees the same reduced loss and stops here
                 samples = _non_finite_samples(done.outputs)
+                source = self.job.task.train_source_index  # (--val_split: indices in the split as loaded)
+                samples = samples if source is None else source[samples].tolist()
                 _diverged(self.out, done.step, done.epoch, loss + penalty, samples, self.job.task.name)
             # the loss is the cross-entropy alone, as the official code logs it; the penalty on its own
             record = {"step": done.step, "epoch": done.epoch, "loss": loss, "lr": done.lr}

@@ -363,3 +363,32 @@ def test_multi_resolution_batches_render_the_samples_that_stayed_in_training():
     kept, _ = hold_out(task, 500)
     index = torch.tensor([0, 5, 100, 3000])
     torch.testing.assert_close(kept.render_train(14, index), kept.train.inputs[index], rtol=0, atol=0)
+
+
+def test_a_diverged_sample_is_named_by_its_index_in_the_data_as_loaded(tmp_path, monkeypatch):
+    import re
+
+    from ccnn_hf.modeling_ccnn import CCNNForImageClassification
+    from ccnn_hf.train import run
+    from ccnn_hf.training.data import hold_out, load_task_data, validation_size
+    from ccnn_hf.training.errors import UserError
+
+    real_forward, calls = CCNNForImageClassification.forward, {"n": 0}
+
+    def forward(self, pixel_values=None, labels=None, **kwargs):  # the third batch's second sample diverges
+        output = real_forward(self, pixel_values=pixel_values, labels=labels, **kwargs)
+        calls["n"] += 1 if self.training else 0
+        if self.training and calls["n"] == 3:
+            output.logits[1, 0] = float("inf")
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(CCNNForImageClassification, "forward", forward)
+    with pytest.raises(UserError) as error:
+        run([*VALIDATED, "--max_steps", "5", "--output_dir", str(tmp_path / "run")])
+    task = load_task_data("digits")
+    kept, _ = hold_out(task, validation_size(0.2, len(task.train)))
+    order = torch.randperm(len(kept.train), generator=torch.Generator().manual_seed(0))  # epoch 0 of seed 0
+    expected = int(kept.train_source_index[order[2 * 128 + 1]])
+    assert re.search(rf"digits training sample\(s\) \[{expected}\]", str(error.value)), str(error.value)
+    assert torch.equal(task.train.inputs[expected], kept.train.inputs[order[2 * 128 + 1]])

@@ -82,6 +82,8 @@ class TaskData:
     # images read row by row or resampled signals (field of view), archives are time series (duration)
     length_semantics: str = "auto"
     known: str | None = None  # the image dataset recognised (KNOWN_IMAGES): its official constants normalise it
+    # after hold_out: each training sample's index in the training split as loaded (errors name that one)
+    train_source_index: torch.Tensor | None = field(default=None, repr=False)
 
     def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
@@ -900,4 +902,5 @@ def hold_out(task: TaskData, size: int, seed: int = VALIDATION_SEED) -> tuple[Ta
     render_train = (
         (lambda setting, indices: task.render_train(setting, kept[indices])) if task.render_train is not None else None
     )
-    return replace(task, train=task.train.subset(kept), render_train=render_train), task.train.subset(chosen)
+    kept_task = replace(task, train=task.train.subset(kept), render_train=render_train, train_source_index=kept)
+    return kept_task, task.train.subset(chosen)
