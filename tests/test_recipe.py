@@ -392,3 +392,14 @@ def test_a_diverged_sample_is_named_by_its_index_in_the_data_as_loaded(tmp_path,
     expected = int(kept.train_source_index[order[2 * 128 + 1]])
     assert re.search(rf"digits training sample\(s\) \[{expected}\]", str(error.value)), str(error.value)
     assert torch.equal(task.train.inputs[expected], kept.train.inputs[order[2 * 128 + 1]])
+
+
+def test_a_tie_in_validation_accuracy_goes_to_the_lower_loss():
+    """Small validation splits saturate (27 series at 100 %): equal accuracy with a lower loss is better."""
+    from ccnn_hf.training.selection import Selection
+
+    selection = Selection(patience=2)
+    assert selection.update(10, 1, 1.0, 0.12) and not selection.update(20, 2, 1.0, 0.2)
+    assert selection.update(30, 3, 1.0, 0.05) and (selection.best_step, selection.epochs_since_best) == (30, 0)
+    assert not selection.update(40, 4, 0.9, 0.01) and not selection.update(50, 5, 1.0, None) and selection.stop
+    assert selection.update(60, 6, 1.0 + 1e-9, 9.0)  # a higher accuracy wins whatever its loss
