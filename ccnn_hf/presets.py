@@ -215,9 +215,17 @@ TASKS = tuple(_TASKS)
 
 
 def _recipe(
-    *, lr: float, weight_decay: float, batch_size: int, epochs: int, warmup_epochs: int, grad_accum: int
+    *,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    epochs: int,
+    warmup_epochs: int,
+    grad_accum: int,
+    augment: bool = False,
 ) -> Mapping[str, Any]:
-    """The official training recipe of one preset."""
+    """The official training recipe of one preset; ``augment``: the official random crop and flip
+    of its data (CIFAR's datamodules, ``datamodules/cifar10.py:76-80``)."""
     return MappingProxyType(
         dict(
             lr=lr,
@@ -226,6 +234,7 @@ def _recipe(
             epochs=epochs,
             warmup_epochs=warmup_epochs,
             grad_accum=grad_accum,
+            augment=augment,
         )
     )
 
@@ -420,7 +429,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 dropout=0.1,
                 dropout_type="channel",
                 dropout_in=0.0,
-                recipe=_recipe(lr=0.02, weight_decay=0.0001, batch_size=64, epochs=350, warmup_epochs=5, grad_accum=1),
+                recipe=_recipe(
+                    lr=0.02, weight_decay=0.0001, batch_size=64, epochs=350, warmup_epochs=5, grad_accum=1, augment=True
+                ),
             ),
             _row(
                 "cifar10",
@@ -434,7 +445,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 dropout=0.15,
                 dropout_type="channel",
                 dropout_in=0.0,
-                recipe=_recipe(lr=0.01, weight_decay=0.0, batch_size=50, epochs=210, warmup_epochs=10, grad_accum=1),
+                recipe=_recipe(
+                    lr=0.01, weight_decay=0.0, batch_size=50, epochs=210, warmup_epochs=10, grad_accum=1, augment=True
+                ),
             ),
             _row(
                 "cifar100",
@@ -448,7 +461,15 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 dropout=0.1,
                 dropout_type="channel",
                 dropout_in=0.0,
-                recipe=_recipe(lr=0.02, weight_decay=0.0001, batch_size=50, epochs=210, warmup_epochs=10, grad_accum=1),
+                recipe=_recipe(
+                    lr=0.02,
+                    weight_decay=0.0001,
+                    batch_size=50,
+                    epochs=210,
+                    warmup_epochs=10,
+                    grad_accum=1,
+                    augment=True,
+                ),
             ),
             _row(
                 "cifar100",
@@ -462,7 +483,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 dropout=0.2,
                 dropout_type="channel",
                 dropout_in=0.0,
-                recipe=_recipe(lr=0.02, weight_decay=0.0, batch_size=50, epochs=210, warmup_epochs=10, grad_accum=1),
+                recipe=_recipe(
+                    lr=0.02, weight_decay=0.0, batch_size=50, epochs=210, warmup_epochs=10, grad_accum=1, augment=True
+                ),
             ),
             _row(
                 "stl10",

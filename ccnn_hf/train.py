@@ -41,7 +41,8 @@ from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_l
 from .training.augment import random_crop_flip
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from .training.data import IndexedDataset, TaskData, check_task, load_task_data
+from .data import ArrayDataset
+from .training.data import IndexedDataset, TaskData, check_task, hold_out, load_task_data, validation_size
 from .training.errors import UserError, disk_errors
 from .training.memory import check_fits, forward_bytes
 from .training.evaluate import accuracy, evaluate_points, plot_accuracy
@@ -64,6 +65,7 @@ from .training.output import (
     write_marker,
 )
 from .training.resolutions import ResolutionSchedule, parse_train_resolutions
+from .training.selection import Selection, load_best, save_best
 from .training.speed import compile_for_training, regulariser
 
 __all__ = ["main", "run"]
@@ -101,18 +103,28 @@ class EpochPermutation(Sampler[int]):
 
 
 class WarmupCosine:
-    """Learning-rate factor per step: linear warm-up from 1e-8, then cosine decay to 0 at
-    ``total_steps`` (the official schedule). The trainer shortens ``total_steps`` for a time
-    budget or a resumed run; a LambdaLR saves and restores both attributes in its state."""
+    """Learning-rate factor per step: the official schedule, a linear warm-up from 1e-8 chained
+    with a cosine over the steps after it (``torch.optim.lr_scheduler.LinearLR`` and
+    ``CosineAnnealingLR(last_epoch=-warmup)`` stepped together, ``optim.py`` of the official code),
+    in closed form. The chained cosine starts one step early: it runs
+    ``2 / (1 + cos(pi (W - 1) / (T - W)))`` above the nominal lr at its peak (x1.006 for sMNIST's
+    10 of 210 epochs) and reaches 0 on the last step ``T - 1``. A warm-up longer than a third of the
+    run (no preset's; only an explicit ``--warmup``) would push that factor past 2 (to infinity when
+    it is half the run): there the plain warm-up and cosine run instead, peaking at the nominal lr.
+    The trainer shortens ``total_steps`` for a time budget or a resumed run; a LambdaLR saves and
+    restores both attributes in its state."""
 
     def __init__(self, warmup_steps: int, total_steps: int) -> None:
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return 1e-8 + (1 - 1e-8) * step / max(1, self.warmup_steps)
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        warmup, cosine_steps = self.warmup_steps, max(1, self.total_steps - self.warmup_steps)
+        ramp = 1e-8 + (1 - 1e-8) * min(step, warmup) / warmup if warmup else 1.0
+        if 2 * abs(warmup - 1) > cosine_steps:
+            progress = max(0, step - warmup) / cosine_steps
+            return ramp * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        angle = math.pi * min(step - warmup + 1, cosine_steps) / cosine_steps  # one step ahead
+        return ramp * (1 + math.cos(angle)) / (1 + math.cos(math.pi * (warmup - 1) / cosine_steps))
 
 
 def _on_main(accelerator: Accelerator, action):
@@ -245,14 +257,19 @@ def _load_task(args) -> TaskData:
     return task
 
 
-def _truncate_log(path: Path, step: int) -> bool:
-    """Keep the records of steps up to ``step`` (a resumed run logs the later ones again); returns
-    whether the kept records end with a test of the model at ``step``."""
+def _truncate_log(path: Path, step: int, redo: Sequence[str] = ()) -> bool:
+    """Keep the records of steps up to ``step`` (a resumed run logs the later ones again), except
+    those at ``step`` holding a key in ``redo`` (checks that run again); returns whether the kept
+    records end with a test of the model at ``step``."""
     records = []
     refuse_link(path)
     if path.exists():
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        records = [r for r in records if r.get("step", 0) <= step]
+        records = [
+            r
+            for r in records
+            if r.get("step", 0) < step or (r.get("step", 0) == step and not any(key in r for key in redo))
+        ]
         with disk_errors(path.parent, "the metrics log"):
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return bool(records) and "test_accuracy" in records[-1] and records[-1]["step"] == step
@@ -272,7 +289,7 @@ class PendingStep:
 
     step: int
     epoch: int
-    loss: torch.Tensor
+    loss: torch.Tensor  # [cross-entropy, weighted penalty]
     lr: float
     outputs: list[tuple[torch.Tensor, torch.Tensor]]  # (logits, dataset indices) per micro-batch
 
@@ -295,6 +312,7 @@ class Recipe:
     grad_accum: int
     epochs: float  # the preset's run and warm-up (the warm-up's share of the run carries over)
     warmup_epochs: float
+    augment: bool  # the preset's official augmentation, for the data it was made for (or --augment)
 
 
 @dataclass
@@ -314,6 +332,8 @@ class Job:
     total_steps: int
     warmup_steps: int
     data: dict  # the data's fingerprint, recorded in the run marker
+    augment: bool  # random crop and flip of every training batch
+    validation: ArrayDataset | None = None  # held out of the training data (--val_split)
 
 
 @dataclass
@@ -324,6 +344,7 @@ class Trained:
     total_steps: int
     epoch_times: list[float]
     train_time: float
+    selection: Selection | None = None  # which weights --val_split selected
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -337,6 +358,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
         gradient_accumulation_steps=recipe.grad_accum,
         log_with=_trackers(args.report_to) or None,
         project_dir=args.output_dir,
+        # the schedule counts optimiser steps (the trainer steps it once per step, below): accelerate's
+        # default would step it once per process per step, running it num_processes times too fast
+        step_scheduler_with_optimizer=False,
     )
     notice = quickstart_notice(argv)
     if notice:
@@ -367,6 +391,7 @@ def _recipe(args) -> Recipe:
         grad_accum=args.grad_accum or official["grad_accum"],
         epochs=official["epochs"],
         warmup_epochs=official["warmup_epochs"],
+        augment=args.augment or (official["augment"] and not args.no_augment),
     )
 
 
@@ -375,6 +400,9 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
     set_seed(args.seed)
     with accelerator.main_process_first():  # generated data is cached once, then read by the others
         task = _load_task(args)
+    validation = None
+    if args.val_split:
+        task, validation = hold_out(task, validation_size(args.val_split, len(task.train)))
     points, skipped = task.eval_points(args.eval_resolutions.split(",") if args.eval_resolutions else None)
     schedule = (
         ResolutionSchedule(parse_train_resolutions(args.train_resolutions, task), args.seed)
@@ -422,8 +450,16 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         steps_per_epoch,
         total_steps,
         warmup_steps,
-        data_fingerprint(task),
+        data_fingerprint(task, validation),
+        _augments(args, recipe, task),
+        validation,
     )
+
+
+def _augments(args, recipe: Recipe, task: TaskData) -> bool:
+    """Whether the training batches are augmented: with --augment, or by a CIFAR preset's recipe
+    on the data it was made for (CIFAR-10/100, recognised by name, channels and size)."""
+    return args.augment or (recipe.augment and task.known in ("cifar10", "cifar100"))
 
 
 def _activations_fit(config, what: str, batch: int, shape: Sequence[int], training: bool, device) -> None:
@@ -485,6 +521,7 @@ class Trainer:
         self.warm_time: float | None = None  # seconds of the first epoch's first WARM_BATCHES batches
         self.epoch_started, self.epoch_skipped = 0.0, 0  # when this epoch's loop began, batches it skipped
         self.pending: list[PendingStep] = []  # steps whose losses are not logged yet
+        self.selection = Selection(args.patience) if job.validation is not None else None
         self.sync_steps = loss_sync_steps(accelerator.device)
         self.lr_schedule = WarmupCosine(job.warmup_steps, job.total_steps)
         optimizer = torch.optim.AdamW(job.model.parameters(), lr=recipe.lr, weight_decay=0.0)
@@ -521,15 +558,28 @@ class Trainer:
             total=self.total_steps, initial=self.step, desc="training", disable=not accelerator.is_local_main_process
         )
         self.started, self.first_step = time.perf_counter(), self.step
-        while self.step < self.total_steps:
+        while self.step < self.total_steps and not (self.selection and self.selection.stop):
             if self._epoch():
                 self._end_epoch()
         self.bar.close()
-        return Trained(
-            accelerator.unwrap_model(self.model),
-            self.total_steps,
-            self.epoch_times,
-            time.perf_counter() - self.started,
+        train_time = time.perf_counter() - self.started
+        model = accelerator.unwrap_model(self.model)
+        if self.selection is not None:
+            self._select_best(model)
+        return Trained(model, self.step, self.epoch_times, train_time, self.selection)
+
+    def _select_best(self, model: torch.nn.Module) -> None:
+        """Validate the final weights (unless their epoch's end did), then load the best ones (main process)."""
+        if self.selection.validated_step != self.step:
+            self._validate()
+        self.accelerator.wait_for_everyone()
+        selection = self.selection
+        if self.accelerator.is_main_process:
+            load_best(model, self.out / "checkpoints", selection)
+        stopped = f"stopped early after {selection.patience} epochs without improvement; " if selection.stop else ""
+        self.accelerator.print(
+            f"{stopped}selected the weights of step {selection.best_step} (epoch {selection.best_epoch}): "
+            f"validation accuracy {100 * selection.best_accuracy:.2f} %"
         )
 
     def _plan(self) -> str:
@@ -577,6 +627,38 @@ class Trainer:
             "evaluation come on top)"
         )
 
+    def _validate(self) -> None:
+        """Validation accuracy of the current weights (main process, shared with the others),
+        logged; the best weights so far are written atomically."""
+        accelerator, validation = self.accelerator, self.job.validation
+        result = [None, None]
+        if accelerator.is_main_process:
+            with eager_if_compiled(self.args):
+                result = list(
+                    accuracy(
+                        accelerator.unwrap_model(self.model),
+                        validation.inputs,
+                        validation.labels,
+                        self.job.binary,
+                        2 * self.recipe.batch_size,
+                        masks=validation,
+                    )
+                )
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(result)
+        acc, loss = result
+        epoch = self.epoch + self.batches_in_epoch / len(self.loader)  # a fraction when the run ended mid-epoch
+        epoch = int(epoch) if epoch == int(epoch) else round(epoch, 3)
+        if self.selection.update(self.step, epoch, acc, loss) and accelerator.is_main_process:
+            with disk_errors(self.out / "checkpoints", "the best-validation weights"):
+                save_best(accelerator.unwrap_model(self.model), self.out / "checkpoints", self.selection)
+        if accelerator.is_main_process:
+            record = {"step": self.step, "epoch": epoch, "val_accuracy": acc, "val_loss": loss}
+            _log(self.metrics_file, record)
+            accelerator.log({"val/accuracy": acc, "val/loss": loss}, step=self.step)
+
     def _resume(self) -> None:
         """Continue from the newest checkpoint; test its weights if the run was killed before the test."""
         ckpt = latest_checkpoint(self.out / "checkpoints")
@@ -584,8 +666,17 @@ class Trainer:
         self.step, self.epoch, self.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
         self.lr_schedule.total_steps = state["total_steps"]
         self.accelerator.print(f"resumed from {ckpt} (step {self.step})")
-        tested = _truncate_log(self.metrics_file, self.step) if self.accelerator.is_main_process else True
-        if not tested and self._tests_epoch() and not self.batches_in_epoch and self.step < self.total_steps:
+        epoch_end = not self.batches_in_epoch and self.step < self.total_steps and self.epoch > 0
+        if self.selection is not None:  # the state as the checkpoint saw it: before its step's validation
+            self.selection = Selection.from_state(state["selection"], self.args.patience)
+        # the validation at this step (and at an epoch's end its test) runs again, in order
+        redo = ("val_accuracy", "test_accuracy") if epoch_end else ("val_accuracy",)
+        redo = redo if self.selection is not None else ()
+        main = self.accelerator.is_main_process
+        tested = _truncate_log(self.metrics_file, self.step, redo) if main else True
+        if self.selection is not None and epoch_end:
+            self._end_epoch_checks()
+        elif not tested and self._tests_epoch() and epoch_end:
             # killed between an epoch's last checkpoint and its test: the restored weights are the ones to test
             self._test()
 
@@ -605,7 +696,7 @@ class Trainer:
                 raise RuntimeError(
                     f"the sampler runs epoch {self.job.sampler.started_epoch}, the trainer epoch {self.epoch}"
                 )
-            loss, logits = self._batch(x, y, index)
+            loss, logits = self._batch(x, y, index)  # the loss: [cross-entropy, weighted penalty]
             outputs.append((logits, index))  # kept to name bad samples, no sync
             self.batches_in_epoch += 1
             if self.accelerator.sync_gradients:  # an optimiser step was taken
@@ -617,30 +708,32 @@ class Trainer:
         return True
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward of one micro-batch (the optimiser steps when accumulation says so)."""
+        """Forward and backward of one micro-batch (the optimiser steps when accumulation says so);
+        returns the cross-entropy and the weighted penalty (one tensor) and the logits."""
         accelerator, model = self.accelerator, self.model
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            if self.args.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
+            if self.job.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
                 batch = self.epoch * len(self.loader) + self.batches_in_epoch
                 key = batch * accelerator.num_processes + accelerator.process_index
                 x = random_crop_flip(x, self.args.seed, key)
             output = model(
                 **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
             )
-            loss = output.loss
-            if self.penalty is not None:
-                loss = loss + self.recipe.weight_decay * self.penalty()
-            accelerator.backward(loss)
+            penalty = self.recipe.weight_decay * self.penalty() if self.penalty is not None else 0.0
+            accelerator.backward(output.loss + penalty)
             if accelerator.sync_gradients and self.args.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.grad_clip)
             self.optimizer.step()
-            self.scheduler.step()
+            if accelerator.sync_gradients:
+                self.scheduler.step()
             self.optimizer.zero_grad()
         # copies: under CUDA graphs (a compiled timm baseline computes its loss inside the graph) the
         # outputs' memory is reused by later steps, while these are read when the losses are logged
-        return loss.detach().clone(), output.logits.detach().clone()
+        loss = output.loss.detach().float()
+        losses = torch.stack([loss, penalty.detach().float() if torch.is_tensor(penalty) else loss.new_zeros(())])
+        return losses, output.logits.detach().clone()
 
     def _after_step(self, loss: torch.Tensor, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Count the step; log it, stop on a non-finite loss and checkpoint when due."""
@@ -665,6 +758,7 @@ class Trainer:
                         "epoch": self.epoch + 1 if end_of_epoch else self.epoch,
                         "batches_in_epoch": 0 if end_of_epoch else self.batches_in_epoch,
                         "total_steps": self.total_steps,
+                        **({"selection": self.selection.state()} if self.selection else {}),
                     },
                     self.args.save_total_limit,
                 )
@@ -676,23 +770,34 @@ class Trainer:
         if not self.pending:
             return
         accelerator = self.accelerator
-        losses = accelerator.reduce(torch.stack([p.loss.float() for p in self.pending]), reduction="mean").tolist()
+        losses = accelerator.reduce(torch.stack([p.loss for p in self.pending]), reduction="mean").tolist()
         pending, self.pending = self.pending, []
-        for done, loss in zip(pending, losses):
-            if not math.isfinite(loss):  # every process sees the same reduced loss and stops here
+        for done, (loss, penalty) in zip(pending, losses):
+            if not math.isfinite(loss + penalty):  # every process sees the same reduced loss and stops here
                 samples = _non_finite_samples(done.outputs)
-                _diverged(self.out, done.step, done.epoch, loss, samples, self.job.task.name)
+                source = self.job.task.train_source_index  # (--val_split: indices in the split as loaded)
+                samples = samples if source is None else source[samples].tolist()
+                _diverged(self.out, done.step, done.epoch, loss + penalty, samples, self.job.task.name)
+            # the loss is the cross-entropy alone, as the official code logs it; the penalty on its own
             record = {"step": done.step, "epoch": done.epoch, "loss": loss, "lr": done.lr}
+            record.update({"penalty": penalty} if self.penalty is not None else {})
             accelerator.log(record, step=done.step)
             if accelerator.is_main_process:
                 _log(self.metrics_file, record)
         if accelerator.is_main_process:
-            self.bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            shown = {"loss": f"{losses[-1][0]:.3f}"} | ({"penalty": f"{losses[-1][1]:.3f}"} if self.penalty else {})
+            self.bar.set_postfix(shown)
 
     def _end_epoch(self) -> None:
-        """Count the epoch, test the model."""
+        """Count the epoch, validate and test the model."""
         self.epoch += 1
         self.batches_in_epoch = 0
+        self._end_epoch_checks()
+
+    def _end_epoch_checks(self) -> None:
+        """Validate the weights at an epoch's end (with --val_split), test them when due."""
+        if self.selection is not None:
+            self._validate()
         if self._tests_epoch():
             self._test()
 
@@ -838,8 +943,13 @@ def _results(
         f"lr {recipe.lr}, weight decay (official L2-norm penalty) {recipe.weight_decay}, "
         f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
         f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
-        + (", random crop and flip (--augment)" if args.augment else "")
+        + (
+            ", random crop and flip" + (" (--augment)" if args.augment else " (the preset's recipe)")
+            if job.augment
+            else ""
+        )
         + (f", each step at a setting drawn from {settings}" if settings else "")
+        + (_selection_text(job, trained.selection) if trained.selection else "")
     )
     epoch_times = trained.epoch_times
     return {
@@ -869,6 +979,7 @@ def _results(
         if not torch.cuda.is_available()
         else torch.cuda.get_device_name(),
         "evaluation": evaluation,
+        **({"selection": _selection_record(args, job, trained)} if trained.selection else {}),
         "skipped_evaluations": job.skipped,
         "batch_norm_statistics_samples": bn_samples,
         **job.init_info,
@@ -890,6 +1001,32 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _selection_text(job: Job, selection: Selection) -> str:
+    """The recipe's words (and the card's) for the weights --val_split selected."""
+    stopped = f"; stopped early after {selection.patience} epochs without improvement" if selection.stop else ""
+    return (
+        f", the best-validation weights (step {selection.best_step}, {100 * selection.best_accuracy:.2f} % on "
+        f"{len(job.validation)} held-out training samples{stopped})"
+    )
+
+
+def _selection_record(args, job: Job, trained: Trained) -> dict:
+    """What results.json says of --val_split: the held-out samples, the weights selected (whose
+    test accuracy ``evaluation`` reports) and whether --patience stopped the run."""
+    selection = trained.selection
+    return {
+        "val_split": args.val_split,
+        "validation_samples": len(job.validation),
+        "selected_step": selection.best_step,
+        "selected_epoch": selection.best_epoch,
+        "validation_accuracy": selection.best_accuracy,
+        "validation_loss": selection.best_loss,
+        "patience": args.patience,
+        "stopped_early": selection.stop,
+        "steps_trained": trained.total_steps,
+    }
 
 
 def _push(args, out: Path, message: str) -> None:

@@ -407,6 +407,17 @@ def steps(results: dict) -> str:
     return found.group(1) if found else "not recorded"
 
 
+def selected(results: dict) -> str:
+    """The weights a run tested: those of the best validation accuracy (``--val_split``) or the final ones."""
+    chosen = results.get("selection")
+    if chosen is None:
+        return "final"
+    return (
+        f"best on {chosen['validation_samples']} held-out samples: step {chosen['selected_step']} "
+        f"({100 * chosen['validation_accuracy']:.2f} %)"
+    )
+
+
 def seconds(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.1f} s"
 
@@ -438,6 +449,8 @@ def comparison_table(ccnn: dict, baseline: dict, init: dict | None = None) -> st
     rows.append(facts("time per epoch", seconds(ccnn["time_per_epoch_s"]), seconds(baseline["time_per_epoch_s"])))
     tuned = f"{steps(init)} + {steps(ccnn)} fine-tuning" if init is not None else steps(ccnn)
     rows.append(facts("optimiser steps", tuned, steps(baseline)))
+    if "selection" in ccnn or "selection" in baseline:
+        rows.append(facts("weights tested", selected(ccnn), selected(baseline)))
     note = f"\n\nBaseline note: {baseline['note']}." if baseline.get("note") else ""
     then = (
         " as the CCNN's first run, which the CCNN then continued with a fine-tuning run (`--init_from`)" if init else ""

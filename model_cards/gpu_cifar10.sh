@@ -25,7 +25,7 @@ python3 -c "import torch, transformers, timm, accelerate, huggingface_hub as h; 
 nproc
 
 common=(--dataset "$DATA" --preset cifar10_4_140 --augment --mixed_precision bf16 --batch_size 128
-        --warmup 2 --epochs 500 --eval_resolutions 0.5x,1x,2x --test_every "${TEST_EVERY:-5}" --report_to none
+        --val_split 0.1 --patience 20 --warmup 2 --epochs 500 --eval_resolutions 0.5x,1x,2x --test_every "${TEST_EVERY:-5}" --report_to none
         --save_steps 1000000 --overwrite "${EXTRA[@]}")
 
 # train NAME TIME_LIMIT EXTRA...: one run into run_NAME (log run_NAME.log), killed past its limit + SLACK s

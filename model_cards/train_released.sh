@@ -15,7 +15,10 @@ PAIR="${PAIR:-sequential}"
 SHARED="${SHARED:-../shared}"
 OUT="${OUT:-release_runs}"
 mkdir -p "$OUT"
-common=(--epochs 1000 --warmup 1 --time_limit "$BUDGET" --report_to none --save_steps 1000000 --overwrite)
+# The official evaluation protocol: 10 % of the training data held out (the same samples for every seed
+# and model), the best-validation weights tested, early stopping after 20 epochs without improvement.
+common=(--epochs 1000 --warmup 1 --time_limit "$BUDGET" --val_split 0.1 --patience 20 --report_to none
+        --save_steps 1000000 --overwrite)
 declare -A ARGS=(
   [mnist2d]="--dataset mnist --dataset_option resolution=14 --preset cifar10_4_140 --batch_size 64 --eval_resolutions 0.5x,1x,2x,4x"
   [smnist]="--dataset smnist --dataset_option resolution=14 --preset smnist_4_140 --batch_size 50 --eval_resolutions 1x"

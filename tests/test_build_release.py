@@ -166,3 +166,13 @@ def test_every_release_carries_the_code_save_pretrained_writes_now(build_release
         if preprocessor.exists():
             pointers += json.loads(preprocessor.read_text(encoding="utf-8"))["auto_map"].values()
         assert {pointer.split(".")[0] + ".py" for pointer in pointers} <= set(shipped)
+
+
+def test_the_card_table_says_which_weights_each_run_tested(build_release):
+    """Runs with --val_split test their best-validation weights; the comparison table says which."""
+    ccnn = results(0.97, 0.96, 0.95) | {"params": 1000}
+    ccnn["selection"] = {"validation_samples": 400, "selected_step": 80, "validation_accuracy": 0.9712}
+    baseline = results(0.96, 0.20, 0.94, timm=True) | {"params": 2000}
+    table = build_release.comparison_table(ccnn, baseline)
+    assert "| weights tested | best on 400 held-out samples: step 80 (97.12 %) |" in table and "| final |" in table
+    assert "weights tested" not in build_release.comparison_table(results(0.97, 0.96, 0.95) | {"params": 1}, baseline)

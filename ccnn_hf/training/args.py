@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         action="store_true",
         help="images: each training batch randomly cropped from its mirror-padded copy (padding 1/8 of "
-        "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe)",
+        "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe; "
+        "on by default where a CIFAR preset trains on CIFAR-10/100 data)",
     )
+    g.add_argument("--no_augment", action="store_true", help="no augmentation, also where the preset's recipe has it")
     g.add_argument(
         "--clip_seconds",
         type=POSITIVE,
@@ -179,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
         "shortened to the epochs that fit (the schedule follows)",
     )
     g.add_argument("--grad_accum", type=POSITIVE_INT)
+    g.add_argument(
+        "--val_split",
+        type=POSITIVE,
+        help="the official evaluation protocol: hold out this fraction (0.1) or number (5000) of the training "
+        "samples, stratified by class, the same for every seed; the weights of the best validation accuracy "
+        "are tested and saved (default: off, the final weights)",
+    )
+    g.add_argument(
+        "--patience",
+        type=POSITIVE_INT,
+        help="with --val_split: stop after this many epochs without a better validation accuracy "
+        "(the budget stays a cap)",
+    )
     g.add_argument(
         "--grad_clip", type=NON_NEGATIVE, default=0.0, help="max gradient norm (default 0: off, as official)"
     )
@@ -374,6 +389,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--resume and --overwrite exclude each other")
     if args.resume_changed_data and not args.resume:
         parser.error("--resume_changed_data applies to --resume")
+    if args.augment and args.no_augment:
+        parser.error("--augment and --no_augment exclude each other")
+    if args.patience is not None and args.val_split is None:
+        parser.error("--patience needs --val_split (the validation split it watches)")
     if args.compile and args.gradient_checkpointing:
         parser.error(
             "--gradient_checkpointing and --compile exclude each other (a compiled block cannot count "

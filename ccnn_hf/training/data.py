@@ -19,12 +19,32 @@ import torch
 
 from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
 from ..data.images import resize_images
+from ..presets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS
 from ..settings import MIN_SIZE
 from .errors import UserError
 from .memory import check_fits, render_bytes
 
-__all__ = ["TaskData", "EvalPoint", "IndexedDataset", "load_task_data", "check_task", "looks_like_path"]
+__all__ = [
+    "TaskData",
+    "EvalPoint",
+    "IndexedDataset",
+    "load_task_data",
+    "check_task",
+    "looks_like_path",
+    "hold_out",
+    "validation_size",
+    "VALIDATION_SEED",
+    "known_dataset",
+]
 
+VALIDATION_SEED = 0  # the held-out samples are the same for every --seed and model, so that runs compare on one split
+# Image datasets with official normalisation constants: (mean, std), channels, image size. A folder,
+# zip or Hub dataset is recognised by its name and must have that dataset's channels and size.
+KNOWN_IMAGES = {
+    "cifar10": (CIFAR10_STATS, 3, (32, 32)),
+    "cifar100": (CIFAR100_STATS, 3, (32, 32)),
+    "mnist": (MNIST_STATS, 1, (28, 28)),
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -61,6 +81,9 @@ class TaskData:
     # what a length means to the model (the length_semantics setting): the built-in sequences are
     # images read row by row or resampled signals (field of view), archives are time series (duration)
     length_semantics: str = "auto"
+    known: str | None = None  # the image dataset recognised (KNOWN_IMAGES): its official constants normalise it
+    # after hold_out: each training sample's index in the training split as loaded (errors name that one)
+    train_source_index: torch.Tensor | None = field(default=None, repr=False)
 
     def eval_points(self, spec: Sequence[str] | None) -> tuple[list[EvalPoint], list[str]]:
         """Test sets for ``spec`` entries: ``"2x"`` (a multiple of the base), ``"64"`` (a size, or
@@ -324,9 +347,13 @@ def _image_task(
     train_raw, train_y, train_source = load(train_split)
     test_raw, test_y, _ = load(test_split)
     channels = train_raw.shape[1]
-    scaled = train_raw.float() / 255.0
-    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+    known = known_dataset(name, channels, tuple(train_source.shape[-2:]))
+    if known is not None:  # the official constants, as the official data pipeline normalises it
+        mean, std = KNOWN_IMAGES[known][0]
+    else:
+        scaled = train_raw.float() / 255.0
+        mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
+        std = tuple(scaled.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
     processor = CCNNImageProcessor(image_mean=list(mean), image_std=list(std), num_channels=channels)
 
     def process(raw: torch.Tensor) -> torch.Tensor:
@@ -358,7 +385,19 @@ def _image_task(
         ArrayDataset(process(test_raw), test_y),
         render,
         render_train,
+        known=known,
     )
+
+
+def known_dataset(name: str, channels: int, size: tuple[int, ...]) -> str | None:
+    """The :data:`KNOWN_IMAGES` dataset that a folder, zip or Hub dataset named ``name`` is
+    (``cifar10_imagefolder``, ``CIFAR-10``, ``uoft-cs/cifar10`` are CIFAR-10; ``fashion_mnist`` is
+    not MNIST), when its images have that dataset's channels and size; else None."""
+    import re
+
+    word = re.match(r"[a-z0-9]+", Path(name).name.lower().replace("-", ""))
+    entry = KNOWN_IMAGES.get(word.group(0)) if word else None
+    return word.group(0) if entry is not None and entry[1:] == (channels, tuple(size)) else None
 
 
 def _is_colour(image) -> bool:
@@ -740,6 +779,7 @@ def _resize_task(task: TaskData, size: int) -> TaskData:
         task.render_test,
         task.render_train,
         task.length_semantics,
+        task.known,
     )
 
 
@@ -776,6 +816,7 @@ def _subset_labels(task: TaskData, keep: list[int]) -> TaskData:
         render,
         render_train,
         task.length_semantics,
+        task.known,
     )
 
 
@@ -817,3 +858,49 @@ def check_task(task: TaskData) -> None:
             "cannot learn them (each such test sample would count as an error): add training samples of them, "
             "remove them from the test split, or pick classes with --labels"
         )
+
+
+# -- validation split (--val_split) -------------------------------------------------------------------
+
+
+def validation_size(spec: float, train_samples: int) -> int:
+    """Samples ``--val_split`` holds out of ``train_samples``: a fraction below 1 (rounded, at
+    least one) or a whole count; refused when nothing would be left to train on."""
+    size = max(1, round(spec * train_samples)) if spec < 1 else int(spec)
+    if spec >= 1 and spec != int(spec):
+        raise UserError(f"--val_split {spec:g}: expected a fraction below 1 (0.1) or a whole number of samples (5000)")
+    if size >= train_samples:
+        raise UserError(
+            f"--val_split {spec:g} holds out {size} of the {train_samples} training samples, leaving none to "
+            "train on; pass a smaller fraction or count"
+        )
+    return size
+
+
+def stratified_indices(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` sorted indices drawn at random (``seed``), each class in proportion to its count
+    (classes placed by the quantile of each sample's random rank within its class); a class with a
+    single sample keeps it for training."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    counts = torch.bincount(shuffled)
+    grouped = torch.argsort(shuffled, stable=True)  # positions in ``order``, class by class
+    rank = torch.empty(len(labels), dtype=torch.float64)
+    rank[grouped] = (torch.arange(len(labels)) - (torch.cumsum(counts, 0) - counts)[shuffled[grouped]]).double()
+    quantile = (rank + 0.5) / counts[shuffled].double()
+    quantile[counts[shuffled] < 2] = float("inf")
+    return torch.sort(order[torch.argsort(quantile, stable=True)[:size]]).values
+
+
+def hold_out(task: TaskData, size: int, seed: int = VALIDATION_SEED) -> tuple[TaskData, ArrayDataset]:
+    """Split ``size`` stratified samples (drawn with ``seed``) off ``task``'s training split: the
+    task that trains on the rest, and the held-out validation split (masks included)."""
+    chosen = stratified_indices(task.train.labels, size, seed)
+    keep = torch.ones(len(task.train), dtype=torch.bool)
+    keep[chosen] = False
+    kept = torch.nonzero(keep).flatten()  # new training index -> index in task.train
+    render_train = (
+        (lambda setting, indices: task.render_train(setting, kept[indices])) if task.render_train is not None else None
+    )
+    kept_task = replace(task, train=task.train.subset(kept), render_train=render_train, train_source_index=kept)
+    return kept_task, task.train.subset(chosen)

@@ -343,12 +343,13 @@ def adapt_batch_norm(model: torch.nn.Module, dataset, batch_size: int, max_sampl
 
 def l2_norm_penalty(model: torch.nn.Module) -> torch.Tensor:
     """The official CCNN regulariser: sum of the (unsquared) L2 norms of every parameter outside the
-    kernel generators plus the L2 norm of every conv's masked kernel on its base grid."""
+    kernel generators plus the L2 norm of every conv's masked kernel on its base grid (the kernel the
+    training forward just sampled there, when it did: :meth:`SeparableContinuousConv.penalty_kernel`)."""
     total = torch.zeros((), device=next(model.parameters()).device)
     for name, param in model.named_parameters():
         if ".kernel_net." not in f".{name}":
             total = total + param.norm()
     for module in model.modules():
         if isinstance(module, SeparableContinuousConv):
-            total = total + module.kernel().norm()
+            total = total + module.penalty_kernel().norm()
     return total

@@ -131,16 +131,23 @@ def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
         )
 
 
-def data_fingerprint(task) -> dict:
-    """What a run's marker records of its data (a :class:`~ccnn_hf.training.data.TaskData`): the
-    sample counts, the classes and a digest of each split's inputs, labels and masks as the run
-    sees them, so that a --resume on other data is noticed."""
+def data_fingerprint(task, validation=None) -> dict:
+    """What a run's marker records of its data (a :class:`~ccnn_hf.training.data.TaskData`, and the
+    ``validation`` split held out of its training data): the sample counts, the classes and a
+    digest of each split's inputs, labels and masks as the run sees them, so that a --resume on
+    other data (or another validation split) is noticed."""
+    held_out = (
+        {"validation_samples": len(validation), "validation_digest": _digest(validation)}
+        if validation is not None
+        else {}
+    )
     return {
         "train_samples": len(task.train),
         "test_samples": len(task.test),
         "classes": [str(name) for name in task.label_names],
         "train_digest": _digest(task.train),
         "test_digest": _digest(task.test),
+        **held_out,
     }
 
 
@@ -166,8 +173,8 @@ def check_resume_data(marker: dict, data: dict, accept: bool) -> None:
     ]
     changes = [c for c in changes if "digest" not in c] or [
         f"the {split} samples' contents"
-        for split in ("train", "test")
-        if before.get(f"{split}_digest") != data[f"{split}_digest"]
+        for split in ("train", "test", "validation")
+        if before.get(f"{split}_digest") != data.get(f"{split}_digest")
     ]
     raise UserError(
         f"--resume: the data differs from the run's in {marker.get('options', {}).get('output_dir', 'the folder')} "

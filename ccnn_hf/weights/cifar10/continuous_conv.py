@@ -69,6 +69,24 @@ RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenera
 _MAX_PLANS = 16  # kernel plans kept per conv (input scales x devices)
 
 
+class _LastKernel:
+    """The kernel a training forward sampled with gradients, its plan and the parameters' versions
+    then (see :meth:`SeparableContinuousConv.penalty_kernel`). Never copied or pickled with its
+    module: a copy starts empty (a tensor inside an autograd graph cannot be deep-copied)."""
+
+    def __init__(self, plan: KernelPlan | None = None, versions: tuple = (), kernel: torch.Tensor | None = None):
+        self.plan, self.versions, self.kernel = plan, versions, kernel
+
+    def __deepcopy__(self, memo: dict) -> "_LastKernel":
+        return _LastKernel()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+
 class SeparableContinuousConv(nn.Module):
     """Continuous depthwise convolution with a learned Gaussian mask, then a 1x1 mixer.
 
@@ -165,6 +183,7 @@ class SeparableContinuousConv(nn.Module):
         nn.init.kaiming_normal_(self.channel_mixer.weight)
         nn.init.zeros_(self.channel_mixer.bias)
         self._kernel_cache: dict[tuple, torch.Tensor] = {}
+        self._last_kernel = _LastKernel()  # the last training forward's kernel, for the penalty
         self._plans: dict[tuple, tuple[tuple, KernelPlan]] = {}  # (scale, reach, device) -> (mask state, plan)
         self.crops = True  # the kernel grid is cropped on the host (its shape follows the mask width)
 
@@ -349,9 +368,11 @@ class SeparableContinuousConv(nn.Module):
         ):
             # Many taps (fine resolutions): the generator's intermediates (hidden x taps, per
             # layer) are recomputed in the backward instead of kept.
-            return checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
+            return self._remember(
+                plan, checkpoint(self._sample_kernel, plan, use_reentrant=False, preserve_rng_state=False)
+            )
         if self.training:
-            return self._sample_kernel(plan)
+            return self._remember(plan, self._sample_kernel(plan))
         key = (
             scale,
             self.reach(scale, size),
@@ -363,6 +384,29 @@ class SeparableContinuousConv(nn.Module):
             self._kernel_cache.clear()
             cached = self._kernel_cache[key] = self._sample_kernel(plan)
         return cached
+
+    def _versions(self) -> tuple:
+        """Host-side identity of every parameter's current value (storage and in-place version)."""
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def _remember(self, plan: KernelPlan, kernel: torch.Tensor) -> torch.Tensor:
+        """Keep a kernel sampled with gradients for :meth:`penalty_kernel`; returns it."""
+        self._last_kernel = _LastKernel(plan, self._versions(), kernel) if kernel.requires_grad else _LastKernel()
+        return kernel
+
+    def penalty_kernel(self) -> torch.Tensor:
+        """The masked kernel on the base grid, every tap (:meth:`kernel` at scale 1), for the official
+        L2 penalty: the very tensor the last training forward sampled when that forward ran on the
+        base grid and no parameter changed since, as the official code reuses it (one kernel sample
+        less per step; the same value and gradients); else sampled afresh. Sampled afresh while
+        compiling (the kernel is part of the graph)."""
+        if torch.compiler.is_compiling():
+            return self.kernel()
+        last, self._last_kernel = self._last_kernel, _LastKernel()  # used once: nothing outlives the step
+        reusable = last.kernel is not None and torch.is_grad_enabled() and last.versions == self._versions()
+        if reusable and last.plan is self.kernel_plan((1.0,) * self.data_dim):
+            return last.kernel
+        return self.kernel()
 
     def _sample_kernel(self, plan: KernelPlan) -> torch.Tensor:
         device = self.mask_width.device
@@ -422,6 +466,7 @@ class SeparableContinuousConv(nn.Module):
 
     def train(self, mode: bool = True) -> "SeparableContinuousConv":
         self._kernel_cache.clear()
+        self._last_kernel = _LastKernel()
         return super().train(mode)
 
     # -- convolution -------------------------------------------------------------------
