@@ -67,3 +67,11 @@ def write_tone_audiofolder(root: Path) -> Path:
                 wave = (0.3 * np.sin(2 * np.pi * (freq + 20 * i) * t) * 2**15).astype(np.int16)
                 soundfile.write(root / split / label / f"{i}.wav", wave, 8000, subtype="PCM_16")
     return root
+
+
+def reset_accelerate() -> None:
+    """Forget accelerate's process-wide state, so that the next run builds its own Accelerator."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()

@@ -26,6 +26,7 @@ from PIL import Image
 
 from ccnn_hf.train import main, run
 from ccnn_hf.training.errors import UserError
+from helpers import reset_accelerate
 
 TINY = [
     "--hidden",
@@ -46,18 +47,8 @@ TINY = [
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Every run builds its own Accelerator, as a new process would."""
-    from accelerate.state import AcceleratorState, PartialState
-
     yield
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
-
-
-def _reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
 
 
 # -- data builders ------------------------------------------------------------------------------------
@@ -622,7 +613,7 @@ def finished(tmp_path_factory) -> tuple[Path, list[str]]:
     out = tmp_path_factory.mktemp("finished") / "run"
     argv = ["--dataset", "digits", *TINY, "--max_steps", "2", "--save_steps", "1", "--dropout", "0.1"]
     run([*argv, "--output_dir", str(out)])
-    _reset_accelerate()
+    reset_accelerate()
     return out, argv
 
 
@@ -665,7 +656,7 @@ def test_overwrite_never_replaces_a_users_file_named_like_a_run_file(finished, t
     assert (out / "README.md").read_text() == "my notes"
     assert (out / ".tmp-model" / "model.safetensors").is_file()
     (out / "README.md").rename(tmp_path / "notes.md")
-    _reset_accelerate()
+    reset_accelerate()
     run([*argv, "--resume"])
     assert (out / "results.json").is_file() and (out / "README.md").read_text() != "my notes"
 
@@ -759,7 +750,7 @@ def test_links_planted_at_temporary_and_log_names_are_never_written_through(tmp_
     out = tmp_path / "out"
     argv = ["--dataset", "digits", *TINY, "--max_steps", "2", "--save_steps", "1", "--output_dir", str(out)]
     run(argv)
-    _reset_accelerate()
+    reset_accelerate()
     shutil.rmtree(out / "checkpoints" / "step_00000002")  # resumed from step 1, it saves step 2 again
     victims = tmp_path / "victims"
     victims.mkdir()
@@ -813,7 +804,7 @@ def test_the_lock_is_removed_when_a_run_ends(tmp_path, monkeypatch):
         raise UserError("training stopped")
 
     monkeypatch.setattr(ccnn_hf.train.Trainer, "train", diverges)
-    _reset_accelerate()
+    reset_accelerate()
     with pytest.raises(UserError, match="training stopped"):  # a run that fails removes it too
         run([*argv, "--overwrite"])
     assert not (out / ".ccnn-run.lock").exists()
@@ -893,7 +884,7 @@ def test_resume_on_changed_data_is_refused_naming_the_change(tmp_path):
     out = tmp_path / "out"
     argv = ["--dataset", str(data), *TINY, "--max_steps", "4", "--save_steps", "1", "--output_dir", str(out)]
     run(argv)
-    _reset_accelerate()
+    reset_accelerate()
     shutil.rmtree(out / "checkpoints" / "step_00000004")  # as if killed after step 3
     before = (out / "model.safetensors").read_bytes()
     _grown(data, 6)
@@ -910,12 +901,12 @@ def test_resume_on_changed_data_is_refused_naming_the_change(tmp_path):
         (data / "train" / "dark" / f"new{i}.png").unlink()
         (data / "train" / "light" / f"new{i}.png").unlink()
     (data / "train" / "dark" / "0.png").write_bytes(_png(90))
-    _reset_accelerate()
+    reset_accelerate()
     with pytest.raises(
         UserError, match=r"\(the train samples' contents; the test samples' contents\)"
     ):  # normalised with the train statistics
         run([*argv, "--resume"])
-    _reset_accelerate()
+    reset_accelerate()
     results = run([*argv, "--resume", "--resume_changed_data"])  # said explicitly: continues on the new data
     assert results["steps"] == 4 and results["train_samples"] == 12
 
@@ -993,7 +984,7 @@ def test_an_interrupted_model_write_never_leaves_a_complete_looking_folder(tmp_p
         run(argv)
     assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
     assert json.loads((out / ".ccnn-run.json").read_text())["status"] == "running"
-    _reset_accelerate()
+    reset_accelerate()
     monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", real)
     run([*argv, "--resume"])  # the checkpoint of the last step is complete: resuming only writes the model
     assert json.loads((out / ".ccnn-run.json").read_text())["status"] == "complete"
@@ -1500,7 +1491,7 @@ def interrupted_again_while_resuming(tmp, monkeypatch, finished):
     argv = interrupted_after_step(2)(tmp, monkeypatch, finished)
     with pytest.raises(KeyboardInterrupt):
         run(argv)
-    _reset_accelerate()
+    reset_accelerate()
     interrupted_after_step(3)(tmp, monkeypatch, finished)
     return [*argv, "--resume"]
 
@@ -1703,7 +1694,7 @@ def test_faults_end_in_one_clear_line_or_a_correct_result(fault: Fault, finished
         err = capsys.readouterr().err
         assert err.endswith("\n") and re.search(fault.match, re.split(r"[\r\n]", err.rstrip("\n"))[-1])
         if fault.check:
-            _reset_accelerate()
+            reset_accelerate()
             fault.check(tmp_path, argv)
     else:
         fault.check(tmp_path, run(argv))

@@ -14,24 +14,14 @@ from ccnn_hf.train import run
 from ccnn_hf.training.data import load_task_data
 from ccnn_hf.training.errors import UserError
 from ccnn_hf.training.resolutions import ResolutionSchedule, parse_train_resolutions, resample_audio, to_base
-from helpers import write_tone_audiofolder
+from helpers import reset_accelerate, write_tone_audiofolder
 
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Every run builds its own Accelerator, as a new process would."""
-    from accelerate.state import AcceleratorState, PartialState
-
     yield
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
-
-
-def _reset() -> None:
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
 
 
 def test_the_schedule_is_a_function_of_seed_and_step_and_covers_the_set():
@@ -148,7 +138,7 @@ def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkey
     import ccnn_hf.train as train
 
     run([*MULTI, "--output_dir", str(tmp_path / "whole")])
-    _reset()
+    reset_accelerate()
     expected = load_file(tmp_path / "whole" / "model.safetensors")
     real_save = train.save_checkpoint
 
@@ -160,7 +150,7 @@ def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkey
     monkeypatch.setattr(train, "save_checkpoint", save_then_crash)
     with pytest.raises(Crash):
         run([*MULTI, "--output_dir", str(tmp_path / "resumed")])
-    _reset()
+    reset_accelerate()
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     run([*MULTI, "--output_dir", str(tmp_path / "resumed"), "--resume"])
     _assert_same_weights(expected, tmp_path / "resumed")

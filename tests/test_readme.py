@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import reset_accelerate
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_FLAGS = ["--max_steps", "2", "--batch_size", "8", "--eval_resolutions", "1x", "--report_to", "none"]
@@ -125,8 +126,6 @@ def bash_commands(code: str) -> list[list[str]]:
 def run_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
     """``ccnn-train ARGS`` through :func:`ccnn_hf.train.main` in ``cwd`` (a fresh Accelerator state, as a new
     process)."""
-    from accelerate.state import AcceleratorState, PartialState
-
     from ccnn_hf.train import main
 
     monkeypatch.chdir(cwd)
@@ -135,8 +134,7 @@ def run_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
     except SystemExit as exit_info:
         pytest.fail(f"README: ccnn-train {' '.join(args)} exited with {exit_info.code}")
     finally:
-        AcceleratorState._reset_state(True)
-        PartialState._reset_state()
+        reset_accelerate()
 
 
 def test_every_readme_block_runs_in_order(tmp_path, local_hub, monkeypatch):

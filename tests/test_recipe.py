@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ccnn_hf.train import WarmupCosine
+from helpers import reset_accelerate
 
 
 def _official_lrs(warmup: int, total: int) -> list[float]:
@@ -71,18 +72,8 @@ VALIDATED = [
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Every run builds its own Accelerator, as a new process would."""
-    from accelerate.state import AcceleratorState, PartialState
-
     yield
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
-
-
-def _reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
 
 
 def test_the_validation_split_is_stratified_fixed_and_disjoint():
@@ -174,7 +165,7 @@ def test_a_resumed_validated_run_selects_and_logs_what_an_uninterrupted_one_does
 
     argv = [*VALIDATED, "--epochs", "3", "--dropout", "0.1", "--save_steps", "4", "--patience", "5"]
     whole = train.run([*argv, "--output_dir", str(tmp_path / "whole")])
-    _reset_accelerate()
+    reset_accelerate()
     out, real_save = tmp_path / "run", train.save_checkpoint
 
     def save_then_crash(accelerator, root, step, state, keep):
@@ -185,7 +176,7 @@ def test_a_resumed_validated_run_selects_and_logs_what_an_uninterrupted_one_does
     monkeypatch.setattr(train, "save_checkpoint", save_then_crash)
     with pytest.raises(Crash):
         train.run([*argv, "--output_dir", str(out)])
-    _reset_accelerate()
+    reset_accelerate()
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     resumed = train.run([*argv, "--output_dir", str(out), "--resume"])
     assert resumed["selection"] == whole["selection"]
@@ -324,7 +315,7 @@ def test_a_cifar_folder_gets_the_official_constants_and_the_presets_augmentation
         ("other", other, []),
         ("asked", other, ["--augment"]),
     ):
-        _reset_accelerate()
+        reset_accelerate()
         results = run(["--dataset", str(data), *common, *extra, "--output_dir", str(tmp_path / name)])
         recipe[name] = results["recipe"]
     assert "random crop and flip (the preset's recipe)" in recipe["preset"]

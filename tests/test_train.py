@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from ccnn_hf.train import run
 from ccnn_hf.training.checkpoints import latest_checkpoint
 from ccnn_hf.training.errors import UserError
-from helpers import write_tone_audiofolder
+from helpers import reset_accelerate, write_tone_audiofolder
 
 TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
 
@@ -29,11 +29,8 @@ TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to"
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Every run builds its own Accelerator (mixed precision, process layout) as a new process would."""
-    from accelerate.state import AcceleratorState, PartialState
-
     yield
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +62,7 @@ def digits_run(tmp_path_factory):
             "1x,2x",
         ]
     )
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     return out, results
 
 
@@ -171,10 +165,7 @@ class Crash(Exception):
 def _uninterrupted(folder: Path, extra: list[str]) -> tuple[dict, str]:
     """The same run as the resumed ones, never interrupted: its weights and its log."""
     run([*RESUME, *extra, "--save_steps", "4", "--output_dir", str(folder)])
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     return load_file(folder / "model.safetensors"), (folder / "logs" / "metrics.jsonl").read_text()
 
 
@@ -216,10 +207,7 @@ def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypa
     with pytest.raises(Crash):
         run([*RESUME, "--save_steps", str(save_steps), "--output_dir", str(out)])
     assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     run([*RESUME, "--save_steps", str(save_steps), "--output_dir", str(out), "--resume"])
     _assert_same_weights(expected, out)
@@ -244,10 +232,7 @@ def test_augmented_run_resumes_with_the_same_crops(uninterrupted, tmp_path, monk
     monkeypatch.setattr(train, "save_checkpoint", save_then_crash)
     with pytest.raises(Crash):
         run([*RESUME, "--augment", "--save_steps", "4", "--output_dir", str(out)])
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     run([*RESUME, "--augment", "--save_steps", "4", "--output_dir", str(out), "--resume"])
     _assert_same_weights(expected, out)
@@ -654,10 +639,7 @@ def test_a_run_resumed_after_its_first_epoch_keeps_the_time_budget(tmp_path, mon
     monkeypatch.setattr(train.Trainer, "_batch", crash_in_epoch_1)
     with pytest.raises(Crash):
         run(argv)
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     monkeypatch.setattr(train.Trainer, "_batch", real_batch)
     assert run([*argv, "--resume"])["steps"] == 2 * 11  # 11 batches of 128 digits per epoch
 

@@ -11,6 +11,7 @@ import pytest
 from ccnn_hf.data import BUILTIN_DATASETS
 from ccnn_hf.train import run
 from ccnn_hf.training.args import QUICKSTART, build_parser, parse_args, quickstart_keeps, quickstart_notice
+from helpers import reset_accelerate
 
 TINY = ["--hidden", "12", "--blocks", "2", "--kernel_hidden", "8", "--report_to", "none"]
 QUICKSTART_MODEL = {"dataset": "digits", "hidden": 32, "blocks": 3, "kernel_hidden": 16, "epochs": 20.0}
@@ -18,11 +19,8 @@ QUICKSTART_MODEL = {"dataset": "digits", "hidden": 32, "blocks": 3, "kernel_hidd
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, PartialState
-
     yield
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
 
 
 def _model_and_recipe(args) -> dict:

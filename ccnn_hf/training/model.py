@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..batch_norm import batch_norms, recalibrate_batch_norm
-from ..configuration_ccnn import _AUTO_MAP, CCNNConfig
+from ..configuration_ccnn import AUTO_MAP, CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
@@ -142,7 +142,7 @@ def _config_from_checkpoint(folder: Path) -> CCNNConfig:
         config = CCNNConfig.from_pretrained(folder)
     except ValueError as error:
         raise UserError(f"--init_from {folder}: {error}") from None
-    config.auto_map = dict(_AUTO_MAP)  # the run's code, never what a foreign folder's config.json names
+    config.auto_map = dict(AUTO_MAP)  # the run's code, never what a foreign folder's config.json names
     return config
 
 

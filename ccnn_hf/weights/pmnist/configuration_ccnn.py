@@ -10,9 +10,10 @@ from .presets import get_preset, preset_model_kwargs
 from .timm_config import TIMM_ARCHITECTURES
 from .settings import BY_NAME, canonical, check_settings, config_settings, signature
 
-__all__ = ["CCNNConfig"]
+__all__ = ["AUTO_MAP", "CCNNConfig"]
 
-_AUTO_MAP = {
+# the Auto classes a saved folder names, each in the code files saved beside it
+AUTO_MAP = {
     "AutoConfig": "configuration_ccnn.CCNNConfig",
     "AutoModel": "modeling_ccnn.CCNNModel",
     "AutoModelForImageClassification": "modeling_ccnn.CCNNForImageClassification",
@@ -93,7 +94,7 @@ class CCNNConfig(PretrainedConfig):
         self.mean = [0.0] * self.num_channels if self.mean is None else self.mean
         self.std = [1.0] * self.num_channels if self.std is None else self.std
         _check_model_type(kwargs.pop("model_type", None), kwargs.get("architecture"))
-        kwargs.setdefault("auto_map", dict(_AUTO_MAP))
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):
             self.label2id = {label: index for index, label in self.id2label.items()}
