@@ -38,7 +38,7 @@ from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
-from .training.augment import random_crop_flip
+from .training.augment import random_crop_flip, random_point_drop
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import ArrayDataset
@@ -252,8 +252,11 @@ def _load_task(args) -> TaskData:
         drop_seed=args.drop_seed,
     )
     check_task(task)
-    if args.augment and task.modality != "image":
-        raise UserError(f"--augment (random crop and flip) applies to image data; {task.name} is {task.modality} data")
+    if args.augment and task.modality not in ("image", "sequence"):
+        raise UserError(
+            f"--augment applies to images (random crop and flip) and time series (random point dropout); "
+            f"{task.name} is {task.modality} data"
+        )
     return task
 
 
@@ -714,13 +717,15 @@ class Trainer:
         with accelerator.accumulate(model):
             target = y.float() if self.job.binary else y
             x, setting = self.job.schedule.batch(self.job.task, self.step, x, index) if self.job.schedule else (x, {})
-            if self.job.augment:  # keyed by micro-batch and process: a resumed run draws the same crops
+            masks = batch_masks(self.job.task.train, index, x.device)
+            if self.job.augment:  # keyed by micro-batch and process: a resumed run draws the same augmentation
                 batch = self.epoch * len(self.loader) + self.batches_in_epoch
                 key = batch * accelerator.num_processes + accelerator.process_index
-                x = random_crop_flip(x, self.args.seed, key)
-            output = model(
-                **{self.main_input: x}, **setting, **batch_masks(self.job.task.train, index, x.device), labels=target
-            )
+                if x.dim() == 4:
+                    x = random_crop_flip(x, self.args.seed, key)
+                else:
+                    x, masks = random_point_drop(x, masks, self.args.seed, key)
+            output = model(**{self.main_input: x}, **setting, **masks, labels=target)
             penalty = self.recipe.weight_decay * self.penalty() if self.penalty is not None else 0.0
             accelerator.backward(output.loss + penalty)
             if accelerator.sync_gradients and self.args.grad_clip > 0:
@@ -944,7 +949,8 @@ def _results(
         f"{trained.total_steps} steps of batch {recipe.batch_size} x {accelerator.num_processes} processes, "
         f"warm-up {warmup_epochs:g} epochs, precision {accelerator.mixed_precision}"
         + (
-            ", random crop and flip" + (" (--augment)" if args.augment else " (the preset's recipe)")
+            (", random crop and flip" if job.task.data_dim == 2 else ", random point dropout")
+            + (" (--augment)" if args.augment else " (the preset's recipe)")
             if job.augment
             else ""
         )

@@ -1,4 +1,5 @@
-"""``ccnn-train --augment``: random crop of the mirror-padded image and horizontal flip, on the batch."""
+"""``ccnn-train --augment``: random crop of the mirror-padded image and horizontal flip, or random point
+dropout of time series, on the batch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccnn_hf.training.augment import random_crop_flip
+from ccnn_hf.training.augment import POINT_DROP_MAX, random_crop_flip, random_point_drop
 
 
 def _candidates(image: np.ndarray, pad: int) -> list[np.ndarray]:
@@ -56,3 +57,56 @@ def test_draws_are_seeded_by_seed_and_step():
 def test_refuses_anything_but_image_batches():
     with pytest.raises(ValueError, match=r"\[batch, channels, height, width\].*\(3, 32, 32\)"):
         random_crop_flip(torch.randn(3, 32, 32), seed=0, step=0)
+
+
+# -- time series: random point dropout ------------------------------------------------------------
+
+
+def _series(batch: int = 64, channels: int = 3, length: int = 50) -> torch.Tensor:
+    return torch.randn(batch, channels, length) + 5  # no exact zeros: a zero reveals a dropped value
+
+
+def test_point_dropout_only_removes_observed_points_and_zeroes_their_values():
+    x = _series()
+    attention = torch.ones(64, 50, dtype=torch.bool)
+    attention[:, 40:] = False  # padding: never observed, never "dropped"
+    observed = torch.rand(64, 50) > 0.3
+    masks = {"attention_mask": attention, "observed_mask": observed}
+    out, masks = random_point_drop(x * observed[:, None], masks, 0, 0)
+    new = masks["observed_mask"]
+    assert torch.equal(masks["attention_mask"], attention)
+    dropped = observed & ~new
+    assert not (new & ~observed).any()  # nothing becomes observed
+    assert dropped.any() and not (dropped & ~attention).any()  # only real points are dropped
+    assert (out.permute(0, 2, 1)[dropped] == 0).all()  # every channel of a dropped point is zero
+    assert torch.equal(out.permute(0, 2, 1)[new], x.permute(0, 2, 1)[new])  # kept values unchanged
+
+
+def test_point_dropout_rates_spread_over_zero_to_the_maximum_and_every_series_keeps_a_point():
+    x = _series(batch=2000, channels=1, length=2000)
+    _, masks = random_point_drop(x, {}, seed=0, step=1)
+    shares = 1 - masks["observed_mask"].float().mean(dim=1)  # complete data: the mask is created
+    assert shares.min() < 0.02 and POINT_DROP_MAX - 0.05 < shares.max() <= POINT_DROP_MAX + 0.05
+    assert abs(shares.mean().item() - POINT_DROP_MAX / 2) < 0.01
+    one_point = torch.zeros(8, 30, dtype=torch.bool)
+    one_point[:, 7] = True
+    for step in range(20):
+        _, masks = random_point_drop(_series(8, 2, 30), {"observed_mask": one_point}, 0, step)
+        assert masks["observed_mask"].sum(dim=1).min() >= 1
+
+
+def test_point_dropout_keeps_per_channel_masks_and_is_seeded_by_seed_and_step():
+    x = _series()
+    observed = torch.rand(64, 3, 50) > 0.2
+    out, masks = random_point_drop(x, {"observed_mask": observed}, seed=4, step=2)
+    assert masks["observed_mask"].shape == (64, 3, 50)
+    assert not (masks["observed_mask"] & ~observed).any()
+    again, same = random_point_drop(x, {"observed_mask": observed}, seed=4, step=2)
+    assert torch.equal(out, again) and torch.equal(masks["observed_mask"], same["observed_mask"])
+    assert not torch.equal(random_point_drop(x, {}, seed=4, step=3)[0], out)
+    assert not torch.equal(random_point_drop(x, {}, seed=5, step=2)[0], out)
+
+
+def test_point_dropout_refuses_anything_but_series_batches():
+    with pytest.raises(ValueError, match=r"\[batch, channels, length\].*\(3, 50\)"):
+        random_point_drop(torch.randn(3, 50), {}, seed=0, step=0)

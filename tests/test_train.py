@@ -239,9 +239,10 @@ def test_augmented_run_resumes_with_the_same_crops(uninterrupted, tmp_path, monk
     assert "random crop and flip" in json.loads((out / "results.json").read_text())["recipe"]
 
 
-def test_augment_refuses_data_that_are_not_images(tmp_path):
-    with pytest.raises(UserError, match="--augment .* applies to image data; .* is sequence data"):
-        run(["--dataset", "smnist", *TINY, "--augment", "--max_steps", "1", "--output_dir", str(tmp_path / "run")])
+def test_augment_refuses_data_that_are_neither_images_nor_series(tmp_path):
+    folder = write_tone_audiofolder(tmp_path / "speech")
+    with pytest.raises(UserError, match="--augment applies to images .* and time series .* is audio data"):
+        run(["--dataset", str(folder), *TINY, "--augment", "--max_steps", "1", "--output_dir", str(tmp_path / "run")])
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):

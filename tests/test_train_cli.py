@@ -150,3 +150,25 @@ def test_every_readme_training_command_has_a_budget_and_states_its_time(tmp_path
         assert args.epochs or args.max_steps or args.time_limit, line
         comment = line.partition(" #")[2]
         assert re.search(r"~\d+(\.\d+)? (s|min|h)\b", comment) or "placeholder" in comment, line
+
+
+def test_causal_is_a_model_override_on_the_command_line_and_in_config_files(tmp_path):
+    assert parse_args(["--preset", "smnist_4_140", "--causal", "false"]).causal is False
+    assert parse_args(["--preset", "smnist_4_140", "--causal", "True"]).causal is True
+    config = tmp_path / "centred.yaml"
+    config.write_text("preset: smnist_4_140\ncausal: false\n")
+    assert parse_args(["--config", str(config)]).causal is False
+    with pytest.raises(SystemExit):
+        parse_args(["--preset", "smnist_4_140", "--causal", "maybe"])
+
+
+def test_causal_false_trains_and_saves_a_centred_sequence_model(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    argv = ["--preset", "smnist_4_140", "--dataset", "digits_seq", *TINY, "--max_steps", "1", "--output_dir", str(out)]
+    run([*argv, "--causal", "false"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["causal"] is False
+    run([*argv, "--overwrite"])
+    assert json.loads((out / "config.json").read_text())["causal"] is True  # the preset's

@@ -59,12 +59,27 @@ def kernel_size(text: str) -> str:
 kernel_size.__name__ = "'same' or int >= 1"
 
 
+def boolean(text: str) -> bool:
+    """An argparse ``type``: true/false (also yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+boolean.__name__ = "true or false"
+
+
 def _flag_options(setting: Setting) -> dict[str, Any]:
     """argparse options of a model override flag (values are checked by the settings' rules later)."""
     if setting.choices is not None:
         return dict(choices=list(setting.choices), help=setting.help)
     if setting.type == "kernel_size":
         return dict(type=kernel_size, help=setting.help)
+    if setting.type is bool:
+        return dict(type=boolean, metavar="{true,false}", help=setting.help)
     return dict(type=setting.type, help=setting.help)
 
 
@@ -126,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="images: each training batch randomly cropped from its mirror-padded copy (padding 1/8 of "
         "the side: 4 px at 32x32) and flipped left-right with probability 1/2 (the official CIFAR-10 recipe; "
-        "on by default where a CIFAR preset trains on CIFAR-10/100 data)",
+        "on by default where a CIFAR preset trains on CIFAR-10/100 data). Time series: each training series "
+        "loses a random share (up to 30 %%) of its observed time points (random point dropout)",
     )
     g.add_argument("--no_augment", action="store_true", help="no augmentation, also where the preset's recipe has it")
     g.add_argument(

@@ -1,4 +1,5 @@
-"""``ccnn-train --augment``: the CIFAR recipe's random crop and horizontal flip, done on the batch.
+"""``ccnn-train --augment``: images get the CIFAR recipe's random crop and horizontal flip; time
+series get random point dropout. Both are done on the batch.
 
 The official CCNN recipe for CIFAR-10 pads each image by 4 pixels with mirrored edges
 (torchvision's ``padding_mode="symmetric"``), crops a random 32x32 window and flips half of the
@@ -6,17 +7,29 @@ images. Here that is one gather on the device for the whole batch: no per-image 
 same cost on any accelerator, and the padding scales with the image (1/8 of its side), so
 multi-resolution batches get the same relative shift.
 
+Time series (1D ``sequence`` data) lose a random share of their observed time points instead: each
+series draws a rate ``u`` uniformly from ``[0, POINT_DROP_MAX]`` and every observed time point (all
+channels together) is dropped with probability ``u``; at least one point stays. The dropped points
+become unobserved in the batch's ``observed_mask`` and their values zero, exactly the form of the
+irregular-sampling protocol of :mod:`ccnn_hf.data.aeon_archive`, so a model learns from many
+partial views of each series of a small training set.
+
 The draws come from a generator seeded by the run's seed and the optimiser step, so a resumed run
-sees exactly the crops and flips an uninterrupted one would have seen.
+sees exactly the augmented batches an uninterrupted one would have seen.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PAD_FRACTION", "random_crop_flip"]
+__all__ = ["PAD_FRACTION", "POINT_DROP_MAX", "random_crop_flip", "random_point_drop"]
 
 PAD_FRACTION = 1 / 8  # 4 pixels at 32x32, as the official CIFAR-10 recipe
+POINT_DROP_MAX = 0.3  # the largest share of observed time points a training series loses
+
+
+def _generator(device: torch.device, seed: int, step: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
 
 
 def _mirror(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -33,7 +46,7 @@ def random_crop_flip(x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"random_crop_flip expects images [batch, channels, height, width], got {tuple(x.shape)}")
     batch, _, height, width = x.shape
-    generator = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + step)
+    generator = _generator(x.device, seed, step)
     pad_h, pad_w = max(1, round(height * PAD_FRACTION)), max(1, round(width * PAD_FRACTION))
     shift_y = torch.randint(-pad_h, pad_h + 1, (batch, 1), generator=generator, device=x.device)
     shift_x = torch.randint(-pad_w, pad_w + 1, (batch, 1), generator=generator, device=x.device)
@@ -44,3 +57,31 @@ def random_crop_flip(x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     sample = torch.arange(batch, device=x.device)[:, None, None]
     # [batch, height, width, channels] from advanced indexing, back to channels first
     return x.permute(0, 2, 3, 1)[sample, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
+def random_point_drop(
+    x: torch.Tensor, masks: dict[str, torch.Tensor], seed: int, step: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Series ``[batch, channels, length]`` and their masks (``attention_mask`` ``[batch, length]``
+    and/or ``observed_mask`` ``[batch, length]`` or ``[batch, channels, length]``, either absent)
+    with a random share of each series' observed time points dropped (see the module docstring);
+    returns the new values and masks (``observed_mask`` always present). Draws seeded by ``(seed, step)``."""
+    if x.dim() != 3:
+        raise ValueError(f"random_point_drop expects series [batch, channels, length], got {tuple(x.shape)}")
+    batch, _, length = x.shape
+    observed = masks.get("observed_mask")
+    points = torch.ones(batch, length, dtype=torch.bool, device=x.device)  # time points with any observation
+    if observed is not None:
+        points = observed.bool() if observed.dim() == 2 else observed.bool().any(dim=1)
+    if "attention_mask" in masks:
+        points = points & masks["attention_mask"].bool()
+    generator = _generator(x.device, seed, step)
+    rate = torch.rand(batch, 1, generator=generator, device=x.device) * POINT_DROP_MAX
+    drop = (torch.rand(batch, length, generator=generator, device=x.device) < rate) & points
+    drop &= ~(drop == points).all(dim=1, keepdim=True)  # a series that would lose every point keeps them all
+    keep = ~drop
+    if observed is None:
+        new_observed = points & keep
+    else:
+        new_observed = observed.bool() & (keep if observed.dim() == 2 else keep[:, None])
+    return x * keep[:, None].to(x.dtype), {**masks, "observed_mask": new_observed}

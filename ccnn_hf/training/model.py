@@ -54,8 +54,9 @@ def _label_fields(task: TaskData, binary: bool) -> dict:
     )
 
 
-def _kernel_size(preset: str, task: TaskData, requested: str | None):
-    """The preset's kernel extent relative to its base input, carried over to the data's base size."""
+def _kernel_size(preset: str, task: TaskData, requested: str | None, causal: bool | None):
+    """The preset's kernel extent relative to its base input, carried over to the data's base size
+    (odd for centred kernels; ``causal``: the override, None for the preset's)."""
     if requested is not None:
         return requested if requested == "same" else int(requested)
     model = get_preset(preset).model
@@ -63,7 +64,7 @@ def _kernel_size(preset: str, task: TaskData, requested: str | None):
     if size == "same":
         return "same"
     taps = round((size - 1) * task.base_resolution[0] / model["base_resolution"][0]) + 1
-    return taps if model["causal"] or taps % 2 else taps + 1
+    return taps if (model["causal"] if causal is None else causal) or taps % 2 else taps + 1
 
 
 def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
@@ -85,7 +86,7 @@ def _config_from_preset(args: argparse.Namespace, task: TaskData) -> CCNNConfig:
         num_channels=task.in_channels,
         base_resolution=list(task.base_resolution),
         base_sampling_rate=task.sampling_rate if task.modality == "audio" else preset.model["base_sampling_rate"],
-        kernel_size=_kernel_size(args.preset, task, args.kernel_size),
+        kernel_size=_kernel_size(args.preset, task, args.kernel_size, args.causal),
         length_semantics=task.length_semantics,
         modality=task.modality,
         mean=list(task.mean),
@@ -153,17 +154,19 @@ class TimmBaseline(torch.nn.Module):
 
     On data with padding or unobserved points (a task whose splits carry masks) it is the usual
     zero-fill baseline: unobserved and padded values are set to 0 and the observation mask (the
-    share of channels observed at each point, 0 at padding) is appended as one more input channel."""
+    share of channels observed at each point, 0 at padding) is appended as one more input channel.
+    ``point_dropout``: the training series are augmented by random point dropout, so the mask channel
+    is there even when the data itself is complete."""
 
     main_input_name = "inputs"
 
-    def __init__(self, name: str, task: TaskData, binary: bool) -> None:
+    def __init__(self, name: str, task: TaskData, binary: bool, point_dropout: bool = False) -> None:
         super().__init__()
         import timm
         from types import SimpleNamespace
 
         num_labels = 1 if binary else task.num_classes
-        self.mask_channel = split_has_masks(task.train, task.test)
+        self.mask_channel = point_dropout or split_has_masks(task.train, task.test)
         in_chans = task.in_channels + int(self.mask_channel)
         try:
             self.model = timm.create_model(name, pretrained=False, num_classes=num_labels, in_chans=in_chans)
@@ -224,7 +227,9 @@ def build_model(
                 "--missing_values chooses how a CCNN treats missing points; the timm baseline always gets "
                 "zero-fill plus a mask channel (drop --missing_values or --timm_model)"
             )
-        return TimmBaseline(args.timm_model, task, is_binary(args.preset, task)), {"timm_model": args.timm_model}
+        point_dropout = bool(args.augment) and task.data_dim == 1
+        baseline = TimmBaseline(args.timm_model, task, is_binary(args.preset, task), point_dropout)
+        return baseline, {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]
     if not args.init_from:
         try:
