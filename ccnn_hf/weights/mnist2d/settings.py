@@ -240,7 +240,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(base_sampling_rate) always read duration",
         choices=LENGTH_SEMANTICS,
     ),
-    Setting("causal", bool, False, "causal kernels (1D only)", flag_rule),
+    Setting(
+        "causal",
+        bool,
+        False,
+        "causal kernels (1D only): each output sees only the past (true) or a window centred on it (false)",
+        flag_rule,
+        flag="causal",
+    ),
     Setting(
         "mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'", choices=MODES
     ),
