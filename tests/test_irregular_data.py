@@ -292,7 +292,11 @@ def test_irregular_benchmark_smoke_run_writes_table_plot_and_json(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_irregular", REPO / "benchmarks" / "bench_irregular.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.main(["--tiny", "--datasets", "GunPoint", "--drop_rates", "0,0.5", "--seeds", "0", "--out", str(tmp_path)])
+    common = ["--tiny", "--datasets", "GunPoint", "--drop_rates", "0,0.5", "--seeds", "0", "--out", str(tmp_path)]
+    for shard in ("0/2", "1/2"):  # two processes' halves of the jobs, merged by --report_only
+        bench.main([*common, "--shard", shard])
+    assert not (tmp_path / "irregular.md").exists()
+    bench.main([*common, "--report_only"])
     report = json.loads((tmp_path / "irregular.json").read_text())
     assert sorted((r["model"], r["drop_rate"]) for r in report["runs"]) == sorted(
         (m, r) for m in bench.MODELS for r in (0.0, 0.5)
@@ -302,8 +306,9 @@ def test_irregular_benchmark_smoke_run_writes_table_plot_and_json(tmp_path):
         args = run["ccnn_train_args"]
         assert (args is None) == (run["model"] == "minirocket")
         assert args is None or args[args.index("--drop_rate") + 1] == f"{run['drop_rate']:g}"
+        assert args is None or args[:2] == ["--config", "timeseries"]  # the same recipe for every neural model
     table = (tmp_path / "irregular.md").read_text()
-    assert "TINY" in table and "| GunPoint | MiniRocket" in table and "Goal (issue 10)" in table
+    assert "TINY" in table and "| GunPoint | MiniRocket" in table and "Goals (issue 23)" in table
     assert (tmp_path / "irregular.png").stat().st_size > 10_000
 
 

@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"recipe ({DEFAULT_PRESET}: {_preset_epochs(DEFAULT_PRESET)} epochs) instead; the run prints its plan "
         "and estimated time at the start.",
     )
-    p.add_argument("--config", help="YAML or JSON file with any of these options (command-line flags win)")
+    p.add_argument(
+        "--config",
+        help="YAML or JSON file with any of these options (command-line flags win), or the name of a built-in "
+        f"one: {', '.join(builtin_configs())} (ccnn_hf/configs/)",
+    )
     g = p.add_argument_group("task")
     g.add_argument("--preset", default=DEFAULT_PRESET, help="CCNN preset (default: %(default)s)")
     g.add_argument(
@@ -324,7 +328,20 @@ def _config_value(action: argparse.Action, value: Any, where: str) -> Any:
     return value
 
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+QUICKSTART = CONFIGS / "quickstart.yaml"
+
+
+def builtin_configs() -> dict[str, Path]:
+    """The configs shipped in ``ccnn_hf/configs/``, by name (``--config timeseries``)."""
+    return {path.stem: path for path in sorted(CONFIGS.glob("*.yaml"))}
+
+
+def config_path(value: str) -> str:
+    """The file ``--config value`` reads: ``value`` itself, or the built-in config of that name
+    when no such file exists."""
+    builtin = builtin_configs()
+    return str(builtin[value]) if value in builtin and not Path(value).exists() else value
 
 
 def quickstart_keeps(parser: argparse.ArgumentParser) -> list[str]:
@@ -382,6 +399,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if quickstart:
         args.config = str(QUICKSTART)
     if args.config:
+        args.config = config_path(args.config)
         actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
         for key, value in _read_config(args.config).items():
             key = str(key).replace("-", "_")
