@@ -313,11 +313,15 @@ def main(argv: list[str] | None = None) -> dict:
         runs = list(unique.values())
     done = {(r["dataset"], r["model"], r["drop_rate"], r["seed"]) for r in runs}
     # seed outermost: a run cut short still holds whole tables for the first seeds
-    jobs = (
-        []
-        if args.report_only
-        else [(d, r, s, m) for s in seeds for d in datasets for r in rates for m in models if (d, m, r, s) not in done]
-    )[shard::shards]
+    # a shard takes every N-th model of each (seed, dataset, rate) group, shifted by the group, so that
+    # each shard gets its share of every model (MiniRocket costs far less than a neural model)
+    groups = [(s, d, r) for s in seeds for d in datasets for r in rates]
+    jobs = [
+        (d, r, s, m)
+        for g, (s, d, r) in enumerate(groups)
+        for i, m in enumerate(models)
+        if (g + i) % shards == shard and (d, m, r, s) not in done and not args.report_only
+    ]
     started = time.perf_counter() - sum(r["time_s"] for r in runs)
     log = (args.out / f"irregular{'' if shards == 1 else f'.shard{shard}-{shards}'}.log").open("a", encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:

@@ -172,3 +172,19 @@ def test_causal_false_trains_and_saves_a_centred_sequence_model(tmp_path):
     assert config["causal"] is False
     run([*argv, "--overwrite"])
     assert json.loads((out / "config.json").read_text())["causal"] is True  # the preset's
+
+
+def test_a_builtin_config_is_read_by_its_name_unless_a_file_of_that_name_exists(tmp_path, monkeypatch):
+    args = parse_args(["--config", "timeseries", "--dataset", "aeon:GunPoint", "--patience", "9"])
+    assert (args.preset, args.causal, args.augment, args.val_split, args.max_steps) == (
+        "smnist_4_140",
+        False,
+        True,
+        0.2,
+        1000,
+    )
+    assert args.patience == 9  # the command line wins
+    assert "timeseries" in build_parser().format_help()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "timeseries").write_text('{"max_steps": 7}')  # the reader's own file of that name
+    assert parse_args(["--config", "timeseries"]).max_steps == 7
