@@ -66,7 +66,7 @@ from .training.output import (
 )
 from .training.resolutions import ResolutionSchedule, parse_train_resolutions
 from .training.selection import Selection, load_best, save_best
-from .training.speed import compile_for_training, regulariser
+from .training.speed import COMPILE_ON_CPU, compile_for_training, regulariser
 
 __all__ = ["main", "run"]
 
@@ -424,6 +424,12 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         accelerator.print(f"evaluation {note}")
     if args.gradient_checkpointing:
         accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
+    if args.compile and accelerator.device.type == "cpu" and os.environ.get(COMPILE_ON_CPU) != "1":
+        accelerator.print(
+            "--compile: the training steps stay eager on the CPU, where compiled steps measured slower "
+            f"(benchmarks/results/training.md); {COMPILE_ON_CPU}=1 compiles them anyway"
+        )
+        args.compile = False
     if args.compile:
         accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
     sampler = EpochPermutation(len(task.train), args.seed)

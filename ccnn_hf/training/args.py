@@ -227,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the training step (CCNN: stem and blocks, "
-        "one graph each; CUDA graphs on GPU); the first steps pay for the compilation. For GPUs: on CPU "
-        "compiled CCNN steps measured 1.4-1.8x slower than eager (benchmarks/results/training.md)",
+        help="torch.compile the training step on a GPU (CCNN: stem and blocks, one graph each, with CUDA "
+        "graphs); the first steps pay for the compilation. On the CPU the steps stay eager and the run says so: "
+        "compiled CCNN steps measured 1.2-1.7x slower than eager there (benchmarks/results/training.md); "
+        "CCNN_HF_COMPILE_CPU=1 compiles them anyway",
     )
     g.add_argument(
         "--gradient_checkpointing",

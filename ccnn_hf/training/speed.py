@@ -14,6 +14,9 @@ from .model import l2_norm_penalty
 __all__ = ["compile_for_training", "regulariser"]
 
 
+COMPILE_ON_CPU = "CCNN_HF_COMPILE_CPU"  # set to 1: ccnn-train --compile compiles on the CPU too
+
+
 def compile_for_training(model: nn.Module, device_type: str) -> str:
     """Compile ``model`` in place (its state dict keeps its keys); returns what was compiled.
 
