@@ -249,7 +249,12 @@ SETTINGS: tuple[Setting, ...] = (
         flag="causal",
     ),
     Setting(
-        "mode", str, "continuous", "'continuous' (kernels follow the input resolution) or 'reference'", choices=MODES
+        "mode",
+        str,
+        "continuous",
+        "'continuous' (kernels follow the input resolution) or 'reference' (the official code's fixed kernel grid)",
+        choices=MODES,
+        flag="mode",
     ),
     Setting(
         "mask_init", float, 0.075, "initial Gaussian mask width", real_rule(0.0, None, low_open=True), flag="mask_init"
