@@ -124,11 +124,12 @@ def summarise(runs: list[dict]) -> dict:
     """Per (task, variant): steps to the threshold, final 10-step loss and accuracy, per seed."""
     table: dict = {}
     for run in runs:
-        cell = table.setdefault(run["task"], {}).setdefault(run["variant"], {"steps": [], "final": [], "acc": [], "s": []})
+        cell = table.setdefault(run["task"], {}).setdefault(run["variant"], {"steps": [], "final": [], "acc": [], "s": [], "n": []})
         cell["steps"].append(steps_below(run["loss"]))
         cell["final"].append(float(np.mean(run["loss"][-10:])))
         cell["acc"].append(100 * run["accuracy"])
         cell["s"].append(run["seconds"])
+        cell["n"].append(len(run["loss"]))
     return table
 
 
@@ -137,22 +138,25 @@ def write_markdown(path: Path, report: dict, table: dict) -> None:
     lines = [
         "# Learning curves at equal steps: default CCNN against the official model" + (" (TINY)" if s["tiny"] else ""),
         "",
-        f"Seeds {s['seeds']}; {s['steps']} optimiser steps of batch 32 per run, each task's preset recipe (lr, "
+        f"Seeds {s['seeds']} (per cell: one value per seed, in this order); the optimiser steps of batch 32 in the "
+        "table, each task's preset recipe (lr, "
         "weight decay, the official warm-up + cosine schedule, 1 warm-up epoch), the same batches for every "
         f"variant; {s['hardware']}; {report['total_time_s'] / 60:.1f} min of runs. `default` = continuous mode + "
         "unit-variance init (ccnn_hf's default); `official` = reference mode + the official init (the official "
         f"code's model). Steps: the first step at which the 10-step mean training loss is below {THRESHOLD} "
         "(per seed; - = never). Final loss: mean of the last 10 steps' cross-entropy.",
         "",
-        "| task | variant | steps to loss < 0.5 | final loss | test accuracy (%) | s per run |",
-        "|---|---|---|---|---|---|",
+        "| task | variant | steps | steps to loss < 0.5 | final loss | test accuracy (%) | s per run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, variants in table.items():
         for variant, cell in variants.items():
             steps = " / ".join("-" if v is None else str(v) for v in cell["steps"])
             final = " / ".join(f"{v:.3f}" for v in cell["final"])
             acc = " / ".join(f"{v:.1f}" for v in cell["acc"])
-            lines.append(f"| {task} | {variant} | {steps} | {final} | {acc} | {np.median(cell['s']):.0f} |")
+            lines.append(
+                f"| {task} | {variant} | {max(cell['n'])} | {steps} | {final} | {acc} | {np.median(cell['s']):.0f} |"
+            )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -194,6 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     p.add_argument("--tiny", action="store_true", help="smoke run: 3 steps")
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/learning_curves.json")
+    p.add_argument(
+        "--report_only",
+        action="store_true",
+        help="write the table and plot of every run in OUT/learning_curves.json (runs of several invocations, "
+        "e.g. other variants or seeds per task) without running anything",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     tasks, variants = args.tasks.split(","), args.variants.split(",")
@@ -215,9 +225,14 @@ def main(argv: list[str] | None = None) -> dict:
         "tiny": args.tiny,
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
     }
-    runs = json.loads(json_path.read_text())["runs"] if args.resume and json_path.exists() else []
+    runs = json.loads(json_path.read_text())["runs"] if (args.resume or args.report_only) and json_path.exists() else []
     done = {(r["task"], r["variant"], r["seed"]) for r in runs}
     jobs = [(t, s, v) for t in tasks for s in seeds for v in variants if (t, v, s) not in done]
+    if args.report_only:
+        jobs = []
+        tasks = list(dict.fromkeys(r["task"] for r in runs))
+        variants = [v for v in VARIANTS if any(r["variant"] == v for r in runs)]
+        settings.update(tasks=tasks, variants=variants, seeds=sorted({r["seed"] for r in runs}))
     started = time.perf_counter() - sum(r["seconds"] for r in runs)
     with (args.out / "learning_curves.log").open("a", encoding="utf-8") as log, tempfile.TemporaryDirectory() as tmp:
         for task, seed, variant in tqdm(jobs, desc="learning curves"):

@@ -99,3 +99,32 @@ def test_import_benchmark_reports_each_statement_and_the_layers_it_imported(tmp_
     assert {"timm", "transformers"} <= set(results[list(results)[3]]["layers"])
     assert all(row["seconds"] > 0 and row["rss_mb"] > 0 for row in results.values())
     assert "| import ccnn_hf + build_ccnn |" in (tmp_path / "import.md").read_text()
+
+
+def _bench_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_curve_benchmark_records_every_steps_loss_and_merges_invocations(tmp_path):
+    from helpers import reset_accelerate
+
+    bench = _bench_module("bench_learning_curves")
+    assert bench.steps_below([1.0] * 10 + [0.1] * 10) == 16  # steps 7-16: (4 x 1.0 + 6 x 0.1) / 10 = 0.46
+    assert bench.steps_below([1.0] * 30) is None
+    common = ["--tiny", "--tasks", "digits_seq", "--seeds", "0", "--out", str(tmp_path)]
+    for variant in ("default", "official"):  # two invocations, one table
+        bench.main([*common, "--variants", variant, "--resume"])
+        reset_accelerate()
+    report = bench.main(["--report_only", "--out", str(tmp_path)])
+    runs = {r["variant"]: r for r in report["runs"]}
+    assert set(runs) == {"default", "official"}
+    assert all(len(r["loss"]) == 3 and 0 <= r["accuracy"] <= 1 for r in runs.values())
+    assert "--mode" in runs["official"]["argv"] and "--mode" not in runs["default"]["argv"]
+    table = (tmp_path / "learning_curves.md").read_text()
+    assert "| digits_seq | default | 3 |" in table and "| digits_seq | official | 3 |" in table
+    assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
