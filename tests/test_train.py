@@ -317,18 +317,15 @@ def test_a_compiled_run_evaluates_and_saves(tmp_path, monkeypatch):
 
 def test_compile_on_the_cpu_trains_eagerly_and_says_why(tmp_path, monkeypatch, capsys):
     """Compiled CCNN steps are slower than eager ones on the CPU (benchmarks/results/training.md):
-    --compile leaves them eager there, says so, and trains exactly as a run without it."""
+    --compile leaves them eager there (nothing compiled, the penalty not either) and says so."""
     import ccnn_hf.train as train
 
     monkeypatch.delenv("CCNN_HF_COMPILE_CPU", raising=False)
     monkeypatch.setattr(train, "compile_for_training", lambda *a: pytest.fail("compiled on the CPU"))
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("the penalty compiled on the CPU"))
     argv = ["--dataset", "digits", *TINY, "--max_steps", "2", "--batch_size", "16", "--eval_resolutions", "1x"]
     run([*argv, "--compile", "--output_dir", str(tmp_path / "compile")])
     assert "stay eager on the CPU" in capsys.readouterr().out
-    reset_accelerate()
-    run([*argv, "--output_dir", str(tmp_path / "eager")])
-    compiled, eager = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("compile", "eager"))
-    assert all(torch.equal(compiled[k], eager[k]) for k in eager)
 
 
 def test_incomplete_checkpoints_are_never_picked(tmp_path):
