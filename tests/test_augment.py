@@ -110,3 +110,18 @@ def test_point_dropout_keeps_per_channel_masks_and_is_seeded_by_seed_and_step():
 def test_point_dropout_refuses_anything_but_series_batches():
     with pytest.raises(ValueError, match=r"\[batch, channels, length\].*\(3, 50\)"):
         random_point_drop(torch.randn(3, 50), {}, seed=0, step=0)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_complete_series_gives_the_same_logits_with_an_all_ones_observed_mask(causal):
+    """Point dropout trains with observed_mask on complete data, which is tested without one: the
+    mask-aware model must read both the same way."""
+    from ccnn_hf import build_ccnn
+
+    torch.manual_seed(0)
+    model = build_ccnn(
+        "smnist_4_140", hidden_channels=8, num_blocks=2, in_chans=2, num_classes=3, base_resolution=[40], causal=causal
+    ).eval()
+    x = torch.randn(3, 2, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x, observed_mask=torch.ones(3, 40, dtype=torch.bool)))
