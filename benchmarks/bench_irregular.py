@@ -127,6 +127,7 @@ def summarise(runs: list[dict], datasets, models, rates) -> dict:
                         100 * float(np.ptp(accs)) / 2,
                         len(accs),
                     )
+
     def mean_over(names) -> dict:
         return {
             m: {
@@ -147,7 +148,9 @@ def summarise(runs: list[dict], datasets, models, rates) -> dict:
 
 def seed_spreads(per_dataset: dict, model: str) -> list[float]:
     """The seed spread (max - min, points) of every cell of ``model``."""
-    return [2 * cells[r][1] for models in per_dataset.values() for m, cells in models.items() if m == model for r in cells]
+    return [
+        2 * cells[r][1] for models in per_dataset.values() for m, cells in models.items() if m == model for r in cells
+    ]
 
 
 def goal_checks(summary: dict) -> list[str]:
@@ -232,6 +235,7 @@ def write_markdown(path: Path, report: dict, summary: dict) -> None:
         "| model | " + " | ".join(f"{r:.0%}" for r in rates) + " |",
         "|---|" + "---|" * len(rates),
     ]
+
     def average_rows(average: dict) -> list[str]:
         return [
             f"| {LABELS[m]} | " + " | ".join(f"{cells[r]:.1f}" if r in cells else "" for r in rates) + " |"
@@ -294,7 +298,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--drop_rates", default=",".join(f"{r:g}" for r in DROP_RATES))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--drop_seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="cap on the optimiser steps of every neural model (default: the recipe's)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="cap on the optimiser steps of every neural model (default: the recipe's)",
+    )
     p.add_argument("--tiny", action="store_true", help="smoke run: 3 steps")
     p.add_argument("--shard", default=None, help="K/N: run every N-th job from the K-th (one process per shard)")
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/irregular.json")

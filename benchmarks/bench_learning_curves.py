@@ -124,7 +124,9 @@ def summarise(runs: list[dict]) -> dict:
     """Per (task, variant): steps to the threshold, final 10-step loss and accuracy, per seed."""
     table: dict = {}
     for run in runs:
-        cell = table.setdefault(run["task"], {}).setdefault(run["variant"], {"steps": [], "final": [], "acc": [], "s": [], "n": []})
+        cell = table.setdefault(run["task"], {}).setdefault(
+            run["variant"], {"steps": [], "final": [], "acc": [], "s": [], "n": []}
+        )
         cell["steps"].append(steps_below(run["loss"]))
         cell["final"].append(float(np.mean(run["loss"][-10:])))
         cell["acc"].append(100 * run["accuracy"])
