@@ -38,7 +38,7 @@ from .allocator import keep_large_allocations
 from .model_card import make_model_card
 from .presets import get_preset
 from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
-from .training.augment import random_crop_flip, random_point_drop
+from .training.augment import augment_batch
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import ArrayDataset
@@ -66,7 +66,7 @@ from .training.output import (
 )
 from .training.resolutions import ResolutionSchedule, parse_train_resolutions
 from .training.selection import Selection, load_best, save_best
-from .training.speed import COMPILE_ON_CPU, compile_for_training, regulariser
+from .training.speed import COMPILE_ON_CPU, compile_for_training, compiles_on, regulariser
 
 __all__ = ["main", "run"]
 
@@ -335,7 +335,8 @@ class Job:
     total_steps: int
     warmup_steps: int
     data: dict  # the data's fingerprint, recorded in the run marker
-    augment: bool  # random crop and flip of every training batch
+    augment: bool  # every training batch augmented (training.augment.augment_batch)
+    compiled: bool  # the training step compiled (--compile, where it pays: training.speed.compiles_on)
     validation: ArrayDataset | None = None  # held out of the training data (--val_split)
 
 
@@ -412,8 +413,9 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         if args.train_resolutions
         else None
     )
+    augment = _augments(args, recipe, task)
     set_seed(args.seed)
-    model, init_info = build_model(args, task, say=accelerator.print)
+    model, init_info = build_model(args, task, say=accelerator.print, point_dropout=augment and task.data_dim == 1)
     if getattr(model.config, "model_type", None) == "ccnn":  # timm baselines are not estimated
         _check_training_activations(model.config, task, schedule, recipe.batch_size, accelerator.device)
         points, too_large = _evaluable_points(
@@ -424,13 +426,13 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         accelerator.print(f"evaluation {note}")
     if args.gradient_checkpointing:
         accelerator.print(f"activation checkpointing: {enable_activation_checkpointing(model)}")
-    if args.compile and accelerator.device.type == "cpu" and os.environ.get(COMPILE_ON_CPU) != "1":
+    compiled = args.compile and compiles_on(accelerator.device.type)
+    if args.compile and not compiled:
         accelerator.print(
             "--compile: the training steps stay eager on the CPU, where compiled steps measured slower "
             f"(benchmarks/results/training.md); {COMPILE_ON_CPU}=1 compiles them anyway"
         )
-        args.compile = False
-    if args.compile:
+    if compiled:
         accelerator.print(f"compiled: {compile_for_training(model, accelerator.device.type)}")
     sampler = EpochPermutation(len(task.train), args.seed)
     # Its own generator: starting an epoch must not draw from the global RNG that dropout uses,
@@ -460,7 +462,8 @@ def _build(args, recipe: Recipe, accelerator: Accelerator) -> Job:
         total_steps,
         warmup_steps,
         data_fingerprint(task, validation),
-        _augments(args, recipe, task),
+        augment,
+        compiled,
         validation,
     )
 
@@ -541,7 +544,7 @@ class Trainer:
         self.main_input = accelerator.unwrap_model(self.model).main_input_name
         # the official L2-norm penalty is CCNN-specific
         regularise = recipe.weight_decay and not args.timm_model
-        self.penalty = regulariser(accelerator.unwrap_model(self.model), args.compile) if regularise else None
+        self.penalty = regulariser(accelerator.unwrap_model(self.model), job.compiled) if regularise else None
 
     @property
     def total_steps(self) -> int:
@@ -642,7 +645,7 @@ class Trainer:
         accelerator, validation = self.accelerator, self.job.validation
         result = [None, None]
         if accelerator.is_main_process:
-            with eager_if_compiled(self.args):
+            with eager_if_compiled(self.job):
                 result = list(
                     accuracy(
                         accelerator.unwrap_model(self.model),
@@ -727,10 +730,7 @@ class Trainer:
             if self.job.augment:  # keyed by micro-batch and process: a resumed run draws the same augmentation
                 batch = self.epoch * len(self.loader) + self.batches_in_epoch
                 key = batch * accelerator.num_processes + accelerator.process_index
-                if x.dim() == 4:
-                    x = random_crop_flip(x, self.args.seed, key)
-                else:
-                    x, masks = random_point_drop(x, masks, self.args.seed, key)
+                x, masks = augment_batch(x, masks, self.args.seed, key)
             output = model(**{self.main_input: x}, **setting, **masks, labels=target)
             penalty = self.recipe.weight_decay * self.penalty() if self.penalty is not None else 0.0
             accelerator.backward(output.loss + penalty)
@@ -845,7 +845,7 @@ class Trainer:
         """Test accuracy of the current weights, logged (main process)."""
         accelerator, task = self.accelerator, self.job.task
         if accelerator.is_main_process:
-            with eager_if_compiled(self.args):
+            with eager_if_compiled(self.job):
                 acc, test_loss = accuracy(
                     accelerator.unwrap_model(self.model),
                     task.test.inputs,
@@ -876,12 +876,12 @@ def _diverged(out: Path, step: int, epoch: int, loss: float, samples: list[int],
     )
 
 
-def eager_if_compiled(args) -> contextlib.AbstractContextManager:
-    """Run the compiled parts eagerly inside this context (a no-op without ``--compile``): the graphs
-    serve the training step; evaluation batches, eval mode and the BatchNorm re-estimation's
+def eager_if_compiled(job: Job) -> contextlib.AbstractContextManager:
+    """Run the compiled parts eagerly inside this context (a no-op when the job compiled nothing): the
+    graphs serve the training step; evaluation batches, eval mode and the BatchNorm re-estimation's
     cumulative average would each be one more graph (or cannot be traced), towards torch's
     recompile limit."""
-    return torch.compiler.set_stance("force_eager") if args.compile else contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager") if job.compiled else contextlib.nullcontext()
 
 
 def _save_model(args, model, out: Path, data: dict) -> None:
@@ -918,7 +918,7 @@ def _evaluate_and_save(args, accelerator: Accelerator, recipe: Recipe, job: Job,
     """Steps 4 and 5 (main process): evaluate the final weights across resolutions, then save the
     model folder, the results, the plot and the card (and push them when asked)."""
     model, task = trained.model, job.task
-    with eager_if_compiled(args):
+    with eager_if_compiled(job):
         bn_samples = adapt_batch_norm(model, task.train, batch_size=128)  # statistics of the final weights
         check_finite_state(model)  # a model with non-finite weights or statistics is never saved
         evaluation = evaluate_points(model, task, job.points, job.binary, batch_size=EVAL_BATCH)

@@ -326,6 +326,11 @@ def test_compile_on_the_cpu_trains_eagerly_and_says_why(tmp_path, monkeypatch, c
     argv = ["--dataset", "digits", *TINY, "--max_steps", "2", "--batch_size", "16", "--eval_resolutions", "1x"]
     run([*argv, "--compile", "--output_dir", str(tmp_path / "compile")])
     assert "stay eager on the CPU" in capsys.readouterr().out
+    # the run records what was asked, so the same command line can --resume it
+    marker = json.loads((tmp_path / "compile" / ".ccnn-run.json").read_text())
+    assert marker["status"] == "complete" and marker["options"]["compile"] is True
+    reset_accelerate()
+    run([*argv, "--compile", "--output_dir", str(tmp_path / "compile"), "--resume"])
 
 
 def test_incomplete_checkpoints_are_never_picked(tmp_path):

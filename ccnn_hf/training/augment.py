@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["PAD_FRACTION", "POINT_DROP_MAX", "random_crop_flip", "random_point_drop"]
+__all__ = ["PAD_FRACTION", "POINT_DROP_MAX", "augment_batch", "random_crop_flip", "random_point_drop"]
 
 PAD_FRACTION = 1 / 8  # 4 pixels at 32x32, as the official CIFAR-10 recipe
 POINT_DROP_MAX = 0.3  # the largest share of observed time points a training series loses
@@ -85,3 +85,13 @@ def random_point_drop(
     else:
         new_observed = observed.bool() & (keep if observed.dim() == 2 else keep[:, None])
     return x * keep[:, None].to(x.dtype), {**masks, "observed_mask": new_observed}
+
+
+def augment_batch(
+    x: torch.Tensor, masks: dict[str, torch.Tensor], seed: int, step: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training batch augmented as its data calls for: images ``[B, C, H, W]`` by
+    :func:`random_crop_flip` (masks unchanged), series ``[B, C, L]`` by :func:`random_point_drop`."""
+    if x.dim() == 4:
+        return random_crop_flip(x, seed, step), masks
+    return random_point_drop(x, masks, seed, step)

@@ -217,17 +217,18 @@ def zero_fill_with_mask_channel(
 
 
 def build_model(
-    args: argparse.Namespace, task: TaskData, say: Callable[[str], None] = logger.info
+    args: argparse.Namespace, task: TaskData, say: Callable[[str], None] = logger.info, point_dropout: bool = False
 ) -> tuple[CCNNPreTrainedModel, dict]:
     """Build the model for ``task``; returns it and facts for the results (e.g. what was re-initialised).
-    ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``)."""
+    ``say`` reports what the user should know (ccnn-train passes ``accelerator.print``);
+    ``point_dropout``: the training series are augmented by random point dropout (a timm baseline
+    then takes the mask channel)."""
     if args.timm_model:
         if args.missing_values is not None:
             raise UserError(
                 "--missing_values chooses how a CCNN treats missing points; the timm baseline always gets "
                 "zero-fill plus a mask channel (drop --missing_values or --timm_model)"
             )
-        point_dropout = bool(args.augment) and task.data_dim == 1
         baseline = TimmBaseline(args.timm_model, task, is_binary(args.preset, task), point_dropout)
         return baseline, {"timm_model": args.timm_model}
     model_cls = MODEL_CLASSES[task.modality]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Callable
 
 import torch
@@ -11,10 +13,16 @@ from ..ccnn import CCNN
 from ..continuous_conv import SeparableContinuousConv, refresh_kernel_plans
 from .model import l2_norm_penalty
 
-__all__ = ["compile_for_training", "regulariser"]
-
+__all__ = ["COMPILE_ON_CPU", "compiles_on", "compile_for_training", "regulariser"]
 
 COMPILE_ON_CPU = "CCNN_HF_COMPILE_CPU"  # set to 1: ccnn-train --compile compiles on the CPU too
+
+
+def compiles_on(device_type: str) -> bool:
+    """Whether ``ccnn-train --compile`` compiles on this device: on accelerators; on the CPU, where
+    compiled CCNN steps measured slower than eager ones (benchmarks/results/training.md), only with
+    ``CCNN_HF_COMPILE_CPU=1``."""
+    return device_type != "cpu" or os.environ.get(COMPILE_ON_CPU) == "1"
 
 
 def compile_for_training(model: nn.Module, device_type: str) -> str:
