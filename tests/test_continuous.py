@@ -67,9 +67,14 @@ def convs(model: CCNN):
 
 
 CASES = {
-    "2d": (lambda mode: build_ccnn("cifar10_4_140", in_channels=1, mode=mode, **TINY), blobs_2d, to_base_2d, 32),
+    "2d": (
+        lambda **kw: build_ccnn("cifar10_4_140", in_channels=1, **kw, **TINY),
+        blobs_2d,
+        to_base_2d,
+        32,
+    ),
     "1d-causal": (
-        lambda mode: build_ccnn("smnist_4_140", base_resolution=(256,), mask_init=0.3, mode=mode, **TINY),
+        lambda **kw: build_ccnn("smnist_4_140", base_resolution=(256,), mask_init=0.3, **kw, **TINY),
         waves_1d,
         to_base_1d,
         256,
@@ -77,11 +82,11 @@ CASES = {
 }
 
 
-def resolution_errors(case: str, mode: str) -> tuple[list[float], list[float]]:
+def resolution_errors(case: str, mode: str, sine_band: str = "last_layer") -> tuple[list[float], list[float]]:
     """Per-layer and logit relative errors at 2x and 0.5x, resampled to the base grid."""
     build, signal, to_base, n = CASES[case]
     torch.manual_seed(0)
-    model = build(mode).eval()
+    model = build(mode=mode, sine_band=sine_band).eval()
     layer_errors, logit_errors = [], []
     with torch.no_grad():
         for conv in convs(model):
@@ -92,11 +97,19 @@ def resolution_errors(case: str, mode: str) -> tuple[list[float], list[float]]:
     return layer_errors, logit_errors
 
 
+# Largest per-layer error at 2x / 0.5x: the whole band ("last_layer", the default) resamples less
+# exactly than 60 % of it ("equal"; measured 0.04 / 0.08 against 0.011 / 0.027 at most).
+LAYER_TOLERANCE = {"last_layer": (0.05, 0.10), "equal": (0.02, 0.05)}
+
+
+@pytest.mark.parametrize("sine_band", sorted(LAYER_TOLERANCE))
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_layer_and_the_logits_agree_across_resolutions(case):
-    layers, logits = resolution_errors(case, "continuous")
-    assert max(layers) < 0.05, layers
-    assert max(logits) < 0.10, logits
+def test_every_layer_and_the_logits_agree_across_resolutions(case, sine_band):
+    layers, logits = resolution_errors(case, "continuous", sine_band)
+    finer, coarser = LAYER_TOLERANCE[sine_band]
+    assert max(layers[0::2]) < finer, layers
+    assert max(layers[1::2]) < coarser, layers
+    assert max(logits) < 0.05, logits
     # The official behaviour (fixed kernel grid, unbounded omega_0) fails the same check.
     ref_layers, ref_logits = resolution_errors(case, "reference")
     assert max(ref_layers) > 0.10, ref_layers
@@ -530,3 +543,43 @@ def test_base_taps_count_the_cropped_kernel_in_static_mode_too():
     model.set_static_kernel_shapes()
     assert [conv.base_taps() for conv in model.continuous_convs()] == cropped
     assert cropped[0] < model.continuous_convs()[0].kernel_size[0]  # (the crop drops taps)
+
+
+def high_band_share(model: CCNN, fraction: float = 0.3) -> float:
+    """Mean share, over the model's convs, of the initial kernels' energy above ``fraction`` x Nyquist."""
+    shares = []
+    with torch.no_grad():
+        for conv in model.continuous_convs():
+            power = (torch.fft.rfft(conv.kernel(), n=4096, dim=-1).abs() ** 2).sum(0)
+            shares.append((power[int(fraction * power.numel()) :].sum() / power.sum()).item())
+    return float(np.mean(shares))
+
+
+def test_initial_kernels_cover_the_band():
+    """The default band gives kernels that pass high frequencies from the start (a low-pass network
+    learns more slowly: benchmarks/results/learning_curves.md); "equal" (weights saved before the
+    setting existed) keeps almost nothing above 0.3 x Nyquist."""
+    shares = {}
+    for band in ("last_layer", "equal"):
+        torch.manual_seed(0)
+        model = build_ccnn("smnist_4_140", base_resolution=(256,), causal=False, sine_band=band, **TINY)
+        shares[band] = high_band_share(model)
+    assert shares["last_layer"] > 0.3, shares
+    assert shares["equal"] < 0.02, shares
+
+
+def test_sine_band_bounds_the_total_frequency():
+    """However the layers share it, the sines' frequencies add up to at most the band's budget."""
+    from ccnn_hf.continuous_conv import SINE_BUDGETS
+
+    for band, budget in SINE_BUDGETS.items():
+        torch.manual_seed(0)
+        model = build_ccnn("smnist_4_140", base_resolution=(256,), causal=False, sine_band=band, **TINY)
+        for conv in model.continuous_convs():
+            nyquist = math.pi * (conv.kernel_size[0] - 1) / 2
+            with torch.no_grad():
+                for gabor in conv.kernel_net.filters:
+                    gabor.linear.weight.fill_(1e6)  # every sine pushed to its bound
+                total = sum(gabor.frequencies().abs().max().item() for gabor in conv.kernel_net.filters)
+            assert total <= budget * nyquist * (1 + 1e-5), (band, total, budget * nyquist)
+            assert total > 0.99 * budget * nyquist, (band, total)

@@ -618,3 +618,20 @@ def test_old_and_new_normalisation_names_that_disagree_are_refused():
     ):
         CCNNConfig(num_channels=3, std=[0.5] * 3, input_std=[0.2] * 3)
     assert CCNNConfig(num_channels=3, mean=[0.1] * 3, input_mean=[0.1] * 3).mean == [0.1] * 3  # the same values: fine
+
+
+def test_a_config_saved_before_sine_band_loads_the_band_its_weights_were_trained_in(tmp_path):
+    """New models get ``sine_band="last_layer"``; a config.json without the field (written by an
+    earlier version) loads as ``"equal"``, and a saved field is kept as it is."""
+    assert CCNNConfig().sine_band == "last_layer"
+    config = CCNNConfig.from_preset("smnist_4_140", hidden_channels=8, num_blocks=1)
+    config.save_pretrained(tmp_path)
+    assert CCNNConfig.from_pretrained(tmp_path).sine_band == "last_layer"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["sine_band"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    legacy = CCNNConfig.from_pretrained(tmp_path)
+    assert legacy.sine_band == "equal"
+    filters = CCNNForSequenceClassification(legacy).ccnn.encoder.stem.conv.kernel_net.filters
+    assert filters[-1].max_frequency == filters[0].max_frequency  # the layers share the band equally
+    assert CCNNConfig.from_pretrained(tmp_path, sine_band="last_layer").sine_band == "last_layer"

@@ -11,7 +11,8 @@ their shapes and float32 rounding.
 
 Band limiting (continuous mode): when ``max_frequency`` is given (angular frequency per
 spatial axis, in radians per coordinate unit), every sine frequency of a MAGNet layer is
-squashed smoothly into ``(-B, B)`` with ``B = max_frequency / (no_layers + 1)``, and when
+squashed smoothly into ``(-B_l, B_l)``, the layers' bounds summing to ``max_frequency``: equal
+(``max_frequency / (no_layers + 1)``), or with ``last_layer_share`` of it in the last layer, and when
 ``max_gamma`` is given every envelope's inverse width into ``(-G, G)``. A MAGNet output is
 a sum of products of one Gabor term from each of its ``no_layers + 1`` layers: a Gaussian
 (spectral width ``sqrt(sum gamma^2)``) centred on the frequency ``sum +-w``. Bounding both
@@ -144,6 +145,11 @@ class MAGNet(nn.Module):
         causal: causal kernels (1D): envelope centres start near +1.
         max_frequency: per-axis bound on the total sine frequency (continuous mode) or None.
         max_gamma: per-axis bound on every envelope's inverse width (continuous mode) or None.
+        last_layer_share: the share of ``max_frequency`` that bounds the last Gabor layer, the
+            others sharing the rest equally; None: all layers share it equally. The last layer is a
+            factor of every product term (the hidden layers' bias of 1 passes the shorter
+            products on), so a large share lets the initial frequencies, spread over each
+            layer's band, cover the whole band instead of piling up near zero.
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class MAGNet(nn.Module):
         causal: bool = False,
         max_frequency: Sequence[float] | None = None,
         max_gamma: Sequence[float] | None = None,
+        last_layer_share: float | None = None,
     ) -> None:
         super().__init__()
         # Creation order follows the official code so a seeded init draws the same numbers.
@@ -166,7 +173,14 @@ class MAGNet(nn.Module):
             pointwise_conv(data_dim, hidden_channels, hidden_channels, dtype=GENERATOR_DTYPE) for _ in range(no_layers)
         )
         self.output_linear = pointwise_conv(data_dim, hidden_channels, out_channels, dtype=GENERATOR_DTYPE)
-        per_layer = None if max_frequency is None else [f / (no_layers + 1) for f in max_frequency]
+        bounds = [None] * (no_layers + 1)  # per layer: its per-axis frequency bound
+        if max_frequency is not None and last_layer_share is None:
+            bounds = [[f / (no_layers + 1) for f in max_frequency]] * (no_layers + 1)
+        elif max_frequency is not None:
+            if not 0.0 < last_layer_share < 1.0:
+                raise ValueError(f"last_layer_share must be in (0, 1), got {last_layer_share!r}")
+            first = [f * (1.0 - last_layer_share) / no_layers for f in max_frequency]
+            bounds = [first] * no_layers + [[f * last_layer_share for f in max_frequency]]
         self.filters = nn.ModuleList(
             GaborFilter(
                 data_dim,
@@ -176,10 +190,10 @@ class MAGNet(nn.Module):
                 beta,
                 init_spatial_value,
                 causal,
-                per_layer,
+                bound,
                 max_gamma,
             )
-            for layer in range(no_layers + 1)
+            for layer, bound in enumerate(bounds)
         )
         for lin in self.linears:
             nn.init.kaiming_uniform_(lin.weight, nonlinearity="linear")
@@ -254,6 +268,7 @@ def build_kernel_net(
     causal: bool,
     max_frequency: Sequence[float] | None,
     max_gamma: Sequence[float] | None,
+    last_layer_share: float | None = None,
     **options: Any,
 ) -> nn.Module:
     """Instantiate a kernel generator by name (see :data:`KERNEL_NETS`).
@@ -261,7 +276,7 @@ def build_kernel_net(
     ``options``: the generator settings of :mod:`ccnn_hf.settings` (``target="kernel_net"``, e.g.
     ``hidden_channels``, ``omega_0``). Each generator takes the keywords its constructor names,
     of these and of the conv-derived ones (SIREN has no envelopes: no ``init_spatial_value``,
-    ``causal`` or ``max_gamma``).
+    ``causal``, ``max_gamma`` or ``last_layer_share``).
     """
     if kind not in _GENERATORS:
         raise ValueError(f"unknown kernel generator {kind!r}; choose one of {KERNEL_NETS}")
@@ -274,6 +289,7 @@ def build_kernel_net(
         causal=causal,
         max_frequency=max_frequency,
         max_gamma=max_gamma,
+        last_layer_share=last_layer_share,
         **options,
     )
     accepted = inspect.signature(generator).parameters

@@ -12,13 +12,19 @@ Gaussian of width ``sqrt(sum gamma_l^2 + 1 / sigma^2)`` (MAGNet envelopes and th
 centred on ``sum +-w_l`` (MAGNet sines). Continuous mode therefore bounds, smoothly (tanh)
 and per axis:
 
-* the sines of all layers together to ``SINE_BUDGET`` x Nyquist;
+* the sines of all layers together to ``SINE_BUDGETS[sine_band]`` x Nyquist: the whole band with
+  ``sine_band="last_layer"`` (the default; 70 % of it in the last Gabor layer, see
+  :class:`ccnn_hf.kernel_nets.MAGNet`), 0.6 with ``"equal"`` (layers sharing it equally);
 * each envelope's inverse width to ``ENVELOPE_BUDGET`` x Nyquist / sqrt(layers);
 * the mask width from below, ``sigma_min = 1 / (MASK_BUDGET x Nyquist)``, and from above,
   ``sigma_max`` = the width whose crop radius reaches the edge of the kernel's domain:
   ``sigma_eff = sigma_max tanh(sqrt(sigma^2 + sigma_min^2) / sigma_max)``;
 
-so that every term stays below Nyquist out to two spectral standard deviations. The mask is
+so that, with ``"equal"``, every term stays below Nyquist out to two spectral standard deviations.
+``"last_layer"`` trades that margin for initial kernels that cover the band: with ``"equal"`` the
+product of equally bounded sines puts over 70 % of a kernel's energy below 0.1 x Nyquist at
+initialisation (a low-pass network that learns more slowly than the official one); the tails that
+may now pass Nyquist are the envelopes' and the mask's. The mask is
 also shifted to reach exactly zero at the crop threshold, ``max(m - t, 0) / (1 - t)``, and
 the upper bound keeps that point inside the domain: the kernel is continuous and vanishes
 before the grid ends, which Riemann sums on grids of different steps need to agree. Causal
@@ -58,11 +64,12 @@ from .kernel_grid import (
 )
 from .kernel_nets import build_kernel_net, pointwise_conv
 from .masking import MaskState, RowScales, complete
-from .settings import CONV_IMPLS, MODES
+from .settings import CONV_IMPLS, MODES, SINE_BANDS
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
-SINE_BUDGET = 0.6
+SINE_BUDGETS = {"last_layer": 1.0, "equal": 0.6}  # sine_band -> the sines' share of Nyquist
+LAST_LAYER_SHARE = {"last_layer": 0.7, "equal": None}  # sine_band -> the last Gabor layer's share (None: equal)
 ENVELOPE_BUDGET = 0.1
 MASK_BUDGET = 0.3
 RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenerate in the backward
@@ -101,6 +108,8 @@ class SeparableContinuousConv(nn.Module):
         causal: 1D only; output ``t`` depends on inputs up to ``t``.
         mode: ``"continuous"`` (kernel follows the input resolution, band-limited generator)
             or ``"reference"`` (the official behaviour: fixed grid whatever the input size).
+        sine_band: continuous mode: how much of the base grid's band the generator's sines use and
+            how its layers share it (``"last_layer"`` or ``"equal"``; see the module docstring).
         kernel_net: ``"magnet"`` or ``"siren"``.
         kernel_hidden: width of the generator.
         kernel_layers: hidden layers of the generator.
@@ -128,6 +137,7 @@ class SeparableContinuousConv(nn.Module):
         base_resolution: Sequence[int] | None = None,
         causal: bool = False,
         mode: str = "continuous",
+        sine_band: str = "last_layer",
         kernel_net: str = "magnet",
         kernel_hidden: int = 32,
         kernel_layers: int = 3,
@@ -143,6 +153,8 @@ class SeparableContinuousConv(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if sine_band not in SINE_BANDS:
+            raise ValueError(f"sine_band must be one of {SINE_BANDS}, got {sine_band!r}")
         if conv_impl not in CONV_IMPLS:
             raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
         if causal and data_dim != 1:
@@ -172,7 +184,8 @@ class SeparableContinuousConv(nn.Module):
             no_layers=kernel_layers,
             init_spatial_value=mask_init * 1.667,
             causal=causal,
-            max_frequency=[SINE_BUDGET * n for n in nyquist] if continuous else None,
+            max_frequency=[SINE_BUDGETS[sine_band] * n for n in nyquist] if continuous else None,
+            last_layer_share=LAST_LAYER_SHARE[sine_band],
             max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
             **{"hidden_channels": kernel_hidden, "omega_0": omega_0, **(kernel_options or {})},
         )

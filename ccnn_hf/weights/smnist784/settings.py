@@ -49,6 +49,8 @@ __all__ = [
     "GLOBAL_POOLS",
     "MODALITIES",
     "LENGTH_SEMANTICS",
+    "SINE_BANDS",
+    "LEGACY_DEFAULTS",
     "DATA_DIMS",
     "MIN_SIZE",
     "canonical",
@@ -78,6 +80,10 @@ GLOBAL_POOLS = ("avg", "max", "")
 MISSING_VALUES = ("normalized", "zero_fill")
 MODALITIES = ("image", "sequence", "audio", "tokens")
 LENGTH_SEMANTICS = ("auto", "duration", "field_of_view")
+SINE_BANDS = ("last_layer", "equal")
+# The value a saved config that lacks a setting was written with: settings added after weights
+# were released, whose default for new models differs from what those weights were trained with.
+LEGACY_DEFAULTS = {"sine_band": "equal"}
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,17 @@ SETTINGS: tuple[Setting, ...] = (
         real_rule(0.0, None, low_open=True),
         flag="omega_0",
         target="kernel_net",
+    ),
+    Setting(
+        "sine_band",
+        str,
+        "last_layer",
+        "continuous mode: how the generator's sines share the base grid's band. 'last_layer': together up to "
+        "the Nyquist frequency, 0.7 of it in the last Gabor layer (a factor of every product term), so the "
+        "initial kernels cover the band; 'equal': together up to 0.6 x Nyquist, split equally among the "
+        "layers (configs written before this setting existed: low-pass initial kernels that learn more slowly)",
+        choices=SINE_BANDS,
+        flag="sine_band",
     ),
     # -- kernels and grid ------------------------------------------------------------------------
     Setting(

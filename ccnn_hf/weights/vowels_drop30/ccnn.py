@@ -69,6 +69,7 @@ __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedF
 _CONV_SETTINGS = (
     "causal",
     "mode",
+    "sine_band",
     "kernel_net",
     "kernel_layers",
     "mask_init",
@@ -320,6 +321,10 @@ class CCNN(nn.Module):
         causal: causal kernels (1D only).
         mode: ``"continuous"`` (default: kernels follow the input resolution) or
             ``"reference"`` (official behaviour, for converted weights).
+        sine_band: continuous mode: ``"last_layer"`` (default: the generator's sines may use the
+            base grid's whole band, most of it in the last Gabor layer, so initial kernels cover it)
+            or ``"equal"`` (60 % of it shared equally: low-pass initial kernels; weights saved before
+            this setting existed were trained so); see :mod:`ccnn_hf.continuous_conv`.
         mask_init: initial Gaussian mask width.
         mask_threshold: crop threshold of the mask.
         dropout: dropout inside the blocks; ``dropout_type`` ``"channel"`` or ``"element"``.

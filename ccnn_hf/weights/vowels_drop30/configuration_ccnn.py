@@ -8,7 +8,7 @@ from transformers import PretrainedConfig
 
 from .presets import get_preset, preset_model_kwargs
 from .timm_config import TIMM_ARCHITECTURES
-from .settings import BY_NAME, canonical, check_settings, config_settings, signature
+from .settings import BY_NAME, LEGACY_DEFAULTS, canonical, check_settings, config_settings, signature
 
 __all__ = ["AUTO_MAP", "CCNNConfig"]
 
@@ -98,6 +98,14 @@ class CCNNConfig(PretrainedConfig):
         super().__init__(**kwargs)
         if self.id2label and not getattr(self, "label2id", None):
             self.label2id = {label: index for index, label in self.id2label.items()}
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "CCNNConfig":
+        """transformers' ``from_dict`` (what ``from_pretrained`` reads a ``config.json`` with); a
+        saved config that lacks a setting added since (:data:`ccnn_hf.settings.LEGACY_DEFAULTS`)
+        gets the value its weights were trained with, not the default of new models."""
+        missing = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in config_dict and k not in kwargs}
+        return super().from_dict({**config_dict, **missing}, **kwargs)
 
     def validate_ccnn(self) -> None:
         """Raise a ValueError naming every invalid field, its value and the allowed values
