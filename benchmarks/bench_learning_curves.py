@@ -1,18 +1,19 @@
-"""Learning curves at equal steps: the default CCNN (continuous mode, ``init_scheme="unit_variance"``)
-against the official model (reference mode, the official initialisation), and the two mixed variants
-that separate the initialisation from the mode.
+"""Learning curves at equal steps: the default CCNN (continuous mode, ``init_scheme="unit_variance"``,
+``sine_band="last_layer"``) against the official model (reference mode, the official initialisation),
+the default with the band of earlier versions (``sine_band="equal"``), and the two mixed variants that
+separate the initialisation from the mode.
 
 Every run is one ``ccnn-train`` command (``ccnn_hf.train.run``, in this process) with the same task,
-recipe, batch order and step count; only ``--mode`` / ``--init_scheme`` differ. The training loss of
+recipe, batch order and step count; only ``--mode`` / ``--init_scheme`` / ``--sine_band`` differ. The training loss of
 every step comes from the run's ``logs/metrics.jsonl``; the test accuracy is that of the final weights.
 
     python benchmarks/bench_learning_curves.py                      # the table and plot (about an hour on one core)
     python benchmarks/bench_learning_curves.py --tasks digits_seq   # one task
     python benchmarks/bench_learning_curves.py --tiny --out /tmp/x  # a smoke run of every code path
 
-Tasks: sequential 8x8 digits (``digits_seq``, built in), 14x14 MNIST digits (``mnist14``, built in) and
-the Free Spoken Digit Dataset at 4 kHz (``fsdd``, from ``--data`` (``../shared/data``); skipped when
-the file is missing). Results: ``learning_curves.json``, ``.md`` (steps until the 10-step mean loss
+Tasks: sequential 8x8 digits (``digits_seq``, built in), 14x14 MNIST digits (``mnist14``, built in),
+the ACSF1 archive of aeon (``acsf1``: 1460-step series; skipped without aeon) and the Free Spoken Digit
+Dataset at 4 kHz (``fsdd``, from ``--data`` (``../shared/data``); skipped when the file is missing). Results: ``learning_curves.json``, ``.md`` (steps until the 10-step mean loss
 is below 0.5, final loss, test accuracy, time per step) and ``.png`` (mean curves over the seeds).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import platform
 import tempfile
@@ -46,6 +48,22 @@ TASKS: dict[str, list[str]] = {
         "--blocks",
         "3",
     ],
+    # an aeon archive of long series (1460 steps, 100 training series, 10 classes), the recipe of
+    # bench_irregular without its validation split and augmentation
+    "acsf1": [
+        "--dataset",
+        "aeon:ACSF1",
+        "--preset",
+        "smnist_4_140",
+        "--hidden",
+        "32",
+        "--blocks",
+        "2",
+        "--dropout",
+        "0",
+        "--causal",
+        "false",
+    ],
     "fsdd": [
         "--dataset",
         "{data}/fsdd/fsdd_audiofolder.zip",
@@ -62,6 +80,7 @@ TASKS: dict[str, list[str]] = {
 VARIANTS: dict[str, list[str]] = {
     "default": [],
     "official": ["--mode", "reference", "--init_scheme", "official"],
+    "default with sine_band equal": ["--sine_band", "equal"],
     "continuous + official init": ["--init_scheme", "official"],
     "reference + unit-variance init": ["--mode", "reference"],
 }
@@ -144,7 +163,8 @@ def write_markdown(path: Path, report: dict, table: dict) -> None:
         "table, each task's preset recipe (lr, "
         "weight decay, the official warm-up + cosine schedule, 1 warm-up epoch), the same batches for every "
         f"variant; {s['hardware']}; {report['total_time_s'] / 60:.1f} min of runs. `default` = continuous mode + "
-        "unit-variance init (ccnn_hf's default); `official` = reference mode + the official init (the official "
+        "unit-variance init + `sine_band='last_layer'` (ccnn_hf's default); `default with sine_band equal` = "
+        "the same with the band of earlier versions; `official` = reference mode + the official init (the official "
         f"code's model). Steps: the first step at which the 10-step mean training loss is below {THRESHOLD} "
         "(per seed; - = never). Final loss: mean of the last 10 steps' cross-entropy.",
         "",
@@ -170,7 +190,7 @@ def plot(path: Path, runs: list[dict], tasks: list[str], variants: list[str]) ->
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), dpi=110, squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for variant, style in zip(variants, ("-", "--", ":", "-.")):
+        for variant, style in zip(variants, ("-", "--", (0, (5, 1, 1, 1)), ":", "-.")):
             curves = [r["loss"] for r in runs if (r["task"], r["variant"]) == (task, variant)]
             if not curves:
                 continue
@@ -178,7 +198,7 @@ def plot(path: Path, runs: list[dict], tasks: list[str], variants: list[str]) ->
             mean = np.mean([c[:length] for c in curves], axis=0)
             window = min(10, length)  # the 10-step mean of the table
             smooth = np.convolve(mean, np.ones(window) / window, mode="valid")
-            ax.plot(np.arange(window, length + 1), smooth, style, label=variant)
+            ax.plot(np.arange(window, length + 1), smooth, linestyle=style, label=variant)
         ax.axhline(THRESHOLD, color="grey", lw=0.6)
         ax.set_yscale("log")
         ax.set_title(task, fontsize=9)
@@ -212,6 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(tasks) - set(TASKS)) + sorted(set(variants) - set(VARIANTS))
     if unknown:
         p.error(f"unknown task(s) or variant(s) {unknown}; tasks: {', '.join(TASKS)}; variants: {', '.join(VARIANTS)}")
+    if "acsf1" in tasks and importlib.util.find_spec("aeon") is None:
+        print("acsf1 skipped: aeon is not installed (pip install 'ccnn_hf[data]')")
+        tasks.remove("acsf1")
     if "fsdd" in tasks and not (args.data / "fsdd" / "fsdd_audiofolder.zip").is_file():
         print(f"fsdd skipped: {args.data / 'fsdd' / 'fsdd_audiofolder.zip'} not found (--data)")
         tasks.remove("fsdd")
