@@ -13,8 +13,9 @@ every step comes from the run's ``logs/metrics.jsonl``; the test accuracy is tha
 
 Tasks: sequential 8x8 digits (``digits_seq``, built in), 14x14 MNIST digits (``mnist14``, built in),
 the ACSF1 archive of aeon (``acsf1``: 1460-step series; skipped without aeon) and the Free Spoken Digit
-Dataset at 4 kHz (``fsdd``, from ``--data`` (``../shared/data``); skipped when the file is missing). Results: ``learning_curves.json``, ``.md`` (steps until the 10-step mean loss
-is below 0.5, final loss, test accuracy, time per step) and ``.png`` (mean curves over the seeds).
+Dataset at 4 kHz (``fsdd``, from ``--data`` (``../shared/data``); skipped when the file is missing).
+Results: ``learning_curves.json``, ``.md`` (steps until the 10-step mean loss is below 0.5, final
+loss, test accuracy, time per step) and ``.png`` (mean curves over the seeds).
 """
 
 from __future__ import annotations
