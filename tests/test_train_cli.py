@@ -187,3 +187,21 @@ def test_a_builtin_config_is_read_by_its_name_unless_a_file_of_that_name_exists(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "timeseries").write_text('{"max_steps": 7}')  # the reader's own file of that name
     assert parse_args(["--config", "timeseries"]).max_steps == 7
+
+
+def test_a_run_recorded_before_sine_band_resumes_only_with_its_band(tmp_path):
+    """A run folder written before ``--sine_band`` existed trained with ``"equal"``: resuming it
+    without the flag would build another model, so it is refused with the run's value named, and
+    ``--sine_band equal`` resumes it. A run recorded with the flag left out (the new default) resumes as it was."""
+    from ccnn_hf.training.errors import UserError
+    from ccnn_hf.training.output import _options, check_resume_options, recorded_options
+
+    command = ["--output_dir", str(tmp_path), "--dataset", "digits"]
+    options = _options(parse_args(command))  # what a run's marker records
+    old = {k: v for k, v in options.items() if k != "sine_band"}
+    assert recorded_options({"options": old})["sine_band"] == "equal"
+    assert recorded_options({"options": options})["sine_band"] is None
+    with pytest.raises(UserError, match=r"--sine_band None \(the run has 'equal'\)"):
+        check_resume_options({"options": old}, parse_args(command))
+    check_resume_options({"options": old}, parse_args([*command, "--sine_band", "equal"]))
+    check_resume_options({"options": options}, parse_args(command))

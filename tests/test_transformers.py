@@ -635,3 +635,4 @@ def test_a_config_saved_before_sine_band_loads_the_band_its_weights_were_trained
     filters = CCNNForSequenceClassification(legacy).ccnn.encoder.stem.conv.kernel_net.filters
     assert filters[-1].max_frequency == filters[0].max_frequency  # the layers share the band equally
     assert CCNNConfig.from_pretrained(tmp_path, sine_band="last_layer").sine_band == "last_layer"
+    assert CCNNConfig.from_json_file(tmp_path / "config.json").sine_band == "equal"

@@ -185,10 +185,14 @@ def check_resume_data(marker: dict, data: dict, accept: bool) -> None:
 
 def recorded_options(marker: dict) -> dict:
     """The options a run folder's marker records; an option added to ccnn-train after the run was
-    written counts as its default there."""
+    written counts as its default there, or, for a model setting whose default changed when it was
+    added (:data:`ccnn_hf.settings.LEGACY_DEFAULTS`), as the value that run was trained with."""
+    from ..settings import BY_NAME, LEGACY_DEFAULTS
     from .args import build_parser
 
-    return {**_options(build_parser().parse_args([])), **marker.get("options", {})}
+    recorded = marker.get("options", {})
+    legacy = {BY_NAME[k].flag: v for k, v in LEGACY_DEFAULTS.items() if BY_NAME[k].flag not in recorded}
+    return {**_options(build_parser().parse_args([])), **legacy, **recorded}
 
 
 def _options(args: argparse.Namespace) -> dict:

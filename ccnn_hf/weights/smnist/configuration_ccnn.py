@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -106,6 +107,12 @@ class CCNNConfig(PretrainedConfig):
         gets the value its weights were trained with, not the default of new models."""
         missing = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in config_dict and k not in kwargs}
         return super().from_dict({**config_dict, **missing}, **kwargs)
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> "CCNNConfig":
+        """transformers' ``from_json_file``, with :meth:`from_dict`'s values for the fields that an
+        earlier version did not write."""
+        return cls.from_dict(cls._dict_from_json_file(json_file))
 
     def validate_ccnn(self) -> None:
         """Raise a ValueError naming every invalid field, its value and the allowed values

@@ -225,7 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
         "continuous mode: how the generator's sines share the base grid's band. 'last_layer': together up to "
         "the Nyquist frequency, 0.7 of it in the last Gabor layer (a factor of every product term), so the "
         "initial kernels cover the band; 'equal': together up to 0.6 x Nyquist, split equally among the "
-        "layers (configs written before this setting existed: low-pass initial kernels that learn more slowly)",
+        "layers (configs written before this setting existed: low-pass initial kernels that learn more slowly). "
+        "SIREN bounds its first layer by the band's total (1 or 0.6 x Nyquist)",
         choices=SINE_BANDS,
         flag="sine_band",
     ),
