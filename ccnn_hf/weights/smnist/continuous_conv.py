@@ -12,7 +12,7 @@ Gaussian of width ``sqrt(sum gamma_l^2 + 1 / sigma^2)`` (MAGNet envelopes and th
 centred on ``sum +-w_l`` (MAGNet sines). Continuous mode therefore bounds, smoothly (tanh)
 and per axis:
 
-* the sines of all layers together to ``SINE_BUDGETS[sine_band]`` x Nyquist: the whole band with
+* the sines of all layers together to ``SINE_BANDS_SPEC[sine_band][0]`` x Nyquist: the whole band with
   ``sine_band="last_layer"`` (the default; 70 % of it in the last Gabor layer, see
   :class:`ccnn_hf.kernel_nets.MAGNet`), 0.6 with ``"equal"`` (layers sharing it equally);
 * each envelope's inverse width to ``ENVELOPE_BUDGET`` x Nyquist / sqrt(layers);
@@ -68,8 +68,8 @@ from .settings import CONV_IMPLS, MODES, SINE_BANDS
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
-SINE_BUDGETS = {"last_layer": 1.0, "equal": 0.6}  # sine_band -> the sines' share of Nyquist
-LAST_LAYER_SHARE = {"last_layer": 0.7, "equal": None}  # sine_band -> the last Gabor layer's share (None: equal)
+# sine_band -> (the share of Nyquist all sines together may use, the last Gabor layer's part of it; None: equal parts)
+SINE_BANDS_SPEC: dict[str, tuple[float, float | None]] = {"last_layer": (1.0, 0.7), "equal": (0.6, None)}
 ENVELOPE_BUDGET = 0.1
 MASK_BUDGET = 0.3
 RECOMPUTE_TAPS = 4096  # kernels with at least this many evaluated taps regenerate in the backward
@@ -173,6 +173,7 @@ class SeparableContinuousConv(nn.Module):
 
         continuous = mode == "continuous"
         nyquist = [math.pi * (k - 1) / 2.0 for k in kernel_size]  # rad per coordinate unit at the base step
+        sine_budget, last_layer_share = SINE_BANDS_SPEC[sine_band]
         self.min_mask_width = tuple(1.0 / (MASK_BUDGET * n) for n in nyquist) if continuous else None
         # Largest width whose crop radius still fits the kernel's domain (2 long when causal).
         self.max_mask_width = (2.0 if causal else 1.0) / math.sqrt(-2.0 * math.log(mask_threshold))
@@ -184,8 +185,8 @@ class SeparableContinuousConv(nn.Module):
             no_layers=kernel_layers,
             init_spatial_value=mask_init * 1.667,
             causal=causal,
-            max_frequency=[SINE_BUDGETS[sine_band] * n for n in nyquist] if continuous else None,
-            last_layer_share=LAST_LAYER_SHARE[sine_band],
+            max_frequency=[sine_budget * n for n in nyquist] if continuous else None,
+            last_layer_share=last_layer_share,
             max_gamma=[ENVELOPE_BUDGET * n / math.sqrt(kernel_layers + 1) for n in nyquist] if continuous else None,
             **{"hidden_channels": kernel_hidden, "omega_0": omega_0, **(kernel_options or {})},
         )
