@@ -189,6 +189,19 @@ def test_a_builtin_config_is_read_by_its_name_unless_a_file_of_that_name_exists(
     assert parse_args(["--config", "timeseries"]).max_steps == 7
 
 
+def test_a_negating_flag_on_the_command_line_wins_over_the_config(tmp_path):
+    """``--config timeseries`` turns augmentation on; ``--no_augment`` on the same command line turns
+    it off (the command line wins) instead of failing as if both flags had been typed."""
+    args = parse_args(["--config", "timeseries", "--dataset", "aeon:GunPoint", "--no_augment"])
+    assert (args.augment, args.no_augment) == (False, True)
+    config = tmp_path / "plain.yaml"
+    config.write_text("preset: smnist_4_140\nno_augment: true\n")
+    args = parse_args(["--config", str(config), "--augment"])
+    assert (args.augment, args.no_augment) == (True, False)
+    with pytest.raises(SystemExit):  # both on the command line: still refused
+        parse_args(["--augment", "--no_augment"])
+
+
 def test_a_run_recorded_before_sine_band_resumes_only_with_its_band(tmp_path):
     """A run folder written before ``--sine_band`` existed trained with ``"equal"``: resuming it
     without the flag would build another model, so it is refused with the run's value named, and

@@ -387,6 +387,10 @@ def _command_line(argv: Sequence[str] | None) -> list[str]:
     return list(sys.argv[1:] if argv is None else argv)
 
 
+# Flags that negate each other: the one given on the command line wins over the other from --config.
+OPPOSITES = {"augment": "no_augment", "no_augment": "augment"}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse flags; values from ``--config`` fill in whatever the command line leaves unset (checked
     as if typed as flags). Without any argument, or with only output options (:func:`quickstart_keeps`),
@@ -406,8 +410,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             key = str(key).replace("-", "_")
             if key not in actions:
                 raise UserError(f"--config {args.config}: unknown option {key!r}")
-            if value is None or getattr(args, key) != actions[key].default:
-                continue  # unset in the file, or given on the command line
+            if value is None or getattr(args, key) != actions[key].default or OPPOSITES.get(key) in given:
+                continue  # unset in the file, or given on the command line (itself or its opposite)
             if quickstart and key == "overwrite" and given & {"output_dir", "resume"}:
                 continue  # the quickstart replaces its own runs/quickstart, never a folder named by the user
             setattr(args, key, _config_value(actions[key], value, f"--config {args.config}"))
