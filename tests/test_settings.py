@@ -93,8 +93,38 @@ def test_presets_are_named_settings():
     assert preset_model_kwargs("cifar10_4_140", depth=2)["num_blocks"] == 2
 
 
+def _other_value(setting, current):
+    """A valid value of ``setting`` other than ``current``, as typed on a command line."""
+    if setting.choices is not None:
+        return next(str(c) for c in setting.choices if c != current)
+    if setting.type is bool:
+        return str(not current)
+    if setting.type is int:
+        return str(current + 1)
+    return repr(current / 2 if current else 0.25)
+
+
+def test_every_model_flag_reaches_the_model_config():
+    """Each model flag of ``ccnn-train`` (a setting with a flag) changes its own field of the
+    configuration the trainer builds, and nothing else of the preset's."""
+    from ccnn_hf.training.args import parse_args
+    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.training.model import _config_from_preset
+
+    task = load_task_data("digits_seq")
+    base = ["--preset", "smnist_4_140", "--dataset", "digits_seq", "--kernel_size", "same"]
+    plain = _config_from_preset(parse_args(base), task).to_dict()
+    assert MODEL_OVERRIDES["hidden"] == "hidden_channels" and MODEL_OVERRIDES["blocks"] == "num_blocks"
+    for flag, field in MODEL_OVERRIDES.items():
+        if flag == "kernel_size":  # resolved against the data's length (tests/test_train_cli.py)
+            continue
+        value = _other_value(BY_NAME[field], plain[field])
+        config = _config_from_preset(parse_args([*base, f"--{flag}", value]), task).to_dict()
+        changed = {k for k in plain if config.get(k) != plain[k]}
+        assert changed == {field}, (flag, value, changed)
+
+
 def test_cli_flags_are_the_settings_with_a_flag():
-    assert MODEL_OVERRIDES == {flag: s.field for flag, s in override_flags().items()}
     actions = {a.dest: a for a in build_parser()._actions}
     for flag, setting in override_flags().items():
         assert flag in actions, flag
