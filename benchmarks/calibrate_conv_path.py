@@ -10,7 +10,7 @@ next to the constants in use. It changes nothing; the constants are written down
 
 Usage::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/calibrate_conv_path.py [--threads N] [--out FILE]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/calibrate_conv_path.py [--threads N] [--dims 1 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ccnn_hf.fftconv import crossover_for, depthwise_conv_direct, depthwise_conv_fft, estimated_costs
 
@@ -60,9 +61,10 @@ def time_call(fn, x: torch.Tensor, kernel: torch.Tensor, causal: bool, backward:
     return times[len(times) // 2]
 
 
-def measure(budget_s: float) -> list[dict]:
+def measure(budget_s: float, dims: tuple[int, ...]) -> list[dict]:
     rows = []
-    for x_rest, kernel_spatial, causal in GRID_1D + GRID_2D:
+    grid = (GRID_1D if 1 in dims else []) + (GRID_2D if 2 in dims else [])
+    for x_rest, kernel_spatial, causal in tqdm(grid, desc="shapes"):
         x_shape = (x_rest[0], CHANNELS, *x_rest[1:])
         kernel_shape = (CHANNELS, *kernel_spatial)
         direct_cost, fft_cost = estimated_costs(x_shape, kernel_shape, causal)
@@ -80,7 +82,6 @@ def measure(budget_s: float) -> list[dict]:
                         fn, x, kernel, causal, backward, budget_s
                     )
         rows.append(row)
-        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -107,14 +108,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds of timed runs per path and shape")
     parser.add_argument("--out", type=Path, default=None, help="write the measurements as JSON here")
+    parser.add_argument(
+        "--dims", type=int, nargs="+", choices=(1, 2), default=[1, 2], help="spatial axes to calibrate (default: both)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}", flush=True)
-    rows = measure(args.budget)
+    rows = measure(args.budget, tuple(args.dims))
     summary = {}
     for pass_ in ("eval", "train"):
-        for data_dim in (1, 2):
+        for data_dim in args.dims:
             subset = [r for r in rows if len(r["x"]) == data_dim + 2]
             crossover, lost = best_crossover(subset, pass_)
             in_use = crossover_for(pass_ == "train", data_dim)
