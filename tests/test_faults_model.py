@@ -725,7 +725,7 @@ def test_non_finite_weights_and_impossible_mask_widths_are_refused_on_every_core
 @pytest.mark.parametrize("value", [0.0, -1.0, -0.72])
 def test_zero_and_negative_mask_widths_load(models, saved, tmp_path, value):
     """The width enters squared and, in continuous mode, bounded into [sigma_min, sigma_max]: a
-    zero or negative value is a valid (trained) width; the released fsdd weights hold -0.72."""
+    zero or negative value is a valid (trained) width; an earlier fsdd release held -0.72."""
     folder = damaged(saved, tmp_path, lambda s: set_to(s, "ccnn.encoder.blocks.0.conv.mask_width", value))
     model = CCNNForImageClassification.from_pretrained(folder).eval()
     with torch.no_grad():
