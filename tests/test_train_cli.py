@@ -202,6 +202,13 @@ def test_a_negating_flag_on_the_command_line_wins_over_the_config(tmp_path):
         parse_args(["--augment", "--no_augment"])
 
 
+def test_a_flag_typed_with_its_default_value_still_wins_over_the_config(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: smnist_4_140\nclip_seconds: 2.0\nbatch_size: 8\n")
+    args = parse_args(["--config", str(config), "--clip_seconds", "1.0"])  # 1.0 is the flag's default
+    assert (args.clip_seconds, args.batch_size) == (1.0, 8)
+
+
 def test_a_run_recorded_before_sine_band_resumes_only_with_its_band(tmp_path):
     """A run folder written before ``--sine_band`` existed trained with ``"equal"``: resuming it
     without the flag would build another model, so it is refused with the run's value named, and

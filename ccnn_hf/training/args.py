@@ -410,8 +410,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             key = str(key).replace("-", "_")
             if key not in actions:
                 raise UserError(f"--config {args.config}: unknown option {key!r}")
-            if value is None or getattr(args, key) != actions[key].default or OPPOSITES.get(key) in given:
-                continue  # unset in the file, or given on the command line (itself or its opposite)
+            if value is None or key in given or OPPOSITES.get(key) in given:
+                continue  # unset in the file, or given on the command line (itself or its opposite, any value)
             if quickstart and key == "overwrite" and given & {"output_dir", "resume"}:
                 continue  # the quickstart replaces its own runs/quickstart, never a folder named by the user
             setattr(args, key, _config_value(actions[key], value, f"--config {args.config}"))
