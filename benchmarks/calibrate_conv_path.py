@@ -16,14 +16,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ccnn_hf.files import write_json_atomic
 from ccnn_hf.fftconv import crossover_for, depthwise_conv_direct, depthwise_conv_fft, estimated_costs
 
 CHANNELS = 140
@@ -61,7 +62,8 @@ def time_call(fn, x: torch.Tensor, kernel: torch.Tensor, causal: bool, backward:
     return times[len(times) // 2]
 
 
-def measure(budget_s: float, dims: tuple[int, ...]) -> list[dict]:
+def measure(budget_s: float, dims: tuple[int, ...], keep: Callable[[list[dict]], None]) -> list[dict]:
+    """Time both paths over the grids of ``dims``; ``keep`` gets the rows so far after each shape."""
     rows = []
     grid = (GRID_1D if 1 in dims else []) + (GRID_2D if 2 in dims else [])
     for x_rest, kernel_spatial, causal in tqdm(grid, desc="shapes"):
@@ -82,6 +84,7 @@ def measure(budget_s: float, dims: tuple[int, ...]) -> list[dict]:
                         fn, x, kernel, causal, backward, budget_s
                     )
         rows.append(row)
+        keep(rows)
     return rows
 
 
@@ -115,7 +118,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}", flush=True)
-    rows = measure(args.budget, tuple(args.dims))
+
+    def keep(rows: list[dict], summary: dict | None = None) -> None:
+        """The measurements so far in ``--out`` (written atomically: an interrupted run keeps its rows)."""
+        if args.out:
+            state = dict(rows=rows, summary=summary, complete=summary is not None, threads=torch.get_num_threads())
+            write_json_atomic(args.out, {**state, "load": os.getloadavg()})
+
+    rows = measure(args.budget, tuple(args.dims), keep)
     summary = {}
     for pass_ in ("eval", "train"):
         for data_dim in args.dims:
@@ -135,12 +145,7 @@ def main() -> None:
                 f"{name}: best crossover {crossover:.3g} (loses {lost:.3f} s of {best_total:.3f} s); "
                 f"in use {in_use:.3g} (loses {summary[name]['lost_in_use_s']:.3f} s)"
             )
-    if args.out:
-        args.out.write_text(
-            json.dumps(
-                dict(rows=rows, summary=summary, threads=torch.get_num_threads(), load=os.getloadavg()), indent=1
-            )
-        )
+    keep(rows, summary)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,25 @@ def test_learning_curve_benchmark_records_every_steps_loss_and_merges_invocation
     table = (tmp_path / "learning_curves.md").read_text()
     assert "| digits_seq | default | 3 |" in table and "| digits_seq | official | 3 |" in table
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_conv_path_calibration_keeps_each_measured_shape(tmp_path, monkeypatch):
+    """The calibration writes its rows after every shape (an interrupted run keeps them), then the
+    summary of the families it was asked for."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import calibrate_conv_path as calibration
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    monkeypatch.setattr(calibration, "GRID_1D", calibration.GRID_1D[:2])
+    out = tmp_path / "calibration.json"
+    seen = []
+    write = calibration.write_json_atomic
+    monkeypatch.setattr(
+        calibration, "write_json_atomic", lambda path, data: (seen.append(len(data["rows"])), write(path, data))
+    )
+    monkeypatch.setattr(sys, "argv", ["x", "--dims", "1", "--budget", "0.001", "--threads", "1", "--out", str(out)])
+    calibration.main()
+    assert seen == [1, 2, 2]  # after each of the two shapes, then with the summary
+    result = json.loads(out.read_text())
+    assert result["complete"] and len(result["rows"]) == 2 and set(result["summary"]) == {"eval 1D", "train 1D"}
