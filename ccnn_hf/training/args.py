@@ -387,10 +387,6 @@ def _command_line(argv: Sequence[str] | None) -> list[str]:
     return list(sys.argv[1:] if argv is None else argv)
 
 
-# Flags that negate each other: the one given on the command line wins over the other from --config.
-OPPOSITES = {"augment": "no_augment", "no_augment": "augment"}
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse flags; values from ``--config`` fill in whatever the command line leaves unset (checked
     as if typed as flags). Without any argument, or with only output options (:func:`quickstart_keeps`),
@@ -406,11 +402,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.config:
         args.config = config_path(args.config)
         actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+        # --no_X negates --X: the one given on the command line wins over the other from the file
+        opposites = {d: f"no_{d}" for d in actions if f"no_{d}" in actions}
+        opposites.update({v: k for k, v in opposites.items()})
         for key, value in _read_config(args.config).items():
             key = str(key).replace("-", "_")
             if key not in actions:
                 raise UserError(f"--config {args.config}: unknown option {key!r}")
-            if value is None or key in given or OPPOSITES.get(key) in given:
+            if value is None or key in given or opposites.get(key) in given:
                 continue  # unset in the file, or given on the command line (itself or its opposite, any value)
             if quickstart and key == "overwrite" and given & {"output_dir", "resume"}:
                 continue  # the quickstart replaces its own runs/quickstart, never a folder named by the user
