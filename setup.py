@@ -26,6 +26,7 @@ TEST = [
     "pytest>=8",
     "hypothesis>=6",
     "pytest-timeout",
+    "pytest-xdist",
     "tensorboard",
     "parameterized",
     "onnx",

@@ -9,6 +9,9 @@ huggingface_hub (which reads them once, when first imported):
 * ``HF_ENDPOINT`` points at a closed local port, so a Hub call made outside the ``local_hub``
   fixture fails at once instead of leaving the machine.
 
+Under pytest-xdist each worker takes its share of the cores as torch threads, and slow tests are
+collected first so that the workers finish together.
+
 The ``local_hub`` fixture starts ``tests/hub_server.py`` and points huggingface_hub (and, through
 the environment, any subprocess) at it.
 """
@@ -51,6 +54,21 @@ _DEAD_ENDPOINT = "http://127.0.0.1:9"  # nothing listens on the discard port: st
 os.environ["HF_ENDPOINT"] = _DEAD_ENDPOINT
 if "huggingface_hub" in sys.modules:
     warnings.warn("huggingface_hub was imported before tests/conftest.py: the HF_* settings above came too late")
+
+# Under pytest-xdist (`-n auto`, the README's command) the workers share the cores: each gets its share
+# of them as torch threads (and so does every subprocess it starts), instead of every worker taking all.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_THREADS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (stable otherwise): a parallel run then ends on short tests and its workers
+    finish together, instead of one worker running a two-minute test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
