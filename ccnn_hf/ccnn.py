@@ -46,6 +46,7 @@ from .settings import (
     GLOBAL_POOLS,
     INIT_SCHEMES,
     check_settings,
+    conv_options,
     kernel_options,
     model_settings,
     read_as_duration,
@@ -64,21 +65,6 @@ from .validation import (
 
 __all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
 
-# Settings every SeparableContinuousConv of the model takes as they are (kernel_size and
-# base_resolution are resolved first; the generator's own settings travel as kernel_options).
-_CONV_SETTINGS = (
-    "causal",
-    "mode",
-    "sine_band",
-    "kernel_net",
-    "kernel_layers",
-    "mask_init",
-    "mask_threshold",
-    "conv_impl",
-    "use_fft",
-    "fft_threshold",
-    "legacy_odd_fft",
-)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
@@ -391,7 +377,7 @@ class CCNN(nn.Module):
             kernel_size=self.kernel_size,
             base_resolution=None if self.reads_duration else base_resolution,
             kernel_options=kernel_options(settings),
-            **{name: settings[name] for name in _CONV_SETTINGS},
+            **conv_options(settings),
         )
         self.drop_in = nn.Dropout(settings["dropout_in"])
         self.stem = CCNNStem(

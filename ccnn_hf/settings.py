@@ -10,7 +10,9 @@ From :data:`SETTINGS` come:
   :meth:`~ccnn_hf.CCNNConfig.ccnn_kwargs`;
 * :func:`ccnn_hf.build_ccnn`'s and timm's aliases (:func:`canonical`);
 * ``ccnn-train``'s model override flags (``flag``);
-* the kernel generators' options (``target="kernel_net"``: passed as ``kernel_options`` to
+* the continuous convolutions' settings (``target="conv"``: passed to every
+  :class:`ccnn_hf.SeparableContinuousConv`, whose keyword defaults are the table's) and the kernel
+  generators' options (``target="kernel_net"``: passed as ``kernel_options`` to
   :func:`ccnn_hf.kernel_nets.build_kernel_net` under ``kernel_name``).
 
 Adding a setting is one entry here plus its implementation. A kernel-generator setting needs
@@ -55,11 +57,15 @@ __all__ = [
     "MIN_SIZE",
     "canonical",
     "resolve",
+    "named_values",
+    "UnknownSettingError",
     "defaults",
     "model_settings",
     "config_settings",
     "override_flags",
+    "fine_tuning_flags",
     "kernel_options",
+    "conv_options",
     "read_as_duration",
     "signature",
     "settings_problems",
@@ -104,8 +110,11 @@ class Setting:
             ``"config"`` (CCNNConfig only: data and heads of the transformers layer).
         config_name: the CCNNConfig attribute, when it differs from ``name``.
         flag: the ``ccnn-train`` override flag (without ``--``), if it has one.
-        target: ``"kernel_net"``: the CCNN passes it to the kernel generator as ``kernel_name``.
+        target: ``"kernel_net"``: the CCNN passes it to the kernel generator as ``kernel_name``;
+            ``"conv"``: to every :class:`ccnn_hf.SeparableContinuousConv` under its own name.
         kernel_name: the generator's keyword (defaults to ``name``).
+        fine_tuning: ``ccnn-train --init_from`` may change it (its ``flag``): it alters none of a
+            checkpoint's tensors.
     """
 
     name: str
@@ -120,6 +129,7 @@ class Setting:
     flag: str | None = None
     target: str | None = None
     kernel_name: str | None = None
+    fine_tuning: bool = False
 
     @property
     def field(self) -> str:
@@ -195,7 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
         "num_blocks", int, 4, "number of residual blocks", integer_rule(0), aliases=("blocks", "depth"), flag="blocks"
     ),
     # -- kernel generator ----------------------------------------------------------------------
-    Setting("kernel_net", str, "magnet", "kernel generator", choices=KERNEL_NETS),
+    Setting("kernel_net", str, "magnet", "kernel generator", choices=KERNEL_NETS, target="conv"),
     Setting(
         "kernel_hidden",
         int,
@@ -207,7 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
         target="kernel_net",
         kernel_name="hidden_channels",
     ),
-    Setting("kernel_layers", int, 3, "generator hidden layers", integer_rule(1)),
+    Setting("kernel_layers", int, 3, "generator hidden layers", integer_rule(1), target="conv"),
     Setting(
         "omega_0",
         float,
@@ -229,6 +239,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SIREN bounds its first layer by the band's total (1 or 0.6 x Nyquist)",
         choices=SINE_BANDS,
         flag="sine_band",
+        target="conv",
     ),
     # -- kernels and grid ------------------------------------------------------------------------
     Setting(
@@ -265,6 +276,7 @@ SETTINGS: tuple[Setting, ...] = (
         "causal kernels (1D only): each output sees only the past (true) or a window centred on it (false)",
         flag_rule,
         flag="causal",
+        target="conv",
     ),
     Setting(
         "mode",
@@ -273,13 +285,30 @@ SETTINGS: tuple[Setting, ...] = (
         "'continuous' (kernels follow the input resolution) or 'reference' (the official code's fixed kernel grid)",
         choices=MODES,
         flag="mode",
+        target="conv",
     ),
     Setting(
-        "mask_init", float, 0.075, "initial Gaussian mask width", real_rule(0.0, None, low_open=True), flag="mask_init"
+        "mask_init",
+        float,
+        0.075,
+        "initial Gaussian mask width",
+        real_rule(0.0, None, low_open=True),
+        flag="mask_init",
+        target="conv",
     ),
-    Setting("mask_threshold", float, 0.1, "crop threshold of the mask", real_rule(0.0, 1.0, low_open=True)),
+    Setting(
+        "mask_threshold", float, 0.1, "crop threshold of the mask", real_rule(0.0, 1.0, low_open=True), target="conv"
+    ),
     # -- regularisation ------------------------------------------------------------------------
-    Setting("dropout", float, 0.0, "dropout inside the blocks", real_rule(0.0, 1.0, low_open=False), flag="dropout"),
+    Setting(
+        "dropout",
+        float,
+        0.0,
+        "dropout inside the blocks",
+        real_rule(0.0, 1.0, low_open=False),
+        flag="dropout",
+        fine_tuning=True,
+    ),
     Setting("dropout_type", str, "channel", "'channel' or 'element' dropout in the blocks", choices=DROPOUT_TYPES),
     Setting(
         "dropout_in",
@@ -288,6 +317,7 @@ SETTINGS: tuple[Setting, ...] = (
         "element-wise dropout on the raw input",
         real_rule(0.0, 1.0, low_open=False),
         flag="dropout_in",
+        fine_tuning=True,
     ),
     # -- convolution paths ---------------------------------------------------------------------
     Setting(
@@ -297,10 +327,21 @@ SETTINGS: tuple[Setting, ...] = (
         "continuous mode path: 'auto' (cost model), 'fft' or 'direct'",
         choices=CONV_IMPLS,
         flag="conv_impl",
+        fine_tuning=True,
+        target="conv",
     ),
-    Setting("use_fft", bool, False, "reference mode: the official FFT switch", flag_rule),
-    Setting("fft_threshold", int, 50, "reference mode: FFT for kernels longer than this", integer_rule(0)),
-    Setting("legacy_odd_fft", bool, False, "reference mode: the official odd-length irfft behaviour", flag_rule),
+    Setting("use_fft", bool, False, "reference mode: the official FFT switch", flag_rule, target="conv"),
+    Setting(
+        "fft_threshold", int, 50, "reference mode: FFT for kernels longer than this", integer_rule(0), target="conv"
+    ),
+    Setting(
+        "legacy_odd_fft",
+        bool,
+        False,
+        "reference mode: the official odd-length irfft behaviour",
+        flag_rule,
+        target="conv",
+    ),
     # -- head, initialisation, checks ------------------------------------------------------------
     Setting("global_pool", str, "avg", "'avg', 'max' or '' (no pooling)", choices=GLOBAL_POOLS, owner="model"),
     Setting(
@@ -380,6 +421,11 @@ def override_flags() -> dict[str, Setting]:
     return {s.flag: s for s in SETTINGS if s.flag}
 
 
+def fine_tuning_flags() -> tuple[str, ...]:
+    """The ``ccnn-train`` flags that ``--init_from`` may change (settings with ``fine_tuning``)."""
+    return tuple(s.flag for s in SETTINGS if s.fine_tuning and s.flag)
+
+
 def defaults() -> dict[str, Any]:
     """Every CCNN argument at its default."""
     return {s.name: s.default for s in model_settings()}
@@ -394,20 +440,32 @@ def canonical(name: str) -> str:
     return _BY_FIELD[name].name if name in _BY_FIELD else name
 
 
-def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False) -> dict[str, Any]:
-    """Every :class:`ccnn_hf.CCNN` argument: ``given`` over the defaults, checked; an unknown name
-    raises a TypeError, a name given twice or an invalid value one ValueError. ``aliases``: accept the other
-    spellings of :data:`ALIASES` too (CCNN itself takes the canonical names only)."""
+class UnknownSettingError(TypeError, ValueError):
+    """A setting name that no :class:`ccnn_hf.CCNN` argument has: a TypeError, as Python raises for
+    an unexpected keyword argument, and a ValueError for callers that catch bad settings as one."""
+
+
+def named_values(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False) -> dict[str, Any]:
+    """``given`` under the canonical :class:`ccnn_hf.CCNN` argument names (``aliases``: accept the other
+    spellings of :data:`ALIASES` too). An unknown name raises :class:`UnknownSettingError`, a name
+    given twice (under two spellings) a ValueError; values are not checked."""
     valid = {s.name for s in model_settings()}
     values: dict[str, Any] = {}
     for key, value in given.items():
         name = canonical(key) if aliases else key
-        if name not in valid:  # a TypeError, as Python raises for an unexpected keyword argument
-            raise TypeError(f"unknown {owner} setting {key!r}; valid settings: {', '.join(sorted(valid))}")
+        if name not in valid:
+            raise UnknownSettingError(f"unknown {owner} setting {key!r}; valid settings: {', '.join(sorted(valid))}")
         if name in values:
             raise ValueError(f"{owner} setting {name!r} is given twice (as {key!r} and another spelling)")
         values[name] = value
-    settings = {**defaults(), **values}
+    return values
+
+
+def resolve(given: Mapping[str, Any], owner: str = "CCNN", aliases: bool = False) -> dict[str, Any]:
+    """Every :class:`ccnn_hf.CCNN` argument: ``given`` (see :func:`named_values`) over the defaults,
+    checked: an invalid value raises a ValueError. ``aliases``: accept the other spellings of
+    :data:`ALIASES` too (CCNN itself takes the canonical names only)."""
+    settings = {**defaults(), **named_values(given, owner, aliases)}
     check_settings(settings, owner)
     return {name: BY_NAME[name].for_model(value) for name, value in settings.items()}
 
@@ -419,6 +477,11 @@ def read_as_duration(data_dim: int, base_sampling_rate: float | None, length_sem
     if base_sampling_rate is not None or length_semantics == "duration":
         return True
     return length_semantics == "auto" and data_dim == 1
+
+
+def conv_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings every continuous convolution takes as they are (``target="conv"``)."""
+    return {s.name: settings[s.name] for s in SETTINGS if s.target == "conv"}
 
 
 def kernel_options(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,14 +69,7 @@ from .continuous_conv import SeparableContinuousConv
 from .presets import PRESETS, preset_model_kwargs
 from .settings import canonical, model_settings
 from .state_dict_keys import to_core_keys
-from .timm_config import (
-    TIMM_ARCHITECTURES,
-    TIMM_CLASSIFIER,
-    TIMM_FIRST_CONV,
-    TIMM_ORIGIN_URL,
-    TIMM_PAPER_IDS,
-    TIMM_PAPER_NAME,
-)
+from .timm_config import TIMM_ARCHITECTURES, TIMM_GENERIC, architecture_size, pretrained_cfg
 from .released import RELEASES, WEIGHTS_DIR
 from .validation import check_input, key_problems, refuse_checkpoint
 
@@ -100,36 +93,29 @@ TAGS = {
     "pathfinder": "pathfinder2d",
 }
 
-_SIZES = {"ccnn_2d": (4, 140), "ccnn_2d_4_140": (4, 140), "ccnn_2d_6_380": (6, 380)}
 _SETTINGS = frozenset(s.name for s in model_settings())
+# The architectures named after their size (tags select a task preset of that size): name -> size.
+_TAG_OF_TASK = {task: tag for tag, task in TAGS.items()}
+_SIZED = {name: architecture_size(name) for name in TIMM_ARCHITECTURES if name != TIMM_GENERIC}
 _NOTES = (
     "Continuous kernels: runs at any input size, no downsampling (pool_size = input size).",
     "img_size= sets this config's input_size, not the model's base_resolution.",
 )
 
 
+def _timm_types(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A JSON pretrained cfg with timm's types (tuples for per-axis and per-channel values)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
 def _cfg(preset_name: str) -> dict[str, Any]:
     """timm's pretrained cfg of a preset (no weights: data config and metadata)."""
     preset = PRESETS[preset_name]
     model = preset.model
-    size = tuple(int(r) for r in model["base_resolution"])
-    return dict(
-        num_classes=model["num_classes"],
-        input_size=(model["in_chans"], *size),
-        pool_size=size,
-        crop_pct=1.0,
-        interpolation="bicubic",
-        mean=tuple(preset.mean),
-        std=tuple(preset.std),
-        first_conv=TIMM_FIRST_CONV,
-        classifier=TIMM_CLASSIFIER,
-        license="mit",
-        description=preset.description,
-        origin_url=TIMM_ORIGIN_URL,
-        paper_name=TIMM_PAPER_NAME,
-        paper_ids=TIMM_PAPER_IDS,
-        notes=_NOTES,
+    cfg = pretrained_cfg(
+        model["in_chans"], model["base_resolution"], preset.mean, preset.std, model["num_classes"], preset.description
     )
+    return {**_timm_types(cfg), "notes": _NOTES}
 
 
 def _released() -> dict[str, dict]:
@@ -150,13 +136,12 @@ RELEASED = _released()
 
 def _released_cfg(config: dict) -> dict[str, Any]:
     """timm cfg of a packaged release: its own pretrained_cfg, loading the packaged file (offline)."""
-    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config["pretrained_cfg"].items()}
-    return {**cfg, "file": config["_file"], "hf_hub_id": None, "notes": _NOTES}
+    return {**_timm_types(config["pretrained_cfg"]), "file": config["_file"], "hf_hub_id": None, "notes": _NOTES}
 
 
 def _preset_of(variant: str, tag: str | None) -> str:
-    blocks, hidden = _SIZES[variant]
-    if tag in TAGS and variant != "ccnn_2d":
+    blocks, hidden = architecture_size(variant)
+    if tag in TAGS and variant != TIMM_GENERIC:
         return f"{TAGS[tag]}_{blocks}_{hidden}"
     return TIMM_ARCHITECTURES[variant]
 
@@ -283,10 +268,10 @@ if build_model_with_cfg is not None:
 
     default_cfgs = generate_default_cfgs(
         {
-            "ccnn_2d": _cfg("cifar10_4_140"),
+            TIMM_GENERIC: _cfg(TIMM_ARCHITECTURES[TIMM_GENERIC]),
             **{
-                f"ccnn_2d_{blocks}_{hidden}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
-                for blocks, hidden in ((4, 140), (6, 380))
+                f"{architecture}.{tag}": _cfg(f"{task}_{blocks}_{hidden}")
+                for architecture, (blocks, hidden) in _SIZED.items()
                 for tag, task in TAGS.items()
             },
             **{name: _released_cfg(config) for name, config in RELEASED.items()},  # shipped weights, offline
@@ -295,7 +280,8 @@ if build_model_with_cfg is not None:
     # timm makes the first tag with weights an architecture's default, and create_model takes
     # in_chans / num_classes from the default: a shipped 1-channel release must not turn plain
     # ``create_model("ccnn_2d")`` into a grey-scale binary model. Pin the presets' defaults.
-    for _arch, _tag in (("ccnn_2d", ""), ("ccnn_2d_4_140", "cifar10"), ("ccnn_2d_6_380", "cifar10")):
+    for _arch in TIMM_ARCHITECTURES:
+        _tag = "" if _arch == TIMM_GENERIC else _TAG_OF_TASK[PRESETS[TIMM_ARCHITECTURES[_arch]].task]
         default_cfgs[_arch].tags.remove(_tag)
         default_cfgs[_arch].tags.appendleft(_tag)
 

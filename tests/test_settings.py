@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from ccnn_hf import CCNN, CCNNConfig, build_ccnn
+from ccnn_hf import CCNN, CCNNConfig, SeparableContinuousConv, build_ccnn
 from ccnn_hf.kernel_nets import build_kernel_net
 from ccnn_hf.presets import PRESETS, preset_model_kwargs
 from ccnn_hf.settings import (
@@ -17,8 +17,10 @@ from ccnn_hf.settings import (
     BY_NAME,
     KERNEL_NETS,
     SETTINGS,
+    UnknownSettingError,
     config_settings,
     defaults,
+    fine_tuning_flags,
     model_settings,
     override_flags,
     resolve,
@@ -46,6 +48,41 @@ def test_ccnn_signature_and_defaults_come_from_the_table():
     assert model.settings["omega_0"] == BY_NAME["omega_0"].default
 
 
+def test_every_conv_setting_reaches_every_conv_with_the_tables_default(monkeypatch):
+    """The settings with ``target="conv"`` are the convolution's keywords, with the table's defaults,
+    and a CCNN hands each of them to every one of its convolutions."""
+    parameters = inspect.signature(SeparableContinuousConv).parameters
+    conv_names = [s.name for s in SETTINGS if s.target == "conv"]
+    for name in [*conv_names, "kernel_hidden", "omega_0"]:
+        assert parameters[name].default == BY_NAME[name].default, name
+    received = []
+    original = SeparableContinuousConv.__init__
+
+    def recording(self, *args, **kwargs):
+        received.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeparableContinuousConv, "__init__", recording)
+    model = CCNN(**TINY, mask_threshold=0.2, conv_impl="direct", fft_threshold=7)
+    assert len(received) == len(model.continuous_convs()) == 2
+    for kwargs in received:
+        assert {name: kwargs[name] for name in conv_names} == {name: model.settings[name] for name in conv_names}
+
+
+def test_the_settings_fine_tuning_may_change_alter_no_tensor():
+    """``ccnn-train --init_from`` lets these flags change a checkpoint's settings: the model still has
+    the checkpoint's tensors (names, shapes, dtypes), so every one of them loads."""
+    assert set(fine_tuning_flags()) == {"dropout", "dropout_in", "conv_impl"}
+    reference = CCNN(**TINY).state_dict()
+    for flag in fine_tuning_flags():
+        setting = override_flags()[flag]
+        other = {str: lambda c: next(v for v in setting.choices if v != c), float: lambda c: 0.5}[setting.type]
+        state = CCNN(**TINY, **{setting.name: other(setting.default)}).state_dict()
+        assert [(k, v.shape, v.dtype) for k, v in state.items()] == [
+            (k, v.shape, v.dtype) for k, v in reference.items()
+        ], flag
+
+
 def test_a_model_with_its_settings_record_copies_and_pickles():
     model = CCNN(**TINY)
     assert copy.deepcopy(model).settings == model.settings
@@ -55,6 +92,12 @@ def test_a_model_with_its_settings_record_copies_and_pickles():
 def test_ccnn_takes_canonical_names_only_and_names_the_unknown_ones():
     with pytest.raises(TypeError, match="unknown CCNN setting 'width'"):
         CCNN(width=8)
+    # The factories name an unknown setting the same way, as a TypeError that is also a ValueError.
+    with pytest.raises(UnknownSettingError, match="unknown CCNN setting 'widht'") as error:
+        build_ccnn("cifar10_4_140", widht=8)
+    assert isinstance(error.value, TypeError) and isinstance(error.value, ValueError)
+    with pytest.raises(UnknownSettingError, match="unknown CCNN setting 'widht'"):
+        preset_model_kwargs("cifar10_4_140", widht=8)
     with pytest.raises(ValueError, match="kernel_net must be one of \\('magnet', 'siren'\\), got 'gabor'"):
         CCNN(kernel_net="gabor", **TINY)
 

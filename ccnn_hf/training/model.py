@@ -16,6 +16,7 @@ from ..configuration_ccnn import AUTO_MAP, CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
+from ..settings import fine_tuning_flags
 from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from ..validation import value_problems
 from .args import MODEL_OVERRIDES
@@ -36,7 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Options that --init_from may change: they do not alter the checkpoint's tensors.
-FINE_TUNING_OVERRIDES = ("dropout", "dropout_in", "conv_impl")
+FINE_TUNING_OVERRIDES = fine_tuning_flags()
 
 
 def is_binary(preset: str, task: TaskData) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .settings import canonical, model_settings
+from .settings import named_values
 
 __all__ = ["Preset", "PRESETS", "get_preset", "list_presets", "TASKS", "preset_model_kwargs"]
 
@@ -690,22 +690,14 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
 
 def preset_model_kwargs(preset: str, **overrides: Any) -> dict[str, Any]:
     """The CCNN arguments of ``preset`` with ``overrides`` applied (any spelling of
-    :data:`ccnn_hf.settings.ALIASES`, e.g. ``width`` / ``depth``); unknown names raise a ValueError.
+    :data:`ccnn_hf.settings.ALIASES`, e.g. ``width`` / ``depth``); an unknown name raises
+    :class:`ccnn_hf.settings.UnknownSettingError` (a TypeError and a ValueError).
 
     Changing ``data_dim`` without a ``base_resolution`` repeats the preset's first base size
     along every axis; ``kernel_size="same"`` then follows that resolution.
     """
-    valid = {s.name for s in model_settings()}
-    kwargs = dict(get_preset(preset).model)
-    given: set[str] = set()
-    for key, value in overrides.items():
-        name = canonical(key)
-        if name not in valid:
-            raise ValueError(f"unknown CCNN setting {key!r}; valid settings: {', '.join(sorted(valid))}")
-        if name in given:
-            raise ValueError(f"CCNN setting {name!r} is given twice (as {key!r} and another spelling)")
-        given.add(name)
-        kwargs[name] = value
+    given = named_values(overrides, aliases=True)
+    kwargs = {**get_preset(preset).model, **given}
     base = tuple(kwargs["base_resolution"])
     if len(base) != kwargs["data_dim"] and "base_resolution" not in given:
         kwargs["base_resolution"] = (base[0],) * kwargs["data_dim"]

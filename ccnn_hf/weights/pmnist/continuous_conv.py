@@ -64,7 +64,7 @@ from .kernel_grid import (
 )
 from .kernel_nets import build_kernel_net, pointwise_conv
 from .masking import MaskState, RowScales, complete
-from .settings import CONV_IMPLS, MODES, SINE_BANDS
+from .settings import CONV_IMPLS, MODES, check_settings, conv_options, defaults
 
 __all__ = ["SeparableContinuousConv", "MODES", "CONV_IMPLS", "refresh_kernel_plans"]
 
@@ -92,6 +92,9 @@ class _LastKernel:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()
+
+
+_DEFAULTS = defaults()  # the keyword defaults below: the settings table's
 
 
 class SeparableContinuousConv(nn.Module):
@@ -135,30 +138,25 @@ class SeparableContinuousConv(nn.Module):
         data_dim: int,
         kernel_size: Sequence[int],
         base_resolution: Sequence[int] | None = None,
-        causal: bool = False,
-        mode: str = "continuous",
-        sine_band: str = "last_layer",
-        kernel_net: str = "magnet",
-        kernel_hidden: int = 32,
-        kernel_layers: int = 3,
-        omega_0: float = 1.0,
-        mask_init: float = 0.075,
-        mask_threshold: float = 0.1,
-        conv_impl: str = "auto",
-        use_fft: bool = False,
-        fft_threshold: int = 50,
-        legacy_odd_fft: bool = False,
+        causal: bool = _DEFAULTS["causal"],
+        mode: str = _DEFAULTS["mode"],
+        sine_band: str = _DEFAULTS["sine_band"],
+        kernel_net: str = _DEFAULTS["kernel_net"],
+        kernel_hidden: int = _DEFAULTS["kernel_hidden"],
+        kernel_layers: int = _DEFAULTS["kernel_layers"],
+        omega_0: float = _DEFAULTS["omega_0"],
+        mask_init: float = _DEFAULTS["mask_init"],
+        mask_threshold: float = _DEFAULTS["mask_threshold"],
+        conv_impl: str = _DEFAULTS["conv_impl"],
+        use_fft: bool = _DEFAULTS["use_fft"],
+        fft_threshold: int = _DEFAULTS["fft_threshold"],
+        legacy_odd_fft: bool = _DEFAULTS["legacy_odd_fft"],
         kernel_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if sine_band not in SINE_BANDS:
-            raise ValueError(f"sine_band must be one of {SINE_BANDS}, got {sine_band!r}")
-        if conv_impl not in CONV_IMPLS:
-            raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
-        if causal and data_dim != 1:
-            raise ValueError("causal convolutions are only defined for data_dim=1")
+        # The arguments that are settings, checked by the table's own rules.
+        named = {**conv_options(locals()), "data_dim": data_dim, "kernel_hidden": kernel_hidden, "omega_0": omega_0}
+        check_settings(named, type(self).__name__)
         kernel_size = tuple(int(k) for k in kernel_size)
         if len(kernel_size) != data_dim:
             raise ValueError(f"kernel_size needs {data_dim} entries, got {kernel_size}")
