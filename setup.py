@@ -52,11 +52,11 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["ccnn_hf", "ccnn_hf.*"]),
-    package_data={"ccnn_hf": ["weights/*/*", "model_card_template.md", "configs/*.yaml"]},
+    package_data={"ccnn_hf": ["weights/*/*", "training/model_card_template.md", "configs/*.yaml"]},
     # The torch core needs torch alone; each layer over it is an extra (README: pip install -e ".[dev]" = all).
     install_requires=["torch>=2.4,<=2.14.1", "numpy"],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["ccnn-train=ccnn_hf.train:main"]},
+    entry_points={"console_scripts": ["ccnn-train=ccnn_hf.training.train:main"]},
     classifiers=[
         "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",

@@ -229,7 +229,7 @@ def write_report(args, results: list[dict], failed: list[dict], skipped: list[st
         "failed": failed,
         "skipped_for_time": skipped,
     }
-    from ccnn_hf.files import write_json_atomic, write_text_atomic
+    from ccnn_hf.training.files import write_json_atomic, write_text_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "gpu_speed.json", report)

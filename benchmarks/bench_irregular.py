@@ -1,7 +1,7 @@
 """Accuracy on irregularly sampled aeon archives: CCNN (mask-aware and zero-fill), timm resnet18
 (zero-fill + mask channel) and MiniRocket (linear interpolation), at several drop rates.
 
-Every neural model is trained by the same ``ccnn-train`` command line (``ccnn_hf.train.run``, in this
+Every neural model is trained by the same ``ccnn-train`` command line (``ccnn_hf.training.train.run``, in this
 process): the built-in small-archive recipe ``--config timeseries`` (a validation split held out of
 the training series, early stopping with patience and the best-validation weights tested, the same
 cap on optimiser steps, batch size, learning-rate schedule, random point dropout and seeds); only the
@@ -94,7 +94,7 @@ def run_neural(argv: list[str], log) -> float:
     training sets it would cost more than the training itself, so it is skipped here."""
     from unittest import mock
 
-    import ccnn_hf.train as trainer
+    import ccnn_hf.training.train as trainer
 
     with (
         contextlib.redirect_stdout(log),

@@ -3,7 +3,7 @@
 the default with the band of earlier versions (``sine_band="equal"``), and the two mixed variants that
 separate the initialisation from the mode.
 
-Every run is one ``ccnn-train`` command (``ccnn_hf.train.run``, in this process) with the same task,
+Every run is one ``ccnn-train`` command (``ccnn_hf.training.train.run``, in this process) with the same task,
 recipe, batch order and step count; only ``--mode`` / ``--init_scheme`` / ``--sine_band`` differ. The training loss of
 every step comes from the run's ``logs/metrics.jsonl``; the test accuracy is that of the final weights.
 
@@ -118,7 +118,7 @@ def command(task: str, variant: str, seed: int, steps: int, data: Path, output_d
 def train(argv: list[str], log) -> dict:
     """One run: its per-step training loss (cross-entropy, penalty apart), final test accuracy and
     time per step. The per-epoch test evaluation only logs, so it is skipped (as in bench_irregular)."""
-    import ccnn_hf.train as trainer
+    import ccnn_hf.training.train as trainer
 
     out = Path(argv[argv.index("--output_dir") + 1])
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

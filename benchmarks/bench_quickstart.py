@@ -5,10 +5,10 @@ Usage::
     python benchmarks/bench_quickstart.py                      # idle, then with a load of 2
     python benchmarks/bench_quickstart.py --loads 0,2 --policies default,ACTIVE
 
-Each run is ``python -m ccnn_hf.train`` without arguments (the quickstart configuration) in a
+Each run is ``python -m ccnn_hf.training.train`` without arguments (the quickstart configuration) in a
 fresh process and a temporary working directory while ``load`` busy-looping processes compete for the CPUs.
 Policy ``default`` leaves ``OMP_WAIT_POLICY`` unset, so ``ccnn-train`` applies its own (``PASSIVE``, see
-``ccnn_hf/cli_env.py``); other values are passed to the run as ``OMP_WAIT_POLICY``. Reports wall
+``ccnn_hf/training/cli_env.py``); other values are passed to the run as ``OMP_WAIT_POLICY``. Reports wall
 time, the run's CPU time (user + system, children's rusage), the load average before and after, the
 run's torch threads and its continuous-mode accuracies (they repeat exactly on one processor with one
 thread count, and differ between processors and thread counts: float rounding), to
@@ -63,7 +63,7 @@ def run_quickstart(load: int, policy: str, timeout: float) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:  # no arguments: the quickstart writes to ./runs/quickstart
         done = subprocess.run(
-            [sys.executable, "-m", "ccnn_hf.train"],
+            [sys.executable, "-m", "ccnn_hf.training.train"],
             env=env,
             cwd=workdir,
             capture_output=True,

@@ -402,7 +402,7 @@ def run_worker(spec: dict, device: str, threads: int | None, plan: Plan) -> None
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))  # benchmark the working tree's ccnn_hf
-    from ccnn_hf.allocator import keep_large_allocations
+    from ccnn_hf.training.allocator import keep_large_allocations
 
     keep_large_allocations()  # as ccnn-train does: large activations are reused, not re-mapped per call
     if threads:

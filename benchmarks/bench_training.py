@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     import torch
 
-    from ccnn_hf.allocator import keep_large_allocations
+    from ccnn_hf.training.allocator import keep_large_allocations
 
     keep_large_allocations()
     if args.threads:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ccnn_hf.files import write_json_atomic
+from ccnn_hf.training.files import write_json_atomic
 from ccnn_hf.fftconv import crossover_for, depthwise_conv_direct, depthwise_conv_fft, estimated_costs
 
 CHANNELS = 140

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ccnn_hf import CCNNForImageClassification, recalibrate_batch_norm, released_weights
-from ccnn_hf.allocator import keep_large_allocations
+from ccnn_hf.training.allocator import keep_large_allocations
 from ccnn_hf.data.images import resize_images
 from ccnn_hf.data.mnist import MEAN, STD, load_mnist
 

@@ -5,26 +5,26 @@ The core (:class:`CCNN`, :func:`build_ccnn`, :data:`PRESETS`, the settings table
 over it register themselves when their library is imported, before or after ccnn_hf: the
 transformers classes (``CCNNConfig``, ``CCNNFor*``, the processors; ``pip install ccnn_hf[hf]``)
 with transformers' Auto classes, and the ``ccnn_2d*`` models with timm's registry (``pip install
-ccnn_hf[timm]``); see :mod:`ccnn_hf.import_hooks`. The transformers classes are imported on first
+ccnn_hf[timm]``); see :mod:`ccnn_hf.integrations.import_hooks`. The transformers classes are imported on first
 use (``from ccnn_hf import CCNNForImageClassification``); without transformers they raise an
 ImportError saying what to install.
 """
 
-from .cli_env import prefer_passive_openmp
+from .training.cli_env import prefer_passive_openmp
 
 prefer_passive_openmp()  # ccnn-train: before torch loads OpenMP (see cli_env)
 
 from .batch_norm import recalibrate_batch_norm  # noqa: E402
-from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem  # noqa: E402
+from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem, build_ccnn  # noqa: E402
 from .continuous_conv import SeparableContinuousConv  # noqa: E402
-from .deploy import FrozenCCNN, freeze  # noqa: E402
-from .factory import build_ccnn, preset_model_kwargs  # noqa: E402
-from . import continuous_conv, hf_registration, import_hooks  # noqa: E402
+from .integrations.deploy import FrozenCCNN, freeze  # noqa: E402
+from . import continuous_conv  # noqa: E402
+from .integrations import hf_registration, import_hooks  # noqa: E402
 from .kernel_nets import MAGNet, SIREN  # noqa: E402
-from .kernel_plots import plot_kernels  # noqa: E402
-from .original import convert_original_state_dict, load_original_state_dict  # noqa: E402
-from .presets import PRESETS, Preset, get_preset, list_presets  # noqa: E402
-from .released import RELEASES, available_releases, released_weights  # noqa: E402
+from .integrations.kernel_plots import plot_kernels  # noqa: E402
+from .integrations.original import convert_original_state_dict, load_original_state_dict  # noqa: E402
+from .presets import PRESETS, Preset, get_preset, list_presets, preset_model_kwargs  # noqa: E402
+from .integrations.released import RELEASES, available_releases, released_weights  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -42,7 +42,9 @@ _HF_NAMES = {
 
 hf_registration.install()  # the Auto classes, and remote code for saved folders, once transformers is imported
 import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~150 MB
-import_hooks.after_import("timm", lambda: import_hooks.import_optional("ccnn_hf.timm_models"))  # timm's registry
+import_hooks.after_import(
+    "timm", lambda: import_hooks.import_optional("ccnn_hf.integrations.timm_models")
+)  # timm's registry
 
 
 def __getattr__(name: str):

@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 
 from ccnn_hf import CCNNConfig, build_ccnn, get_preset, load_original_state_dict
-from ccnn_hf.model_card import make_model_card
-from ccnn_hf.original import convert_original_state_dict, read_original_checkpoint
-from ccnn_hf.files import remove, write_json_atomic
+from ccnn_hf.training.model_card import make_model_card
+from ccnn_hf.integrations.original import convert_original_state_dict, read_original_checkpoint
+from ccnn_hf.training.files import remove, write_json_atomic
 from ccnn_hf.modeling_ccnn import MODEL_CLASSES
-from ccnn_hf.state_dict_keys import to_transformers_keys
+from ccnn_hf.integrations.state_dict_keys import to_transformers_keys
 from ccnn_hf.validation import refuse_checkpoint, value_problems
 
 TOLERANCE = 1e-5  # max |converted - raw| / max |raw| on the check input

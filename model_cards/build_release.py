@@ -3,7 +3,7 @@
 
     python model_cards/build_release.py --runs release_runs [--org ccnn-hf]
 
-For every release in ``ccnn_hf.released.RELEASES`` whose runs exist (``<runs>/<name>_ccnn`` and the
+For every release in ``ccnn_hf.integrations.released.RELEASES`` whose runs exist (``<runs>/<name>_ccnn`` and the
 timm baseline ``<runs>/<name>_resnet18``, trained by ``model_cards/train_released.sh`` or
 ``model_cards/gpu_cifar10.sh``) it copies the weights into ``ccnn_hf/weights/<name>/`` with the code
 files ``save_pretrained`` writes beside them (what ``trust_remote_code=True`` runs where ccnn_hf is not
@@ -39,11 +39,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccnn_hf.files import write_text_atomic
-from ccnn_hf.kernel_plots import plot_kernels
-from ccnn_hf.model_card import kernel_section, make_model_card
+from ccnn_hf.training.files import write_text_atomic
+from ccnn_hf.integrations.kernel_plots import plot_kernels
+from ccnn_hf.training.model_card import kernel_section, make_model_card
 from ccnn_hf.presets import get_preset
-from ccnn_hf.released import RELEASES, WEIGHTS_DIR, Release, available_releases
+from ccnn_hf.integrations.released import RELEASES, WEIGHTS_DIR, Release, available_releases
 from ccnn_hf.training.model import MODEL_CLASSES
 
 HERE = Path(__file__).resolve().parent

@@ -32,7 +32,7 @@ common=(--dataset "$DATA" --preset cifar10_4_140 --augment --mixed_precision bf1
 train() {
   local name=$1 limit=$2
   shift 2
-  timeout $((limit + ${SLACK:-150})) python3 -m ccnn_hf.train "${common[@]}" --time_limit "$limit" "$@" \
+  timeout $((limit + ${SLACK:-150})) python3 -m ccnn_hf.training.train "${common[@]}" --time_limit "$limit" "$@" \
     --output_dir "run_$name" 2>&1 | tr '\r' '\n' | grep -v -E '^(training|Writing)' > "run_$name.log"
 }
 

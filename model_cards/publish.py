@@ -19,7 +19,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
-from ccnn_hf.released import RELEASES, available_releases, released_weights
+from ccnn_hf.integrations.released import RELEASES, available_releases, released_weights
 from ccnn_hf.modeling_ccnn import MODEL_CLASSES
 
 

@@ -26,8 +26,8 @@ def reevaluate(run: Path, data_root: Path | None) -> dict:
     """Re-estimate the statistics of the CCNN in ``run`` and rewrite its evaluation; returns the results."""
     import torch
 
-    from ccnn_hf.files import write_json_atomic
-    from ccnn_hf.train import _load_task
+    from ccnn_hf.training.files import write_json_atomic
+    from ccnn_hf.training.train import _load_task
     from ccnn_hf.training.evaluate import evaluate_points, plot_accuracy
     from ccnn_hf.training.model import MODEL_CLASSES, adapt_batch_norm
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ccnn_hf.released import RELEASES
+from ccnn_hf.integrations.released import RELEASES
 from helpers import REPO
 
 pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
@@ -151,7 +151,7 @@ def test_the_run_a_ccnn_was_fine_tuned_from_counts_in_its_budget(build_release, 
 def test_every_release_carries_the_code_save_pretrained_writes_now(build_release):
     """The code a shipped folder's auto_map names (run by trust_remote_code=True without ccnn_hf) is
     the package's own, as it stands: a change to a module it copies needs `build_release.py --code_only`."""
-    from ccnn_hf.released import available_releases, released_weights
+    from ccnn_hf.integrations.released import available_releases, released_weights
 
     for name in available_releases():
         shipped = {path.name: path.read_text(encoding="utf-8") for path in released_weights(name).glob("*.py")}

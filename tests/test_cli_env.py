@@ -14,13 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_the_command_line_tools_are_recognised():
     assert cli_env.running_cli(["/venv/bin/python", "/venv/bin/ccnn-train", "--epochs", "1"])
-    assert cli_env.running_cli(["python", "-m", "ccnn_hf.train"])
-    assert not cli_env.running_cli(["python", "-m", "pytest", "ccnn_hf.train"])
+    assert cli_env.running_cli(["python", "-m", "ccnn_hf.training.train"])
+    assert not cli_env.running_cli(["python", "-m", "pytest", "ccnn_hf.training.train"])
     assert not cli_env.running_cli(["python", "script.py"])
 
 
 def test_passive_is_set_only_before_torch_and_only_if_unset(monkeypatch):
-    cli = ["python", "-m", "ccnn_hf.train"]
+    cli = ["python", "-m", "ccnn_hf.training.train"]
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert not cli_env.prefer_passive_openmp(cli)  # torch is loaded in this test process: too late
     monkeypatch.delitem(sys.modules, "torch")
@@ -34,6 +34,6 @@ def test_passive_is_set_only_before_torch_and_only_if_unset(monkeypatch):
 def test_ccnn_train_offers_compile():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "ccnn_hf.train", "--help"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ccnn_hf.training.train", "--help"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "--compile" in done.stdout

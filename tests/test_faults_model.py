@@ -34,7 +34,7 @@ from ccnn_hf import (
     CCNNModel,
     build_ccnn,
 )
-from ccnn_hf.original import read_original_checkpoint
+from ccnn_hf.integrations.original import read_original_checkpoint
 from helpers import REPO, require_shared
 
 NAN, INF = float("nan"), float("inf")
@@ -876,7 +876,7 @@ class _NanModel(torch.nn.Module):
 
 
 def test_results_json_is_never_written_with_nan(tmp_path):
-    from ccnn_hf.files import write_json_atomic
+    from ccnn_hf.training.files import write_json_atomic
 
     with pytest.raises(ValueError, match=r"refusing to write .*results\.json: Out of range float values"):
         write_json_atomic(tmp_path / "results.json", {"verification_max_abs_diff": NAN})

@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ccnn_hf.train import main, run
+from ccnn_hf.training.train import main, run
 from ccnn_hf.training.errors import UserError
 from helpers import reset_accelerate
 
@@ -792,7 +792,7 @@ def test_a_planted_subfolder_or_log_link_is_refused_on_resume(finished, tmp_path
 
 
 def test_the_lock_is_removed_when_a_run_ends(tmp_path, monkeypatch):
-    import ccnn_hf.train
+    import ccnn_hf.training.train
 
     out = tmp_path / "out"
     argv = ["--dataset", "digits", *TINY, "--max_steps", "1", "--output_dir", str(out)]
@@ -803,7 +803,7 @@ def test_the_lock_is_removed_when_a_run_ends(tmp_path, monkeypatch):
         assert (out / ".ccnn-run.lock").read_text().startswith("pid ")  # held while the run works
         raise UserError("training stopped")
 
-    monkeypatch.setattr(ccnn_hf.train.Trainer, "train", diverges)
+    monkeypatch.setattr(ccnn_hf.training.train.Trainer, "train", diverges)
     reset_accelerate()
     with pytest.raises(UserError, match="training stopped"):  # a run that fails removes it too
         run([*argv, "--overwrite"])
@@ -997,7 +997,7 @@ def test_an_interrupted_model_write_never_leaves_a_complete_looking_folder(tmp_p
 
 
 def _with_nan_sample(monkeypatch, index: int) -> None:
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     real = train.load_task_data
 
@@ -1051,7 +1051,7 @@ def test_a_non_finite_loss_stops_the_run_naming_step_and_samples(tmp_path, monke
 def test_losses_read_back_in_groups_stop_before_the_next_checkpoint(tmp_path, monkeypatch):
     # on an accelerator the losses are read every few steps: the step that diverged is still named,
     # and the checkpoint due after it is not written
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     monkeypatch.setattr(train, "loss_sync_steps", lambda device: 8)
     _nan_at_third_batch(monkeypatch)
@@ -1066,7 +1066,7 @@ def test_losses_read_back_in_groups_stop_before_the_next_checkpoint(tmp_path, mo
 @pytest.mark.parametrize("budget", [[], ["--time_limit", "1000"]], ids=["epochs", "time_limit"])
 def test_losses_read_back_in_groups_log_every_step_as_read_one_by_one(tmp_path, monkeypatch, budget):
     # --time_limit reads the pending losses back at the warm-up batches and before fitting the budget
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     args = ["--dataset", "digits", *TINY, "--epochs", "2", "--save_steps", "5", *budget]
     run([*args, "--output_dir", str(tmp_path / "each")])
@@ -1079,7 +1079,7 @@ def test_losses_read_back_in_groups_log_every_step_as_read_one_by_one(tmp_path, 
 
 
 def test_a_model_with_non_finite_statistics_is_never_saved(tmp_path, monkeypatch):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     def poison(model, dataset, batch_size):
         next(b for n, b in model.named_buffers() if "running_var" in n).fill_(float("nan"))
@@ -1168,7 +1168,7 @@ def test_main_prints_one_line_and_exits_2_for_bad_input(tmp_path, capsys):
 
 
 def test_main_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     def bug(*args, **kwargs):
         raise KeyError("a bug, not a user error")
@@ -1470,7 +1470,7 @@ def interrupted_after_step(step: int):
     """Ctrl-C right after the checkpoint of ``step`` is written."""
 
     def setup(tmp, monkeypatch, finished):
-        import ccnn_hf.train as train
+        import ccnn_hf.training.train as train
 
         real = train.save_checkpoint
 

@@ -172,7 +172,7 @@ def test_cli_refuses_a_drop_rate_outside_zero_one(rate, capsys):
 
 
 def test_missing_values_is_a_ccnn_setting_not_a_timm_one(tmp_path):
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
 
     with pytest.raises(UserError, match="--missing_values chooses how a CCNN"):
         run(
@@ -193,7 +193,7 @@ def test_missing_values_is_a_ccnn_setting_not_a_timm_one(tmp_path):
 
 
 def test_ccnn_train_on_japanese_vowels_with_dropped_points(tmp_path):
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
     from ccnn_hf.training.evaluate import accuracy
     from transformers import AutoModelForSequenceClassification
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ccnn_hf import build_ccnn
-from ccnn_hf.kernel_plots import continuous_convs, plot_kernels
+from ccnn_hf.integrations.kernel_plots import continuous_convs, plot_kernels
 
 matplotlib.use("Agg")
 
@@ -53,7 +53,7 @@ def test_a_model_without_continuous_convs_is_refused():
 
 def test_released_cards_show_their_kernel_picture():
     """Every shipped release has its kernel picture and its card (Hub README) shows it."""
-    from ccnn_hf.released import WEIGHTS_DIR, available_releases
+    from ccnn_hf.integrations.released import WEIGHTS_DIR, available_releases
 
     names = available_releases()
     if not names:
@@ -66,7 +66,7 @@ def test_released_cards_show_their_kernel_picture():
 
 
 def test_card_has_a_kernel_section_only_when_given_a_picture():
-    from ccnn_hf.model_card import make_model_card
+    from ccnn_hf.training.model_card import make_model_card
 
     results = {
         "modality": "image",

@@ -460,7 +460,7 @@ def test_zero_fill_models_save_and_load(tmp_path):
 
 def test_fx_traced_graphs_refuse_masks_instead_of_ignoring_them():
     timm_layers = pytest.importorskip("timm.layers")
-    import ccnn_hf.timm_models  # noqa: F401  (registers the leaf modules and functions)
+    import ccnn_hf.integrations.timm_models  # noqa: F401  (registers the leaf modules and functions)
 
     model = small(data_dim=2)
     extractor = timm_layers.create_feature_extractor(model, ["head"])

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from test_train import TINY, Crash, _assert_same_weights
 
-from ccnn_hf.train import run
+from ccnn_hf.training.train import run
 from ccnn_hf.training.data import load_task_data
 from ccnn_hf.training.errors import UserError
 from ccnn_hf.training.resolutions import ResolutionSchedule, parse_train_resolutions, resample_audio, to_base
@@ -135,7 +135,7 @@ MULTI = [
 
 
 def test_resume_with_multi_resolution_training_is_bit_identical(tmp_path, monkeypatch):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     run([*MULTI, "--output_dir", str(tmp_path / "whole")])
     reset_accelerate()

@@ -9,7 +9,7 @@ What the test adds, and nothing else:
 * small sizes: every ``ccnn-train`` command gets :data:`TRAIN_FLAGS` (and :data:`ARCH_FLAGS`
   unless it fine-tunes ``--init_from`` a checkpoint) appended; set ``CCNN_README_TRAIN_FLAGS``
   (e.g. ``"--max_steps 5"``) to append other flags, or to ``""`` to run the commands at full size;
-* ``ccnn-train`` is run in this process through its entry point ``ccnn_hf.train.main`` (the
+* ``ccnn-train`` is run in this process through its entry point ``ccnn_hf.training.train.main`` (the
   quickstart's ``--config`` spelled out when it has no argument), ``accelerate launch`` as
   ``python -m accelerate.commands.launch``, python blocks in their own interpreter;
   ``pip install`` and ``python -m pytest`` (this suite) are not run.
@@ -105,7 +105,7 @@ def command_for(words: list[str]) -> list[str] | None:
         return None
     if words[0] == "ccnn-train":
         args = words[1:] or ["--config", str(QUICKSTART)]
-        return [sys.executable, "-m", "ccnn_hf.train", *args, *_train_flags(args)]
+        return [sys.executable, "-m", "ccnn_hf.training.train", *args, *_train_flags(args)]
     if words[:2] == ["accelerate", "launch"]:
         return [sys.executable, "-m", "accelerate.commands.launch", *words[2:], *_train_flags(words)]
     if words[0] == "python":
@@ -124,9 +124,9 @@ def bash_commands(code: str) -> list[list[str]]:
 
 
 def run_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
-    """``ccnn-train ARGS`` through :func:`ccnn_hf.train.main` in ``cwd`` (a fresh Accelerator state, as a new
+    """``ccnn-train ARGS`` through :func:`ccnn_hf.training.train.main` in ``cwd`` (a fresh Accelerator state, as a new
     process)."""
-    from ccnn_hf.train import main
+    from ccnn_hf.training.train import main
 
     monkeypatch.chdir(cwd)
     try:
@@ -160,14 +160,14 @@ def test_every_readme_block_runs_in_order(tmp_path, local_hub, monkeypatch):
         for command in commands:
             shown = " ".join(command[1:])[:300]
             started = time.perf_counter()
-            if command[1:3] == ["-m", "ccnn_hf.train"]:
+            if command[1:3] == ["-m", "ccnn_hf.training.train"]:
                 run_in_process(command[3:], cwd, monkeypatch)  # the console script's own entry point, no start-up cost
             else:
                 result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
                 assert result.returncode == 0, f"README: {shown}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}"
             ran.append(shown)
             print(f"{time.perf_counter() - started:6.1f} s  {shown}")
-    assert any("ccnn_hf.train --init_from runs/quickstart" in r for r in ran)  # the fine-tuning example
+    assert any("ccnn_hf.training.train --init_from runs/quickstart" in r for r in ran)  # the fine-tuning example
     assert (cwd / "runs" / "finetune" / "results.json").exists() and (
         cwd / "runs" / "converted" / "config.json"
     ).exists()

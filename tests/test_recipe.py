@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from ccnn_hf.train import WarmupCosine
+from ccnn_hf.training.train import WarmupCosine
 from helpers import reset_accelerate
 
 
@@ -103,7 +103,7 @@ def test_the_validation_split_is_stratified_fixed_and_disjoint():
     ],
 )
 def test_bad_validation_options_are_named(tmp_path, capsys, argv, message):
-    from ccnn_hf.train import main
+    from ccnn_hf.training.train import main
 
     with pytest.raises(SystemExit) as stop:
         main([*TINY, "--max_steps", "1", "--output_dir", str(tmp_path / "run"), *argv])
@@ -112,7 +112,7 @@ def test_bad_validation_options_are_named(tmp_path, capsys, argv, message):
 
 def _scripted_validation(monkeypatch, accuracies: list[float]) -> None:
     """The validation accuracy of each validation in turn is scripted (the test accuracy stays real)."""
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     real, script = train.accuracy, iter(accuracies)
 
@@ -126,7 +126,7 @@ def _scripted_validation(monkeypatch, accuracies: list[float]) -> None:
 def test_the_best_validation_weights_are_tested_and_patience_stops_the_run(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
 
     _scripted_validation(monkeypatch, [0.5, 0.7, 0.6, 0.65, 0.9])  # best after epoch 2, patience 2: stop after 4
     out = tmp_path / "run"
@@ -160,7 +160,7 @@ class Crash(Exception):
 def test_a_resumed_validated_run_selects_and_logs_what_an_uninterrupted_one_does(
     tmp_path, monkeypatch, crash_at, position
 ):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
     from safetensors.torch import load_file
 
     argv = [*VALIDATED, "--epochs", "3", "--dropout", "0.1", "--save_steps", "4", "--patience", "5"]
@@ -252,7 +252,7 @@ def test_the_penalty_reuses_the_forward_kernels_with_the_same_value_and_gradient
 
 def test_the_logged_loss_is_the_cross_entropy_and_the_penalty_is_logged_beside_it(tmp_path):
     """As the official code logs it: a penalty of weight 1 (over 100 here) never enters "loss"."""
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
 
     out = tmp_path / "run"
     run(
@@ -300,7 +300,7 @@ def test_known_datasets_are_recognised_by_name_channels_and_size():
 
 def test_a_cifar_folder_gets_the_official_constants_and_the_presets_augmentation(tmp_path):
     from ccnn_hf.presets import CIFAR10_STATS
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
     from ccnn_hf.training.data import load_task_data
 
     cifar, other = _image_zip(tmp_path / "cifar10_small.zip", 32), _image_zip(tmp_path / "noise.zip", 32)
@@ -333,7 +333,16 @@ def test_two_processes_run_the_schedule_once_per_optimiser_step(tmp_path):
 
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ccnn_hf.train"]
+    command += [
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ccnn_hf.training.train",
+    ]
     command += ["--cpu", *TINY, "--max_steps", "6", "--warmup", "0", "--batch_size", "16", "--lr", "0.01"]
     command += ["--eval_resolutions", "1x", "--val_split", "0.1", "--output_dir", str(out)]  # (validated: no hang)
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=600)
@@ -360,7 +369,7 @@ def test_a_diverged_sample_is_named_by_its_index_in_the_data_as_loaded(tmp_path,
     import re
 
     from ccnn_hf.modeling_ccnn import CCNNForImageClassification
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
     from ccnn_hf.training.data import hold_out, load_task_data, validation_size
     from ccnn_hf.training.errors import UserError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ccnn_hf.train import run
+from ccnn_hf.training.train import run
 
 SCRIPT = Path(__file__).resolve().parent.parent / "model_cards" / "reevaluate_run.py"
 

@@ -178,7 +178,7 @@ def test_save_pretrained_folders_work_without_the_package(tmp_path):
 
 
 def test_ccnn_train_output_works_without_the_package(tmp_path):
-    from ccnn_hf.train import run
+    from ccnn_hf.training.train import run
 
     out = tmp_path / "run"
     run(

@@ -21,7 +21,7 @@ from timm.models import FeatureInfo
 import ccnn_hf
 from ccnn_hf import CCNN, CCNNConfig, CCNNForImageClassification
 from ccnn_hf.timm_config import timm_fields
-from ccnn_hf.timm_models import RELEASED, TAGS, checkpoint_filter_fn
+from ccnn_hf.integrations.timm_models import RELEASED, TAGS, checkpoint_filter_fn
 from helpers import assert_grad_checkpointing_matches
 
 pytestmark = pytest.mark.hub  # also run against the oldest allowed versions (.ci/oldest)
@@ -56,7 +56,7 @@ def test_registry_lists_models_and_tags_and_registration_is_idempotent():
     assert timm.list_models(module="timm_models") == MODELS
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # re-registering would warn "Overwriting ... in registry"
-        importlib.reload(ccnn_hf.timm_models)
+        importlib.reload(ccnn_hf.integrations.timm_models)
     assert timm.list_models("ccnn*", include_tags=True) == tagged
 
 
@@ -295,7 +295,7 @@ def test_torchscript_is_unsupported_and_export_needs_the_kernel_plans_as_documen
     model = create("ccnn_2d", **TINY).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
-        # TorchScript's own words, at the forward's keyword-only mask arguments (see ccnn_hf.timm_models)
+        # TorchScript's own words, at the forward's keyword-only mask arguments (see ccnn_hf.integrations.timm_models)
         with pytest.raises(
             torch.jit.frontend.NotSupportedError,
             match=r"(?s)can't take variable number of arguments or use keyword-only"
@@ -406,7 +406,7 @@ def test_same_weights_and_logits_from_both_file_formats(saved_hf, tmp_path, capl
     with pytest.raises(ValueError, match="1 input channel.* model has 3: CCNN weights cannot be adapted"):
         checkpoint_filter_fn(model.state_dict(), SimpleNamespace(in_chans=3))
     rgb = create("ccnn_2d", seed=8, **{**model_args, "in_chans": 3})
-    with caplog.at_level("WARNING", logger="ccnn_hf.timm_models"):
+    with caplog.at_level("WARNING", logger="ccnn_hf.integrations.timm_models"):
         adapted = checkpoint_filter_fn(model.state_dict(), rgb)
     assert "keep their random initialisation" in caplog.text
     rgb.load_state_dict(adapted)  # strict: every key, the right shapes

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ccnn_hf.train import run
+from ccnn_hf.training.train import run
 from ccnn_hf.training.checkpoints import latest_checkpoint
 from ccnn_hf.training.errors import UserError
 from helpers import reset_accelerate, write_tone_audiofolder
@@ -192,7 +192,7 @@ def _assert_same_weights(expected: dict, folder: Path) -> None:
     ],
 )
 def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypatch, save_steps, crash_at, position):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     expected, expected_log = uninterrupted
     out = tmp_path / "run"
@@ -218,7 +218,7 @@ def test_resume_after_a_crash_is_bit_identical(uninterrupted, tmp_path, monkeypa
 def test_augmented_run_resumes_with_the_same_crops(uninterrupted, tmp_path, monkeypatch):
     """--augment draws its crops and flips from the run's seed and the micro-batch, so a run resumed
     mid-epoch 1 ends with the uninterrupted augmented run's weights, which differ from the plain run's."""
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     expected, _ = _uninterrupted(tmp_path / "whole", ["--augment"])
     assert any(not torch.equal(expected[k], uninterrupted[0][k]) for k in expected)  # augmentation took effect
@@ -249,7 +249,7 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     """A real SIGKILL of a separate process, resumed in another process, against an uninterrupted
     run in a third one (same thread count: another one changes the float reduction order), all with
     the default conv_impl="auto" (a cost model of the shapes: every process picks the same paths)."""
-    args = [sys.executable, "-m", "ccnn_hf.train", *RESUME, "--save_steps", "4"]
+    args = [sys.executable, "-m", "ccnn_hf.training.train", *RESUME, "--save_steps", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = subprocess.run(args + ["--output_dir", str(tmp_path / "whole")], env=env, capture_output=True, timeout=600)
     assert whole.returncode == 0, whole.stderr.decode()[-2000:]
@@ -318,7 +318,7 @@ def test_a_compiled_run_evaluates_and_saves(tmp_path, monkeypatch):
 def test_compile_on_the_cpu_trains_eagerly_and_says_why(tmp_path, monkeypatch, capsys):
     """Compiled CCNN steps are slower than eager ones on the CPU (benchmarks/results/training.md):
     --compile leaves them eager there (nothing compiled, the penalty not either) and says so."""
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     monkeypatch.delenv("CCNN_HF_COMPILE_CPU", raising=False)
     monkeypatch.setattr(train, "compile_for_training", lambda *a: pytest.fail("compiled on the CPU"))
@@ -343,7 +343,7 @@ def test_incomplete_checkpoints_are_never_picked(tmp_path):
 
 
 def _run_fails(argv, capsys, message):
-    from ccnn_hf.train import main
+    from ccnn_hf.training.train import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -573,7 +573,7 @@ def test_two_processes_with_accelerate_launch(tmp_path):
         "--dynamo_backend",
         "no",
         "-m",
-        "ccnn_hf.train",
+        "ccnn_hf.training.train",
         "--cpu",
         "--dataset",
         "digits",
@@ -628,7 +628,7 @@ def test_time_limit_pays_the_warm_up_once():
     the run at the pace of the batches after them; a short epoch falls back to the first epoch's time."""
     from types import SimpleNamespace
 
-    from ccnn_hf.train import WARM_BATCHES, Trainer
+    from ccnn_hf.training.train import WARM_BATCHES, Trainer
 
     # 100 batches: 5 warm-up batches took 30 s, the other 95 took 9.5 s (0.1 s each)
     trainer = SimpleNamespace(warm_time=30.0, loader=range(100))
@@ -644,7 +644,7 @@ def test_time_limit_pays_the_warm_up_once():
 def test_a_run_resumed_after_its_first_epoch_keeps_the_time_budget(tmp_path, monkeypatch):
     """The first epoch's last step fits the run to --time_limit before its checkpoint is written, so
     a run killed in epoch 1 and resumed trains as many steps as an uninterrupted one."""
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     monkeypatch.setattr(train.Trainer, "_epochs_fit", lambda self, budget, first, ran: 2)  # "2 epochs fit"
     argv = ["--dataset", "digits", *TINY, "--batch_size", "128", "--epochs", "4", "--time_limit", "100"]

@@ -10,7 +10,7 @@ import pytest
 
 from ccnn_hf.data import BUILTIN_DATASETS
 from ccnn_hf.presets import get_preset
-from ccnn_hf.train import run
+from ccnn_hf.training.train import run
 from ccnn_hf.training.args import QUICKSTART, build_parser, parse_args, quickstart_keeps, quickstart_notice
 from helpers import reset_accelerate
 
@@ -120,7 +120,7 @@ def _stop_at_plan(trainer) -> None:
 
 
 def test_the_plan_of_the_presets_recipe_says_how_to_shorten_it(tmp_path, monkeypatch):
-    import ccnn_hf.train as train
+    import ccnn_hf.training.train as train
 
     monkeypatch.setattr(train.Trainer, "train", _stop_at_plan)
     with pytest.raises(_Plan) as plan:
@@ -147,7 +147,7 @@ def test_every_readme_training_command_has_a_budget_and_states_its_time(tmp_path
     assert len(lines) >= 12
     for line in lines:
         words = bash_commands(line)[0]
-        args = parse_args(words[words.index("ccnn_hf.train") + 1 :] if words[0] == "accelerate" else words[1:])
+        args = parse_args(words[words.index("ccnn_hf.training.train") + 1 :] if words[0] == "accelerate" else words[1:])
         assert args.epochs or args.max_steps or args.time_limit, line
         comment = line.partition(" #")[2]
         assert re.search(r"~\d+(\.\d+)? (s|min|h)\b", comment) or "placeholder" in comment, line

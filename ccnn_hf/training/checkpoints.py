@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import load
 
-from ..files import fresh_folder, remove, write_json_atomic
+from .files import fresh_folder, remove, write_json_atomic
 from .errors import UserError
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint"]

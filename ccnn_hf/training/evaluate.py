@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..data import ArrayDataset
-from ..files import atomic_file
+from .files import atomic_file
 from .data import EvalPoint, TaskData
 from .masks import batch_masks
 from .resolutions import to_base

@@ -17,7 +17,7 @@ from ..continuous_conv import SeparableContinuousConv
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
 from ..settings import fine_tuning_flags
-from ..state_dict_keys import HF_CLASSIFIER, to_transformers_keys
+from ..integrations.state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from ..validation import value_problems
 from .args import MODEL_OVERRIDES
 from .data import TaskData, looks_like_path

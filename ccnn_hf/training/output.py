@@ -6,7 +6,7 @@ marker, never the folder itself nor anything else in it; a non-empty folder with
 refused. ``.ccnn-run.lock`` holds an exclusive ``flock`` for as long as a run works in the folder
 and is removed when the run ends: a second run on the same folder is refused, and a killed run's
 lock goes with its process (the file it leaves is taken over). No file is written through a
-symbolic link (:mod:`ccnn_hf.files`): a link planted as the folder, its marker, lock or
+symbolic link (:mod:`ccnn_hf.training.files`): a link planted as the folder, its marker, lock or
 subfolders is refused, naming it.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import open_own_file, refuse_link, remove, write_json_atomic
+from .files import open_own_file, refuse_link, remove, write_json_atomic
 from .checkpoints import latest_checkpoint
 from .errors import UserError, disk_errors
 

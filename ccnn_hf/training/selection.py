@@ -6,7 +6,7 @@ improvement (Lightning's ``EarlyStopping``), the budget (``--epochs`` / ``--max_
 ``--time_limit``) staying a cap.
 
 The best weights are one safetensors file in the run's ``checkpoints/`` folder, written atomically
-(:func:`ccnn_hf.files.atomic_file`) with the step, epoch and validation accuracy in its metadata.
+(:func:`ccnn_hf.training.files.atomic_file`) with the step, epoch and validation accuracy in its metadata.
 The tracking state travels in every training checkpoint, so a resumed run selects exactly what an
 uninterrupted one selects.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_file
+from .files import atomic_file
 from .errors import UserError
 
 __all__ = ["Selection", "BEST_WEIGHTS", "save_best", "load_best"]

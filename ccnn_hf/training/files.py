@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from .training.errors import UserError
+from .errors import UserError
 
 __all__ = [
     "atomic_file",

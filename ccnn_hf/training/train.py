@@ -6,7 +6,7 @@ Examples::
     ccnn-train --output_dir runs/mine --report_to none      # the quickstart too (only output options given)
     ccnn-train --preset smnist_4_140 --dataset smnist --time_limit 300
     ccnn-train --dataset path/to/fsdd_audiofolder.zip --preset sc_raw_4_140 --sampling_rate 4000 --time_limit 300
-    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ccnn_hf.train --cpu ...
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 -m ccnn_hf.training.train --cpu ...
 
 The output folder holds ``model.safetensors`` + config + processor config (loadable with
 ``AutoModelFor...from_pretrained`` and, for images, timm), ``results.json``, a model card
@@ -36,24 +36,24 @@ from tqdm.auto import tqdm
 
 from .allocator import keep_large_allocations
 from .model_card import make_model_card
-from .presets import get_preset
-from .training.args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
-from .training.augment import augment_batch
+from ..presets import get_preset
+from .args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
+from .augment import augment_batch
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
-from .training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import ArrayDataset
-from .training.data import IndexedDataset, TaskData, check_task, hold_out, load_task_data, validation_size
-from .training.errors import UserError, disk_errors
-from .training.memory import check_fits, forward_bytes
-from .training.evaluate import accuracy, evaluate_points, plot_accuracy
-from .training.masks import batch_masks
-from .training.model import (
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from ..data import ArrayDataset
+from .data import IndexedDataset, TaskData, check_task, hold_out, load_task_data, validation_size
+from .errors import UserError, disk_errors
+from .memory import check_fits, forward_bytes
+from .evaluate import accuracy, evaluate_points, plot_accuracy
+from .masks import batch_masks
+from .model import (
     adapt_batch_norm,
     build_model,
     check_finite_state,
     enable_activation_checkpointing,
 )
-from .training.output import (
+from .output import (
     MARKER,
     acquire_lock,
     check_output_dir,
@@ -64,9 +64,9 @@ from .training.output import (
     read_marker,
     write_marker,
 )
-from .training.resolutions import ResolutionSchedule, parse_train_resolutions
-from .training.selection import Selection, load_best, save_best
-from .training.speed import COMPILE_ON_CPU, compile_for_training, compiles_on, regulariser
+from .resolutions import ResolutionSchedule, parse_train_resolutions
+from .selection import Selection, load_best, save_best
+from .speed import COMPILE_ON_CPU, compile_for_training, compiles_on, regulariser
 
 __all__ = ["main", "run"]
 

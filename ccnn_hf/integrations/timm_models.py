@@ -8,7 +8,7 @@ Models (``timm.list_models("ccnn*")``) and pretrained tags (``include_tags=True`
     tags: cifar10 (default), cifar100, stl10, image (LRA Image: grayscale CIFAR-10),
           pathfinder (LRA Pathfinder as 32x32 images)
     released weights shipped in the package (``pretrained=True`` works offline):
-    ccnn_2d_4_140.mnist, ccnn_2d_4_140.cifar10 (see ccnn_hf.released)
+    ccnn_2d_4_140.mnist, ccnn_2d_4_140.cifar10 (see ccnn_hf.integrations.released)
 
 A tag selects a task preset of :data:`ccnn_hf.PRESETS` (``<task>_<blocks>_<hidden>``): its
 architecture settings (input channels, classes, base resolution, kernel size, omega_0, mask
@@ -64,14 +64,14 @@ from typing import Any
 
 import torch
 
-from .ccnn import CCNN, CCNNHead, refuse_masks_in_graph, resolve_input_scale
-from .continuous_conv import SeparableContinuousConv
-from .presets import PRESETS, preset_model_kwargs
-from .settings import canonical, model_settings
+from ..ccnn import CCNN, CCNNHead, refuse_masks_in_graph, resolve_input_scale
+from ..continuous_conv import SeparableContinuousConv
+from ..presets import PRESETS, preset_model_kwargs
+from ..settings import canonical, model_settings
 from .state_dict_keys import to_core_keys
-from .timm_config import TIMM_ARCHITECTURES, TIMM_GENERIC, architecture_size, pretrained_cfg
+from ..timm_config import TIMM_ARCHITECTURES, TIMM_GENERIC, architecture_size, pretrained_cfg
 from .released import RELEASES, WEIGHTS_DIR
-from .validation import check_input, key_problems, refuse_checkpoint
+from ..validation import check_input, key_problems, refuse_checkpoint
 
 _logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Mapping
 
 import torch
 
-from .ccnn import CCNN
-from .continuous_conv import SeparableContinuousConv
+from ..ccnn import CCNN
+from ..continuous_conv import SeparableContinuousConv
 
 __all__ = [
     "load_original_state_dict",

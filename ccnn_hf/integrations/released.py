@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["Release", "RELEASES", "released_weights", "available_releases", "WEIGHTS_DIR"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 @dataclass(frozen=True)

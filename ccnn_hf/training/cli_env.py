@@ -16,7 +16,7 @@ import sys
 __all__ = ["CLI_MODULES", "CLI_SCRIPTS", "prefer_passive_openmp", "running_cli"]
 
 CLI_SCRIPTS = ("ccnn-train",)
-CLI_MODULES = ("ccnn_hf.train",)
+CLI_MODULES = ("ccnn_hf.training.train",)
 
 
 def running_cli(orig_argv: list[str] | None = None) -> bool:

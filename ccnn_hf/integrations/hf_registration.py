@@ -22,7 +22,7 @@ def register_config() -> None:
     """``AutoConfig`` knows ``model_type="ccnn"``."""
     from transformers import AutoConfig
 
-    from .configuration_ccnn import CCNNConfig
+    from ..configuration_ccnn import CCNNConfig
 
     AutoConfig.register("ccnn", CCNNConfig, exist_ok=True)
     CCNNConfig.register_for_auto_class()
@@ -37,8 +37,8 @@ def register_models() -> None:
         AutoModelForSequenceClassification,
     )
 
-    from .configuration_ccnn import CCNNConfig
-    from .modeling_ccnn import (
+    from ..configuration_ccnn import CCNNConfig
+    from ..modeling_ccnn import (
         CCNNForAudioClassification,
         CCNNForImageClassification,
         CCNNForSequenceClassification,
@@ -59,8 +59,8 @@ def register_image_processor() -> None:
     """``AutoImageProcessor`` (the torchvision backend)."""
     from transformers import AutoImageProcessor
 
-    from .configuration_ccnn import CCNNConfig
-    from .image_processing_ccnn import CCNNImageProcessor
+    from ..configuration_ccnn import CCNNConfig
+    from ..image_processing_ccnn import CCNNImageProcessor
 
     AutoImageProcessor.register(CCNNConfig, image_processor_classes={"torchvision": CCNNImageProcessor}, exist_ok=True)
     CCNNImageProcessor.register_for_auto_class("AutoImageProcessor")
@@ -70,8 +70,8 @@ def register_feature_extractor() -> None:
     """``AutoFeatureExtractor``."""
     from transformers import AutoFeatureExtractor
 
-    from .configuration_ccnn import CCNNConfig
-    from .feature_extraction_ccnn import CCNNFeatureExtractor
+    from ..configuration_ccnn import CCNNConfig
+    from ..feature_extraction_ccnn import CCNNFeatureExtractor
 
     AutoFeatureExtractor.register(CCNNConfig, CCNNFeatureExtractor, exist_ok=True)
     CCNNFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .continuous_conv import SeparableContinuousConv
+from ..continuous_conv import SeparableContinuousConv
 
 __all__ = ["continuous_convs", "plot_kernels"]
 

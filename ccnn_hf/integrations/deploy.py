@@ -22,9 +22,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .ccnn import CCNN
-from .continuous_conv import SeparableContinuousConv
-from .fftconv import depthwise_conv_direct, depthwise_conv_fft_official_1d
+from ..ccnn import CCNN
+from ..continuous_conv import SeparableContinuousConv
+from ..fftconv import depthwise_conv_direct, depthwise_conv_fft_official_1d
 
 __all__ = ["freeze", "FrozenCCNN", "FrozenConv"]
 
