@@ -41,6 +41,7 @@ from .masking import (
     real_size_scales,
     zero_fill_input,
 )
+from .presets import preset_model_kwargs
 from .settings import (
     DROPOUT_TYPES,
     GLOBAL_POOLS,
@@ -63,7 +64,7 @@ from .validation import (
     value_problems,
 )
 
-__all__ = ["CCNN", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
+__all__ = ["CCNN", "build_ccnn", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
@@ -792,3 +793,17 @@ class CCNN(nn.Module):
 
 
 CCNN.__init__.__signature__ = signature(model_settings())  # help(CCNN) and inspect show every setting
+
+
+def build_ccnn(preset: str, *, mode: str = "continuous", **overrides: Any) -> CCNN:
+    """Build the CCNN of a named preset (see :data:`ccnn_hf.PRESETS`).
+
+    Args:
+        preset: e.g. ``"cifar10_4_140"`` or ``"smnist_6_380"``.
+        mode: ``"continuous"`` (kernels follow the input resolution) or ``"reference"``
+            (the official behaviour; use it for converted official weights).
+        **overrides: any :class:`~ccnn_hf.CCNN` setting, also under the aliases of
+            :data:`ccnn_hf.settings.ALIASES` (``hidden`` / ``width``, ``blocks`` / ``depth``,
+            ``in_channels``, ``out_channels`` / ``num_labels``, ``kernel_width``).
+    """
+    return CCNN(**preset_model_kwargs(preset, mode=mode, **overrides))

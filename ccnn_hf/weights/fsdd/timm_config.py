@@ -1,7 +1,7 @@
 """What timm needs to know about the CCNN family, in plain Python (no timm import).
 
 The architecture names, the first conv and classifier, the papers, and :func:`timm_fields`: timm's
-keys for a ``config.json`` shared with transformers. :mod:`ccnn_hf.timm_models` registers the models
+keys for a ``config.json`` shared with transformers. :mod:`ccnn_hf.integrations.timm_models` registers the models
 with these; the transformers models write :func:`timm_fields` on save (so this module also travels
 as remote code, next to ``modeling_ccnn.py``).
 """
@@ -28,7 +28,7 @@ __all__ = [
     "timm_fields",
 ]
 
-# timm architectures of 2D image CCNNs (registered by ccnn_hf.timm_models, one entry point each):
+# timm architectures of 2D image CCNNs (registered by ccnn_hf.integrations.timm_models, one entry point each):
 # name -> the preset whose settings are the architecture's defaults. The generic one takes any size;
 # the others are named ccnn_2d_<blocks>_<hidden> after their preset's size.
 TIMM_GENERIC = "ccnn_2d"

@@ -577,7 +577,7 @@ def keep_plans_out_of_graphs() -> None:
     """Make :func:`_plan_outside_graph` a graph break for the compiler (``torch.compiler.disable``).
 
     Importing the compiler costs seconds and ~150 MB, so this runs once ``torch._dynamo`` is imported
-    (``import ccnn_hf`` watches for it, see :mod:`ccnn_hf.import_hooks`), or at once if it already is.
+    (``import ccnn_hf`` watches for it, see :mod:`ccnn_hf.integrations.import_hooks`), or at once if it already is.
     """
     global _plan_outside_graph
     if not hasattr(_plan_outside_graph, "__wrapped__"):
