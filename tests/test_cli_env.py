@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ccnn_hf import cli_env
+from ccnn_hf.training import cli_env
 
 REPO = Path(__file__).resolve().parent.parent
 
