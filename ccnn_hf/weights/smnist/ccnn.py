@@ -717,26 +717,9 @@ class CCNN(nn.Module):
                 scale = real_size_scales(state.valid, self.base_resolution)  # each row at its real size
         if self.missing_values == "zero_fill":
             x, state = zero_fill_input(x, state)
-        if state.active:
-            return self._encode_masked(x, take, max_index, norm, stop_early, scale, state)
-        self._prepare_kernel_plans(x, scale)
-        checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
-        last = len(self.blocks)
-        h = self.stem(self.drop_in(x), scale)
-        intermediates = [self.norm(h) if norm and last == 0 else h] if 0 in take else []
-        blocks = self.blocks[:max_index] if stop_early else self.blocks
-        index = 0
-        for index, block in enumerate(blocks, start=1):
-            h = (
-                checkpoint(updates_stats_once(block, block), h, scale, use_reentrant=False)
-                if checkpointed
-                else block(h, scale)
-            )
-            if index in take:
-                intermediates.append(self.norm(h) if norm and index == last else h)
-        return (self.norm(h) if index == last else h), intermediates, None
+        return self._run_blocks(x, take, max_index, norm, stop_early, scale, state if state.active else None)
 
-    def _encode_masked(
+    def _run_blocks(
         self,
         x: torch.Tensor,
         take: list[int],
@@ -744,28 +727,38 @@ class CCNN(nn.Module):
         norm: bool,
         stop_early: bool,
         scale: Sequence[float] | None,
-        state: MaskState,
+        state: MaskState | None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """:meth:`_encode` for an input with padding or unobserved positions (see :mod:`ccnn_hf.masking`)."""
-        valid = state.valid
+        """The stem and the blocks of :meth:`_encode`; with a mask ``state`` (padding or unobserved
+        positions, see :mod:`ccnn_hf.masking`) each layer takes and returns it, the final norm counts
+        the real positions only and every output is zero elsewhere."""
+        valid = None if state is None else state.valid
 
         def output(h: torch.Tensor, normed: bool) -> torch.Tensor:
+            if state is None:
+                return self.norm(h) if normed else h
             h = masked_batch_norm(self.norm, h, valid) if normed else h
             return h if valid is None else torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
+
+        def run(layer: nn.Module, h: torch.Tensor, masks: tuple, checkpointed: bool = False) -> tuple:
+            """``layer`` on ``h`` (and the mask state in ``masks``, empty without one): (output, masks after)."""
+            args = (h, scale, *masks)
+            out = (
+                checkpoint(updates_stats_once(layer, layer), *args, use_reentrant=False)
+                if checkpointed
+                else layer(*args)
+            )
+            return (out, ()) if state is None else (out[0], (out[1],))
 
         self._prepare_kernel_plans(x, scale)
         checkpointed = self.grad_checkpointing and self.training and not torch.jit.is_scripting()
         last = len(self.blocks)
-        h, state = self.stem(self.drop_in(x), scale, state)
+        h, masks = run(self.stem, self.drop_in(x), () if state is None else (state,))
         intermediates = [output(h, norm and last == 0)] if 0 in take else []
         blocks = self.blocks[:max_index] if stop_early else self.blocks
         index = 0
         for index, block in enumerate(blocks, start=1):
-            h, state = (
-                checkpoint(updates_stats_once(block, block), h, scale, state, use_reentrant=False)
-                if checkpointed
-                else block(h, scale, state)
-            )
+            h, masks = run(block, h, masks, checkpointed)
             if index in take:
                 intermediates.append(output(h, norm and index == last))
         return output(h, index == last), intermediates, valid
