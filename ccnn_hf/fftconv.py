@@ -294,12 +294,10 @@ def depthwise_conv_fft_official_1d(
 # Choice between the two paths: a fixed cost model ------------------------------------
 
 # FFT wins when ``direct_cost > crossover * fft_cost`` (:func:`estimated_costs`), per (training,
-# spatial axes). Calibrated once with benchmarks/calibrate_conv_path.py (140 channels; 1D causal
-# L = 64..2048, 2D centred 8..64 px; batch 1, 8, 64; kernels of 3 taps to the input size) on the
-# 2-core AMD EPYC development machine, torch 2.14.1, 2 threads, OMP_WAIT_POLICY=PASSIVE, load
-# average 0.5 at the start, 3-6 during (shared): the crossover losing the least time summed over that grid. Inference:
-# 1D 0.42-0.5, 2D 1.19-1.41; training (forward+backward, where the direct path's depthwise
-# backward is slow on CPU): 1D 0.15, 2D 0.5-1.41 (flat). Rounded to the values below; 3D uses 2D's.
+# spatial axes). Each value is the crossover that lost the least time summed over a grid of 1D and
+# 2D shapes, batches and kernel sizes, as benchmarks/calibrate_conv_path.py measures it (its results
+# and conditions: benchmarks/results/conv_path_calibration*.json and benchmarks/README.md), rounded;
+# training's is lower in 1D, where the direct path's depthwise backward is slow on the CPU. 3D uses 2D's.
 PATH_CROSSOVER = {(False, 1): 0.45, (False, 2): 1.3, (True, 1): 0.15, (True, 2): 1.0}
 
 
