@@ -27,6 +27,7 @@ TEST = [
     "hypothesis>=6",
     "pytest-timeout",
     "pytest-xdist",
+    "filelock",  # tests/upstream.py: parallel workers fill the upstream-test cache one at a time
     "tensorboard",
     "parameterized",
     "onnx",

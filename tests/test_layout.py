@@ -46,23 +46,27 @@ def test_a_saved_folder_carries_the_top_folder_and_nothing_else(tmp_path):
 
 
 def _layer(parts: tuple[str, ...]) -> str:
-    """The layer of a module given by its path parts under ``ccnn_hf``."""
-    return parts[0] if len(parts) > 1 and parts[0] in LAYERS else "core"
+    """The layer of a module or package given by its path parts under ``ccnn_hf``."""
+    return parts[0] if parts and parts[0] in LAYERS else "core"
 
 
 def _imports(path: Path) -> list[tuple[str, ...]]:
-    """Package-relative targets (path parts under ``ccnn_hf``) of the relative imports in ``path``."""
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
-    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    """Targets (path parts under ``ccnn_hf``) of the package imports in ``path``, relative or absolute."""
+    package = path.relative_to(PACKAGE).with_suffix("").parts[:-1]  # a module's (or __init__'s) folder
     targets = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package[: len(package) - (node.level - 1)]
+        if isinstance(node, ast.Import):
+            targets += [tuple(a.name.split("."))[1:] for a in node.names if a.name.split(".")[0] == "ccnn_hf"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+            elif (node.module or "").split(".")[0] == "ccnn_hf":
+                base = ()
+            else:
+                continue
             module = tuple(node.module.split(".")) if node.module else ()
-            if module:
-                targets.append(base + module)
-            else:  # from . import a, b
-                targets += [base + (alias.name,) for alias in node.names]
+            module = module[1:] if not node.level else module  # drop the absolute "ccnn_hf"
+            targets += [base + module] if module else [base + (alias.name,) for alias in node.names]
     return targets
 
 

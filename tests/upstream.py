@@ -27,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "upstream"
@@ -122,20 +123,21 @@ def transformers_common_tests() -> tuple[ModuleType, ModuleType]:
     """transformers' ``test_modeling_common`` and ``test_configuration_common`` modules of the
     installed version (or skip)."""
     pytest.importorskip("parameterized", reason="transformers' common tests need `parameterized` (the [dev] extra)")
-    archive = sdist("transformers")
-    folder = CACHE / archive.name.removesuffix(".tar.gz")
-    package = folder / TRANSFORMERS_PACKAGE
-    if not all((package / Path(f).name).is_file() for f in TRANSFORMERS_FILES):
-        staging = folder / f".{TRANSFORMERS_PACKAGE}.{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        extract(archive, {member: staging / Path(member).name for member in TRANSFORMERS_FILES})
-        for relative, text in STAND_INS.items():
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            (staging / relative).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-        for directory in (staging, *{(staging / r).parent for r in STAND_INS}):
-            (directory / "__init__.py").touch()
-        shutil.rmtree(package, ignore_errors=True)
-        os.replace(staging, package)
+    with _cache_lock():  # pytest-xdist workers: one fetches and unpacks, the others wait and reuse
+        archive = sdist("transformers")
+        folder = CACHE / archive.name.removesuffix(".tar.gz")
+        package = folder / TRANSFORMERS_PACKAGE
+        if not all((package / Path(f).name).is_file() for f in TRANSFORMERS_FILES):
+            staging = folder / f".{TRANSFORMERS_PACKAGE}.{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            extract(archive, {member: staging / Path(member).name for member in TRANSFORMERS_FILES})
+            for relative, text in STAND_INS.items():
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                (staging / relative).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+            for directory in (staging, *{(staging / r).parent for r in STAND_INS}):
+                (directory / "__init__.py").touch()
+            shutil.rmtree(package, ignore_errors=True)
+            os.replace(staging, package)
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return (
@@ -146,10 +148,17 @@ def transformers_common_tests() -> tuple[ModuleType, ModuleType]:
 
 def timm_model_tests() -> Path:
     """Path of timm's ``tests/test_models.py`` of the installed version (or skip)."""
-    archive = sdist("timm")
-    target = CACHE / archive.name.removesuffix(".tar.gz") / "test_models.py"
-    if not target.is_file():
-        staging = target.with_name(f".test_models.{os.getpid()}.py")
-        extract(archive, {"tests/test_models.py": staging})
-        os.replace(staging, target)
+    with _cache_lock():
+        archive = sdist("timm")
+        target = CACHE / archive.name.removesuffix(".tar.gz") / "test_models.py"
+        if not target.is_file():
+            staging = target.with_name(f".test_models.{os.getpid()}.py")
+            extract(archive, {"tests/test_models.py": staging})
+            os.replace(staging, target)
     return target
+
+
+def _cache_lock() -> FileLock:
+    """The cache's lock: one process at a time fills it (parallel test workers start together)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(CACHE / ".lock"))

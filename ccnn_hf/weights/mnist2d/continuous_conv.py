@@ -128,6 +128,9 @@ class SeparableContinuousConv(nn.Module):
             longer than ``fft_threshold`` taps).
         fft_threshold: see ``use_fft``.
         legacy_odd_fft: reference mode: reproduce the official odd-length ``irfft`` bug.
+
+    The keyword defaults are those of the settings table (:mod:`ccnn_hf.settings`), and the values
+    are checked by its rules: an invalid one is a ValueError naming it.
     """
 
     def __init__(
