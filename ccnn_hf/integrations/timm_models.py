@@ -94,8 +94,8 @@ TAGS = {
 }
 
 _SETTINGS = frozenset(s.name for s in model_settings())
-# The architectures named after their size (tags select a task preset of that size): name -> size.
 _TAG_OF_TASK = {task: tag for tag, task in TAGS.items()}
+# The architectures named after their size (tags select a task preset of that size): name -> size.
 _SIZED = {name: architecture_size(name) for name in TIMM_ARCHITECTURES if name != TIMM_GENERIC}
 _NOTES = (
     "Continuous kernels: runs at any input size, no downsampling (pool_size = input size).",
@@ -140,8 +140,8 @@ def _released_cfg(config: dict) -> dict[str, Any]:
 
 
 def _preset_of(variant: str, tag: str | None) -> str:
-    blocks, hidden = architecture_size(variant)
-    if tag in TAGS and variant != TIMM_GENERIC:
+    if tag in TAGS and variant in _SIZED:
+        blocks, hidden = _SIZED[variant]
         return f"{TAGS[tag]}_{blocks}_{hidden}"
     return TIMM_ARCHITECTURES[variant]
 
