@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import torch
@@ -64,7 +65,7 @@ from .validation import (
     value_problems,
 )
 
-__all__ = ["CCNN", "build_ccnn", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures"]
+__all__ = ["CCNN", "build_ccnn", "CCNNBlock", "CCNNStem", "CCNNHead", "INIT_SCHEMES", "MaskedFeatures", "Sampling"]
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
@@ -270,6 +271,31 @@ def refuse_masks_in_graph(
 
 
 torch.fx.wrap("refuse_masks_in_graph")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How an input was sampled: the forward arguments every entry point of :class:`CCNN` shares.
+
+    ``resolution`` / ``sampling_rate``: the grid the input lies on, when its shape does not say it
+    (see :meth:`CCNN.input_scale`); ``attention_mask``, ``observed_mask``, ``timestamps``: padding,
+    missing values and irregular times (see :mod:`ccnn_hf.masking`). All None: a plain input on
+    the grid its shape implies.
+    """
+
+    resolution: int | Sequence[int] | None = None
+    sampling_rate: float | torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    observed_mask: torch.Tensor | None = None
+    timestamps: torch.Tensor | None = None
+
+    @property
+    def masks(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        return self.attention_mask, self.observed_mask, self.timestamps
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields as forward keywords (tensors shared, not copied as ``dataclasses.asdict`` would)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class MaskedFeatures(NamedTuple):
@@ -559,31 +585,15 @@ class CCNN(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features after the final norm, and the outputs of the stem and of every block (zero on
         padded positions; on the timestamp grid when ``timestamps`` are given)."""
-        features, intermediates, _ = self.encode_masked(
-            x,
-            resolution,
-            sampling_rate,
-            attention_mask=attention_mask,
-            observed_mask=observed_mask,
-            timestamps=timestamps,
-        )
+        sampling = Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps)
+        features, intermediates, _ = self.encode_masked(x, sampling)
         return features, intermediates
 
-    def encode_masked(
-        self,
-        x: torch.Tensor,
-        resolution: int | Sequence[int] | None = None,
-        sampling_rate: float | None = None,
-        *,
-        attention_mask: torch.Tensor | None = None,
-        observed_mask: torch.Tensor | None = None,
-        timestamps: torch.Tensor | None = None,
-    ) -> "MaskedFeatures":
-        """:meth:`encode` plus the real positions of the features (``valid [B, 1, *spatial]`` bool,
-        None when all are real), which :meth:`CCNNHead.pool` takes to pool over them only."""
-        return MaskedFeatures(
-            *self._encode(x, None, False, False, resolution, sampling_rate, (attention_mask, observed_mask, timestamps))
-        )
+    def encode_masked(self, x: torch.Tensor, sampling: Sampling = Sampling()) -> MaskedFeatures:
+        """:meth:`encode` of an input sampled as ``sampling`` says, plus the real positions of the
+        features (``valid [B, 1, *spatial]`` bool, None when all are real), which
+        :meth:`CCNNHead.pool` takes to pool over them only."""
+        return MaskedFeatures(*self._encode(x, sampling))
 
     def forward_features(
         self,
@@ -596,14 +606,8 @@ class CCNN(nn.Module):
         timestamps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Unpooled features ``[B, H, *spatial]`` after the final norm."""
-        return self.encode(
-            x,
-            resolution,
-            sampling_rate,
-            attention_mask=attention_mask,
-            observed_mask=observed_mask,
-            timestamps=timestamps,
-        )[0]
+        sampling = Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps)
+        return self.encode_masked(x, sampling).features
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -620,14 +624,8 @@ class CCNN(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` (``[B, 1]`` for binary tasks); pooled over the real
         positions only when an ``attention_mask`` (or ``timestamps``) says which they are."""
-        features, _, valid = self.encode_masked(
-            x,
-            resolution,
-            sampling_rate,
-            attention_mask=attention_mask,
-            observed_mask=observed_mask,
-            timestamps=timestamps,
-        )
+        sampling = Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps)
+        features, _, valid = self.encode_masked(x, sampling)
         return self.forward_head(features) if valid is None else self.head(features, valid=valid)
 
     # -- timm feature API (forward_intermediates / prune_intermediate_layers / group_matcher) --
@@ -682,29 +680,28 @@ class CCNN(nn.Module):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"CCNN features are channels first; output_fmt must be 'NCHW', got {output_fmt!r}")
-        final, intermediates, _ = self._encode(
-            x, indices, norm, stop_early, resolution, sampling_rate, (attention_mask, observed_mask, timestamps)
-        )
+        sampling = Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps)
+        final, intermediates, _ = self._encode(x, sampling, indices=indices, norm=norm, stop_early=stop_early)
         return intermediates if intermediates_only else (final, intermediates)
 
     def _encode(
         self,
         x: torch.Tensor,
-        indices: int | Sequence[int] | None,
-        norm: bool,
-        stop_early: bool,
-        resolution: int | Sequence[int] | None,
-        sampling_rate: float | None,
-        masks: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+        sampling: Sampling,
+        *,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """(final features, intermediates, real positions or None) of :meth:`forward_intermediates`."""
         take, max_index = self._feature_indices(indices)
+        masks = sampling.masks
         if isinstance(x, torch.fx.Proxy):  # an FX graph holds the mask-free computation
             x = refuse_masks_in_graph(x, *masks)
             masks = (None, None, None)
         masked = (any(m is not None for m in masks) or self.nan_is_missing) and not isinstance(x, torch.fx.Proxy)
         check_input(x, self.data_dim, self.in_chans, self.check_finite and not masked, self.stem.norm.weight.dtype)
-        scale = self.input_scale(x, resolution, sampling_rate)
+        scale = self.input_scale(x, sampling.resolution, sampling.sampling_rate)
         state = MaskState()
         if masked:
             grid_rate = 1.0 if scale is None else float(scale[0])

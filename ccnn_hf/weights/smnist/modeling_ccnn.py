@@ -26,7 +26,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .ccnn import CCNN, CCNNBlock
+from .ccnn import CCNN, CCNNBlock, Sampling
 from .checkpointing import updates_stats_once
 from .configuration_ccnn import CCNNConfig
 from .continuous_conv import SeparableContinuousConv
@@ -330,12 +330,7 @@ class CCNNModel(CCNNPreTrainedModel):
         if x is None:
             raise ValueError("pass pixel_values (images/volumes) or input_values (sequences/audio)")
         features, hidden, valid = self.encoder.encode_masked(
-            x,
-            resolution,
-            sampling_rate,
-            attention_mask=attention_mask,
-            observed_mask=observed_mask,
-            timestamps=timestamps,
+            x, Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps)
         )
         pooled = self.encoder.head.pool(features, valid)
         output_hidden_states = (
@@ -418,22 +413,15 @@ class _CCNNClassifier(CCNNPreTrainedModel):
 
     def _classify(
         self,
-        x,
-        labels,
-        resolution,
-        sampling_rate,
-        output_hidden_states,
-        return_dict,
-        output_cls,
-        masks: dict | None = None,
+        x: torch.Tensor,
+        labels: torch.Tensor | None,
+        sampling: Sampling,
+        output_hidden_states: bool | None,
+        return_dict: bool | None,
+        output_cls: type,
     ):
         outputs = self.ccnn(
-            input_values=x,
-            resolution=resolution,
-            sampling_rate=sampling_rate,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **(masks or {}),
+            input_values=x, output_hidden_states=output_hidden_states, return_dict=True, **sampling.as_kwargs()
         )
         logits = self.classifier(outputs.pooler_output)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
@@ -463,12 +451,10 @@ class CCNNForImageClassification(_CCNNClassifier):
         return self._classify(
             pixel_values,
             labels,
-            resolution,
-            None,
+            Sampling(resolution, attention_mask=attention_mask, observed_mask=observed_mask),
             output_hidden_states,
             return_dict,
             ImageClassifierOutputWithNoAttention,
-            dict(attention_mask=attention_mask, observed_mask=observed_mask),
         )
 
 
@@ -520,12 +506,10 @@ class CCNNForSequenceClassification(_CCNNClassifier):
         return self._classify(
             self._one_channel(input_values),
             labels,
-            resolution,
-            sampling_rate,
+            Sampling(resolution, sampling_rate, attention_mask, observed_mask, timestamps),
             output_hidden_states,
             return_dict,
             SequenceClassifierOutput,
-            dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps),
         )
 
 
@@ -558,12 +542,10 @@ class CCNNForAudioClassification(_CCNNClassifier):
         return self._classify(
             self._one_channel(input_values),
             labels,
-            None,
-            sampling_rate,
+            Sampling(None, sampling_rate, attention_mask, observed_mask, timestamps),
             output_hidden_states,
             return_dict,
             SequenceClassifierOutput,
-            dict(attention_mask=attention_mask, observed_mask=observed_mask, timestamps=timestamps),
         )
 
 
