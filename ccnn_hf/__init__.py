@@ -18,7 +18,7 @@ from .batch_norm import recalibrate_batch_norm  # noqa: E402
 from .ccnn import CCNN, CCNNBlock, CCNNHead, CCNNStem, build_ccnn  # noqa: E402
 from .continuous_conv import SeparableContinuousConv  # noqa: E402
 from .integrations.deploy import FrozenCCNN, freeze  # noqa: E402
-from . import continuous_conv  # noqa: E402
+from . import continuous_kernel  # noqa: E402
 from .integrations import hf_registration, import_hooks  # noqa: E402
 from .kernel_nets import MAGNet, SIREN  # noqa: E402
 from .integrations.kernel_plots import plot_kernels  # noqa: E402
@@ -41,7 +41,7 @@ _HF_NAMES = {
 }
 
 hf_registration.install()  # the Auto classes, and remote code for saved folders, once transformers is imported
-import_hooks.after_import("torch._dynamo", continuous_conv.keep_plans_out_of_graphs)  # the compiler: seconds, ~150 MB
+import_hooks.after_import("torch._dynamo", continuous_kernel.keep_plans_out_of_graphs)  # the compiler: seconds, ~150 MB
 import_hooks.after_import(
     "timm", lambda: import_hooks.import_optional("ccnn_hf.integrations.timm_models")
 )  # timm's registry

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..ccnn import CCNN
-from ..continuous_conv import SeparableContinuousConv, refresh_kernel_plans
+from ..continuous_conv import SeparableContinuousConv
+from ..continuous_kernel import refresh_kernel_plans
 from .model import l2_norm_penalty
 
 __all__ = ["COMPILE_ON_CPU", "compiles_on", "compile_for_training", "regulariser"]

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .continuous_conv import SeparableContinuousConv, refresh_kernel_plans
+from .continuous_conv import SeparableContinuousConv
+from .continuous_kernel import refresh_kernel_plans
 from .kernel_nets import pointwise_conv
 from .masking import (
     MaskState,
