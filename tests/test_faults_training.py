@@ -1103,7 +1103,7 @@ def test_max_steps_one_runs_exactly_one_step(tmp_path):
 
 
 def test_an_image_folder_is_rgb_when_any_image_has_colour(tmp_path):
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
 
     folder = image_folder(tmp_path / "imgs", modes={"train/light/5.png": "RGB"})  # the first files are all grey
     task = load_task_data(str(folder))
@@ -1263,7 +1263,7 @@ def test_resume_of_a_run_written_before_an_option_existed(finished, tmp_path):
 def test_sixteen_bit_greyscale_pngs_are_scaled_not_clipped(tmp_path):
     """A 16-bit PNG (PIL mode I;16) reads as the 8-bit picture it shows: 65535 is white, 32896 mid-grey
     (PIL's convert("L") clipped every value above 255 to white, and the run trained on blank images)."""
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
 
     def folder(root: Path, dtype, scale: int) -> Path:
         rng = np.random.default_rng(0)
@@ -1506,7 +1506,7 @@ def with_memory(available: int, argv: Callable[[Path], list[str]]):
     depend on the machine running the tests)."""
 
     def setup(tmp, monkeypatch, finished):
-        import ccnn_hf.training.memory as memory
+        import ccnn_hf.data.memory as memory
 
         monkeypatch.setattr(memory, "available_memory", lambda device=None: available)
         return argv(tmp)

@@ -154,7 +154,7 @@ def test_array_dataset_refuses_masks_of_the_wrong_shape_or_type():
 
 
 def test_task_data_errors_name_the_problem():
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
 
     with pytest.raises(UserError, match="aeon:Nope: aeon ships no classification archive"):
         load_task_data("aeon:Nope")
@@ -225,7 +225,7 @@ def test_ccnn_train_on_japanese_vowels_with_dropped_points(tmp_path):
 
 
 def test_timm_baseline_gets_zero_fill_and_a_mask_channel(vowels_30):
-    from ccnn_hf.training.data import TaskData
+    from ccnn_hf.data.tasks import TaskData
     from ccnn_hf.training.model import TimmBaseline, zero_fill_with_mask_channel
 
     d = vowels_30
@@ -247,7 +247,7 @@ def test_timm_baseline_gets_zero_fill_and_a_mask_channel(vowels_30):
 
 
 def test_timm_baseline_on_data_without_masks_has_no_extra_channel():
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
     from ccnn_hf.training.model import TimmBaseline
 
     task = load_task_data("aeon:GunPoint")

@@ -81,3 +81,26 @@ def test_imports_go_downward_only():
             if LAYERS.index(_layer(target)) > LAYERS.index(source):
                 upward.append(f"{relative} imports {'.'.join(target)}")
     assert not upward
+
+
+# Libraries that read dataset files: only the readers in data/ (and the processors of the top folder,
+# which transformers hands images and waveforms) may import them.
+_FILE_READERS = {"zipfile", "PIL", "soundfile", "datasets", "aeon"}
+
+
+def test_every_dataset_reader_lives_in_data():
+    outside = []
+    for layer in ("integrations", "training"):
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and not node.level
+                    else []
+                )
+                outside += [
+                    f"{path.relative_to(PACKAGE)} imports {n}" for n in names if n.split(".")[0] in _FILE_READERS
+                ]
+    assert not outside

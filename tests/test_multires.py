@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from test_train import TINY, Crash, _assert_same_weights
 
 from ccnn_hf.training.train import run
-from ccnn_hf.training.data import load_task_data
+from ccnn_hf.data.tasks import load_task_data
 from ccnn_hf.training.errors import UserError
 from ccnn_hf.training.resolutions import ResolutionSchedule, parse_train_resolutions, resample_audio, to_base
 from helpers import reset_accelerate, write_tone_audiofolder

@@ -77,7 +77,8 @@ def fresh_accelerate_state():
 
 
 def test_the_validation_split_is_stratified_fixed_and_disjoint():
-    from ccnn_hf.training.data import hold_out, load_task_data, validation_size
+    from ccnn_hf.data.tasks import load_task_data
+    from ccnn_hf.training.splits import hold_out, validation_size
 
     task = load_task_data("digits")
     size = validation_size(0.2, len(task.train))
@@ -289,7 +290,7 @@ def _image_zip(path, size: int, mode: str = "RGB"):
 
 
 def test_known_datasets_are_recognised_by_name_channels_and_size():
-    from ccnn_hf.training.data import known_dataset
+    from ccnn_hf.data.tasks import known_dataset
 
     for name in ("cifar10_imagefolder", "CIFAR-10", "uoft-cs/cifar10", "cifar10_40k"):
         assert known_dataset(name, 3, (32, 32)) == "cifar10"
@@ -301,7 +302,7 @@ def test_known_datasets_are_recognised_by_name_channels_and_size():
 def test_a_cifar_folder_gets_the_official_constants_and_the_presets_augmentation(tmp_path):
     from ccnn_hf.presets import CIFAR10_STATS
     from ccnn_hf.training.train import run
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
 
     cifar, other = _image_zip(tmp_path / "cifar10_small.zip", 32), _image_zip(tmp_path / "noise.zip", 32)
     task = load_task_data(str(cifar))
@@ -357,7 +358,8 @@ def test_two_processes_run_the_schedule_once_per_optimiser_step(tmp_path):
 def test_multi_resolution_batches_render_the_samples_that_stayed_in_training():
     """--train_resolutions renders a batch from the source pictures by training index: after the
     split those indices count the samples left, and must render those samples."""
-    from ccnn_hf.training.data import hold_out, load_task_data
+    from ccnn_hf.data.tasks import load_task_data
+    from ccnn_hf.training.splits import hold_out
 
     task = load_task_data("mnist", options={"resolution": 14})
     kept, _ = hold_out(task, 500)
@@ -370,7 +372,8 @@ def test_a_diverged_sample_is_named_by_its_index_in_the_data_as_loaded(tmp_path,
 
     from ccnn_hf.modeling_ccnn import CCNNForImageClassification
     from ccnn_hf.training.train import run
-    from ccnn_hf.training.data import hold_out, load_task_data, validation_size
+    from ccnn_hf.data.tasks import load_task_data
+    from ccnn_hf.training.splits import hold_out, validation_size
     from ccnn_hf.training.errors import UserError
 
     real_forward, calls = CCNNForImageClassification.forward, {"n": 0}

@@ -151,7 +151,7 @@ def test_every_model_flag_reaches_the_model_config():
     """Each model flag of ``ccnn-train`` (a setting with a flag) changes its own field of the
     configuration the trainer builds, and nothing else of the preset's."""
     from ccnn_hf.training.args import parse_args
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
     from ccnn_hf.training.model import _config_from_preset
 
     task = load_task_data("digits_seq")

@@ -464,7 +464,7 @@ def test_audiofolder_trains_at_one_rate_and_evaluates_at_another(tmp_path):
         ]
     )
     assert results["base_sampling_rate"] == 4000 and results["modality"] == "audio"
-    from ccnn_hf.training.data import load_task_data
+    from ccnn_hf.data.tasks import load_task_data
 
     task = load_task_data(str(root), sampling_rate=4000)
     assert 0.5 < task.train.inputs.std().item() < 2.0  # standardised, as the official raw pipeline did

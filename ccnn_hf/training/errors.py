@@ -1,9 +1,6 @@
-"""The error type for problems with what a ``ccnn-train`` user gave: flags, config files, data,
-checkpoints, the output folder, the disk.
-
-``ccnn-train`` prints a :class:`UserError` as one line (``ccnn-train: error: ...``) and exits
-with status 2, like argparse does for bad flags; every other exception is a bug and keeps its
-traceback. A message names the input and says what to do.
+"""Writes that fail on the user's disk (full, quota, read-only, forbidden) as a
+:class:`~ccnn_hf.data.errors.UserError` saying which it was; ``UserError`` itself lives in
+:mod:`ccnn_hf.data.errors` (the data readers raise it too) and is imported from here by the trainer.
 """
 
 from __future__ import annotations
@@ -15,16 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..data.errors import UserError
+
 __all__ = ["UserError", "disk_errors"]
 
 # errno values that describe the user's disk or permissions, not a bug, with what to do about each
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 _DISK_ERRNOS = _FULL | _READ_ONLY
-
-
-class UserError(ValueError):
-    """A bad input, named with what to do about it (a ValueError, so ``except ValueError`` still sees it)."""
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import torch
 
 from ..data import ArrayDataset
 from .files import atomic_file
-from .data import EvalPoint, TaskData
+from ..data.tasks import EvalPoint, TaskData
 from .masks import batch_masks
 from .resolutions import to_base
 

@@ -20,7 +20,7 @@ from ..settings import fine_tuning_flags
 from ..integrations.state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from ..validation import value_problems
 from .args import MODEL_OVERRIDES
-from .data import TaskData, looks_like_path
+from ..data.tasks import TaskData, looks_like_path
 from .errors import UserError
 from .masks import batch_masks, split_has_masks
 

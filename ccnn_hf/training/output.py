@@ -132,7 +132,7 @@ def check_resume_options(marker: dict, args: argparse.Namespace) -> None:
 
 
 def data_fingerprint(task, validation=None) -> dict:
-    """What a run's marker records of its data (a :class:`~ccnn_hf.training.data.TaskData`, and the
+    """What a run's marker records of its data (a :class:`~ccnn_hf.data.tasks.TaskData`, and the
     ``validation`` split held out of its training data): the sample counts, the classes and a
     digest of each split's inputs, labels and masks as the run sees them, so that a --resume on
     other data (or another validation split) is noticed."""

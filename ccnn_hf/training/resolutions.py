@@ -18,9 +18,9 @@ import torch
 from ..data import ArrayDataset
 from ..data.images import resize_images
 from ..settings import MIN_SIZE
-from .data import TaskData
+from ..data.tasks import TaskData
 from .errors import UserError
-from .memory import check_fits, render_bytes
+from ..data.memory import check_fits, render_bytes
 
 __all__ = ["to_base", "resample_audio", "ResolutionSchedule", "parse_train_resolutions"]
 

@@ -42,9 +42,10 @@ from .augment import augment_batch
 from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from ..data import ArrayDataset
-from .data import IndexedDataset, TaskData, check_task, hold_out, load_task_data, validation_size
+from ..data.tasks import TaskData, check_task, load_task_data
+from .splits import IndexedDataset, hold_out, validation_size
 from .errors import UserError, disk_errors
-from .memory import check_fits, forward_bytes
+from ..data.memory import check_fits, forward_bytes
 from .evaluate import accuracy, evaluate_points, plot_accuracy
 from .masks import batch_masks
 from .model import (
@@ -476,7 +477,7 @@ def _augments(args, recipe: Recipe, task: TaskData) -> bool:
 
 def _activations_fit(config, what: str, batch: int, shape: Sequence[int], training: bool, device) -> None:
     """Refuse ``what`` when a forward (``training``: and backward) of ``batch`` inputs of ``shape``
-    cannot fit on ``device`` (the lower bound :func:`~ccnn_hf.training.memory.forward_bytes`)."""
+    cannot fit on ``device`` (the lower bound :func:`~ccnn_hf.data.memory.forward_bytes`)."""
     need = forward_bytes(config.num_channels, config.hidden_channels, config.num_blocks, batch, shape, training)
     step = "a training step" if training else "evaluating a batch"
     check_fits(f"{what}{step} of {batch} at {'x'.join(map(str, shape))} with this model", need, device)

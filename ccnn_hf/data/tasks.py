@@ -1,4 +1,5 @@
-"""Training data for ``ccnn-train``: built-in datasets, image/audio folders (or zips), HF datasets.
+"""Every dataset ``ccnn-train`` reads, as one task: built-in datasets, ``aeon:`` archives, image/audio
+folders (or zips), saved and Hub datasets.
 
 Everything becomes a :class:`TaskData`: normalised float tensors for train and test, the facts a
 model needs (channels, classes, resolution or sampling rate), and the test set at the other
@@ -17,8 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..data import BUILTIN_DATASETS, ArrayDataset, load_builtin
-from ..data.images import resize_images
+from . import BUILTIN_DATASETS, ArrayDataset, load_builtin
+from .images import resize_images
 from ..presets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS
 from ..settings import MIN_SIZE
 from .errors import UserError
@@ -27,17 +28,12 @@ from .memory import check_fits, render_bytes
 __all__ = [
     "TaskData",
     "EvalPoint",
-    "IndexedDataset",
     "load_task_data",
     "check_task",
     "looks_like_path",
-    "hold_out",
-    "validation_size",
-    "VALIDATION_SEED",
     "known_dataset",
 ]
 
-VALIDATION_SEED = 0  # the held-out samples are the same for every --seed and model, so that runs compare on one split
 # Image datasets with official normalisation constants: (mean, std), channels, image size. A folder,
 # zip or Hub dataset is recognised by its name and must have that dataset's channels and size.
 KNOWN_IMAGES = {
@@ -151,20 +147,6 @@ class TaskData:
         return (int(setting),) * self.data_dim
 
 
-class IndexedDataset(torch.utils.data.Dataset):
-    """A split whose items carry their dataset index, so that a bad sample can be named."""
-
-    def __init__(self, split: ArrayDataset) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        x, y = self.split[index]
-        return x, y, index
-
-
 # -- built-in -----------------------------------------------------------------------------------
 
 
@@ -206,7 +188,7 @@ def _from_builtin(name: str, seed: int, options: dict) -> TaskData:
 
 
 def _from_aeon(dataset: str, drop_rate: float, drop_seed: int) -> TaskData:
-    from ..data.aeon_archive import AEON_PREFIX, load_aeon
+    from .aeon_archive import AEON_PREFIX, load_aeon
 
     try:
         ds = load_aeon(dataset[len(AEON_PREFIX) :], drop_rate=drop_rate, drop_seed=drop_seed)
@@ -858,49 +840,3 @@ def check_task(task: TaskData) -> None:
             "cannot learn them (each such test sample would count as an error): add training samples of them, "
             "remove them from the test split, or pick classes with --labels"
         )
-
-
-# -- validation split (--val_split) -------------------------------------------------------------------
-
-
-def validation_size(spec: float, train_samples: int) -> int:
-    """Samples ``--val_split`` holds out of ``train_samples``: a fraction below 1 (rounded, at
-    least one) or a whole count; refused when nothing would be left to train on."""
-    size = max(1, round(spec * train_samples)) if spec < 1 else int(spec)
-    if spec >= 1 and spec != int(spec):
-        raise UserError(f"--val_split {spec:g}: expected a fraction below 1 (0.1) or a whole number of samples (5000)")
-    if size >= train_samples:
-        raise UserError(
-            f"--val_split {spec:g} holds out {size} of the {train_samples} training samples, leaving none to "
-            "train on; pass a smaller fraction or count"
-        )
-    return size
-
-
-def stratified_indices(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """``size`` sorted indices drawn at random (``seed``), each class in proportion to its count
-    (classes placed by the quantile of each sample's random rank within its class); a class with a
-    single sample keeps it for training."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    shuffled = labels[order]
-    counts = torch.bincount(shuffled)
-    grouped = torch.argsort(shuffled, stable=True)  # positions in ``order``, class by class
-    rank = torch.empty(len(labels), dtype=torch.float64)
-    rank[grouped] = (torch.arange(len(labels)) - (torch.cumsum(counts, 0) - counts)[shuffled[grouped]]).double()
-    quantile = (rank + 0.5) / counts[shuffled].double()
-    quantile[counts[shuffled] < 2] = float("inf")
-    return torch.sort(order[torch.argsort(quantile, stable=True)[:size]]).values
-
-
-def hold_out(task: TaskData, size: int, seed: int = VALIDATION_SEED) -> tuple[TaskData, ArrayDataset]:
-    """Split ``size`` stratified samples (drawn with ``seed``) off ``task``'s training split: the
-    task that trains on the rest, and the held-out validation split (masks included)."""
-    chosen = stratified_indices(task.train.labels, size, seed)
-    keep = torch.ones(len(task.train), dtype=torch.bool)
-    keep[chosen] = False
-    kept = torch.nonzero(keep).flatten()  # new training index -> index in task.train
-    render_train = (
-        (lambda setting, indices: task.render_train(setting, kept[indices])) if task.render_train is not None else None
-    )
-    kept_task = replace(task, train=task.train.subset(kept), render_train=render_train, train_source_index=kept)
-    return kept_task, task.train.subset(chosen)

@@ -3,7 +3,7 @@
 ``--image_size``, ``--eval_resolutions`` and ``--train_resolutions`` multiply the memory of the data
 rendered at that size and of every activation of the model. Each check here compares a lower bound
 of what a size needs with the memory available at that moment, and refuses the size with a
-:class:`~ccnn_hf.training.errors.UserError` naming both amounts. The bounds count only tensors that
+:class:`~ccnn_hf.data.errors.UserError` naming both amounts. The bounds count only tensors that
 must exist at once (float32, 4 bytes a value), so a refused size would certainly have failed; a
 size that passes can still be too large for what the bounds leave out (kernels, FFT buffers).
 
