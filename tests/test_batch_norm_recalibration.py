@@ -117,12 +117,12 @@ def test_a_model_without_batch_norm_is_refused_by_name():
 @pytest.mark.slow
 def test_released_mnist_model_at_28x28_gains_from_statistics_at_28x28():
     """The use the README documents: the 14x14 release on 28x28 digits (the built-in test split),
-    with statistics from 256 unlabelled 28x28 training digits instead of the 14x14 ones (128 test digits)."""
+    with statistics from 256 unlabelled 28x28 training digits instead of the 14x14 ones (512 test digits)."""
     from ccnn_hf.data.mnist import load_mnist
 
     model = ccnn_hf.CCNNForImageClassification.from_pretrained(ccnn_hf.released_weights("mnist2d")).eval()
     digits = load_mnist(resolution=28)
-    test = digits.test.inputs[:128], digits.test.labels[:128]
+    test = digits.test.inputs[:512], digits.test.labels[:512]
 
     def loss_and_accuracy() -> tuple[float, float]:
         with torch.no_grad():
