@@ -57,6 +57,14 @@ def test_training_benchmark_reports_ratios_and_dense_flops(tmp_path):
     assert result["dense_gflop"]["ccnn"] > result["dense_gflop"]["resnet18"] > 0
     table = (tmp_path / "training.md").read_text()
     assert result["compiled_ratio"] is None and "| compiled |" not in table  # not asked for: no compiled row
+    # The same CCNN in reference mode (official init), timed in the same rounds: its own table, target <= 1.05.
+    reference_table = table[table.index("| default step ms") :]
+    row = next(line for line in reference_table.splitlines() if line.startswith("| 14x14"))
+    default_ms, reference_ms = (1e3 * result["median_s"][k] for k in ("ccnn", "ccnn reference"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == [f"{default_ms:.1f}", f"{reference_ms:.1f}", f"{default_ms / reference_ms:.2f}"]
+    assert cells[4] == ("yes" if default_ms / reference_ms <= 1.05 else "**NO**")
+    assert result["penalty_weight"] == 1e-4  # cifar10_4_140's official penalty joins the CCNN's loss
 
 
 def test_gpu_benchmark_skips_rows_past_its_time_budget(tmp_path):

@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile the training step on a GPU (CCNN: stem and blocks, one graph each, with CUDA "
         "graphs); the first steps pay for the compilation. On the CPU the steps stay eager and the run says so: "
-        "compiled CCNN steps measured 1.2-1.7x slower than eager there (benchmarks/results/training.md); "
+        "compiled CCNN steps measured up to 1.27x slower than eager there, and at best 6 %% faster on the "
+        "shortest sequences (benchmarks/results/training.md); "
         "CCNN_HF_COMPILE_CPU=1 compiles them anyway",
     )
     g.add_argument(
