@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,8 +33,6 @@ from .timm_config import timm_fields
 from .validation import dtype_problems, key_problems, refuse_checkpoint, value_problems
 
 logger = logging.getLogger(__name__)
-# Set while from_pretrained(..., output_loading_info=True) runs: the caller asked for the report.
-_REPORTING_LOADING_INFO: ContextVar[bool] = ContextVar("ccnn_reporting_loading_info", default=False)
 
 __all__ = [
     "CCNNPreTrainedModel",
@@ -82,7 +79,10 @@ class CCNNPreTrainedModel(PreTrainedModel):
     @staticmethod
     def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys=None):
         """transformers' loading, after refusing tensors of another kind than the model's (an int32
-        weight would be cast to float without a word), named with their files."""
+        weight would be cast to float without a word), named with their files. The one private hook
+        left: transformers resolves the checkpoint files (Hub, cache, shards, variants) and hands them
+        over only here, and after loading neither the stored kinds nor the file of a corrupt header
+        can be told any more."""
         expected = {key: tensor.dtype for key, tensor in model.state_dict().items()}
         for source, stored in _stored_dtypes(state_dict, checkpoint_files):
             stored = _to_model_keys(stored, expected, model.base_model_prefix)
@@ -91,33 +91,25 @@ class CCNNPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
-        """transformers' ``from_pretrained``; a checkpoint that does not match the model is refused
-        (see :meth:`_finalize_model_loading`) unless ``output_loading_info=True`` asks for the report
-        instead: then the model loads, with a warning naming the tensors, and the report is returned."""
-        token = _REPORTING_LOADING_INFO.set(output_loading_info)
-        try:
-            return super().from_pretrained(*args, output_loading_info=output_loading_info, **kwargs)
-        finally:
-            _REPORTING_LOADING_INFO.reset(token)
-
-    @staticmethod
-    def _finalize_model_loading(model, load_config, loading_info):
-        """transformers' finishing steps and report, then a ValueError naming missing or unexpected
-        tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`):
-        a CCNN never runs on weights the checkpoint did not hold without being told so. NaN or
-        infinite values and impossible mask widths are always refused (:func:`~ccnn_hf.validation.value_problems`)."""
-        loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
+        """transformers' ``from_pretrained``, then its loading report read: a checkpoint with missing or
+        unexpected tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`)
+        is refused with a ValueError naming them, unless ``output_loading_info=True`` asks for the report
+        instead: then the model loads, with a warning naming the tensors, and the report is returned. A CCNN
+        never runs on weights the checkpoint did not hold without being told so. NaN or infinite values and
+        impossible mask widths are always refused (:func:`~ccnn_hf.validation.value_problems`), and files
+        and tensor kinds are checked before anything loads (:meth:`_load_pretrained_model`)."""
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        name = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        source = f"the checkpoint of {name}"
         problems = key_problems(
-            loading_info.missing_keys,
-            loading_info.unexpected_keys,
+            info["missing_keys"],
+            info["unexpected_keys"],
             list(model.state_dict()),
             model._new_modules_allowed,
             model._extra_modules_allowed,
         )
-        problems += [f"{key}: {error}" for key, error in loading_info.conversion_errors.items()]
-        problems += list(loading_info.error_msgs)
-        source = f"the checkpoint of {load_config.pretrained_model_name_or_path}"
-        if problems and _REPORTING_LOADING_INFO.get():
+        problems += list(info["error_msgs"])
+        if problems and output_loading_info:
             logger.warning(
                 f"{source} does not match the model (loaded as asked by output_loading_info=True; "
                 "the tensors below keep their initialisation): " + "; ".join(problems)
@@ -125,7 +117,7 @@ class CCNNPreTrainedModel(PreTrainedModel):
         else:
             refuse_checkpoint(source, problems)
         refuse_checkpoint(source, value_problems(model.state_dict()))  # the same rule as CCNN.load_state_dict
-        return loading_info
+        return (model, info) if output_loading_info else model
 
     def default_processor(self):
         """The processor matching this model's config: images get a :class:`CCNNImageProcessor`,
