@@ -338,7 +338,7 @@ class CCNN(nn.Module):
         sine_band: continuous mode: ``"last_layer"`` (default: the generator's sines may use the
             base grid's whole band, most of it in the last Gabor layer, so initial kernels cover it)
             or ``"equal"`` (60 % of it shared equally: low-pass initial kernels; weights saved before
-            this setting existed were trained so); see :mod:`ccnn_hf.continuous_conv`.
+            this setting existed were trained so); see :mod:`ccnn_hf.continuous_kernel`.
         mask_init: initial Gaussian mask width.
         mask_threshold: crop threshold of the mask.
         dropout: dropout inside the blocks; ``dropout_type`` ``"channel"`` or ``"element"``.
