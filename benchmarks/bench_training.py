@@ -22,7 +22,7 @@ Each comparison also times the same CCNN in reference mode with the official ini
 official code's behaviour: fixed kernel grid, no band limits, the official path switch) in the same
 rounds. Goal: the default (continuous) step at most 1.05x the reference step.
 
-After one warm-up step each, the models are timed interleaved, round by round (so load changes
+After two warm-up steps each, the models are timed interleaved, round by round (so load changes
 hit both); the ratio is of the medians. ``--compile`` adds both models compiled as ``ccnn-train
 --compile`` compiles them (CCNN: stem and blocks, one graph each; resnet18: whole), timed in the
 same rounds, and the compiled ratio. Each comparison also counts the dense floating-point work of

@@ -594,6 +594,11 @@ class CCNN(nn.Module):
         """:meth:`encode` of an input sampled as ``sampling`` says, plus the real positions of the
         features (``valid [B, 1, *spatial]`` bool, None when all are real), which
         :meth:`CCNNHead.pool` takes to pool over them only."""
+        if not isinstance(sampling, Sampling):
+            raise TypeError(
+                f"encode_masked takes a Sampling (ccnn_hf.ccnn.Sampling(resolution, sampling_rate, attention_mask, "
+                f"observed_mask, timestamps)), got {type(sampling).__name__}"
+            )
         return MaskedFeatures(*self._encode(x, sampling))
 
     def forward_features(

@@ -265,3 +265,18 @@ def test_invalid_configurations_are_named(overrides, message):
 def test_unknown_preset_suggests_close_names():
     with pytest.raises(ValueError, match="Did you mean cifar10_4_140"):
         build_ccnn("cifar10_4_14")
+
+
+def test_encode_masked_names_the_argument_object_it_takes():
+    """``encode_masked`` takes one :class:`~ccnn_hf.ccnn.Sampling`; an old-style call with a resolution
+    gets a TypeError saying so instead of an AttributeError deep inside."""
+    from ccnn_hf.ccnn import Sampling
+
+    model = build_ccnn("smnist_4_140", hidden=8, blocks=1, base_resolution=[32]).eval()
+    x = torch.randn(2, 1, 32)
+    with pytest.raises(TypeError, match="encode_masked takes a Sampling .* got int"):
+        model.encode_masked(x, 32)
+    mask = torch.ones(2, 32)
+    mask[1, 20:] = 0
+    features, _, valid = model.encode_masked(x, Sampling(attention_mask=mask))
+    assert valid is not None and features.shape == (2, 8, 32)

@@ -558,6 +558,20 @@ def test_asking_for_the_loading_report_loads_with_a_warning_instead(saved, tmp_p
         CCNNForImageClassification.from_pretrained(folder)
 
 
+def test_a_reshaped_tensor_outside_the_head_is_refused_even_with_ignore_mismatched_sizes(saved, tmp_path):
+    """ignore_mismatched_sizes=True is for a new head (another number of labels): a backbone tensor of
+    another shape would be re-initialised without a word from the model; it is refused, naming both shapes."""
+    folder = damaged(saved, tmp_path, lambda s: {**s, "ccnn.encoder.blocks.0.conv.mask_width": torch.full((3,), 0.5)})
+    with pytest.raises(
+        ValueError,
+        match=r"tensors of another shape outside the head, which ignore_mismatched_sizes=True would re-initialise: "
+        r"ccnn\.encoder\.blocks\.0\.conv\.mask_width \(stored \(3,\), the model's \(2,\)\)",
+    ):
+        CCNNForImageClassification.from_pretrained(folder, ignore_mismatched_sizes=True)
+    relabeled = CCNNForImageClassification.from_pretrained(saved, num_labels=7, ignore_mismatched_sizes=True)
+    assert relabeled.classifier.out_features == 7  # a new head of another size stays allowed
+
+
 def test_truncated_safetensors_file_is_named(saved, tmp_path):
     folder = tmp_path / "truncated"
     shutil.copytree(saved, folder)

@@ -1,4 +1,5 @@
-"""Built-in, download-free datasets for ``ccnn-train``.
+"""The datasets ``ccnn-train`` reads: the built-in, download-free ones here, and every other reader
+(``aeon:`` archives, image and audio folders and zips, saved and Hub datasets) in :mod:`ccnn_hf.data.tasks`.
 
 ``load_builtin(name)`` returns a :class:`BuiltinDataset` with normalised train/test tensors and
 ``test_at(...)`` for evaluating the same test samples at another resolution, length or sampling

@@ -92,9 +92,10 @@ class CCNNPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
         """transformers' ``from_pretrained``, then its loading report read: a checkpoint with missing or
-        unexpected tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`)
-        is refused with a ValueError naming them, unless ``output_loading_info=True`` asks for the report
-        instead: then the model loads, with a warning naming the tensors, and the report is returned. A CCNN
+        unexpected tensors (except a whole new or extra head, see :func:`ccnn_hf.validation.key_problems`),
+        or, with ``ignore_mismatched_sizes=True``, tensors of another shape outside the head, is refused
+        with a ValueError naming them, unless ``output_loading_info=True`` asks for the report instead:
+        then the model loads, with a warning naming the tensors, and the report is returned. A CCNN
         never runs on weights the checkpoint did not hold without being told so. NaN or infinite values and
         impossible mask widths are always refused (:func:`~ccnn_hf.validation.value_problems`), and files
         and tensor kinds are checked before anything loads (:meth:`_load_pretrained_model`)."""
@@ -108,7 +109,17 @@ class CCNNPreTrainedModel(PreTrainedModel):
             model._new_modules_allowed,
             model._extra_modules_allowed,
         )
-        problems += list(info["error_msgs"])
+        # ignore_mismatched_sizes=True re-initialises whatever has another shape: meant for a new head only.
+        reshaped = sorted(
+            f"{key} (stored {tuple(stored)}, the model's {tuple(expected)})"
+            for key, stored, expected in info["mismatched_keys"]
+            if not any(key.startswith(head + ".") for head in model._new_modules_allowed)
+        )
+        if reshaped:
+            problems.append(
+                "tensors of another shape outside the head, which ignore_mismatched_sizes=True would re-initialise: "
+                + ", ".join(reshaped)
+            )
         if problems and output_loading_info:
             logger.warning(
                 f"{source} does not match the model (loaded as asked by output_loading_info=True; "
