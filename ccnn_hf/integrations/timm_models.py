@@ -68,17 +68,23 @@ from ..ccnn import CCNN, CCNNHead, refuse_masks_in_graph, resolve_input_scale
 from ..continuous_conv import SeparableContinuousConv
 from ..presets import PRESETS, preset_model_kwargs
 from ..settings import canonical, model_settings
-from .state_dict_keys import to_core_keys
 from ..timm_config import TIMM_ARCHITECTURES, TIMM_GENERIC, architecture_size, pretrained_cfg
-from .released import RELEASES, WEIGHTS_DIR
 from ..validation import check_input, key_problems, refuse_checkpoint
+from .released import RELEASES, WEIGHTS_DIR
+from .state_dict_keys import to_core_keys
 
 _logger = logging.getLogger(__name__)
 
 try:
     from timm.layers import register_notrace_function, register_notrace_module
-    from timm.models import build_model_with_cfg, generate_default_cfgs, get_pretrained_cfg, register_model
-    from timm.models import is_model, model_entrypoint
+    from timm.models import (
+        build_model_with_cfg,
+        generate_default_cfgs,
+        get_pretrained_cfg,
+        is_model,
+        model_entrypoint,
+        register_model,
+    )
 except ImportError:  # timm is optional: without it nothing is registered
     build_model_with_cfg = None
 

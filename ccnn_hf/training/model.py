@@ -14,13 +14,13 @@ from safetensors.torch import load_file
 from ..batch_norm import batch_norms, recalibrate_batch_norm
 from ..configuration_ccnn import AUTO_MAP, CCNNConfig
 from ..continuous_conv import SeparableContinuousConv
+from ..data.tasks import TaskData, looks_like_path
+from ..integrations.state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from ..modeling_ccnn import MODEL_CLASSES, CCNNPreTrainedModel
 from ..presets import get_preset
 from ..settings import fine_tuning_flags
-from ..integrations.state_dict_keys import HF_CLASSIFIER, to_transformers_keys
 from ..validation import value_problems
 from .args import MODEL_OVERRIDES
-from ..data.tasks import TaskData, looks_like_path
 from .errors import UserError
 from .masks import batch_masks, split_has_masks
 
@@ -163,8 +163,9 @@ class TimmBaseline(torch.nn.Module):
 
     def __init__(self, name: str, task: TaskData, binary: bool, point_dropout: bool = False) -> None:
         super().__init__()
-        import timm
         from types import SimpleNamespace
+
+        import timm
 
         num_labels = 1 if binary else task.num_classes
         self.mask_channel = point_dropout or split_has_masks(task.train, task.test)

@@ -34,19 +34,17 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .allocator import keep_large_allocations
-from .model_card import make_model_card
+from ..data import ArrayDataset
+from ..data.memory import check_fits, forward_bytes
+from ..data.tasks import TaskData, check_task, load_task_data
 from ..presets import get_preset
+from .allocator import keep_large_allocations
 from .args import MODEL_OVERRIDES, dataset_options, parse_args, parse_labels, quickstart_notice
 from .augment import augment_batch
-from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from ..data import ArrayDataset
-from ..data.tasks import TaskData, check_task, load_task_data
-from .splits import IndexedDataset, hold_out, validation_size
 from .errors import UserError, disk_errors
-from ..data.memory import check_fits, forward_bytes
 from .evaluate import accuracy, evaluate_points, plot_accuracy
+from .files import fresh_folder, open_append, own_folder, refuse_link, remove, write_json_atomic, write_text_atomic
 from .masks import batch_masks
 from .model import (
     adapt_batch_norm,
@@ -54,6 +52,7 @@ from .model import (
     check_finite_state,
     enable_activation_checkpointing,
 )
+from .model_card import make_model_card
 from .output import (
     MARKER,
     acquire_lock,
@@ -68,6 +67,7 @@ from .output import (
 from .resolutions import ResolutionSchedule, parse_train_resolutions
 from .selection import Selection, load_best, save_best
 from .speed import COMPILE_ON_CPU, compile_for_training, compiles_on, regulariser
+from .splits import IndexedDataset, hold_out, validation_size
 
 __all__ = ["main", "run"]
 

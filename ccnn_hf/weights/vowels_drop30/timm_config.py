@@ -8,9 +8,7 @@ as remote code, next to ``modeling_ccnn.py``).
 
 from __future__ import annotations
 
-from typing import Any
-
-from typing import Sequence
+from typing import Any, Sequence
 
 from .presets import preset_model_kwargs
 from .settings import defaults
