@@ -189,6 +189,12 @@ def _measured_in_float32(*modules: nn.Module) -> Iterator[None]:
             t.data = t.data.to(dtype)
 
 
+# Bounds of the initialisation probe (:meth:`CCNN._probe_batch`): probe samples x positions, and
+# probe samples x positions x block width (the work of one 1x1 layer). Below both, eight samples.
+PROBE_POSITIONS = 2**18
+PROBE_WORK = 2**23
+
+
 def _calibrate_classifier(fc: nn.Linear, pooled: torch.Tensor) -> None:
     """Scale ``fc`` so that the white and the smooth halves of the probe end equally far from
     unit logit RMS (their geometric mean is one)."""
@@ -456,8 +462,13 @@ class CCNN(nn.Module):
                 self._lsuv()
 
     def _probe_batch(self) -> int:
-        # Enough probe samples for stable statistics, within a bounded probe size.
-        return min(8, max(2, 2**18 // math.prod(self.base_resolution)))
+        """Probe samples: eight where the probe is small, fewer (at least one white and one smooth)
+        where its positions, or its positions times the width, would exceed :data:`PROBE_POSITIONS`
+        or :data:`PROBE_WORK`. Each sample of a large input already gives every channel's RMS
+        from tens of thousands of positions."""
+        positions = math.prod(self.base_resolution)
+        width = self.num_features
+        return max(2, min(8, PROBE_POSITIONS // positions, PROBE_WORK // (positions * width)))
 
     def _lsuv(self) -> None:
         batch = self._probe_batch()
